@@ -1,0 +1,148 @@
+//! The order-processing system's handlers, run by kfn.
+//!
+//! An order flows through one function per stage; each reads one topic and
+//! names its outputs, which functions.toml maps to topics:
+//!
+//! | handler | input | outputs |
+//! |---|---|---|
+//! | `create_order` (HTTP `POST /orders`) | — | `created` → orders.created |
+//! | `validate_order` | OrderCreated | `validated`, `rejected` |
+//! | `process_payment` | OrderValidated | `processed`, `failed` |
+//! | `reserve_inventory` | PaymentProcessed | `reserved` (per item, keyed by product_id), `shipment` |
+//! | `dispatch_shipment` | ShipmentCreated | `dispatched` |
+//! | `notify_rejected`, `notify_payment_failed`, `notify_payment_processed`, `notify_dispatched` | the event named | `outbound` (keyed by customer_id) |
+//!
+//! Every other output is keyed by order_id. The event types are in [`events`],
+//! their schemas in `schemas/`.
+//!
+//! ```
+//! let registry = kfn_functions::registry();
+//! assert!(registry.contains("create_order"));
+//! let validate = registry.topic_handler("validate_order").unwrap();
+//! assert_eq!(validate.input, "com.tutorial.orders.OrderCreated");
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod dispatch_shipment;
+pub mod events;
+pub mod limits;
+pub mod notify;
+pub mod order_api;
+pub mod payment_gateway;
+pub mod process_payment;
+pub mod reserve_inventory;
+pub mod validate_order;
+
+#[cfg(test)]
+mod testing;
+
+use kfn_sdk::Registry;
+
+/// Every handler of the order system, by the name functions.toml uses.
+pub fn registry() -> Registry {
+    let mut registry = Registry::default();
+    registry
+        .http("create_order", order_api::create_order)
+        .handler("validate_order", validate_order::validate_order)
+        .handler("process_payment", process_payment::process_payment)
+        .handler("reserve_inventory", reserve_inventory::reserve_inventory)
+        .handler("dispatch_shipment", dispatch_shipment::dispatch_shipment)
+        .handler("notify_rejected", notify::notify_rejected)
+        .handler("notify_payment_failed", notify::notify_payment_failed)
+        .handler("notify_payment_processed", notify::notify_payment_processed)
+        .handler("notify_dispatched", notify::notify_dispatched);
+    registry
+}
+
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use kfn_sdk::{Ctx, Event, InvokeError};
+
+    use super::*;
+    use crate::events::{OrderCreated, OrderItem, OrderValidated};
+    use crate::testing::{dec, schema_of, single};
+
+    #[test]
+    fn every_handler_is_registered_with_its_input_type() {
+        let r = registry();
+        let topic: BTreeSet<_> = r.topic_names().collect();
+        let expected = [
+            ("validate_order", "OrderCreated"),
+            ("process_payment", "OrderValidated"),
+            ("reserve_inventory", "PaymentProcessed"),
+            ("dispatch_shipment", "ShipmentCreated"),
+            ("notify_rejected", "OrderRejected"),
+            ("notify_payment_failed", "PaymentFailed"),
+            ("notify_payment_processed", "PaymentProcessed"),
+            ("notify_dispatched", "ShipmentDispatched"),
+        ];
+        assert_eq!(topic, expected.iter().map(|(name, _)| *name).collect());
+        for (name, input) in expected {
+            let input_name = r.topic_handler(name).unwrap().input;
+            assert_eq!(input_name, format!("com.tutorial.orders.{input}"));
+            // Every input type has a schema file.
+            assert!(
+                events::schema_files().iter().any(|(n, _)| *n == input_name),
+                "{input_name}"
+            );
+        }
+        assert_eq!(r.http_names().collect::<Vec<_>>(), ["create_order"]);
+    }
+
+    #[tokio::test]
+    async fn a_registered_handler_decodes_an_avro_record_and_runs() {
+        let order = OrderCreated {
+            order_id: "lib-1".into(),
+            customer_id: "c-1".into(),
+            items: vec![OrderItem {
+                product_id: "SKU-002".into(),
+                quantity: 1,
+                unit_price: dec("129.00"),
+            }],
+            total_amount: dec("129.00"),
+            shipping_address: "1 Main St".into(),
+            created_at: 5,
+        };
+        let schema = schema_of(OrderCreated::NAME);
+        let datum = serde_avro_fast::to_datum_vec(
+            &order,
+            &mut serde_avro_fast::ser::SerializerConfig::new(&schema),
+        )
+        .unwrap();
+        let handler = registry().topic_handler("validate_order").unwrap().clone();
+        let emit = (handler.call)(Ctx::default(), &datum, &schema)
+            .await
+            .unwrap();
+        let (key, validated) = single::<OrderValidated>(&emit, "validated");
+        assert_eq!(
+            (key.as_str(), validated.total_amount),
+            ("lib-1", dec("129.00"))
+        );
+
+        // Bytes that are not an OrderCreated are a decode error, not a handler call.
+        let err = (handler.call)(Ctx::default(), &datum[..3], &schema)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InvokeError::Decode {
+                    event: OrderCreated::NAME,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+}

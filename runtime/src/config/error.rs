@@ -1,0 +1,121 @@
+//! Config errors: each names the file, the field path and what was expected.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the value came from: the file, or an environment variable.
+    pub source: String,
+    /// The dotted field path, e.g. `functions.validation.retry.max_attempts`.
+    pub field: String,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.source, self.field, self.message)
+    }
+}
+
+/// Every problem found in one configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigErrors {
+    /// The file could not be read at all.
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read; these fields are wrong.
+    #[error("{} error(s) in the configuration:\n{}", .0.len(), list(.0))]
+    Invalid(Vec<ConfigError>),
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n")
+}
+
+impl ConfigErrors {
+    /// The individual errors (empty for an unreadable file).
+    pub fn errors(&self) -> &[ConfigError] {
+        match self {
+            ConfigErrors::Invalid(errors) => errors,
+            ConfigErrors::Unreadable { .. } => &[],
+        }
+    }
+}
+
+/// Collects errors while validating, with the file name at hand.
+#[derive(Debug)]
+pub(crate) struct Collector {
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl Collector {
+    pub fn new(file: String) -> Self {
+        Self { file, errors: Vec::new() }
+    }
+
+    /// Records an error for a field of the file.
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError { source: self.file.clone(), field: field.into(), message: message.into() });
+    }
+
+    /// Records a figment deserialization error under `prefix`.
+    pub fn figment(&mut self, prefix: &str, err: figment::Error) {
+        for e in err {
+            let mut path: Vec<String> = Vec::new();
+            if !prefix.is_empty() {
+                path.push(prefix.to_string());
+            }
+            path.extend(e.path.iter().cloned());
+            // figment's path ends at the containing table for some kinds and at the field for others.
+            let field = match &e.kind {
+                figment::error::Kind::UnknownField(name, _) => Some(name.to_string()),
+                figment::error::Kind::MissingField(name) => Some(name.to_string()),
+                _ => None,
+            };
+            if let Some(field) = field {
+                if path.last() != Some(&field) {
+                    path.push(field);
+                }
+            }
+            let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+                Some(figment::Source::File(_)) | None => self.file.clone(),
+                Some(other) => format!("{} ({other})", e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default()),
+            };
+            let message = match &e.kind {
+                figment::error::Kind::UnknownField(name, expected) => {
+                    format!("unknown field `{name}`; expected one of: {}", expected.join(", "))
+                }
+                figment::error::Kind::MissingField(name) => format!("missing field `{name}`"),
+                other => format!("expected {}", describe(other)),
+            };
+            self.errors.push(ConfigError { source, field: path.join("."), message });
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ConfigErrors> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors::Invalid(self.errors))
+        }
+    }
+}
+
+fn describe(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(actual, expected) => format!("{expected}, found {actual}"),
+        Kind::InvalidValue(actual, expected) => format!("{expected}, found {actual}"),
+        other => other.to_string(),
+    }
+}

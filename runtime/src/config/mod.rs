@@ -1,0 +1,381 @@
+//! The configuration: functions.toml plus `KFN_*` environment overrides,
+//! parsed once into validated types.
+//!
+//! ```no_run
+//! let registry = kfn_functions::registry();
+//! let config = kfn::config::Config::load("functions.toml".as_ref(), &registry)?;
+//! for (name, function) in &config.functions {
+//!     println!("{name}: {:?}", function.kind);
+//! }
+//! # Ok::<(), kfn::config::ConfigErrors>(())
+//! ```
+//!
+//! Environment overrides use `KFN_` and `__` between levels:
+//! `KFN_RUNTIME__BROKERS='["kafka-1:9092"]'`, `KFN_RUNTIME__SESSION_TIMEOUT=10s`.
+//! Secrets never appear in the file: `security.sasl.password_env` names the
+//! variable that holds the password.
+
+mod error;
+mod raw;
+mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use units::{parse_duration, parse_size};
+
+/// The validated configuration of one kfn deployment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Connection and timing settings.
+    pub runtime: RuntimeSettings,
+    /// How kfn authenticates and encrypts its connections.
+    pub security: SecuritySettings,
+    /// Overrides for a single-node local broker (`kfn dev`).
+    pub local: LocalOverrides,
+    /// Every topic the system uses, by name, in file order.
+    pub topics: IndexMap<String, TopicSpec>,
+    /// Every function, by name, in file order.
+    pub functions: IndexMap<String, FunctionSpec>,
+}
+
+impl Config {
+    /// Reads `path` and the `KFN_*` environment, and validates them against the handlers of `registry`.
+    pub fn load(path: &Path, registry: &kfn_sdk::Registry) -> Result<Self, ConfigErrors> {
+        validate::load(path, registry, figment::providers::Env::prefixed("KFN_").split("__"))
+    }
+
+    /// Like [`Config::load`], without environment overrides (for tests and tools).
+    pub fn load_file_only(path: &Path, registry: &kfn_sdk::Registry) -> Result<Self, ConfigErrors> {
+        validate::load_without_env(path, registry)
+    }
+
+    /// The directory paths in the file are relative to.
+    pub fn base_dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Applies the `[local]` overrides for a single-node broker, returning what changed.
+    pub fn apply_local_overrides(&mut self) -> Vec<String> {
+        let mut changed = Vec::new();
+        if let Some(replication) = self.local.replication {
+            for topic in self.topics.values_mut() {
+                if topic.replication != replication {
+                    changed.push(format!("{}: replication {} -> {}", topic.name, topic.replication, replication));
+                    topic.replication = replication;
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// Where the brokers are and how long things may take.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// The Schema Registry URL.
+    pub schema_registry: Option<String>,
+    /// Address of /metrics, /healthz, /readyz.
+    pub admin_addr: String,
+    /// Address of the HTTP trigger.
+    pub http_addr: String,
+    /// The Kafka client id.
+    pub client_id: String,
+    /// Group session timeout: a member silent this long is thrown out.
+    pub session_timeout: Duration,
+    /// Interval between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// How long the group waits for members to rejoin.
+    pub rebalance_timeout: Duration,
+    /// Where a group with no committed offset starts.
+    pub auto_offset_reset: OffsetReset,
+    /// Whether to read only committed transactional records.
+    pub isolation: Isolation,
+    /// A handler slower than this is logged and counted.
+    pub slow_handler: Duration,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_timeout: Duration,
+    /// The largest HTTP request body accepted.
+    pub max_http_body: u64,
+    /// Producer settings.
+    pub producer: ProducerSettings,
+}
+
+/// Producer settings shared by every function.
+#[derive(Debug, Clone)]
+pub struct ProducerSettings {
+    /// How long a batch waits for more records.
+    pub linger: Duration,
+    /// The largest batch in bytes.
+    pub max_batch_bytes: u64,
+    /// Batch compression.
+    pub compression: Compression,
+    /// Idempotent produce (on by default).
+    pub idempotent: bool,
+    /// How long one produce request may take.
+    pub request_timeout: Duration,
+}
+
+/// Record batch compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// LZ4 (fast; the default).
+    Lz4,
+    /// Zstandard (smaller).
+    Zstd,
+}
+
+/// Where a new consumer group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// From the first record still kept.
+    Earliest,
+    /// From records written after the group starts.
+    Latest,
+}
+
+/// Transaction isolation of reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Skip records of aborted and open transactions (the default).
+    ReadCommitted,
+    /// Read everything written.
+    ReadUncommitted,
+}
+
+/// How kfn connects to the brokers.
+#[derive(Debug, Clone, Default)]
+pub struct SecuritySettings {
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub protocol: SecurityProtocol,
+    /// SASL credentials, when the protocol uses SASL.
+    pub sasl: Option<SaslSettings>,
+    /// TLS settings, when the protocol uses TLS.
+    pub tls: Option<TlsSettings>,
+}
+
+/// The Kafka security protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No authentication, no encryption.
+    #[default]
+    Plaintext,
+    /// TLS only.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+/// SASL credentials; the password came from the environment.
+#[derive(Clone)]
+pub struct SaslSettings {
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: String,
+    /// The user name.
+    pub username: String,
+    /// The environment variable the password was read from.
+    pub password_env: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslSettings")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// TLS files, resolved relative to the config file.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// CA certificate(s) to trust, PEM.
+    pub ca: Option<PathBuf>,
+    /// Client certificate, PEM.
+    pub cert: Option<PathBuf>,
+    /// Client key, PEM.
+    pub key: Option<PathBuf>,
+    /// Name to verify instead of the broker's host name.
+    pub server_name: Option<String>,
+}
+
+/// Overrides `kfn dev` applies for a single-node broker.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOverrides {
+    /// Replication factor of every topic on the local broker.
+    pub replication: Option<i16>,
+}
+
+/// A topic as declared.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    /// The topic's name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication: i16,
+    /// How long records are kept (None: the broker's default).
+    pub retention: Option<Duration>,
+    /// Delete or compact.
+    pub cleanup_policy: CleanupPolicy,
+    /// What the record key is (documentation; e.g. `order_id`).
+    pub key: Option<String>,
+    /// The value schema file, resolved against the config's directory.
+    pub schema: Option<PathBuf>,
+    /// Further broker configs, passed through.
+    pub configs: BTreeMap<String, String>,
+    /// What the topic carries, for the event catalog.
+    pub doc: Option<String>,
+}
+
+impl TopicSpec {
+    /// The broker-side configs of the topic (retention.ms, cleanup.policy, and the rest).
+    pub fn broker_configs(&self) -> BTreeMap<String, String> {
+        let mut configs = self.configs.clone();
+        if let Some(retention) = self.retention {
+            configs.insert("retention.ms".into(), retention.as_millis().to_string());
+        }
+        configs.insert("cleanup.policy".into(), self.cleanup_policy.as_str().into());
+        configs
+    }
+}
+
+/// The cleanup policy of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Delete old segments by retention.
+    Delete,
+    /// Keep the last value of each key.
+    Compact,
+}
+
+impl CleanupPolicy {
+    /// The broker's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+        }
+    }
+}
+
+/// A function as declared.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// The function's name (the key under `[functions]`).
+    pub name: String,
+    /// The registered handler it runs.
+    pub handler: String,
+    /// What triggers it.
+    pub kind: FunctionKind,
+    /// Output name -> topic.
+    pub outputs: IndexMap<String, String>,
+    /// At-least-once or exactly-once.
+    pub guarantee: Guarantee,
+    /// Partition order or key order.
+    pub ordering: Ordering,
+    /// Bound on records in flight per partition (ordering = "key").
+    pub max_in_flight: usize,
+    /// How failures are retried.
+    pub retry: RetryPolicy,
+    /// Where records that keep failing go.
+    pub dead_letter: Option<String>,
+    /// Where a new group starts; overrides `runtime.auto_offset_reset`.
+    pub start_from: Option<OffsetReset>,
+    /// What the function does, for the event catalog.
+    pub doc: Option<String>,
+}
+
+impl FunctionSpec {
+    /// The consumer group of the function.
+    pub fn group_id(&self) -> String {
+        format!("kfn.{}", self.name)
+    }
+
+    /// The input topic, for topic-triggered functions.
+    pub fn input(&self) -> Option<&str> {
+        match &self.kind {
+            FunctionKind::Topic { input } => Some(input),
+            FunctionKind::Http { .. } => None,
+        }
+    }
+}
+
+/// What triggers a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// Records of an input topic.
+    Topic {
+        /// The input topic.
+        input: String,
+    },
+    /// An HTTP route.
+    Http {
+        /// The method, upper case.
+        method: String,
+        /// The path, with `{name}` segments.
+        path: String,
+    },
+}
+
+/// The delivery guarantee of a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Produce, then commit: nothing lost, duplicates possible after a crash.
+    AtLeastOnce,
+    /// Outputs and offsets in one transaction.
+    ExactlyOnce,
+}
+
+/// Processing order within a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ordering {
+    /// One record at a time, in offset order.
+    Partition,
+    /// Different keys in parallel, each key in order.
+    Key,
+}
+
+/// How a failing record is retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Total attempts, the first included.
+    pub max_attempts: u32,
+    /// Wait before the second attempt.
+    pub backoff: Duration,
+    /// Longest wait between attempts.
+    pub max_backoff: Duration,
+    /// Growth of the wait per attempt.
+    pub multiplier: f64,
+    /// Randomise waits to spread retries.
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            multiplier: 2.0,
+            jitter: true,
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! From raw TOML to validated types, collecting every error on the way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::Value;
+use figment::Figment;
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::error::{Collector, ConfigErrors};
+use super::raw::*;
+use super::*;
+
+/// The top level of the file; each section is validated on its own so one
+/// bad section does not hide the errors of the others.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTop {
+    runtime: Option<Value>,
+    security: Option<Value>,
+    local: Option<Value>,
+    #[serde(default)]
+    topics: BTreeMap<String, Value>,
+    #[serde(default)]
+    functions: BTreeMap<String, Value>,
+}
+
+pub(super) fn load(path: &Path, registry: &kfn_sdk::Registry, env: Env) -> Result<Config, ConfigErrors> {
+    load_with(path, registry, Some(env))
+}
+
+pub(super) fn load_without_env(path: &Path, registry: &kfn_sdk::Registry) -> Result<Config, ConfigErrors> {
+    load_with(path, registry, None)
+}
+
+fn load_with(path: &Path, registry: &kfn_sdk::Registry, env: Option<Env>) -> Result<Config, ConfigErrors> {
+    if let Err(source) = std::fs::metadata(path) {
+        return Err(ConfigErrors::Unreadable { path: path.to_path_buf(), source });
+    }
+    let mut figment = Figment::from(Toml::file_exact(path));
+    if let Some(env) = env {
+        figment = figment.merge(env);
+    }
+    let mut c = Collector::new(path.display().to_string());
+    let top: RawTop = match figment.extract() {
+        Ok(top) => top,
+        Err(e) => {
+            c.figment("", e);
+            return Err(ConfigErrors::Invalid(c.errors));
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut v = Validator { c, base, registry };
+    let runtime = v.runtime(top.runtime);
+    let security = v.security(top.security);
+    let local = v.local(top.local);
+    let topics = v.topics(top.topics);
+    let functions = v.functions(top.functions, &topics);
+    v.c.finish()?;
+    Ok(Config {
+        file: path.to_path_buf(),
+        runtime,
+        security,
+        local,
+        topics,
+        functions,
+    })
+}
+
+struct Validator<'a> {
+    c: Collector,
+    base: PathBuf,
+    registry: &'a kfn_sdk::Registry,
+}
+
+impl Validator<'_> {
+    fn section<T: for<'de> Deserialize<'de> + Default>(&mut self, prefix: &str, value: Option<Value>) -> T {
+        match value.map(|v| v.deserialize::<T>()) {
+            None => T::default(),
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                self.c.figment(prefix, e);
+                T::default()
+            }
+        }
+    }
+
+    fn duration(&mut self, field: &str, text: Option<&str>, default: Duration) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(expected)) => {
+                self.c.push(field, format!("expected {expected}"));
+                default
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, field: &str, text: Option<&str>, default: T, options: &[(&str, T)]) -> T {
+        let Some(text) = text else { return default };
+        match options.iter().find(|(name, _)| name.eq_ignore_ascii_case(text)) {
+            Some((_, value)) => *value,
+            None => {
+                let names: Vec<_> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                self.c.push(field, format!("expected one of {}, found {text:?}", names.join(", ")));
+                default
+            }
+        }
+    }
+
+    fn runtime(&mut self, value: Option<Value>) -> RuntimeSettings {
+        let raw: RawRuntime = self.section("runtime", value);
+        let brokers = raw.brokers.unwrap_or_else(|| vec!["127.0.0.1:9092".into()]);
+        if brokers.is_empty() {
+            self.c.push("runtime.brokers", "expected at least one broker address \"host:port\"");
+        }
+        for (i, b) in brokers.iter().enumerate() {
+            let ok = b.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                self.c.push(format!("runtime.brokers[{i}]"), format!("expected \"host:port\", found {b:?}"));
+            }
+        }
+        let session_timeout = self.duration("runtime.session_timeout", raw.session_timeout.as_deref(), Duration::from_secs(10));
+        let heartbeat_interval = self.duration("runtime.heartbeat_interval", raw.heartbeat_interval.as_deref(), session_timeout / 5);
+        if heartbeat_interval >= session_timeout {
+            self.c.push(
+                "runtime.heartbeat_interval",
+                format!("expected less than runtime.session_timeout ({session_timeout:?}), found {heartbeat_interval:?}"),
+            );
+        }
+        if session_timeout < Duration::from_secs(1) {
+            self.c.push("runtime.session_timeout", format!("expected at least 1s, found {session_timeout:?}"));
+        }
+        let rebalance_timeout = self.duration("runtime.rebalance_timeout", raw.rebalance_timeout.as_deref(), Duration::from_secs(30));
+        let auto_offset_reset = self.choice(
+            "runtime.auto_offset_reset",
+            raw.auto_offset_reset.as_deref(),
+            OffsetReset::Earliest,
+            &[("earliest", OffsetReset::Earliest), ("latest", OffsetReset::Latest)],
+        );
+        let isolation = self.choice(
+            "runtime.isolation",
+            raw.isolation.as_deref(),
+            Isolation::ReadCommitted,
+            &[("read_committed", Isolation::ReadCommitted), ("read_uncommitted", Isolation::ReadUncommitted)],
+        );
+        let slow_handler = self.duration("runtime.slow_handler", raw.slow_handler.as_deref(), Duration::from_secs(5));
+        let shutdown_timeout = self.duration("runtime.shutdown_timeout", raw.shutdown_timeout.as_deref(), Duration::from_secs(10));
+        let max_http_body = match raw.max_http_body.as_deref().map(parse_size) {
+            None => 64 * 1024,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                self.c.push("runtime.max_http_body", format!("expected {e}"));
+                64 * 1024
+            }
+        };
+        let producer = self.producer(raw.producer.unwrap_or_default());
+        RuntimeSettings {
+            brokers,
+            schema_registry: raw.schema_registry,
+            admin_addr: raw.admin_addr.unwrap_or_else(|| "127.0.0.1:9464".into()),
+            http_addr: raw.http_addr.unwrap_or_else(|| "127.0.0.1:8080".into()),
+            client_id: raw.client_id.unwrap_or_else(|| "kfn".into()),
+            session_timeout,
+            heartbeat_interval,
+            rebalance_timeout,
+            auto_offset_reset,
+            isolation,
+            slow_handler,
+            shutdown_timeout,
+            max_http_body,
+            producer,
+        }
+    }
+
+    fn producer(&mut self, raw: RawProducer) -> ProducerSettings {
+        let linger = self.duration("runtime.producer.linger", raw.linger.as_deref(), Duration::from_millis(2));
+        let request_timeout =
+            self.duration("runtime.producer.request_timeout", raw.request_timeout.as_deref(), Duration::from_secs(30));
+        let max_batch_bytes = match raw.max_batch_bytes.as_deref().map(parse_size) {
+            None => 1 << 20,
+            Some(Ok(n)) if n >= 1024 => n,
+            Some(Ok(n)) => {
+                self.c.push("runtime.producer.max_batch_bytes", format!("expected at least 1KiB, found {n} bytes"));
+                1 << 20
+            }
+            Some(Err(e)) => {
+                self.c.push("runtime.producer.max_batch_bytes", format!("expected {e}"));
+                1 << 20
+            }
+        };
+        let compression = self.choice(
+            "runtime.producer.compression",
+            raw.compression.as_deref(),
+            Compression::Lz4,
+            &[("none", Compression::None), ("lz4", Compression::Lz4), ("zstd", Compression::Zstd)],
+        );
+        ProducerSettings { linger, max_batch_bytes, compression, idempotent: raw.idempotent.unwrap_or(true), request_timeout }
+    }
+
+    fn security(&mut self, value: Option<Value>) -> SecuritySettings {
+        let raw: RawSecurity = self.section("security", value);
+        let protocol = self.choice(
+            "security.protocol",
+            raw.protocol.as_deref(),
+            SecurityProtocol::Plaintext,
+            &[
+                ("PLAINTEXT", SecurityProtocol::Plaintext),
+                ("SSL", SecurityProtocol::Ssl),
+                ("SASL_PLAINTEXT", SecurityProtocol::SaslPlaintext),
+                ("SASL_SSL", SecurityProtocol::SaslSsl),
+            ],
+        );
+        let wants_sasl = matches!(protocol, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl);
+        let wants_tls = matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
+        let sasl = match (raw.sasl, wants_sasl) {
+            (None, true) => {
+                self.c.push("security.sasl", "expected a table { mechanism, username, password_env } for a SASL protocol");
+                None
+            }
+            (Some(_), false) => {
+                self.c.push("security.sasl", "set, but security.protocol does not use SASL (use SASL_PLAINTEXT or SASL_SSL)");
+                None
+            }
+            (Some(s), true) => self.sasl(s),
+            (None, false) => None,
+        };
+        let tls = match (raw.tls, wants_tls) {
+            (Some(_), false) => {
+                self.c.push("security.tls", "set, but security.protocol does not use TLS (use SSL or SASL_SSL)");
+                None
+            }
+            (tls, true) => Some(self.tls(tls.unwrap_or_default())),
+            (None, false) => None,
+        };
+        SecuritySettings { protocol, sasl, tls }
+    }
+
+    fn sasl(&mut self, raw: RawSasl) -> Option<SaslSettings> {
+        const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+        let mechanism = raw.mechanism.to_ascii_uppercase();
+        if !MECHANISMS.contains(&mechanism.as_str()) {
+            self.c.push(
+                "security.sasl.mechanism",
+                format!("expected one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, found {:?}", raw.mechanism),
+            );
+        }
+        if raw.username.is_empty() {
+            self.c.push("security.sasl.username", "expected a user name, found an empty string");
+        }
+        let password = match std::env::var(&raw.password_env) {
+            Ok(p) => p,
+            Err(_) => {
+                self.c.push(
+                    "security.sasl.password_env",
+                    format!("expected environment variable {} to hold the password; it is not set", raw.password_env),
+                );
+                return None;
+            }
+        };
+        Some(SaslSettings { mechanism, username: raw.username, password_env: raw.password_env, password })
+    }
+
+    fn tls(&mut self, raw: RawTls) -> TlsSettings {
+        let mut file = |field: &str, name: Option<String>| -> Option<PathBuf> {
+            let path = self.base.join(name?);
+            if !path.is_file() {
+                self.c.push(format!("security.tls.{field}"), format!("expected a PEM file, {} does not exist", path.display()));
+            }
+            Some(path)
+        };
+        let ca = file("ca", raw.ca);
+        let cert = file("cert", raw.cert);
+        let key = file("key", raw.key);
+        if cert.is_some() != key.is_some() {
+            self.c.push("security.tls", "expected both cert and key for a client certificate, or neither");
+        }
+        TlsSettings { ca, cert, key, server_name: raw.server_name }
+    }
+
+    fn local(&mut self, value: Option<Value>) -> LocalOverrides {
+        let raw: RawLocal = self.section("local", value);
+        let replication = raw.replication.and_then(|r| match i16::try_from(r) {
+            Ok(r) if r >= 1 => Some(r),
+            _ => {
+                self.c.push("local.replication", format!("expected an integer from 1 to {}, found {r}", i16::MAX));
+                None
+            }
+        });
+        LocalOverrides { replication }
+    }
+
+    fn topics(&mut self, raw: BTreeMap<String, Value>) -> IndexMap<String, TopicSpec> {
+        let mut topics = IndexMap::new();
+        for (name, value) in raw {
+            let prefix = format!("topics.\"{name}\"");
+            if name.is_empty()
+                || name.len() > 249
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                self.c.push(&prefix, "expected a topic name of 1-249 characters from [a-zA-Z0-9._-]");
+            }
+            let raw: RawTopic = match value.deserialize() {
+                Ok(t) => t,
+                Err(e) => {
+                    self.c.figment(&prefix, e);
+                    continue;
+                }
+            };
+            if let Some(spec) = self.topic(&prefix, name.clone(), raw) {
+                topics.insert(name, spec);
+            }
+        }
+        topics
+    }
+
+    fn topic(&mut self, prefix: &str, name: String, raw: RawTopic) -> Option<TopicSpec> {
+        let partitions = match i32::try_from(raw.partitions) {
+            Ok(p) if (1..=100_000).contains(&p) => p,
+            _ => {
+                self.c.push(format!("{prefix}.partitions"), format!("expected an integer from 1 to 100000, found {}", raw.partitions));
+                1
+            }
+        };
+        let replication = match i16::try_from(raw.replication) {
+            Ok(r) if r >= 1 => r,
+            _ => {
+                self.c.push(format!("{prefix}.replication"), format!("expected an integer of at least 1, found {}", raw.replication));
+                1
+            }
+        };
+        let retention = match raw.retention.as_deref() {
+            None => None,
+            Some("forever") | Some("infinite") => None,
+            Some(text) => match parse_duration(text) {
+                Ok(d) if d >= Duration::from_secs(1) => Some(d),
+                Ok(d) => {
+                    self.c.push(format!("{prefix}.retention"), format!("expected at least 1s, found {d:?}"));
+                    None
+                }
+                Err(e) => {
+                    self.c.push(format!("{prefix}.retention"), format!("expected {e} or \"forever\""));
+                    None
+                }
+            },
+        };
+        let cleanup_policy = self.choice(
+            &format!("{prefix}.cleanup_policy"),
+            raw.cleanup_policy.as_deref(),
+            CleanupPolicy::Delete,
+            &[("delete", CleanupPolicy::Delete), ("compact", CleanupPolicy::Compact)],
+        );
+        let configs = raw.configs.unwrap_or_default();
+        for key in configs.keys() {
+            if matches!(key.as_str(), "retention.ms" | "cleanup.policy") {
+                self.c.push(
+                    format!("{prefix}.configs.\"{key}\""),
+                    "expected no duplicate of a typed field: use `retention` or `cleanup_policy` instead",
+                );
+            }
+        }
+        let schema = raw.schema.map(|s| self.base.join(s));
+        if let Some(path) = &schema {
+            self.schema_file(&format!("{prefix}.schema"), path);
+        }
+        Some(TopicSpec { name, partitions, replication, retention, cleanup_policy, key: raw.key, schema, configs, doc: raw.doc })
+    }
+
+    /// Checks that a schema file exists and is a valid Avro record schema.
+    fn schema_file(&mut self, field: &str, path: &Path) -> Option<String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.c.push(field, format!("expected a readable Avro schema file, {}: {e}", path.display()));
+                return None;
+            }
+        };
+        match apache_avro::Schema::parse_str(&text) {
+            Ok(apache_avro::Schema::Record(record)) => Some(record.name.fullname(None)),
+            Ok(_) => {
+                self.c.push(field, format!("expected an Avro record schema in {}", path.display()));
+                None
+            }
+            Err(e) => {
+                self.c.push(field, format!("expected a valid Avro schema in {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn functions(
+        &mut self,
+        raw: BTreeMap<String, Value>,
+        topics: &IndexMap<String, TopicSpec>,
+    ) -> IndexMap<String, FunctionSpec> {
+        let mut functions = IndexMap::new();
+        let mut routes: HashMap<(String, String), String> = HashMap::new();
+        for (name, value) in raw {
+            let prefix = format!("functions.{name}");
+            let raw: RawFunction = match value.deserialize() {
+                Ok(f) => f,
+                Err(e) => {
+                    self.c.figment(&prefix, e);
+                    continue;
+                }
+            };
+            if let Some(spec) = self.function(&prefix, name.clone(), raw, topics) {
+                if let FunctionKind::Http { method, path } = &spec.kind {
+                    let route = (method.clone(), normalise_route(path));
+                    if let Some(other) = routes.insert(route, name.clone()) {
+                        self.c.push(
+                            format!("{prefix}.trigger.http"),
+                            format!("expected a route of its own, but {method} {path} is also the route of function {other}"),
+                        );
+                    }
+                }
+                functions.insert(name, spec);
+            }
+        }
+        functions
+    }
+
+    fn topic_ref(&mut self, field: &str, topic: &str, topics: &IndexMap<String, TopicSpec>) {
+        if !topics.contains_key(topic) {
+            self.c.push(field, format!("expected a topic declared under [topics], found undeclared topic {topic:?}"));
+        }
+    }
+
+    fn function(
+        &mut self,
+        prefix: &str,
+        name: String,
+        raw: RawFunction,
+        topics: &IndexMap<String, TopicSpec>,
+    ) -> Option<FunctionSpec> {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            self.c.push(prefix, "expected a function name of letters, digits, '_' and '-'");
+        }
+        let kind = match (raw.input, raw.trigger) {
+            (Some(input), None) => {
+                self.topic_ref(&format!("{prefix}.input"), &input, topics);
+                match self.registry.topic_handler(&raw.handler) {
+                    Some(handler) => self.check_input_event(prefix, &input, handler.input, topics),
+                    None if self.registry.http_handler(&raw.handler).is_some() => self.c.push(
+                        format!("{prefix}.handler"),
+                        format!("expected a topic handler, but {:?} is an HTTP handler (use trigger.http)", raw.handler),
+                    ),
+                    None => self.unknown_handler(prefix, &raw.handler),
+                }
+                FunctionKind::Topic { input }
+            }
+            (None, Some(trigger)) => {
+                if self.registry.http_handler(&raw.handler).is_none() {
+                    if self.registry.topic_handler(&raw.handler).is_some() {
+                        self.c.push(
+                            format!("{prefix}.handler"),
+                            format!("expected an HTTP handler, but {:?} is a topic handler (use input)", raw.handler),
+                        );
+                    } else {
+                        self.unknown_handler(prefix, &raw.handler);
+                    }
+                }
+                let method = trigger.http.method.to_ascii_uppercase();
+                if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                    self.c.push(
+                        format!("{prefix}.trigger.http.method"),
+                        format!("expected GET, POST, PUT, PATCH or DELETE, found {:?}", trigger.http.method),
+                    );
+                }
+                if !trigger.http.path.starts_with('/') {
+                    self.c.push(
+                        format!("{prefix}.trigger.http.path"),
+                        format!("expected a path starting with '/', found {:?}", trigger.http.path),
+                    );
+                }
+                FunctionKind::Http { method, path: trigger.http.path }
+            }
+            (Some(_), Some(_)) => {
+                self.c.push(prefix, "expected either `input` (a topic) or `trigger.http`, not both");
+                return None;
+            }
+            (None, None) => {
+                self.c.push(format!("{prefix}.input"), "missing: expected `input` (a topic) or `trigger.http`");
+                return None;
+            }
+        };
+        for (output, topic) in &raw.outputs {
+            let field = format!("{prefix}.outputs.{output}");
+            self.topic_ref(&field, topic, topics);
+            if topics.get(topic).is_some_and(|t| t.schema.is_none()) {
+                self.c.push(&field, format!("expected topic {topic:?} to declare a schema: function {name} writes events to it"));
+            }
+        }
+        let guarantee = self.choice(
+            &format!("{prefix}.guarantee"),
+            raw.guarantee.as_deref(),
+            Guarantee::AtLeastOnce,
+            &[("at_least_once", Guarantee::AtLeastOnce), ("exactly_once", Guarantee::ExactlyOnce)],
+        );
+        let ordering = self.choice(
+            &format!("{prefix}.ordering"),
+            raw.ordering.as_deref(),
+            Ordering::Partition,
+            &[("partition", Ordering::Partition), ("key", Ordering::Key)],
+        );
+        let max_in_flight = match raw.max_in_flight {
+            None => 256,
+            Some(n) if (1..=100_000).contains(&n) => n as usize,
+            Some(n) => {
+                self.c.push(format!("{prefix}.max_in_flight"), format!("expected an integer from 1 to 100000, found {n}"));
+                256
+            }
+        };
+        let retry = raw.retry.map(|r| self.retry(&format!("{prefix}.retry"), r)).unwrap_or_default();
+        let input = match &kind {
+            FunctionKind::Topic { input } => Some(input.clone()),
+            FunctionKind::Http { .. } => None,
+        };
+        if let Some(dlq) = &raw.dead_letter {
+            let field = format!("{prefix}.dead_letter");
+            self.topic_ref(&field, dlq, topics);
+            if input.as_deref() == Some(dlq.as_str()) || raw.outputs.values().any(|o| o == dlq) {
+                self.c.push(&field, format!("expected a topic of its own, but {dlq:?} is also this function's input or output"));
+            }
+        }
+        if input.is_none() {
+            if guarantee == Guarantee::ExactlyOnce {
+                self.c.push(format!("{prefix}.guarantee"), "expected at_least_once: exactly_once needs an input topic");
+            }
+            if raw.dead_letter.is_some() {
+                self.c.push(
+                    format!("{prefix}.dead_letter"),
+                    "expected none: an HTTP function reports errors to its caller instead",
+                );
+            }
+        }
+        let start_from = raw.start_from.as_deref().map(|s| {
+            self.choice(
+                &format!("{prefix}.start_from"),
+                Some(s),
+                OffsetReset::Earliest,
+                &[("earliest", OffsetReset::Earliest), ("latest", OffsetReset::Latest)],
+            )
+        });
+        Some(FunctionSpec {
+            name,
+            handler: raw.handler,
+            kind,
+            outputs: raw.outputs,
+            guarantee,
+            ordering,
+            max_in_flight,
+            retry,
+            dead_letter: raw.dead_letter,
+            start_from,
+            doc: raw.doc,
+        })
+    }
+
+    fn unknown_handler(&mut self, prefix: &str, handler: &str) {
+        let known: Vec<_> = self.registry.topic_names().chain(self.registry.http_names()).collect();
+        self.c.push(
+            format!("{prefix}.handler"),
+            format!("expected a handler registered in functions/, found {handler:?} (registered: {})", known.join(", ")),
+        );
+    }
+
+    /// The input topic's schema must describe the event type the handler takes.
+    fn check_input_event(&mut self, prefix: &str, input: &str, event: &str, topics: &IndexMap<String, TopicSpec>) {
+        let Some(path) = topics.get(input).and_then(|t| t.schema.clone()) else {
+            self.c.push(
+                format!("{prefix}.input"),
+                format!("expected topic {input:?} to declare a schema: the handler takes {event} events"),
+            );
+            return;
+        };
+        let mut scratch = Collector::new(self.c.file.clone());
+        std::mem::swap(&mut self.c, &mut scratch);
+        let found = self.schema_file("", &path);
+        std::mem::swap(&mut self.c, &mut scratch);
+        if let Some(found) = found {
+            if found != event {
+                self.c.push(
+                    format!("{prefix}.input"),
+                    format!("expected a topic of {event} events for this handler, but {input:?} carries {found}"),
+                );
+            }
+        }
+    }
+
+    fn retry(&mut self, prefix: &str, raw: RawRetry) -> RetryPolicy {
+        let d = RetryPolicy::default();
+        let max_attempts = match u32::try_from(raw.max_attempts) {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                self.c.push(format!("{prefix}.max_attempts"), format!("expected an integer from 1 to 1000, found {}", raw.max_attempts));
+                1
+            }
+        };
+        let backoff = self.duration(&format!("{prefix}.backoff"), raw.backoff.as_deref(), d.backoff);
+        let max_backoff = self.duration(&format!("{prefix}.max_backoff"), raw.max_backoff.as_deref(), d.max_backoff.max(backoff));
+        if max_backoff < backoff {
+            self.c.push(
+                format!("{prefix}.max_backoff"),
+                format!("expected at least the initial backoff ({backoff:?}), found {max_backoff:?}"),
+            );
+        }
+        if max_attempts > 1 && backoff.is_zero() {
+            self.c.push(format!("{prefix}.backoff"), "expected a positive duration when retries are allowed, found 0");
+        }
+        let multiplier = raw.multiplier.unwrap_or(d.multiplier);
+        if !(1.0..=100.0).contains(&multiplier) {
+            self.c.push(format!("{prefix}.multiplier"), format!("expected a number from 1.0 to 100.0, found {multiplier}"));
+        }
+        RetryPolicy { max_attempts, backoff, max_backoff, multiplier, jitter: raw.jitter.unwrap_or(d.jitter) }
+    }
+}
+
+/// `/orders/{id}` and `/orders/{order_id}` are the same route.
+fn normalise_route(path: &str) -> String {
+    path.split('/')
+        .map(|seg| if seg.starts_with('{') && seg.ends_with('}') { "{}" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -1,0 +1,223 @@
+//! A local tansu broker as a child process that never outlives kfn.
+//!
+//! The child is spawned by a guard thread of its own and asked (Linux
+//! `PR_SET_PDEATHSIG`) to be terminated when that thread ends, so a crashed or
+//! killed kfn (or test binary) leaves no broker behind.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::kafka::{ConnectOptions, Connection};
+
+/// Where the local broker keeps its data.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// In memory: gone when the broker stops (dev and most tests).
+    Memory,
+    /// An S3 bucket (e.g. on moto_server): survives broker restarts.
+    S3 {
+        /// The bucket, which must exist.
+        bucket: String,
+        /// The S3 endpoint URL.
+        endpoint: String,
+    },
+}
+
+/// Why the local broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The process could not be spawned.
+    #[error("cannot start {binary}: {source}")]
+    Spawn {
+        /// The tansu binary.
+        binary: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process exited before it accepted connections.
+    #[error("the local broker exited during startup ({status}); its output is above")]
+    Exited {
+        /// The exit status.
+        status: String,
+    },
+    /// The broker did not answer in time.
+    #[error("the local broker on {addr} did not accept Kafka connections within {seconds} s: {last}")]
+    NotReady {
+        /// host:port.
+        addr: String,
+        /// The time waited.
+        seconds: u64,
+        /// The last connection error.
+        last: String,
+    },
+}
+
+enum Control {
+    Stop(mpsc::Sender<()>),
+}
+
+/// A running local broker; stopped on [`LocalBroker::stop`] or drop.
+pub struct LocalBroker {
+    addr: String,
+    control: Option<mpsc::Sender<Control>>,
+    exited: mpsc::Receiver<String>,
+}
+
+impl LocalBroker {
+    /// Starts tansu listening on 127.0.0.1:`port` and waits until it answers Kafka requests.
+    pub async fn start(binary: PathBuf, port: u16, storage: Storage, quiet: bool) -> Result<Self, BrokerError> {
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let mut cmd = Command::new(&binary);
+        cmd.arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--cluster-id", "kfn-local"])
+            .stdin(Stdio::null());
+        match &storage {
+            Storage::Memory => {
+                cmd.args(["--storage-engine", "memory://tansu/"]);
+            }
+            Storage::S3 { bucket, endpoint } => {
+                cmd.args(["--storage-engine", &format!("s3://{bucket}/")])
+                    .env("AWS_ENDPOINT", endpoint)
+                    .env("AWS_ALLOW_HTTP", "true")
+                    .env("AWS_ACCESS_KEY_ID", "kfn-local")
+                    .env("AWS_SECRET_ACCESS_KEY", "kfn-local")
+                    .env("AWS_DEFAULT_REGION", "us-east-1");
+            }
+        }
+        if quiet {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let (control_tx, control_rx) = mpsc::channel::<Control>();
+        let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<()>>();
+        let (exited_tx, exited_rx) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name(format!("tansu-{port}"))
+            .spawn(move || guard(cmd, control_rx, spawned_tx, exited_tx))
+            .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
+        match spawned_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => return Err(BrokerError::Spawn { binary, source }),
+            Err(_) => {
+                return Err(BrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") })
+            }
+        }
+        let broker = LocalBroker { addr, control: Some(control_tx), exited: exited_rx };
+        broker.wait_ready(Duration::from_secs(60)).await?;
+        Ok(broker)
+    }
+
+    /// host:port of the broker.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn wait_ready(&self, limit: Duration) -> Result<(), BrokerError> {
+        let start = Instant::now();
+        let options = ConnectOptions { connect_timeout: Duration::from_secs(2), ..ConnectOptions::default() };
+        loop {
+            if let Ok(status) = self.exited.try_recv() {
+                return Err(BrokerError::Exited { status });
+            }
+            match Connection::connect(&self.addr, &options).await {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() > limit => {
+                    return Err(BrokerError::NotReady {
+                        addr: self.addr.clone(),
+                        seconds: limit.as_secs(),
+                        last: e.to_string(),
+                    })
+                }
+                // Polling a port that is not open yet: the process gives no readiness signal.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Stops the broker: SIGTERM, then SIGKILL after 5 s; returns when it has exited.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(control) = self.control.take() {
+            let (done_tx, done_rx) = mpsc::channel();
+            if control.send(Control::Stop(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn guard(
+    mut cmd: Command,
+    control: mpsc::Receiver<Control>,
+    spawned: mpsc::Sender<std::io::Result<()>>,
+    exited: mpsc::Sender<String>,
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child: Child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = spawned.send(Err(e));
+            return;
+        }
+    };
+    let _ = spawned.send(Ok(()));
+    loop {
+        match control.recv_timeout(Duration::from_millis(200)) {
+            Ok(Control::Stop(done)) => {
+                terminate(&mut child);
+                let _ = done.send(());
+                return;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let _ = exited.send(status.to_string());
+                    // Keep the thread (and its death signal) until asked to stop.
+                    if let Ok(Control::Stop(done)) = control.recv() {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                terminate(&mut child);
+                return;
+            }
+        }
+    }
+}
+
+fn terminate(child: &mut Child) {
+    // SAFETY: sending a signal to our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,153 @@
+//! Admin operations: topics with their configs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{CreateTopicsRequest, DescribeConfigsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::cluster::Cluster;
+use super::error::KafkaError;
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication: i16,
+    /// Broker configs (retention.ms, cleanup.policy, ...).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl From<&crate::config::TopicSpec> for NewTopic {
+    fn from(spec: &crate::config::TopicSpec) -> Self {
+        NewTopic {
+            name: spec.name.clone(),
+            partitions: spec.partitions,
+            replication: spec.replication,
+            configs: spec.broker_configs(),
+        }
+    }
+}
+
+/// What happened to one topic of a create request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The topic was created.
+    Created,
+    /// It existed already (its settings were left as they are).
+    AlreadyExists,
+}
+
+/// A topic as the broker describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// The name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor of partition 0.
+    pub replication: i16,
+    /// The topic's configs as the broker reports them.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Topic administration.
+#[derive(Clone)]
+pub struct Admin {
+    cluster: Cluster,
+}
+
+impl Admin {
+    /// Admin operations on `cluster`.
+    pub fn new(cluster: Cluster) -> Self {
+        Self { cluster }
+    }
+
+    /// Creates the topics that do not exist yet; existing ones are reported, not changed.
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<Vec<(String, CreateOutcome)>, KafkaError> {
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.name.clone())))
+                        .with_num_partitions(t.partitions)
+                        .with_replication_factor(t.replication)
+                        .with_configs(
+                            t.configs
+                                .iter()
+                                .map(|(k, v)| {
+                                    CreatableTopicConfig::default()
+                                        .with_name(StrBytes::from_string(k.clone()))
+                                        .with_value(Some(StrBytes::from_string(v.clone())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+        let conn = self.cluster.controller().await?;
+        let version = conn.version::<CreateTopicsRequest>()?;
+        let response = conn.send_version(&request, version, Duration::from_secs(30)).await?;
+        let mut outcomes = Vec::new();
+        for result in response.topics {
+            let name = result.name.0.to_string();
+            let outcome = match result.error_code {
+                0 => CreateOutcome::Created,
+                36 => CreateOutcome::AlreadyExists, // TOPIC_ALREADY_EXISTS
+                code => {
+                    let detail = result.error_message.map(|m| format!(" ({m})")).unwrap_or_default();
+                    return Err(KafkaError::Broker { api: "CreateTopics", code, context: format!("topic {name}{detail}") });
+                }
+            };
+            self.cluster.invalidate(&name);
+            outcomes.push((name, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    /// Creates the declared topics that do not exist yet.
+    pub async fn ensure_topics<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a crate::config::TopicSpec>,
+    ) -> Result<Vec<(String, CreateOutcome)>, KafkaError> {
+        let topics: Vec<NewTopic> = topics.into_iter().map(NewTopic::from).collect();
+        self.create_topics(&topics).await
+    }
+
+    /// Describes a topic: partition count, replication and configs.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, KafkaError> {
+        self.cluster.invalidate(name);
+        let info = self.cluster.topic(name).await?;
+        let conn = self.cluster.any_connection().await?;
+        let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2) // TOPIC
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configuration_keys(None)]);
+        let response = conn.send(&request).await?;
+        let mut configs = BTreeMap::new();
+        for result in response.results {
+            KafkaError::check("DescribeConfigs", result.error_code, || format!("topic {name}"))?;
+            for c in result.configs {
+                if let Some(value) = c.value {
+                    configs.insert(c.name.to_string(), value.to_string());
+                }
+            }
+        }
+        Ok(TopicDescription {
+            name: name.to_string(),
+            partitions: info.partitions.len() as i32,
+            replication: info.partitions.first().map(|p| p.replicas.len() as i16).unwrap_or(0),
+            configs,
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! Splitting a partition's record set into batches by their length fields.
+//!
+//! Only the fixed-size v2 batch header is read here, so that aborted batches
+//! are dropped without decompressing them and a batch cut off by the fetch
+//! size limit is recognised before any decoder sees it.
+
+use bytes::{Buf, Bytes};
+
+use super::error::{FetchError, Where};
+
+/// Base offset (8) and batch length (4): the part every message format shares.
+const LOG_OVERHEAD: usize = 12;
+/// The whole v2 batch header, up to and including the record count.
+const V2_HEADER: usize = 61;
+const MAGIC_AT: usize = 16;
+const ATTRIBUTES_AT: usize = 21;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+
+const TRANSACTIONAL: i16 = 1 << 4;
+const CONTROL: i16 = 1 << 5;
+const LOG_APPEND_TIME: i16 = 1 << 3;
+
+/// What the v2 header of one complete batch says.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BatchHeader {
+    pub(super) base_offset: i64,
+    /// The offset the batch was written up to; compaction never lowers it.
+    pub(super) last_offset: i64,
+    pub(super) producer_id: i64,
+    pub(super) max_timestamp: i64,
+    attributes: i16,
+}
+
+impl BatchHeader {
+    pub(super) fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+
+    pub(super) fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+
+    /// On `LogAppendTime` topics the broker stamps only the batch's max timestamp.
+    pub(super) fn is_log_append_time(&self) -> bool {
+        self.attributes & LOG_APPEND_TIME != 0
+    }
+
+    /// Idempotent and transactional batches carry a producer id; plain ones carry -1.
+    pub(super) fn has_producer_id(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+/// The next piece of a record set.
+pub(super) enum Piece {
+    /// A complete batch: its header and its bytes (a slice, no copy).
+    Batch(BatchHeader, Bytes),
+    /// The rest of the set is a batch cut off by the fetch size limit.
+    Partial {
+        /// The batch's base offset, when its first 12 bytes arrived.
+        base_offset: Option<i64>,
+        /// Bytes the whole batch needs, as far as is known.
+        needed: usize,
+    },
+}
+
+/// Walks a record set batch by batch.
+pub(super) struct Batches<'a> {
+    rest: Bytes,
+    at: Where<'a>,
+}
+
+impl<'a> Batches<'a> {
+    pub(super) fn new(records: Bytes, at: Where<'a>) -> Self {
+        Self { rest: records, at }
+    }
+
+    /// The next piece, or `None` at the end of the set.
+    pub(super) fn next_piece(&mut self) -> Result<Option<Piece>, FetchError> {
+        if self.rest.is_empty() {
+            return Ok(None);
+        }
+        if self.rest.len() < LOG_OVERHEAD {
+            let piece = Piece::Partial {
+                base_offset: None,
+                needed: LOG_OVERHEAD,
+            };
+            self.rest.clear();
+            return Ok(Some(piece));
+        }
+        let mut head = &self.rest[..LOG_OVERHEAD];
+        let base_offset = head.get_i64();
+        let length = head.get_i32();
+        let Ok(length) = usize::try_from(length) else {
+            return Err(self.at.corrupt(base_offset, "negative batch length"));
+        };
+        let total = LOG_OVERHEAD.saturating_add(length);
+        if total > self.rest.len() {
+            self.rest.clear();
+            return Ok(Some(Piece::Partial {
+                base_offset: Some(base_offset),
+                needed: total,
+            }));
+        }
+        let bytes = self.rest.split_to(total);
+        // The magic byte sits at the same place in every message format.
+        let magic = if bytes.len() > MAGIC_AT {
+            bytes[MAGIC_AT] as i8
+        } else {
+            return Err(self
+                .at
+                .corrupt(base_offset, "batch shorter than its header"));
+        };
+        if magic != 2 {
+            return Err(FetchError::UnsupportedFormat {
+                topic: self.at.topic.to_owned(),
+                partition: self.at.partition,
+                offset: base_offset,
+                magic,
+            });
+        }
+        if bytes.len() < V2_HEADER {
+            return Err(self
+                .at
+                .corrupt(base_offset, "batch shorter than its header"));
+        }
+        let header = parse_v2(&bytes, base_offset);
+        if header.last_offset < base_offset {
+            return Err(self.at.corrupt(base_offset, "negative last offset delta"));
+        }
+        Ok(Some(Piece::Batch(header, bytes)))
+    }
+}
+
+/// Reads the fields kfn needs from a v2 header at least `V2_HEADER` bytes long.
+fn parse_v2(bytes: &[u8], base_offset: i64) -> BatchHeader {
+    let attributes = (&bytes[ATTRIBUTES_AT..]).get_i16();
+    let last_offset_delta = (&bytes[LAST_OFFSET_DELTA_AT..]).get_i32();
+    let max_timestamp = (&bytes[MAX_TIMESTAMP_AT..]).get_i64();
+    let producer_id = (&bytes[PRODUCER_ID_AT..]).get_i64();
+    BatchHeader {
+        base_offset,
+        last_offset: base_offset.saturating_add(i64::from(last_offset_delta)),
+        producer_id,
+        max_timestamp,
+        attributes,
+    }
+}

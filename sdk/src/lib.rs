@@ -1,0 +1,75 @@
+//! The handler API of kfn: what a function sees and returns.
+//!
+//! A handler is a plain async function that takes a [`Ctx`] and a typed event
+//! and returns an [`Emit`] (events for the outputs declared in functions.toml)
+//! or a [`FnError`] that says whether a retry can help. Handlers never name a
+//! topic: they name an *output*, and functions.toml maps it to a topic.
+//!
+//! ```
+//! use kfn_sdk::{Ctx, Emit, Event, FnError, Registry};
+//! # #[derive(serde::Serialize, serde::Deserialize)]
+//! # struct Order { order_id: String }
+//! # impl Event for Order { const NAME: &'static str = "Order"; }
+//! async fn validate(ctx: Ctx, order: Order) -> Result<Emit, FnError> {
+//!     if order.order_id.is_empty() {
+//!         return Err(FnError::permanent("order_id is empty"));
+//!     }
+//!     let key = order.order_id.clone();
+//!     Ok(Emit::one("validated", key, order))
+//! }
+//! let mut registry = Registry::default();
+//! registry.handler("validate_order", validate);
+//! assert!(registry.contains("validate_order"));
+//! ```
+
+mod emit;
+mod error;
+mod http;
+mod registry;
+
+pub use emit::{Emit, Emitted, EncodeError, Header};
+pub use error::{FnError, FnErrorKind};
+pub use http::{HttpReply, HttpRequest};
+pub use registry::{BoxFuture, ErasedHandler, ErasedHttp, InvokeError, Registry, TopicHandler};
+
+/// An event type of the system: a serde type whose Avro schema has this full name.
+pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// The Avro full name of the record (namespace + name), checked against schemas/ at startup.
+    const NAME: &'static str;
+}
+
+/// What a handler knows about the record it was given.
+#[derive(Debug, Clone, Default)]
+pub struct Ctx {
+    /// The function's name from functions.toml.
+    pub function: std::sync::Arc<str>,
+    /// The topic the record was read from (empty for HTTP triggers).
+    pub topic: std::sync::Arc<str>,
+    /// The partition the record was read from.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's key, if any.
+    pub key: Option<bytes::Bytes>,
+    /// The record's timestamp in milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// Which attempt this is, starting at 1.
+    pub attempt: u32,
+    /// The record's headers.
+    pub headers: Vec<Header>,
+}
+
+impl Ctx {
+    /// The key as UTF-8 text, if it is.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The value of the first header with this name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.as_deref())
+    }
+}

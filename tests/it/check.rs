@@ -1,0 +1,194 @@
+//! `kfn check`: the shipped functions.toml is valid, and broken variants fail
+//! with the file, the field path and what was expected.
+
+use std::path::{Path, PathBuf};
+
+use kfn::config::{Config, ConfigErrors};
+
+fn registry() -> kfn_sdk::Registry {
+    kfn_functions::registry()
+}
+
+fn shipped() -> String {
+    std::fs::read_to_string(kfn_tests::workspace_root().join("functions.toml")).expect("functions.toml")
+}
+
+/// Writes `text` as functions.toml next to a copy of schemas/ and loads it.
+fn load(text: &str) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).expect("mkdir");
+    for entry in std::fs::read_dir(kfn_tests::workspace_root().join("schemas")).expect("schemas/") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, schemas.join(path.file_name().expect("name"))).expect("copy");
+    }
+    let file = dir.path().join("functions.toml");
+    std::fs::write(&file, text).expect("write");
+    let result = Config::load_file_only(&file, &registry());
+    (dir, result)
+}
+
+/// Replaces `from` (which must occur) by `to` in the shipped config.
+fn variant(from: &str, to: &str) -> String {
+    let text = shipped();
+    assert!(text.contains(from), "the shipped functions.toml no longer contains {from:?}");
+    text.replacen(from, to, 1)
+}
+
+/// Asserts that loading `text` fails with an error on `field` whose message contains `expected`.
+fn assert_error(text: &str, field: &str, expected: &str) {
+    let (dir, result) = load(text);
+    let err = result.expect_err("the broken config was accepted");
+    let file: PathBuf = dir.path().join("functions.toml");
+    let found = err.errors().iter().find(|e| e.field == field);
+    let Some(found) = found else {
+        panic!("no error on field {field}; errors were:\n{err}");
+    };
+    assert_eq!(Path::new(&found.source), file, "the error names the file");
+    assert!(found.message.contains(expected), "error on {field} says {:?}, expected it to mention {expected:?}", found.message);
+    let shown = err.to_string();
+    assert!(shown.contains(&file.display().to_string()) && shown.contains(field), "{shown}");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let (_dir, result) = load(&shipped());
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.topics["orders.created"].partitions, 6);
+    assert_eq!(config.topics["orders.created"].replication, 3);
+    assert_eq!(config.topics["orders.rejected"].retention, Some(std::time::Duration::from_secs(30 * 86_400)));
+    assert_eq!(config.local.replication, Some(1));
+    assert!(config.functions.contains_key("validation"));
+}
+
+#[test]
+fn local_overrides_are_explicit() {
+    let (_dir, result) = load(&shipped());
+    let mut config = result.expect("valid");
+    let changes = config.apply_local_overrides();
+    assert_eq!(changes.len(), config.topics.len(), "every topic of replication 3 is reported: {changes:?}");
+    assert!(config.topics.values().all(|t| t.replication == 1));
+}
+
+#[test]
+fn a_typo_in_a_field_name_is_an_error() {
+    let text = variant("retry = { max_attempts = 5, backoff = \"100ms\"", "retry = { max_atempts = 5, backoff = \"100ms\"");
+    assert_error(&text, "functions.validation.retry.max_atempts", "unknown field");
+}
+
+#[test]
+fn an_unknown_section_is_an_error() {
+    let text = variant("[runtime.producer]", "[runtime.produser]");
+    assert_error(&text, "runtime.produser", "unknown field");
+}
+
+#[test]
+fn an_undeclared_input_topic_is_an_error() {
+    let text = variant("input = \"orders.created\"", "input = \"orders.creatd\"");
+    assert_error(&text, "functions.validation.input", "undeclared topic \"orders.creatd\"");
+}
+
+#[test]
+fn an_undeclared_output_topic_is_an_error() {
+    let text = variant("validated = \"orders.validated\"", "validated = \"orders.valid\"");
+    assert_error(&text, "functions.validation.outputs.validated", "undeclared topic");
+}
+
+#[test]
+fn an_unregistered_handler_is_an_error() {
+    let text = variant("handler = \"validate_order\"", "handler = \"validate_orders\"");
+    assert_error(&text, "functions.validation.handler", "registered in functions/");
+}
+
+#[test]
+fn two_http_triggers_on_one_route_are_an_error() {
+    let text = format!(
+        "{}\n[functions.order_api_copy]\nhandler = \"create_order\"\ntrigger = {{ http = {{ method = \"POST\", path = \"/orders\" }} }}\noutputs = {{ created = \"orders.created\" }}\n",
+        shipped()
+    );
+    assert_error(&text, "functions.order_api_copy.trigger.http", "also the route of function order_api");
+}
+
+#[test]
+fn zero_attempts_is_an_error() {
+    let text = variant("retry = { max_attempts = 5,", "retry = { max_attempts = 0,");
+    assert_error(&text, "functions.validation.retry.max_attempts", "from 1 to 1000");
+}
+
+#[test]
+fn a_max_backoff_below_the_backoff_is_an_error() {
+    let text = variant("max_backoff = \"10s\"", "max_backoff = \"10ms\"");
+    assert_error(&text, "functions.validation.retry.max_backoff", "at least the initial backoff");
+}
+
+#[test]
+fn a_multiplier_below_one_is_an_error() {
+    let text = variant("max_backoff = \"10s\", multiplier = 2.0", "max_backoff = \"10s\", multiplier = 0.5");
+    assert_error(&text, "functions.validation.retry.multiplier", "from 1.0");
+}
+
+#[test]
+fn a_bad_duration_is_an_error() {
+    let text = variant("retention = \"7d\"", "retention = \"7 dayz\"");
+    assert_error(&text, "topics.\"orders.created\".retention", "a duration such as");
+}
+
+#[test]
+fn zero_partitions_is_an_error() {
+    let text = variant("partitions = 6", "partitions = 0");
+    assert_error(&text, "topics.\"orders.created\".partitions", "from 1 to 100000");
+}
+
+#[test]
+fn an_unknown_guarantee_is_an_error() {
+    let text = variant("guarantee = \"exactly_once\"", "guarantee = \"exactly_twice\"");
+    assert_error(&text, "functions.validation.guarantee", "\"at_least_once\", \"exactly_once\"");
+}
+
+#[test]
+fn a_missing_schema_file_is_an_error() {
+    let text = variant("schema = \"schemas/order_created.avsc\"", "schema = \"schemas/order_create.avsc\"");
+    assert_error(&text, "topics.\"orders.created\".schema", "order_create.avsc");
+}
+
+#[test]
+fn an_invalid_schema_is_an_error() {
+    let text = variant("schema = \"schemas/order_created.avsc\"", "schema = \"schemas/broken.avsc\"");
+    let (dir, _) = load(&text);
+    std::fs::write(dir.path().join("schemas/broken.avsc"), r#"{"type": "record", "name": "X", "fields": [{"name": "a"}]}"#)
+        .expect("write");
+    let err = Config::load_file_only(&dir.path().join("functions.toml"), &registry()).expect_err("accepted");
+    let e = err.errors().iter().find(|e| e.field == "topics.\"orders.created\".schema").expect("schema error");
+    assert!(e.message.contains("valid Avro schema"), "{}", e.message);
+}
+
+#[test]
+fn a_handler_reading_the_wrong_event_type_is_an_error() {
+    let text = variant("input = \"orders.created\"", "input = \"orders.validated\"");
+    assert_error(&text, "functions.validation.input", "carries com.tutorial.orders.OrderValidated");
+}
+
+#[test]
+fn sasl_without_credentials_is_an_error() {
+    let text = variant("[local]", "[security]\nprotocol = \"SASL_SSL\"\n\n[local]");
+    assert_error(&text, "security.sasl", "mechanism, username, password_env");
+}
+
+#[test]
+fn a_password_in_the_file_is_an_error() {
+    let text = variant(
+        "[local]",
+        "[security]\nprotocol = \"SASL_PLAINTEXT\"\nsasl = { mechanism = \"PLAIN\", username = \"u\", password = \"hunter2\" }\n\n[local]",
+    );
+    assert_error(&text, "security.sasl.password", "unknown field");
+}
+
+#[test]
+fn every_error_is_reported_not_only_the_first() {
+    let text = variant("partitions = 6", "partitions = 0").replacen("handler = \"validate_order\"", "handler = \"nope\"", 1);
+    let (_dir, result) = load(&text);
+    let err = result.expect_err("accepted");
+    let fields: Vec<_> = err.errors().iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"topics.\"orders.created\".partitions"), "{fields:?}");
+    assert!(fields.contains(&"functions.validation.handler"), "{fields:?}");
+}

@@ -1,0 +1,4 @@
+//! Integration tests of kfn against a real broker (see kfn_tests::broker).
+
+mod check;
+mod topics;

@@ -1,0 +1,94 @@
+//! The shared harness of kfn's integration tests.
+//!
+//! [`broker`] gives the address of a real Kafka-protocol broker: the one named
+//! by `KFN_TEST_BROKERS` (e.g. an Apache Kafka cluster), or else a local tansu
+//! started once per test binary on a free port and stopped when the binary
+//! exits. [`unique`] makes topic and group names no other test uses, so tests
+//! run in parallel against one broker.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use kfn::dev::{ensure_installed, LocalBroker, Storage};
+use kfn::kafka::{Admin, Cluster, ConnectOptions, NewTopic};
+
+static BROKER: OnceLock<String> = OnceLock::new();
+
+/// host:port of the broker all tests of this binary share.
+pub fn broker() -> &'static str {
+    BROKER.get_or_init(|| {
+        if let Ok(brokers) = std::env::var("KFN_TEST_BROKERS") {
+            return brokers;
+        }
+        // The broker is started on a thread that lives as long as the test
+        // binary: the child dies with it (see kfn::dev::broker).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            let started = rt.block_on(async {
+                let binary = ensure_installed().map_err(|e| e.to_string())?;
+                let port = kfn::dev::ports::free_port().map_err(|e| e.to_string())?;
+                let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+                LocalBroker::start(binary, port, Storage::Memory, quiet).await.map_err(|e| e.to_string())
+            });
+            match started {
+                Ok(local) => {
+                    let _ = tx.send(Ok(local.addr().to_string()));
+                    // Keep the broker (and this thread) alive until the process exits.
+                    let _keep = local;
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        match rx.recv() {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => panic!("cannot start the test broker: {e}"),
+            Err(_) => panic!("the test broker thread ended before starting the broker"),
+        }
+    })
+}
+
+/// The bootstrap list for [`broker`].
+pub fn bootstrap() -> Vec<String> {
+    broker().split(',').map(str::to_string).collect()
+}
+
+/// A cluster handle on the test broker.
+pub fn cluster() -> Cluster {
+    Cluster::new(bootstrap(), ConnectOptions::default())
+}
+
+/// A name no other test of any run uses: `prefix-<pid>-<n>-<nanos>`.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
+/// Creates a topic with `partitions` partitions and replication 1.
+pub async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin = Admin::new(cluster());
+    admin
+        .create_topics(&[NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication: 1,
+            configs: Default::default(),
+        }])
+        .await?;
+    Ok(())
+}
+
+/// The workspace root (where functions.toml lives).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.to_path_buf()).unwrap_or_default()
+}

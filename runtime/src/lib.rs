@@ -4,6 +4,7 @@
 //! `kfn-functions` crate; this crate validates the declaration
 //! ([`config`]), talks to the brokers ([`kafka`]), and runs everything.
 
+pub mod avro;
 pub mod config;
 pub mod cli;
 pub mod dev;

@@ -27,7 +27,7 @@ mod error;
 mod http;
 mod registry;
 
-pub use emit::{Emit, Emitted, EncodeError, Header};
+pub use emit::{Emit, Emitted, EncodeError, ErasedEvent, Header};
 pub use error::{FnError, FnErrorKind};
 pub use http::{HttpReply, HttpRequest};
 pub use registry::{BoxFuture, ErasedHandler, ErasedHttp, InvokeError, Registry, TopicHandler};

@@ -92,3 +92,19 @@ pub async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.to_path_buf()).unwrap_or_default()
 }
+
+pub mod proxy;
+pub mod python;
+
+/// Starts a broker of its own (not the shared one) whose clients all go
+/// through a [`proxy::FaultProxy`]. Returns the proxy and the broker (dropped = stopped).
+pub async fn broker_behind_proxy() -> anyhow::Result<(proxy::FaultProxy, LocalBroker)> {
+    let binary = ensure_installed()?;
+    let broker_port = kfn::dev::ports::free_port()?;
+    let proxy_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let proxy_port = proxy_listener.local_addr()?.port();
+    let proxy = proxy::FaultProxy::start(proxy_listener, format!("127.0.0.1:{broker_port}"));
+    let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+    let broker = LocalBroker::start_advertising(binary, broker_port, proxy_port, Storage::Memory, quiet).await?;
+    Ok((proxy, broker))
+}

@@ -69,11 +69,24 @@ pub struct LocalBroker {
 impl LocalBroker {
     /// Starts tansu listening on 127.0.0.1:`port` and waits until it answers Kafka requests.
     pub async fn start(binary: PathBuf, port: u16, storage: Storage, quiet: bool) -> Result<Self, BrokerError> {
+        Self::start_advertising(binary, port, port, storage, quiet).await
+    }
+
+    /// Like [`LocalBroker::start`], telling clients (in metadata) to connect to `advertised_port`
+    /// instead, e.g. a fault-injecting proxy in tests.
+    pub async fn start_advertising(
+        binary: PathBuf,
+        port: u16,
+        advertised_port: u16,
+        storage: Storage,
+        quiet: bool,
+    ) -> Result<Self, BrokerError> {
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
+        let advertised = format!("tcp://127.0.0.1:{advertised_port}");
         let mut cmd = Command::new(&binary);
         cmd.arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--cluster-id", "kfn-local"])
             .stdin(Stdio::null());
         match &storage {

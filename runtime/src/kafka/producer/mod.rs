@@ -35,6 +35,7 @@
 //! ```
 
 pub mod batch;
+pub mod client;
 pub mod config;
 pub mod outcome;
 pub mod request;
@@ -44,6 +45,7 @@ pub mod sequence;
 mod tests;
 
 pub use batch::{BatchBuilder, EncodedBatch, ProducerRecord, Pushed};
+pub use client::{Producer, SendError};
 pub use config::{Acks, Compression, ProducerConfig};
 pub use outcome::{
     classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn,

@@ -1,0 +1,138 @@
+//! The idempotent and transactional producer against the real broker, read
+//! back by confluent-kafka (librdkafka).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kfn::kafka::group::coordinator::{Generation, GroupClient};
+use kfn::kafka::group::protocol::TopicPartition;
+use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
+use kfn::kafka::{Cluster, ConnectOptions};
+use serde_json::Value;
+
+fn record(value: &str) -> ProducerRecord {
+    ProducerRecord::new(Some(Bytes::from("k")), Some(Bytes::from(value.to_string())), 1_700_000_000_000)
+}
+
+/// Values of `topic` as confluent-kafka reads them with `isolation`.
+async fn read(bootstrap: &str, topic: &str, isolation: &str) -> Vec<String> {
+    let args = [bootstrap.to_string(), topic.to_string(), isolation.to_string()];
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kfn_tests::python::run("read_topic.py", &args)
+    })
+    .await
+    .expect("join")
+    .expect("python reader");
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .map(|v| v["value"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+async fn retried_after_lost_answer(idempotent: bool) -> (Vec<String>, usize) {
+    let (proxy, _broker) = kfn_tests::broker_behind_proxy().await.expect("broker behind proxy");
+    let bootstrap = format!("127.0.0.1:{}", proxy.port);
+    let cluster = Cluster::new(vec![bootstrap.clone()], ConnectOptions::default());
+    let topic = kfn_tests::unique("idem");
+    kfn::kafka::Admin::new(cluster.clone())
+        .create_topics(&[kfn::kafka::NewTopic { name: topic.clone(), partitions: 1, replication: 1, configs: Default::default() }])
+        .await
+        .expect("create topic");
+    let config = ProducerConfig { idempotent, ..ProducerConfig::default() };
+    let producer = Producer::new(cluster, config).await.expect("producer");
+    let tp = TopicPartition::new(topic.clone(), 0);
+    producer.send(&tp, vec![record("before")]).await.expect("first send");
+    proxy.drop_next_produce_answer();
+    producer.send(&tp, vec![record("a"), record("b"), record("c")]).await.expect("send survives the lost answer");
+    producer.send(&tp, vec![record("after")]).await.expect("last send");
+    let dropped = proxy.dropped();
+    (read(&bootstrap, &topic, "read_uncommitted").await, dropped)
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_after_a_lost_answer_writes_once() {
+    let (values, dropped) = retried_after_lost_answer(true).await;
+    assert_eq!(dropped, 1, "the proxy swallowed one Produce answer after the broker wrote the batch");
+    assert_eq!(values, ["before", "a", "b", "c", "after"]);
+}
+
+#[tokio::test]
+async fn without_idempotence_the_same_fault_duplicates() {
+    // The control experiment: it shows the fault really re-sends a written batch.
+    let (values, dropped) = retried_after_lost_answer(false).await;
+    assert_eq!(dropped, 1);
+    assert_eq!(values, ["before", "a", "b", "c", "a", "b", "c", "after"]);
+}
+
+async fn transactional(cluster: &Cluster, id: &str) -> Producer {
+    let config = ProducerConfig { transactional_id: Some(id.to_string()), ..ProducerConfig::default() };
+    Producer::new(cluster.clone(), config).await.expect("transactional producer")
+}
+
+#[tokio::test]
+async fn an_aborted_transaction_is_invisible_to_read_committed() {
+    let cluster = kfn_tests::cluster();
+    let topic = kfn_tests::unique("txn-abort");
+    kfn_tests::create_topic(&topic, 2).await.expect("topic");
+    let producer = transactional(&cluster, &kfn_tests::unique("txn")).await;
+    let p0 = TopicPartition::new(topic.clone(), 0);
+    let p1 = TopicPartition::new(topic.clone(), 1);
+    producer.stage(&p0, vec![record("c1"), record("c2")]);
+    producer.commit().await.expect("commit");
+    producer.stage(&p0, vec![record("x1"), record("x2")]);
+    producer.stage(&p1, vec![record("x3")]);
+    producer.abort().await.expect("abort");
+    producer.stage(&p1, vec![record("c3")]);
+    producer.commit().await.expect("commit");
+    let mut values = read(kfn_tests::broker(), &topic, "read_committed").await;
+    values.sort();
+    assert_eq!(values, ["c1", "c2", "c3"]);
+}
+
+#[tokio::test]
+async fn a_committed_transaction_makes_outputs_and_offsets_visible_together() {
+    let cluster = kfn_tests::cluster();
+    let topic = kfn_tests::unique("txn-commit");
+    let input = kfn_tests::unique("txn-input");
+    kfn_tests::create_topic(&topic, 1).await.expect("topic");
+    kfn_tests::create_topic(&input, 1).await.expect("topic");
+    let group = kfn_tests::unique("txn-group");
+    let producer = transactional(&cluster, &kfn_tests::unique("txn")).await;
+    let out = TopicPartition::new(topic.clone(), 0);
+    let consumed = TopicPartition::new(input.clone(), 0);
+    producer.stage(&out, vec![record("o1"), record("o2")]);
+    // A standalone commit (generation -1): no group membership is checked.
+    let generation = Generation { id: -1, member_id: String::new(), protocol: String::new() };
+    producer.send_offsets(&group, &generation, &BTreeMap::from([(consumed.clone(), 42)])).await.expect("offsets");
+
+    let mut client = GroupClient::new(cluster.clone(), group.clone());
+    let before = client.committed(&[consumed.clone()]).await;
+    assert!(!matches!(&before, Ok(m) if m.get(&consumed) == Some(&42)), "offsets visible before commit: {before:?}");
+    assert!(read(kfn_tests::broker(), &topic, "read_committed").await.is_empty(), "outputs visible before commit");
+
+    producer.commit().await.expect("commit");
+    let after = client.committed(&[consumed.clone()]).await.expect("committed offsets");
+    assert_eq!(after.get(&consumed), Some(&42));
+    assert_eq!(read(kfn_tests::broker(), &topic, "read_committed").await, ["o1", "o2"]);
+}
+
+#[tokio::test]
+async fn a_fenced_zombie_cannot_write() {
+    let cluster = kfn_tests::cluster();
+    let topic = kfn_tests::unique("txn-fence");
+    kfn_tests::create_topic(&topic, 1).await.expect("topic");
+    let id = kfn_tests::unique("txn");
+    let tp = TopicPartition::new(topic.clone(), 0);
+    let zombie = transactional(&cluster, &id).await;
+    zombie.stage(&tp, vec![record("zombie-1")]);
+    // A new instance with the same transactional id fences the old one.
+    let successor = transactional(&cluster, &id).await;
+    let err = zombie.send(&tp, vec![record("zombie-2")]).await.expect_err("the zombie's write was accepted");
+    assert!(err.is_fenced(), "expected a fencing error, got {err}");
+    let err = zombie.commit().await.expect_err("the zombie's commit was accepted");
+    assert!(err.is_fenced(), "expected a fencing error, got {err}");
+    successor.stage(&tp, vec![record("successor")]);
+    successor.commit().await.expect("commit");
+    assert_eq!(read(kfn_tests::broker(), &topic, "read_committed").await, ["successor"]);
+}

@@ -1,0 +1,106 @@
+//! A TCP proxy in front of a real broker that can drop a connection at a
+//! chosen moment: after the broker answered a Produce request, before the
+//! client sees the answer. This is how the tests prove that a retried batch
+//! is not written twice. It forwards bytes; it never answers for the broker.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running proxy.
+pub struct FaultProxy {
+    /// 127.0.0.1 port clients connect to.
+    pub port: u16,
+    drop_next_produce_answer: Arc<AtomicBool>,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    /// Listens on `listener` and forwards every connection to `upstream`.
+    pub fn start(listener: std::net::TcpListener, upstream: String) -> Self {
+        let port = listener.local_addr().expect("local addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let drop_next = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (d, c) = (drop_next.clone(), dropped.clone());
+        tokio::spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("listener");
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let (d, c) = (d.clone(), c.clone());
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                        let _ = pump(client, server, d, c).await;
+                    }
+                });
+            }
+        });
+        Self { port, drop_next_produce_answer: drop_next, dropped }
+    }
+
+    /// Arms the fault: the next Produce answer is swallowed and its connection closed.
+    pub fn drop_next_produce_answer(&self) {
+        self.drop_next_produce_answer.store(true, Ordering::SeqCst);
+    }
+
+    /// How many Produce answers were swallowed.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> std::io::Result<Vec<u8>> {
+    let len = stream.read_i32().await? as usize;
+    let mut frame = vec![0; len];
+    stream.read_exact(&mut frame).await?;
+    Ok(frame)
+}
+
+async fn pump(
+    client: TcpStream,
+    server: TcpStream,
+    drop_next: Arc<AtomicBool>,
+    dropped: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // Correlation ids of Produce requests whose answer is to be swallowed.
+    let (doomed_tx, mut doomed_rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
+    let upstream = async move {
+        loop {
+            let frame = read_frame(&mut client_read).await?;
+            let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+            let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            if api_key == 0 && drop_next.swap(false, Ordering::SeqCst) {
+                let _ = doomed_tx.send(correlation);
+            }
+            server_write.write_i32(frame.len() as i32).await?;
+            server_write.write_all(&frame).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    };
+    let downstream = async move {
+        let mut doomed = Vec::new();
+        loop {
+            let frame = read_frame(&mut server_read).await?;
+            while let Ok(id) = doomed_rx.try_recv() {
+                doomed.push(id);
+            }
+            let correlation = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+            if doomed.contains(&correlation) {
+                // The broker wrote the batch; the client never learns it.
+                dropped.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            client_write.write_i32(frame.len() as i32).await?;
+            client_write.write_all(&frame).await?;
+        }
+    };
+    tokio::select! {
+        r = upstream => r,
+        r = downstream => r,
+    }
+}

@@ -2,10 +2,43 @@
 //!
 //! `functions.toml` declares topics and functions; handlers live in the
 //! `kfn-functions` crate; this crate validates the declaration
-//! ([`config`]), talks to the brokers ([`kafka`]), and runs everything.
+//! ([`config`]), talks to the brokers ([`kafka`]), and runs everything
+//! ([`app`], [`invoker`], [`trigger`]).
+//!
+//! A complete function, its registration and its functions.toml entry:
+//!
+//! ```
+//! use kfn_sdk::{Ctx, Emit, Event, FnError, Registry};
+//!
+//! #[derive(Debug, serde::Serialize, serde::Deserialize)]
+//! struct Order { order_id: String, total_cents: i64 }
+//! impl Event for Order { const NAME: &'static str = "shop.Order"; }
+//!
+//! async fn big_orders(_ctx: Ctx, order: Order) -> Result<Emit, FnError> {
+//!     if order.total_cents < 0 { return Err(FnError::permanent("negative total")); }
+//!     if order.total_cents < 100_000 { return Ok(Emit::none()); }
+//!     let key = order.order_id.clone();
+//!     Ok(Emit::one("big", key, order))
+//! }
+//!
+//! let mut registry = Registry::default();
+//! registry.handler("big_orders", big_orders);
+//! // functions.toml:
+//! // [functions.big_orders]
+//! // handler = "big_orders"
+//! // input = "orders"
+//! // outputs = { big = "orders.big" }
+//! // dead_letter = "big_orders.dlq"
+//! ```
 
+pub mod app;
 pub mod avro;
-pub mod config;
 pub mod cli;
+pub mod config;
 pub mod dev;
+pub mod endpoints;
+pub mod invoker;
 pub mod kafka;
+pub mod metrics;
+pub mod registry;
+pub mod trigger;

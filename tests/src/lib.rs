@@ -16,6 +16,7 @@ static BROKER: OnceLock<String> = OnceLock::new();
 
 /// host:port of the broker all tests of this binary share.
 pub fn broker() -> &'static str {
+    init_logs();
     BROKER.get_or_init(|| {
         if let Ok(brokers) = std::env::var("KFN_TEST_BROKERS") {
             return brokers;
@@ -51,6 +52,16 @@ pub fn broker() -> &'static str {
             Err(_) => panic!("the test broker thread ended before starting the broker"),
         }
     })
+}
+
+/// Logs of kfn for a test run: `KFN_TEST_LOG=debug` (an env filter).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("KFN_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 /// The bootstrap list for [`broker`].
@@ -93,6 +104,7 @@ pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.to_path_buf()).unwrap_or_default()
 }
 
+pub mod group;
 pub mod proxy;
 pub mod python;
 

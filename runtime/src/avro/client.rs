@@ -36,8 +36,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+use super::api::{
+    CompatibilityCheck, CompatibilityLevel, ConfigAnswer, ErrorAnswer, IdAnswer, RegisteredSchema, SchemaAnswer,
+    SchemaBody, SubjectVersion, Version,
+};
 use super::error::{ApiError, ApiErrorKind, RegistryError};
 
 /// What Confluent's own serializers send as `Accept`.
@@ -66,140 +69,6 @@ impl std::fmt::Debug for BasicAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BasicAuth").field("username", &self.username).finish_non_exhaustive()
     }
-}
-
-/// A reference from a schema to a named type registered under another subject.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SchemaReference {
-    /// The full name of the referenced type.
-    pub name: String,
-    /// The subject it is registered under.
-    pub subject: String,
-    /// The version of that subject.
-    pub version: i32,
-}
-
-/// A schema as the registry stores it under an id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegisteredSchema {
-    /// The global id, as written in the Confluent header of records.
-    pub id: u32,
-    /// The schema text.
-    pub schema: String,
-    /// `AVRO`, `PROTOBUF` or `JSON`.
-    pub schema_type: String,
-    /// Named types the schema takes from other subjects.
-    pub references: Vec<SchemaReference>,
-}
-
-/// One version of a subject.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SubjectVersion {
-    /// The subject.
-    pub subject: String,
-    /// The schema's global id.
-    pub id: u32,
-    /// The version number within the subject, from 1.
-    pub version: i32,
-    /// The schema text.
-    pub schema: String,
-    /// `AVRO`, `PROTOBUF` or `JSON`.
-    #[serde(rename = "schemaType", default = "avro")]
-    pub schema_type: String,
-    /// Named types the schema takes from other subjects.
-    #[serde(default)]
-    pub references: Vec<SchemaReference>,
-}
-
-/// Which version of a subject to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// The newest version.
-    Latest,
-    /// A version number, from 1.
-    Number(i32),
-}
-
-/// The answer to a compatibility check.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct CompatibilityCheck {
-    /// Whether the schema may be registered under the subject.
-    pub is_compatible: bool,
-    /// Why not, when the registry says (Confluent's `verbose=true`).
-    #[serde(default)]
-    pub messages: Vec<String>,
-}
-
-/// A compatibility level of a subject or of the whole registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CompatibilityLevel {
-    /// New schemas read data written with the latest one.
-    Backward,
-    /// New schemas read data written with every earlier one.
-    BackwardTransitive,
-    /// The latest schema reads data written with new ones.
-    Forward,
-    /// Every earlier schema reads data written with new ones.
-    ForwardTransitive,
-    /// Backward and forward with the latest schema.
-    Full,
-    /// Backward and forward with every earlier schema.
-    FullTransitive,
-    /// No check.
-    None,
-    /// A level this client does not know.
-    Other(String),
-}
-
-impl CompatibilityLevel {
-    fn parse(level: &str) -> Self {
-        match level {
-            "BACKWARD" => Self::Backward,
-            "BACKWARD_TRANSITIVE" => Self::BackwardTransitive,
-            "FORWARD" => Self::Forward,
-            "FORWARD_TRANSITIVE" => Self::ForwardTransitive,
-            "FULL" => Self::Full,
-            "FULL_TRANSITIVE" => Self::FullTransitive,
-            "NONE" => Self::None,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-
-fn avro() -> String {
-    "AVRO".to_owned()
-}
-
-#[derive(Deserialize)]
-struct IdAnswer {
-    id: u32,
-}
-
-#[derive(Deserialize)]
-struct SchemaAnswer {
-    schema: String,
-    #[serde(rename = "schemaType", default = "avro")]
-    schema_type: String,
-    #[serde(default)]
-    references: Vec<SchemaReference>,
-}
-
-#[derive(Deserialize)]
-struct ConfigAnswer {
-    // Confluent answers `compatibilityLevel`; some registries `compatibility`.
-    #[serde(rename = "compatibilityLevel", alias = "compatibility")]
-    level: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    error_code: Option<i32>,
-    message: Option<String>,
-}
-
-#[derive(Serialize)]
-struct SchemaBody<'a> {
-    schema: &'a str,
 }
 
 /// An async Confluent Schema Registry client; cheap to clone, clones share the caches.
@@ -403,7 +272,12 @@ impl RegistryClient {
     }
 
     /// One API call with retries; decodes a success answer as `T`.
-    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<T, RegistryError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<T, RegistryError> {
         let url = format!("{}{path}", self.inner.base);
         let method_name = method_name(&method);
         let attempt = || self.attempt(&method, method_name, &url, body.clone());
@@ -420,7 +294,13 @@ impl RegistryClient {
     }
 
     /// One HTTP exchange: the body of a 2xx answer, or the registry's error.
-    async fn attempt(&self, method: &Method, name: &'static str, url: &str, body: Option<Bytes>) -> Result<Bytes, RegistryError> {
+    async fn attempt(
+        &self,
+        method: &Method,
+        name: &'static str,
+        url: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, RegistryError> {
         let mut request = Request::builder().method(method.clone()).uri(url).header(ACCEPT, ACCEPT_REGISTRY);
         if body.is_some() {
             request = request.header(CONTENT_TYPE, CONTENT_REGISTRY);
@@ -428,10 +308,9 @@ impl RegistryClient {
         if let Some(auth) = &self.inner.auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }
-        let request = request.body(Full::new(body.unwrap_or_default())).map_err(|e| RegistryError::InvalidUrl {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let request = request
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| RegistryError::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?;
         let exchange = async {
             let response = self.inner.http.request(request).await.map_err(|source| RegistryError::Unreachable {
                 method: name,
@@ -440,12 +319,16 @@ impl RegistryClient {
             })?;
             let status = response.status();
             let collected = Limited::new(response.into_body(), MAX_BODY).collect().await;
-            let bytes = collected.map_err(|e| RegistryError::Body { method: name, url: url.to_owned(), message: e.to_string() })?;
+            let bytes = collected.map_err(|e| RegistryError::Body {
+                method: name,
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
             Ok::<_, RegistryError>((status, bytes.to_bytes()))
         };
-        let (status, bytes) = tokio::time::timeout(self.inner.timeout, exchange).await.map_err(|_| {
-            RegistryError::Timeout { method: name, url: url.to_owned(), timeout: self.inner.timeout }
-        })??;
+        let (status, bytes) = tokio::time::timeout(self.inner.timeout, exchange)
+            .await
+            .map_err(|_| RegistryError::Timeout { method: name, url: url.to_owned(), timeout: self.inner.timeout })??;
         if status.is_success() {
             return Ok(bytes);
         }

@@ -29,7 +29,8 @@ use serde::de::DeserializeOwned;
 use serde_avro_fast::schema::SchemaMut;
 use serde_avro_fast::Schema;
 
-use super::client::{value_subject, RegisteredSchema, RegistryClient, Version};
+use super::api::{RegisteredSchema, Version};
+use super::client::{value_subject, RegistryClient};
 use super::error::{ApiErrorKind, CodecError, RegistryError};
 use super::framing;
 
@@ -171,8 +172,8 @@ impl std::fmt::Debug for SchemaCache {
 
 fn fetch_error(id: u32, source: RegistryError) -> CodecError {
     match source.kind() {
-        Some(ApiErrorKind::SchemaNotFound) => CodecError::UnknownSchema { id, source },
-        _ => CodecError::Registry { id, source },
+        Some(ApiErrorKind::SchemaNotFound) => CodecError::UnknownSchema { id, source: Box::new(source) },
+        _ => CodecError::Registry { id, source: Box::new(source) },
     }
 }
 
@@ -263,6 +264,10 @@ pub async fn register_topic_schema(
         }
         other => other,
     };
-    let id = registered.map_err(|source| CodecError::Register { topic: topic.to_owned(), subject, source })?;
+    let id = registered.map_err(|source| CodecError::Register {
+        topic: topic.to_owned(),
+        subject,
+        source: Box::new(source),
+    })?;
     Ok((id, Arc::new(schema)))
 }

@@ -192,7 +192,7 @@ pub enum CodecError {
         id: u32,
         /// The registry's answer.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// The schema could not be fetched for another reason (registry down, auth).
     #[error("cannot fetch schema id {id} from the schema registry: {source}")]
@@ -201,7 +201,7 @@ pub enum CodecError {
         id: u32,
         /// Why the fetch failed.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// The schema with this id is Protobuf or JSON Schema, not Avro.
     #[error("schema id {id} is a {schema_type} schema; kfn reads Avro only")]
@@ -236,7 +236,7 @@ pub enum CodecError {
         subject: String,
         /// The registry's answer.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// A handler emitted an event of another type than the output topic's schema.
     #[error("output topic {topic:?} takes {expected} events, but the handler emitted {actual}")]

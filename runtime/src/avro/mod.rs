@@ -14,6 +14,7 @@
 //! assert!(framing::split(b"{}").is_err()); // JSON, not Confluent-framed
 //! ```
 
+pub mod api;
 pub mod client;
 pub mod codec;
 pub mod error;
@@ -22,9 +23,7 @@ pub mod framing;
 #[cfg(test)]
 mod tests;
 
-pub use client::{
-    value_subject, BasicAuth, CompatibilityCheck, CompatibilityLevel, RegisteredSchema, RegistryClient,
-    SchemaReference, SubjectVersion, Version,
-};
+pub use api::{CompatibilityCheck, CompatibilityLevel, RegisteredSchema, SchemaReference, SubjectVersion, Version};
+pub use client::{value_subject, BasicAuth, RegistryClient};
 pub use codec::{decode, register_topic_schema, OutputEncoder, SchemaCache, WriterDatum};
 pub use error::{ApiError, ApiErrorKind, CodecError, FramingError, RegistryError};

@@ -3,6 +3,8 @@
 //! Errors are reported here, at the edge, with their whole chain of causes.
 
 mod dev;
+mod registry;
+mod run;
 mod topics;
 
 use std::path::PathBuf;
@@ -32,6 +34,12 @@ enum Command {
         #[arg(long, short, default_value = "functions.toml", env = "KFN_CONFIG")]
         config: PathBuf,
     },
+    /// Run the declared functions against the brokers in [runtime].
+    ///
+    /// Joins one consumer group per function (`kfn.<function>`); run as many
+    /// replicas as you like: partitions are shared among them. SIGTERM or
+    /// Ctrl-C finishes in-flight work, commits, and leaves the groups.
+    Run(run::RunArgs),
     /// Run everything on a local broker: no cluster needed.
     ///
     /// Installs the pinned local broker (tansu) the first time, starts it on
@@ -40,6 +48,11 @@ enum Command {
     /// trigger in this process, and prints where everything listens. Ctrl-C
     /// stops all of it, the broker included.
     Dev(dev::DevArgs),
+    /// Serve the Confluent Schema Registry API, storing schemas in a Kafka topic.
+    ///
+    /// For local use where no Confluent Schema Registry is installed; uses the
+    /// brokers and security of functions.toml. See docs/registry.md.
+    Registry(registry::RegistryArgs),
     /// Create or describe the topics of functions.toml on the brokers of [runtime].
     Topics {
         #[command(subcommand)]
@@ -62,6 +75,8 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
         match cli.command {
             Command::Check { config } => check(&config, &registry),
             Command::Dev(args) => dev::run(args, registry).await,
+            Command::Run(args) => run::run(args, registry).await,
+            Command::Registry(args) => registry::run(args, &registry).await,
             Command::Topics { command } => topics::run(command, &registry).await,
         }
     });

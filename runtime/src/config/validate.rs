@@ -526,6 +526,12 @@ impl Validator<'_> {
                 self.c.push(&field, format!("expected a topic of its own, but {dlq:?} is also this function's input or output"));
             }
         }
+        if input.is_some() && raw.dead_letter.is_none() {
+            self.c.push(
+                format!("{prefix}.dead_letter"),
+                "missing: expected a topic for records that keep failing (kfn never skips a record silently)",
+            );
+        }
         if input.is_none() {
             if guarantee == Guarantee::ExactlyOnce {
                 self.c.push(format!("{prefix}.guarantee"), "expected at_least_once: exactly_once needs an input topic");

@@ -244,8 +244,38 @@ impl Cluster {
         }
     }
 
+    /// Opens a connection of its own to `addr`, shared with no one.
+    ///
+    /// Brokers answer one request of a connection at a time, in order, so a
+    /// long poll (JoinGroup, a Fetch waiting for records) holds up everything
+    /// behind it: group members and partition readers get connections of
+    /// their own, while short requests share the pool.
+    pub async fn open(&self, addr: &str) -> Result<Connection, KafkaError> {
+        Connection::connect(addr, &self.inner.options).await
+    }
+
+    /// host:port of the leader of a partition.
+    pub async fn leader_addr(&self, topic: &str, partition: i32) -> Result<String, KafkaError> {
+        let info = self.topic(topic).await?;
+        let leader = info.partitions.iter().find(|p| p.partition == partition).map(|p| p.leader).unwrap_or(-1);
+        let addr = self.state().brokers.get(&leader).cloned();
+        match addr {
+            Some(addr) if leader >= 0 => Ok(addr),
+            _ => {
+                self.invalidate(topic);
+                Err(KafkaError::Broker { api: "Metadata", code: 5, context: format!("partition {topic}/{partition}") })
+            }
+        }
+    }
+
     /// A connection to the coordinator of a group or transactional id.
     pub async fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<Connection, KafkaError> {
+        let addr = self.coordinator_addr(kind, key).await?;
+        self.connection(&addr).await
+    }
+
+    /// host:port of the coordinator of a group or transactional id.
+    pub async fn coordinator_addr(&self, kind: CoordinatorKind, key: &str) -> Result<String, KafkaError> {
         let conn = self.any_connection().await?;
         let version = conn.version::<FindCoordinatorRequest>()?;
         let key_bytes = StrBytes::from_string(key.to_string());
@@ -268,7 +298,7 @@ impl Cluster {
         KafkaError::check("FindCoordinator", code, || format!("{kind:?} {key}"))?;
         let addr = format!("{host}:{port}");
         self.state().brokers.insert(BrokerId::from(node).0, addr.clone());
-        self.connection(&addr).await
+        Ok(addr)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {

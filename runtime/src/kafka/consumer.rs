@@ -8,12 +8,20 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, Topic
 use kafka_protocol::protocol::StrBytes;
 
 use super::cluster::Cluster;
+use super::conn::Connection;
 use super::error::KafkaError;
-use super::fetch::{decode_partition, fetch_request, DecodedPartition, FetchError, FetchLimits, Isolation, PartitionFetch};
+use super::fetch::{
+    decode_partition, decode_partition_with, fetch_request, DecodedPartition, FetchError, FetchLimits, Isolation,
+    PartitionFetch, Undecided,
+};
 use super::group::protocol::TopicPartition;
 
 /// Highest Fetch version kfn uses: v13 switches from topic names to topic ids.
 const FETCH_CAP: i16 = 12;
+
+/// The most bytes per partition a fetch may grow to while looking for the
+/// marker of a transaction cut off by the fetch size.
+const UNDECIDED_FETCH_CAP: i32 = 64 << 20;
 
 /// Which end of a partition's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +72,26 @@ pub struct PartitionReader {
     limits: FetchLimits,
     reset: LogEnd,
     failures: u32,
+    /// Whether the warning about trusting the broker's aborted list was logged.
+    warned_trusting_broker: bool,
+    /// The reader's own connection to the leader (a fetch is a long poll).
+    conn: Option<Connection>,
 }
 
 impl PartitionReader {
     /// A reader of `tp` starting at `position`; an out-of-range position resets to `reset`.
     pub fn new(cluster: Cluster, tp: TopicPartition, position: i64, isolation: Isolation, reset: LogEnd) -> Self {
-        Self { cluster, tp, position, isolation, limits: FetchLimits::default(), reset, failures: 0 }
+        Self {
+            cluster,
+            tp,
+            position,
+            isolation,
+            limits: FetchLimits::default(),
+            reset,
+            failures: 0,
+            warned_trusting_broker: false,
+            conn: None,
+        }
     }
 
     /// Sets how long the broker may wait for records and how much it may send.
@@ -129,9 +151,22 @@ impl PartitionReader {
     }
 
     async fn fetch_once(&mut self) -> Result<DecodedPartition, KafkaError> {
+        // Set once an answer was held back by a transaction open on the
+        // broker: it answers at once while it has records at the position, so
+        // the next request asks for more than it had, to wait for the marker
+        // (or max_wait) instead of spinning.
+        let mut wait_for_more: Option<i32> = None;
         loop {
             let info = self.cluster.topic(&self.tp.topic).await?;
-            let conn = self.cluster.leader(&self.tp.topic, self.tp.partition).await?;
+            let addr = self.cluster.leader_addr(&self.tp.topic, self.tp.partition).await?;
+            let conn = match &self.conn {
+                Some(c) if !c.is_closed() && c.broker() == addr => c.clone(),
+                _ => {
+                    let c = self.cluster.open(&addr).await?;
+                    self.conn = Some(c.clone());
+                    c
+                }
+            };
             let version = conn.version_capped::<FetchRequest>(FETCH_CAP)?;
             let request = fetch_request(
                 &[PartitionFetch {
@@ -140,7 +175,7 @@ impl PartitionReader {
                     partition: self.tp.partition,
                     fetch_offset: self.position,
                 }],
-                &self.limits,
+                &FetchLimits { min_bytes: wait_for_more.unwrap_or(self.limits.min_bytes), ..self.limits },
                 self.isolation,
             );
             let response = conn.send_version(&request, version, self.limits.max_wait).await?;
@@ -152,6 +187,41 @@ impl PartitionReader {
                 .find(|p| p.partition_index == self.tp.partition)
                 .ok_or_else(|| KafkaError::Codec { api: "Fetch", message: format!("no answer for {}", self.tp) })?;
             return match decode_partition(&self.tp.topic, data, self.position, self.isolation) {
+                // Nothing deliverable, the transaction open on the broker:
+                // wait once for more, then return empty.
+                Ok(DecodedPartition { held_back: Some(held), next_fetch_offset, .. })
+                    if !held.cut_short && next_fetch_offset == self.position && wait_for_more.is_none() =>
+                {
+                    let received = data.records.as_ref().map_or(0, |r| r.len());
+                    let more = i32::try_from(received).unwrap_or(i32::MAX).saturating_add(1);
+                    wait_for_more = Some(more.max(self.limits.min_bytes));
+                    continue;
+                }
+                // Nothing deliverable because the response may have stopped
+                // before a transaction's marker: grow the fetch, then, at the
+                // cap, trust the broker's aborted list for this response.
+                Ok(DecodedPartition { held_back: Some(held), next_fetch_offset, .. })
+                    if held.cut_short && next_fetch_offset == self.position =>
+                {
+                    if self.limits.partition_max_bytes < UNDECIDED_FETCH_CAP {
+                        self.limits.partition_max_bytes = self.limits.partition_max_bytes.saturating_mul(2);
+                        self.limits.max_bytes = self.limits.max_bytes.max(self.limits.partition_max_bytes);
+                        continue;
+                    }
+                    if !self.warned_trusting_broker {
+                        self.warned_trusting_broker = true;
+                        tracing::warn!(
+                            partition = %self.tp,
+                            offset = held.first_offset,
+                            producer_id = held.producer_id,
+                            partition_max_bytes = self.limits.partition_max_bytes,
+                            "no fetch size reaches this transaction's marker; trusting the broker's aborted list, \
+                             exact on Apache Kafka but not on brokers that send aborted records unlisted"
+                        );
+                    }
+                    decode_partition_with(&self.tp.topic, data, self.position, self.isolation, Undecided::TrustBroker)
+                        .map_err(|e| KafkaError::Codec { api: "Fetch", message: e.to_string() })
+                }
                 Ok(decoded) => Ok(decoded),
                 Err(FetchError::Broker { error, .. }) => {
                     Err(KafkaError::Broker { api: "Fetch", code: error.code(), context: self.tp.to_string() })

@@ -71,9 +71,10 @@ mod tests {
     #[test]
     fn identity_ignores_layout_but_keeps_defaults_and_logical_types() {
         let plain = AvroSchema::parse(r#"{"type":"record","name":"r","fields":[{"name":"a","type":"long"}]}"#).unwrap();
-        let spaced =
-            AvroSchema::parse("{ \"type\" : \"record\",\n \"name\": \"r\", \"fields\": [{\"name\":\"a\",\"type\":\"long\"}] }")
-                .unwrap();
+        let spaced = AvroSchema::parse(
+            "{ \"type\" : \"record\",\n \"name\": \"r\", \"fields\": [{\"name\":\"a\",\"type\":\"long\"}] }",
+        )
+        .unwrap();
         let with_default =
             AvroSchema::parse(r#"{"type":"record","name":"r","fields":[{"name":"a","type":"long","default":0}]}"#)
                 .unwrap();
@@ -84,7 +85,10 @@ mod tests {
         assert_eq!(plain.identity(), spaced.identity());
         assert_ne!(plain.identity(), with_default.identity());
         assert_ne!(plain.identity(), timestamp.identity());
-        assert_eq!(spaced.text().as_ref(), "{ \"type\" : \"record\",\n \"name\": \"r\", \"fields\": [{\"name\":\"a\",\"type\":\"long\"}] }");
+        assert_eq!(
+            spaced.text().as_ref(),
+            "{ \"type\" : \"record\",\n \"name\": \"r\", \"fields\": [{\"name\":\"a\",\"type\":\"long\"}] }"
+        );
     }
 
     #[test]

@@ -7,9 +7,7 @@ use backon::ExponentialBuilder;
 use tokio::net::TcpListener;
 
 use super::fake_registry::{error_json, schema_json, FakeRegistry};
-use crate::avro::{
-    value_subject, ApiErrorKind, BasicAuth, CompatibilityLevel, RegistryClient, RegistryError, Version,
-};
+use crate::avro::{value_subject, ApiErrorKind, BasicAuth, CompatibilityLevel, RegistryClient, RegistryError, Version};
 
 const PING: &str = r#"{"type":"record","name":"Ping","namespace":"kfn.test","fields":[{"name":"n","type":"int"}]}"#;
 

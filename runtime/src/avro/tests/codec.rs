@@ -92,7 +92,10 @@ fn an_event_of_another_type_is_refused() {
     }
     let err = encoder(1).encode(&Ping { n: 1 }, &mut Vec::new()).unwrap_err();
     let CodecError::WrongEvent { topic, expected, actual } = &err else { panic!("{err}") };
-    assert_eq!((topic.as_str(), expected.as_str(), *actual), ("orders.created", "com.tutorial.orders.OrderCreated", "kfn.test.Ping"));
+    assert_eq!(
+        (topic.as_str(), expected.as_str(), *actual),
+        ("orders.created", "com.tutorial.orders.OrderCreated", "kfn.test.Ping")
+    );
 }
 
 #[test]
@@ -219,7 +222,8 @@ async fn non_avro_and_unparsable_schemas_are_typed_errors() {
 
 #[tokio::test]
 async fn schema_references_are_fetched_and_resolved() {
-    const ITEM: &str = r#"{"type":"record","name":"Item","namespace":"kfn.test","fields":[{"name":"sku","type":"string"}]}"#;
+    const ITEM: &str =
+        r#"{"type":"record","name":"Item","namespace":"kfn.test","fields":[{"name":"sku","type":"string"}]}"#;
     const CART: &str = r#"{"type":"record","name":"Cart","namespace":"kfn.test","fields":[{"name":"items","type":{"type":"array","items":"kfn.test.Item"}}]}"#;
     let server = FakeRegistry::start(|_, seen| match seen.target.as_str() {
         "/schemas/ids/30" => {
@@ -295,9 +299,12 @@ async fn register_topic_schema_errors_name_the_topic() {
 
 fn arb_order() -> impl Strategy<Value = OrderCreated> {
     // decimal(10,2): at most 8 digits before the point.
-    let price = (0i64..10_000_000_000).prop_map(|cents| rust_decimal::Decimal::new(cents, 2));
-    let item = ("\\PC{0,12}", any::<i32>(), price.clone())
-        .prop_map(|(product_id, quantity, unit_price)| OrderItem { product_id, quantity, unit_price });
+    let price = (-9_999_999_999i64..10_000_000_000).prop_map(|cents| rust_decimal::Decimal::new(cents, 2));
+    let item = ("\\PC{0,12}", any::<i32>(), price.clone()).prop_map(|(product_id, quantity, unit_price)| OrderItem {
+        product_id,
+        quantity,
+        unit_price,
+    });
     (".{0,40}", ".{0,20}", proptest::collection::vec(item, 0..8), price, "\\PC{0,60}", any::<i64>()).prop_map(
         |(order_id, customer_id, items, total_amount, shipping_address, created_at)| OrderCreated {
             order_id,

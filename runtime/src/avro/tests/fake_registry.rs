@@ -96,7 +96,8 @@ async fn answer(
     let method = req.method().to_string();
     let target = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let request = Seen { method, target, body: String::from_utf8_lossy(&body).into_owned(), authorization, content_type };
+    let request =
+        Seen { method, target, body: String::from_utf8_lossy(&body).into_owned(), authorization, content_type };
     let n = {
         let mut seen = seen.lock().unwrap();
         seen.push(request.clone());

@@ -19,16 +19,9 @@ pub(super) struct AbortedTransactions {
 
 impl AbortedTransactions {
     pub(super) fn new(list: &[AbortedTransaction]) -> Self {
-        let mut pending: Vec<(i64, i64)> = list
-            .iter()
-            .map(|txn| (txn.first_offset, txn.producer_id.0))
-            .collect();
+        let mut pending: Vec<(i64, i64)> = list.iter().map(|txn| (txn.first_offset, txn.producer_id.0)).collect();
         pending.sort_unstable();
-        Self {
-            pending,
-            next: 0,
-            open: HashSet::new(),
-        }
+        Self { pending, next: 0, open: HashSet::new() }
     }
 
     /// Opens every aborted transaction that began at or before `offset`.

@@ -83,10 +83,7 @@ impl<'a> Batches<'a> {
             return Ok(None);
         }
         if self.rest.len() < LOG_OVERHEAD {
-            let piece = Piece::Partial {
-                base_offset: None,
-                needed: LOG_OVERHEAD,
-            };
+            let piece = Piece::Partial { base_offset: None, needed: LOG_OVERHEAD };
             self.rest.clear();
             return Ok(Some(piece));
         }
@@ -99,19 +96,14 @@ impl<'a> Batches<'a> {
         let total = LOG_OVERHEAD.saturating_add(length);
         if total > self.rest.len() {
             self.rest.clear();
-            return Ok(Some(Piece::Partial {
-                base_offset: Some(base_offset),
-                needed: total,
-            }));
+            return Ok(Some(Piece::Partial { base_offset: Some(base_offset), needed: total }));
         }
         let bytes = self.rest.split_to(total);
         // The magic byte sits at the same place in every message format.
         let magic = if bytes.len() > MAGIC_AT {
             bytes[MAGIC_AT] as i8
         } else {
-            return Err(self
-                .at
-                .corrupt(base_offset, "batch shorter than its header"));
+            return Err(self.at.corrupt(base_offset, "batch shorter than its header"));
         };
         if magic != 2 {
             return Err(FetchError::UnsupportedFormat {
@@ -122,9 +114,7 @@ impl<'a> Batches<'a> {
             });
         }
         if bytes.len() < V2_HEADER {
-            return Err(self
-                .at
-                .corrupt(base_offset, "batch shorter than its header"));
+            return Err(self.at.corrupt(base_offset, "batch shorter than its header"));
         }
         let header = parse_v2(&bytes, base_offset);
         if header.last_offset < base_offset {

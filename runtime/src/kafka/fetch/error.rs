@@ -93,20 +93,10 @@ pub(super) struct Where<'a> {
 
 impl Where<'_> {
     pub(super) fn corrupt(self, offset: i64, reason: &'static str) -> FetchError {
-        FetchError::Corrupt {
-            topic: self.topic.to_owned(),
-            partition: self.partition,
-            offset,
-            reason,
-        }
+        FetchError::Corrupt { topic: self.topic.to_owned(), partition: self.partition, offset, reason }
     }
 
     pub(super) fn decode(self, offset: i64, source: anyhow::Error) -> FetchError {
-        FetchError::Decode {
-            topic: self.topic.to_owned(),
-            partition: self.partition,
-            offset,
-            source: source.into(),
-        }
+        FetchError::Decode { topic: self.topic.to_owned(), partition: self.partition, offset, source: source.into() }
     }
 }

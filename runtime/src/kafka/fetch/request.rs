@@ -52,20 +52,14 @@ impl Default for FetchLimits {
 /// Partitions of one topic are grouped under one topic entry, in the order
 /// they first appear. Both the topic name and the topic id are filled in;
 /// the version the caller encodes with decides which one goes on the wire.
-pub fn fetch_request(
-    partitions: &[PartitionFetch<'_>],
-    limits: &FetchLimits,
-    isolation: Isolation,
-) -> FetchRequest {
+pub fn fetch_request(partitions: &[PartitionFetch<'_>], limits: &FetchLimits, isolation: Isolation) -> FetchRequest {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for wanted in partitions {
         let partition = FetchPartition::default()
             .with_partition(wanted.partition)
             .with_fetch_offset(wanted.fetch_offset)
             .with_partition_max_bytes(limits.partition_max_bytes);
-        let existing = topics
-            .iter_mut()
-            .find(|t| t.topic.0.as_str() == wanted.topic && t.topic_id == wanted.topic_id);
+        let existing = topics.iter_mut().find(|t| t.topic.0.as_str() == wanted.topic && t.topic_id == wanted.topic_id);
         match existing {
             Some(topic) => topic.partitions.push(partition),
             None => topics.push(

@@ -11,7 +11,7 @@ use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartiti
 use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+    DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
     SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -33,6 +33,17 @@ pub struct Generation {
     pub member_id: String,
     /// The protocol (assignor) the group uses.
     pub protocol: String,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Stable, PreparingRebalance, CompletingRebalance, Empty or Dead.
+    pub state: String,
+    /// The assignor the group uses.
+    pub protocol: String,
+    /// (member id, client id) of each member.
+    pub members: Vec<(String, String)>,
 }
 
 /// A JoinGroup answer.
@@ -72,7 +83,9 @@ impl GroupClient {
                 return Ok(c.clone());
             }
         }
-        let c = self.cluster.coordinator(CoordinatorKind::Group, &self.group).await?;
+        // A connection of its own: JoinGroup is a long poll that would hold up other requests.
+        let addr = self.cluster.coordinator_addr(CoordinatorKind::Group, &self.group).await?;
+        let c = self.cluster.open(&addr).await?;
         self.coordinator = Some(c.clone());
         Ok(c)
     }
@@ -174,6 +187,24 @@ impl GroupClient {
             .with_member_id(StrBytes::from_string(generation.member_id.clone()));
         let response = conn.send(&request).await?;
         KafkaError::check("Heartbeat", response.error_code, || format!("group {}", self.group))
+    }
+
+    /// The group as the coordinator describes it.
+    pub async fn describe(&mut self) -> Result<GroupDescription, KafkaError> {
+        let conn = self.coordinator().await?;
+        let request = DescribeGroupsRequest::default().with_groups(vec![self.group_id()]);
+        let response = conn.send(&request).await?;
+        let group = response
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| KafkaError::Codec { api: "DescribeGroups", message: "no group in the answer".into() })?;
+        KafkaError::check("DescribeGroups", group.error_code, || format!("group {}", self.group))?;
+        Ok(GroupDescription {
+            state: group.group_state.to_string(),
+            protocol: group.protocol_data.to_string(),
+            members: group.members.iter().map(|m| (m.member_id.to_string(), m.client_id.to_string())).collect(),
+        })
     }
 
     /// LeaveGroup, so the group rebalances at once instead of after the session timeout.

@@ -36,6 +36,7 @@
 
 pub mod batch;
 pub mod client;
+pub mod partitioner;
 pub mod config;
 pub mod outcome;
 pub mod request;

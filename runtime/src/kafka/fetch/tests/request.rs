@@ -17,34 +17,14 @@ type TopicEntry<'a> = (&'a str, Uuid, Vec<(i32, i64, i32)>);
 
 fn wanted() -> Vec<PartitionFetch<'static>> {
     vec![
-        PartitionFetch {
-            topic: "orders",
-            topic_id: ORDERS,
-            partition: 0,
-            fetch_offset: 10,
-        },
-        PartitionFetch {
-            topic: "payments",
-            topic_id: PAYMENTS,
-            partition: 2,
-            fetch_offset: 7,
-        },
-        PartitionFetch {
-            topic: "orders",
-            topic_id: ORDERS,
-            partition: 1,
-            fetch_offset: 20,
-        },
+        PartitionFetch { topic: "orders", topic_id: ORDERS, partition: 0, fetch_offset: 10 },
+        PartitionFetch { topic: "payments", topic_id: PAYMENTS, partition: 2, fetch_offset: 7 },
+        PartitionFetch { topic: "orders", topic_id: ORDERS, partition: 1, fetch_offset: 20 },
     ]
 }
 
 fn limits() -> FetchLimits {
-    FetchLimits {
-        max_wait: Duration::from_millis(250),
-        min_bytes: 1,
-        max_bytes: 4096,
-        partition_max_bytes: 1024,
-    }
+    FetchLimits { max_wait: Duration::from_millis(250), min_bytes: 1, max_bytes: 4096, partition_max_bytes: 1024 }
 }
 
 fn round_trip(request: &FetchRequest, version: i16) -> FetchRequest {
@@ -66,19 +46,13 @@ fn groups_partitions_by_topic_and_sets_limits() {
         .topics
         .iter()
         .map(|t| {
-            let parts = t
-                .partitions
-                .iter()
-                .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes));
+            let parts = t.partitions.iter().map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes));
             (t.topic.0.as_str(), t.topic_id, parts.collect())
         })
         .collect();
     assert_eq!(
         topics,
-        vec![
-            ("orders", ORDERS, vec![(0, 10, 1024), (1, 20, 1024)]),
-            ("payments", PAYMENTS, vec![(2, 7, 1024)]),
-        ]
+        vec![("orders", ORDERS, vec![(0, 10, 1024), (1, 20, 1024)]), ("payments", PAYMENTS, vec![(2, 7, 1024)]),]
     );
 
     let uncommitted = fetch_request(&wanted(), &limits(), Isolation::ReadUncommitted);
@@ -98,10 +72,7 @@ fn names_go_on_the_wire_up_to_v12_and_ids_from_v13() {
         let decoded = round_trip(&request, version);
         assert_eq!(decoded.topics[1].topic_id, PAYMENTS, "v{version}");
         assert_eq!(decoded.topics[1].topic.0.as_str(), "", "v{version}");
-        assert_eq!(
-            decoded.topics[1].partitions[0].fetch_offset, 7,
-            "v{version}"
-        );
+        assert_eq!(decoded.topics[1].partitions[0].fetch_offset, 7, "v{version}");
     }
 }
 

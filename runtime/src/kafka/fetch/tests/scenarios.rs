@@ -120,7 +120,7 @@ fn aborted_transaction_open_across_two_fetches() {
 }
 
 #[test]
-fn committed_transaction_open_across_two_fetches() {
+fn committed_transaction_cut_before_its_marker_waits_for_a_larger_fetch() {
     let mut log = Log::new(0);
     log.txn(P1, 3);
     log.plain(1);
@@ -128,11 +128,31 @@ fn committed_transaction_open_across_two_fetches() {
     assert_eq!(log.commit(P1), 6);
     log.plain(1);
 
-    let first = partition(log.slice(0, 2, 0), aborted(&[]));
-    let first = decode(&first, 0, Isolation::ReadCommitted).unwrap();
-    assert_eq!(offsets(&first), vec![0, 1, 2, 3]);
-    assert_eq!(first.next_fetch_offset, 4);
+    // The answer stops before the marker, below the broker's LSO, which
+    // equals its high watermark (as tansu's does): the transaction may be
+    // committed or aborted, so nothing from 0 on is delivered and the caller
+    // is told that a larger fetch may help.
+    let first = partition_at(log.slice(0, 2, 0), aborted(&[]), 8, 8);
+    let held = decode(&first, 0, Isolation::ReadCommitted).unwrap();
+    assert!(held.records.is_empty());
+    assert_eq!(held.next_fetch_offset, 0);
+    let back = held.held_back.expect("held back");
+    assert_eq!((back.first_offset, back.producer_id, back.cut_short), (0, P1, true));
 
+    // The larger answer holds the COMMIT: everything, in order.
+    let whole = partition_at(log.bytes(), aborted(&[]), 8, 8);
+    let whole = decode(&whole, 0, Isolation::ReadCommitted).unwrap();
+    assert_eq!(offsets(&whole), vec![0, 1, 2, 3, 4, 5, 7]);
+    assert_eq!(whole.next_fetch_offset, 8);
+    assert_eq!(whole.held_back, None);
+
+    // Trusting the broker (Apache Kafka sends only decided records below its
+    // LSO), the consumer's last resort, reads the cut answer as the Java
+    // consumer does.
+    let trusted = decode_trusting(&first, 0).unwrap();
+    assert_eq!(offsets(&trusted), vec![0, 1, 2, 3]);
+    assert_eq!(trusted.next_fetch_offset, 4);
+    assert_eq!(trusted.held_back, None);
     let second = partition(log.slice(2, 5, 0), aborted(&[]));
     let second = decode(&second, 4, Isolation::ReadCommitted).unwrap();
     assert_eq!(offsets(&second), vec![4, 5, 7]);
@@ -141,13 +161,7 @@ fn committed_transaction_open_across_two_fetches() {
 
 #[test]
 fn compressed_batches_decode_with_every_codec() {
-    for codec in [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ] {
+    for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
         let mut log = Log::compressed(0, codec);
         log.txn(P1, 4); // 0-3
         log.txn(P2, 3); // 4-6
@@ -156,11 +170,7 @@ fn compressed_batches_decode_with_every_codec() {
         log.plain(3); // 9-11
         let bytes = log.bytes();
         let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
-        let data_codecs: Vec<_> = infos
-            .iter()
-            .filter(|i| !i.control)
-            .map(|i| i.compression)
-            .collect();
+        let data_codecs: Vec<_> = infos.iter().filter(|i| !i.control).map(|i| i.compression).collect();
         assert_eq!(data_codecs, vec![codec; 3], "the log really is {codec:?}");
 
         let data = partition(bytes, aborted(&[(P1, 0)]));
@@ -170,11 +180,7 @@ fn compressed_batches_decode_with_every_codec() {
         for record in &decoded.records {
             assert_eq!(record.key, Some(key_of(record.offset)), "{codec:?}");
             assert_eq!(record.value, Some(value_of(record.offset)), "{codec:?}");
-            assert_eq!(
-                record.timestamp_ms,
-                timestamp_of(record.offset),
-                "{codec:?}"
-            );
+            assert_eq!(record.timestamp_ms, timestamp_of(record.offset), "{codec:?}");
             let header = Bytes::from(record.offset.to_string());
             assert_eq!(record.headers[0].value, Some(header), "{codec:?}");
         }
@@ -229,12 +235,7 @@ fn first_batch_that_does_not_fit_asks_for_more_bytes() {
     let size = log.batches()[0].1.len();
     let data = partition(log.slice(0, 0, size - 1), None);
     match decode(&data, 40, Isolation::ReadCommitted) {
-        Err(FetchError::BatchTooLarge {
-            offset,
-            needed,
-            received,
-            ..
-        }) => {
+        Err(FetchError::BatchTooLarge { offset, needed, received, .. }) => {
             assert_eq!(offset, 40);
             assert_eq!(needed, size);
             assert_eq!(received, size - 1);
@@ -243,12 +244,7 @@ fn first_batch_that_does_not_fit_asks_for_more_bytes() {
     }
     let data = partition(log.slice(0, 0, 7), None);
     match decode(&data, 40, Isolation::ReadCommitted) {
-        Err(FetchError::BatchTooLarge {
-            offset,
-            needed,
-            received,
-            ..
-        }) => {
+        Err(FetchError::BatchTooLarge { offset, needed, received, .. }) => {
             assert_eq!((offset, needed, received), (40, 12, 7));
         }
         other => panic!("expected BatchTooLarge, got {other:?}"),
@@ -268,11 +264,15 @@ fn read_uncommitted_delivers_everything_but_control_records() {
 }
 
 #[test]
-fn read_committed_without_a_list_filters_nothing() {
+fn read_committed_without_a_list_still_reads_the_markers() {
     let log = interleaved();
-    let data = partition(log.bytes(), None);
-    let decoded = decode(&data, 0, Isolation::ReadCommitted).unwrap();
-    assert_eq!(offsets(&decoded), ranges(&[0..10, 12..13]));
+    for list in [None, aborted(&[])] {
+        let data = partition(log.bytes(), list.clone());
+        let decoded = decode(&data, 0, Isolation::ReadCommitted).unwrap();
+        assert_eq!(offsets(&decoded), vec![0, 1, 5, 6, 8, 9, 12], "{list:?}");
+        assert_eq!(decoded.next_fetch_offset, 13);
+        assert_eq!(decoded.aborted_batches, 2);
+    }
 }
 
 #[test]
@@ -298,30 +298,14 @@ fn partition_errors_name_the_kafka_error() {
     let mut data = partition(Bytes::new(), None);
     data.error_code = ResponseError::OffsetOutOfRange.code();
     let err = decode(&data, 5, Isolation::ReadCommitted).unwrap_err();
-    assert!(matches!(
-        err,
-        FetchError::Broker {
-            error: ResponseError::OffsetOutOfRange,
-            partition: PARTITION,
-            ..
-        }
-    ));
+    assert!(matches!(err, FetchError::Broker { error: ResponseError::OffsetOutOfRange, partition: PARTITION, .. }));
     let message = err.to_string();
-    assert!(
-        message.contains("OffsetOutOfRange") && message.contains(TOPIC),
-        "{message}"
-    );
+    assert!(message.contains("OffsetOutOfRange") && message.contains(TOPIC), "{message}");
     assert!(!err.is_retriable());
 
     data.error_code = ResponseError::NotLeaderOrFollower.code();
     let err = decode(&data, 5, Isolation::ReadCommitted).unwrap_err();
-    assert!(matches!(
-        err,
-        FetchError::Broker {
-            error: ResponseError::NotLeaderOrFollower,
-            ..
-        }
-    ));
+    assert!(matches!(err, FetchError::Broker { error: ResponseError::NotLeaderOrFollower, .. }));
     assert!(err.is_retriable());
 }
 
@@ -337,20 +321,14 @@ fn corrupt_batches_are_typed_errors() {
     bad[last] ^= 0xff;
     let data = partition(bad.freeze(), None);
     let err = decode(&data, 0, Isolation::ReadCommitted).unwrap_err();
-    assert!(
-        matches!(err, FetchError::Decode { offset: 0, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, FetchError::Decode { offset: 0, .. }), "{err:?}");
 
     // An old message format is refused by name.
     let mut old = BytesMut::from(&good[..]);
     old[16] = 1;
     let data = partition(old.freeze(), None);
     let err = decode(&data, 0, Isolation::ReadCommitted).unwrap_err();
-    assert!(
-        matches!(err, FetchError::UnsupportedFormat { magic: 1, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, FetchError::UnsupportedFormat { magic: 1, .. }), "{err:?}");
 
     // A negative length.
     let mut negative = BytesMut::from(&good[..]);

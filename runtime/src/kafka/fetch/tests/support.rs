@@ -4,16 +4,14 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
-use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
-};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-use crate::kafka::fetch::{decode_partition, DecodedPartition, FetchError, Isolation};
+use crate::kafka::fetch::{
+    decode_partition, decode_partition_with, DecodedPartition, FetchError, Isolation, Undecided,
+};
 
 pub(super) const TOPIC: &str = "orders.created";
 pub(super) const PARTITION: i32 = 3;
@@ -43,12 +41,7 @@ impl Log {
 
     /// An empty log whose data batches use `compression` (markers never do).
     pub(super) fn compressed(start: i64, compression: Compression) -> Self {
-        Self {
-            buf: BytesMut::new(),
-            next_offset: start,
-            compression,
-            batches: Vec::new(),
-        }
+        Self { buf: BytesMut::new(), next_offset: start, compression, batches: Vec::new() }
     }
 
     /// Non-transactional records without a producer id.
@@ -94,11 +87,19 @@ impl Log {
     /// The bytes of batches `from..to` (by index), then `extra` bytes of batch `to`.
     pub(super) fn slice(&self, from: usize, to: usize, extra: usize) -> Bytes {
         let start = self.batches.get(from).map_or(self.buf.len(), |b| b.1.start);
-        let end = self
-            .batches
-            .get(to)
-            .map_or(self.buf.len(), |b| b.1.start + extra);
+        let end = self.batches.get(to).map_or(self.buf.len(), |b| b.1.start + extra);
         Bytes::copy_from_slice(&self.buf[start..end])
+    }
+
+    /// What a broker sends for a fetch from `from` limited to `limit` bytes:
+    /// whole batches from the one holding `from`, the last possibly cut off.
+    /// Also returns the end offset of the last batch touched.
+    pub(super) fn read(&self, from: i64, limit: usize) -> (Bytes, i64) {
+        let first = self.batches.iter().position(|b| b.0.end > from).unwrap_or(self.batches.len());
+        let start = self.batches.get(first).map_or(self.buf.len(), |b| b.1.start);
+        let end = self.buf.len().min(start.saturating_add(limit));
+        let upper = self.batches.iter().filter(|b| b.1.start < end).map(|b| b.0.end).max().unwrap_or(from);
+        (Bytes::copy_from_slice(&self.buf[start..end]), upper)
     }
 
     fn data(&mut self, producer_id: i64, transactional: bool, count: i64) -> Range<i64> {
@@ -107,19 +108,8 @@ impl Log {
             .clone()
             .map(|offset| {
                 let mut headers = IndexMap::new();
-                headers.insert(
-                    StrBytes::from_static_str("offset"),
-                    Some(Bytes::from(offset.to_string())),
-                );
-                record(
-                    producer_id,
-                    transactional,
-                    false,
-                    offset,
-                    key_of(offset),
-                    value_of(offset),
-                    headers,
-                )
+                headers.insert(StrBytes::from_static_str("offset"), Some(Bytes::from(offset.to_string())));
+                record(producer_id, transactional, false, offset, key_of(offset), value_of(offset), headers)
             })
             .collect();
         self.write(&records, self.compression);
@@ -133,25 +123,14 @@ impl Log {
         key.extend_from_slice(&kind.to_be_bytes());
         let mut value = Vec::from(0i16.to_be_bytes());
         value.extend_from_slice(&7i32.to_be_bytes());
-        let control = record(
-            producer_id,
-            true,
-            true,
-            offset,
-            Bytes::from(key),
-            Bytes::from(value),
-            IndexMap::new(),
-        );
+        let control = record(producer_id, true, true, offset, Bytes::from(key), Bytes::from(value), IndexMap::new());
         self.write(&[control], Compression::None);
         offset
     }
 
     fn write(&mut self, records: &[Record], compression: Compression) {
         let start = self.buf.len();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression,
-        };
+        let options = RecordEncodeOptions { version: 2, compression };
         RecordBatchEncoder::encode(&mut self.buf, records, &options).expect("encode batch");
         let first = records.first().map_or(self.next_offset, |r| r.offset);
         let last = records.last().map_or(self.next_offset, |r| r.offset);
@@ -207,9 +186,7 @@ pub(super) fn aborted(list: &[(i64, i64)]) -> Option<Vec<AbortedTransaction>> {
     Some(
         list.iter()
             .map(|&(producer_id, first_offset)| {
-                AbortedTransaction::default()
-                    .with_producer_id(ProducerId(producer_id))
-                    .with_first_offset(first_offset)
+                AbortedTransaction::default().with_producer_id(ProducerId(producer_id)).with_first_offset(first_offset)
             })
             .collect(),
     )
@@ -221,10 +198,30 @@ pub(super) fn partition_via(
     records: Bytes,
     aborted_transactions: Option<Vec<AbortedTransaction>>,
 ) -> PartitionData {
+    bounded_via(version, records, aborted_transactions, 1_000, 900)
+}
+
+/// A partition of a Fetch v16 response with this high watermark and last stable offset.
+pub(super) fn partition_at(
+    records: Bytes,
+    aborted_transactions: Option<Vec<AbortedTransaction>>,
+    high_watermark: i64,
+    last_stable_offset: i64,
+) -> PartitionData {
+    bounded_via(16, records, aborted_transactions, high_watermark, last_stable_offset)
+}
+
+fn bounded_via(
+    version: i16,
+    records: Bytes,
+    aborted_transactions: Option<Vec<AbortedTransaction>>,
+    high_watermark: i64,
+    last_stable_offset: i64,
+) -> PartitionData {
     let data = PartitionData::default()
         .with_partition_index(PARTITION)
-        .with_high_watermark(1_000)
-        .with_last_stable_offset(900)
+        .with_high_watermark(high_watermark)
+        .with_last_stable_offset(last_stable_offset)
         .with_log_start_offset(0)
         .with_aborted_transactions(aborted_transactions)
         .with_records(Some(records));
@@ -236,9 +233,7 @@ pub(super) fn partition_via(
     }
     let response = FetchResponse::default().with_responses(vec![topic]);
     let mut wire = BytesMut::new();
-    response
-        .encode(&mut wire, version)
-        .expect("encode response");
+    response.encode(&mut wire, version).expect("encode response");
     let mut wire = wire.freeze();
     let mut decoded = FetchResponse::decode(&mut wire, version).expect("decode response");
     assert!(wire.is_empty(), "response fully read");
@@ -246,10 +241,7 @@ pub(super) fn partition_via(
 }
 
 /// A partition of a Fetch v16 response (topic ids).
-pub(super) fn partition(
-    records: Bytes,
-    aborted_transactions: Option<Vec<AbortedTransaction>>,
-) -> PartitionData {
+pub(super) fn partition(records: Bytes, aborted_transactions: Option<Vec<AbortedTransaction>>) -> PartitionData {
     partition_via(16, records, aborted_transactions)
 }
 
@@ -260,6 +252,11 @@ pub(super) fn decode(
     isolation: Isolation,
 ) -> Result<DecodedPartition, FetchError> {
     decode_partition(TOPIC, data, fetch_offset, isolation)
+}
+
+/// Decodes a partition trusting the broker about undecided transactions.
+pub(super) fn decode_trusting(data: &PartitionData, fetch_offset: i64) -> Result<DecodedPartition, FetchError> {
+    decode_partition_with(TOPIC, data, fetch_offset, Isolation::ReadCommitted, Undecided::TrustBroker)
 }
 
 /// The offsets of the delivered records.

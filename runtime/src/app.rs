@@ -1,0 +1,208 @@
+//! The running application: schemas registered, every function started, the
+//! HTTP trigger and the admin endpoints served, all stopped together.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::avro::{register_topic_schema, CodecError, OutputEncoder, RegistryClient, RegistryError, SchemaCache};
+use crate::config::{Config, FunctionKind};
+use crate::endpoints::Readiness;
+use crate::invoker::outputs::{Output, Outputs};
+use crate::invoker::{start_function, FunctionHandle};
+use crate::kafka::producer::{Compression, Producer, ProducerConfig, SendError};
+use crate::kafka::{Cluster, KafkaError};
+use crate::metrics::Metrics;
+use crate::trigger::http::{HttpTrigger, Route};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A broker request failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The producer could not start.
+    #[error(transparent)]
+    Producer(#[from] SendError),
+    /// A schema could not be registered or parsed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The schema registry could not be used.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What every part of the running application shares.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The handlers.
+    pub registry: kfn_sdk::Registry,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Writer schemas by id.
+    pub schemas: Arc<SchemaCache>,
+    /// The encoder of each topic with a schema.
+    pub encoders: HashMap<String, OutputEncoder>,
+    /// The shared idempotent producer.
+    pub producer: Producer,
+    /// Producer settings, for per-partition transactional producers.
+    pub producer_config: ProducerConfig,
+}
+
+impl App {
+    /// Connects, registers every topic's schema, and starts the shared producer.
+    pub async fn new(config: Config, registry: kfn_sdk::Registry) -> Result<Self, StartError> {
+        let cluster = Cluster::from_config(&config)?;
+        let url = config
+            .runtime
+            .schema_registry
+            .clone()
+            .ok_or_else(|| StartError::Other("runtime.schema_registry is not set: kfn needs a schema registry".into()))?;
+        let client = RegistryClient::new(&url, None)?;
+        let mut encoders = HashMap::new();
+        let schemas = Arc::new(SchemaCache::new(client));
+        for topic in config.topics.values() {
+            let Some(path) = &topic.schema else { continue };
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StartError::Other(format!("cannot read {}: {e}", path.display())))?;
+            let (id, schema) = register_topic_schema(schemas.client(), &topic.name, &text).await?;
+            schemas.insert(id, schema.clone());
+            encoders.insert(topic.name.clone(), OutputEncoder::new(topic.name.as_str(), id, schema));
+        }
+        let p = &config.runtime.producer;
+        let producer_config = ProducerConfig {
+            idempotent: p.idempotent,
+            linger: p.linger,
+            max_batch_bytes: p.max_batch_bytes as usize,
+            compression: match p.compression {
+                crate::config::Compression::None => Compression::None,
+                crate::config::Compression::Lz4 => Compression::Lz4,
+                crate::config::Compression::Zstd => Compression::Zstd,
+            },
+            request_timeout: p.request_timeout,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(cluster.clone(), producer_config.clone()).await?;
+        Ok(Self { config, registry, cluster, metrics: Metrics::new(), schemas, encoders, producer, producer_config })
+    }
+
+    /// The partition count of a topic.
+    pub async fn partitions(&self, topic: &str) -> Result<i32, StartError> {
+        Ok(self.cluster.topic(topic).await?.partitions.len() as i32)
+    }
+}
+
+/// Where the running application listens.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The HTTP trigger, when there are HTTP functions.
+    pub http: Option<std::net::SocketAddr>,
+    /// /metrics, /healthz, /readyz.
+    pub admin: std::net::SocketAddr,
+    /// The functions started.
+    pub functions: Vec<String>,
+}
+
+/// The running application.
+pub struct Running {
+    /// Where it listens.
+    pub listening: Listening,
+    functions: Vec<FunctionHandle>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    /// Readiness of every function.
+    pub readiness: Readiness,
+}
+
+impl Running {
+    /// Waits until every function stopped (after `shutdown` turned true).
+    pub async fn wait(self) {
+        for f in self.functions {
+            match f.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(function = %f.name, error = %e, "function stopped with an error"),
+                Err(e) => tracing::error!(function = %f.name, error = %e, "function task failed"),
+            }
+        }
+        for s in self.servers {
+            let _ = s.await;
+        }
+    }
+}
+
+/// Starts the functions of `only` (all when empty), the HTTP trigger and the admin endpoints.
+pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<bool>) -> Result<Running, StartError> {
+    let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    for name in only {
+        if !app.config.functions.contains_key(name) {
+            let known: Vec<_> = app.config.functions.keys().cloned().collect();
+            return Err(StartError::Other(format!("--only {name}: no such function (declared: {})", known.join(", "))));
+        }
+    }
+    let mut functions = Vec::new();
+    let mut readiness = Readiness::default();
+    let mut routes = Vec::new();
+    for spec in app.config.functions.values().filter(|f| selected(&f.name)) {
+        match &spec.kind {
+            FunctionKind::Topic { .. } => {
+                let handle = start_function(&app, spec, shutdown.clone()).await?;
+                readiness.watch(&spec.name, handle.assignments.clone());
+                functions.push(handle);
+            }
+            FunctionKind::Http { method, path } => {
+                let handler = app
+                    .registry
+                    .http_handler(&spec.handler)
+                    .ok_or_else(|| StartError::Other(format!("HTTP handler {} is not registered", spec.handler)))?
+                    .clone();
+                let mut outputs = HashMap::new();
+                for (name, topic) in &spec.outputs {
+                    let encoder =
+                        app.encoders.get(topic).cloned().ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
+                    let partitions = app.partitions(topic).await?;
+                    outputs.insert(name.clone(), Arc::new(Output { topic: topic.clone(), partitions, encoder }));
+                }
+                routes.push(Route {
+                    method: method.clone(),
+                    path: path.clone(),
+                    function: spec.name.clone(),
+                    handler,
+                    outputs: Outputs::new(&spec.name, outputs),
+                });
+            }
+        }
+    }
+    let mut servers = Vec::new();
+    let http = if routes.is_empty() {
+        None
+    } else {
+        let addr = &app.config.runtime.http_addr;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+        let local = listener.local_addr().map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+        let trigger = Arc::new(HttpTrigger::new(routes, app.producer.clone(), app.metrics.clone(), app.config.runtime.max_http_body));
+        servers.push(tokio::spawn(trigger.serve(listener, shutdown.clone())));
+        Some(local)
+    };
+    let addr = &app.config.runtime.admin_addr;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+    let admin = listener.local_addr().map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+    servers.push(tokio::spawn(crate::endpoints::serve(listener, app.metrics.clone(), readiness.clone(), shutdown.clone())));
+    let names = app.config.functions.values().filter(|f| selected(&f.name)).map(|f| f.name.clone()).collect();
+    Ok(Running { listening: Listening { http, admin, functions: names }, functions, servers, readiness })
+}

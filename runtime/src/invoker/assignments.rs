@@ -1,0 +1,79 @@
+//! Starts and stops partition workers as the group assigns and revokes partitions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::worker::{self, FunctionShared};
+use crate::kafka::group::coordinator::Generation;
+use crate::kafka::group::member::RebalanceListener;
+use crate::kafka::group::protocol::TopicPartition;
+
+struct Running {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+/// The partition workers of one function in this process.
+pub struct PartitionWorkers {
+    shared: Arc<FunctionShared>,
+    running: Mutex<HashMap<TopicPartition, Running>>,
+    shutdown_timeout: Duration,
+}
+
+impl PartitionWorkers {
+    /// Workers sharing `shared`; revocation waits at most `shutdown_timeout` for in-flight work.
+    pub fn new(shared: Arc<FunctionShared>, shutdown_timeout: Duration) -> Self {
+        Self { shared, running: Mutex::default(), shutdown_timeout }
+    }
+
+    fn take(&self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, Running)> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        partitions.iter().filter_map(|tp| running.remove(tp).map(|r| (tp.clone(), r))).collect()
+    }
+}
+
+impl RebalanceListener for PartitionWorkers {
+    fn assigned<'a>(&'a self, _generation: &'a Generation, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.shared.metrics.rebalances.inc();
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            for tp in partitions {
+                if running.contains_key(tp) {
+                    continue;
+                }
+                let (stop, stop_rx) = watch::channel(false);
+                let handle = tokio::spawn(worker::run(self.shared.clone(), tp.clone(), stop_rx));
+                running.insert(tp.clone(), Running { stop, handle });
+            }
+        })
+    }
+
+    fn revoked<'a>(&'a self, _generation: &'a Generation, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let workers = self.take(partitions);
+            for (_, w) in &workers {
+                let _ = w.stop.send(true);
+            }
+            for (tp, w) in workers {
+                let abort = w.handle.abort_handle();
+                if tokio::time::timeout(self.shutdown_timeout, w.handle).await.is_err() {
+                    tracing::warn!(function = %self.shared.function, partition = %tp, "in-flight work did not finish within the shutdown timeout; aborted");
+                    abort.abort();
+                }
+            }
+        })
+    }
+
+    fn lost<'a>(&'a self, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for (_, w) in self.take(partitions) {
+                w.handle.abort();
+            }
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Starting one topic function: its group member, workers and layers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::assignments::PartitionWorkers;
+use super::committer::Committer;
+use super::dead_letter::DeadLetters;
+use super::invoke::{pipeline, HandlerCall};
+use super::outputs::{Output, Outputs};
+use super::worker::FunctionShared;
+use crate::app::{App, StartError};
+use crate::config::{FunctionSpec, OffsetReset};
+use crate::kafka::consumer::LogEnd;
+use crate::kafka::fetch::Isolation;
+use crate::kafka::group::coordinator::GroupClient;
+use crate::kafka::group::member::{GroupMember, MemberConfig};
+use crate::kafka::KafkaError;
+
+/// A running function.
+pub struct FunctionHandle {
+    /// The function's name.
+    pub name: String,
+    /// The member's task; ends after shutdown (or on an error no retry cures).
+    pub task: JoinHandle<Result<(), KafkaError>>,
+    /// Changes each time the member receives an assignment.
+    pub assignments: watch::Receiver<u64>,
+}
+
+/// Starts `spec` (a topic function) in `app`; it stops when `shutdown` turns true.
+pub async fn start_function(app: &App, spec: &FunctionSpec, shutdown: watch::Receiver<bool>) -> Result<FunctionHandle, StartError> {
+    let input = spec.input().ok_or_else(|| StartError::Other(format!("function {} has no input topic", spec.name)))?;
+    let handler = app
+        .registry
+        .topic_handler(&spec.handler)
+        .ok_or_else(|| StartError::Other(format!("handler {} is not registered", spec.handler)))?
+        .clone();
+    let mut outputs = HashMap::new();
+    for (name, topic) in &spec.outputs {
+        let encoder = app.encoders.get(topic).cloned().ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
+        let partitions = app.partitions(topic).await?;
+        outputs.insert(name.clone(), Arc::new(Output { topic: topic.clone(), partitions, encoder }));
+    }
+    let dlq_topic = spec
+        .dead_letter
+        .clone()
+        .ok_or_else(|| StartError::Other(format!("function {} has no dead_letter topic", spec.name)))?;
+    let dead_letters = DeadLetters { partitions: app.partitions(&dlq_topic).await?, topic: dlq_topic, function: spec.name.clone() };
+    let runtime = &app.config.runtime;
+    let metrics = app.metrics.function(&spec.name);
+    let member = GroupMember::new(
+        app.cluster.clone(),
+        MemberConfig {
+            group: spec.group_id(),
+            topics: vec![input.to_string()],
+            session_timeout: runtime.session_timeout,
+            rebalance_timeout: runtime.rebalance_timeout,
+            heartbeat_interval: runtime.heartbeat_interval,
+        },
+    );
+    let reset = match spec.start_from.unwrap_or(runtime.auto_offset_reset) {
+        OffsetReset::Earliest => LogEnd::Earliest,
+        OffsetReset::Latest => LogEnd::Latest,
+    };
+    let shared = Arc::new(FunctionShared {
+        function: Arc::from(spec.name.as_str()),
+        pipeline: pipeline(HandlerCall::new(handler, app.schemas.clone()), spec.retry.clone(), metrics.clone(), runtime.slow_handler),
+        outputs: Outputs::new(&spec.name, outputs),
+        dead_letters,
+        metrics,
+        cluster: app.cluster.clone(),
+        producer: app.producer.clone(),
+        producer_config: app.producer_config.clone(),
+        committer: Committer::new(GroupClient::new(app.cluster.clone(), spec.group_id()), member.state()),
+        guarantee: spec.guarantee,
+        ordering: spec.ordering,
+        max_in_flight: spec.max_in_flight,
+        isolation: match runtime.isolation {
+            crate::config::Isolation::ReadCommitted => Isolation::ReadCommitted,
+            crate::config::Isolation::ReadUncommitted => Isolation::ReadUncommitted,
+        },
+        reset,
+    });
+    let workers = Arc::new(PartitionWorkers::new(shared, runtime.shutdown_timeout));
+    let assignments = member.assignments();
+    let task = tokio::spawn(member.run(workers, shutdown));
+    Ok(FunctionHandle { name: spec.name.clone(), task, assignments })
+}

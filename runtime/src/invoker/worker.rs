@@ -1,0 +1,320 @@
+//! One partition of one function: fetch, invoke, produce, commit; in order.
+//!
+//! A batch's outputs and dead letters are produced before its offset is
+//! committed (at_least_once), or staged, then committed with the offset in
+//! one transaction (exactly_once). No offset is committed past a record that
+//! is neither done nor dead-lettered.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kfn_sdk::{Ctx, Emit};
+use tokio::sync::watch;
+
+use super::committer::Committer;
+use super::dead_letter::DeadLetters;
+use super::invoke::{Failure, FailureKind, Pipeline};
+use super::outputs::Outputs;
+use crate::config::{Guarantee, Ordering};
+use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use crate::kafka::fetch::{ConsumedRecord, Isolation};
+use crate::kafka::group::protocol::TopicPartition;
+use crate::kafka::producer::{Producer, ProducerConfig, ProducerRecord, SendError};
+use crate::kafka::Cluster;
+use crate::metrics::FunctionMetrics;
+
+/// What every partition worker of a function shares.
+pub struct FunctionShared {
+    /// The function's name.
+    pub function: Arc<str>,
+    /// The handler stack.
+    pub pipeline: Pipeline,
+    /// Output routing and encoding.
+    pub outputs: Outputs,
+    /// The dead-letter topic.
+    pub dead_letters: DeadLetters,
+    /// Metric handles.
+    pub metrics: FunctionMetrics,
+    /// The cluster.
+    pub cluster: Cluster,
+    /// The shared idempotent producer (at_least_once).
+    pub producer: Producer,
+    /// Settings for per-partition transactional producers (exactly_once).
+    pub producer_config: ProducerConfig,
+    /// Offset commits.
+    pub committer: Committer,
+    /// At-least-once or exactly-once.
+    pub guarantee: Guarantee,
+    /// Partition or key order.
+    pub ordering: Ordering,
+    /// Bound on keys in flight (key order).
+    pub max_in_flight: usize,
+    /// read_committed or not.
+    pub isolation: Isolation,
+    /// Where to start without a committed offset.
+    pub reset: LogEnd,
+}
+
+/// How a batch could not be finished.
+enum BatchError {
+    /// This member was fenced: stop the partition.
+    Fenced(String),
+    /// Something passing: redo the batch.
+    Retry(String),
+}
+
+/// Runs one partition until `stop` turns true (between batches).
+pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watch::Receiver<bool>) {
+    let Some(start) = start_offset(&shared, &tp, &mut stop).await else { return };
+    let topic: Arc<str> = Arc::from(tp.topic.as_str());
+    let mut reader = PartitionReader::new(shared.cluster.clone(), tp.clone(), start, shared.isolation, shared.reset);
+    let transactional = match shared.guarantee {
+        Guarantee::ExactlyOnce => match transactional_producer(&shared, &tp, &mut stop).await {
+            Some(p) => Some(p),
+            None => return,
+        },
+        Guarantee::AtLeastOnce => None,
+    };
+    let lag = shared.metrics.lag(&tp.topic, tp.partition);
+    tracing::info!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
+    let mut committed = start;
+    let mut failures = 0u32;
+    while !*stop.borrow() {
+        let decoded = tokio::select! {
+            r = reader.next() => r,
+            _ = stop.changed() => break,
+        };
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(function = %shared.function, partition = %tp, error = %e, "fetch failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        lag.set(decoded.high_watermark.saturating_sub(decoded.next_fetch_offset));
+        let next = decoded.next_fetch_offset;
+        if decoded.records.is_empty() {
+            continue;
+        }
+        loop {
+            match process_batch(&shared, &tp, &topic, &decoded.records, next, transactional.as_ref()).await {
+                Ok(()) => {
+                    committed = next;
+                    failures = 0;
+                    break;
+                }
+                Err(BatchError::Fenced(reason)) => {
+                    tracing::warn!(function = %shared.function, partition = %tp, %reason, "fenced: another member owns this partition now");
+                    return;
+                }
+                Err(BatchError::Retry(reason)) => {
+                    failures += 1;
+                    tracing::warn!(function = %shared.function, partition = %tp, %reason, failures, "batch failed; processing it again");
+                    let wait = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)).min(5_000));
+                    if tokio::time::timeout(wait, stop.changed()).await.is_ok() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    // Offsets moved past control records or aborted data since the last commit.
+    if reader.position() > committed && shared.guarantee == Guarantee::AtLeastOnce {
+        let _ = shared.committer.commit(&tp, reader.position()).await;
+    }
+    tracing::info!(function = %shared.function, partition = %tp, offset = reader.position(), "partition worker stopped");
+}
+
+async fn start_offset(shared: &FunctionShared, tp: &TopicPartition, stop: &mut watch::Receiver<bool>) -> Option<i64> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let found = match shared.committer.committed(tp).await {
+            Ok(Some(offset)) => Ok(offset),
+            Ok(None) => list_offset(&shared.cluster, tp, shared.reset, shared.isolation).await,
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(offset) => return Some(offset),
+            Err(e) => {
+                tracing::warn!(function = %shared.function, partition = %tp, error = %e, "cannot find the start offset; retrying");
+                if tokio::time::timeout(wait, stop.changed()).await.is_ok() {
+                    return None;
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The producer of one input partition: `kfn.<function>.<topic>.<partition>`.
+///
+/// Its InitProducerId fences the previous owner of the partition (a zombie
+/// whose session expired), so two members can never both commit outputs for
+/// the same input records.
+async fn transactional_producer(shared: &FunctionShared, tp: &TopicPartition, stop: &mut watch::Receiver<bool>) -> Option<Producer> {
+    let config = ProducerConfig {
+        transactional_id: Some(format!("kfn.{}.{}.{}", shared.function, tp.topic, tp.partition)),
+        ..shared.producer_config.clone()
+    };
+    loop {
+        match Producer::new(shared.cluster.clone(), config.clone()).await {
+            Ok(p) => return Some(p),
+            Err(e) => {
+                tracing::warn!(function = %shared.function, partition = %tp, error = %e, "cannot start the transactional producer; retrying");
+                if tokio::time::timeout(Duration::from_secs(1), stop.changed()).await.is_ok() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn process_batch(
+    shared: &FunctionShared,
+    tp: &TopicPartition,
+    topic: &Arc<str>,
+    records: &[ConsumedRecord],
+    next_offset: i64,
+    transactional: Option<&Producer>,
+) -> Result<(), BatchError> {
+    let results = invoke_all(shared, tp, topic, records).await;
+    let now = now_ms();
+    let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
+    for (record, result) in records.iter().zip(results) {
+        let failure = match result {
+            Ok(emit) => match route(shared, &emit, now) {
+                Ok(routed) => {
+                    for (out_tp, out) in routed {
+                        by_tp.entry(out_tp).or_default().push(out);
+                    }
+                    shared.metrics.ok.inc();
+                    continue;
+                }
+                Err(message) => Failure { kind: FailureKind::Output, message, attempts: 1 },
+            },
+            Err(failure) => failure,
+        };
+        shared.metrics.failed.inc();
+        shared.metrics.dead_letter(failure.kind.as_str());
+        tracing::warn!(
+            function = %shared.function, partition = %tp, offset = record.offset,
+            kind = failure.kind.as_str(), attempts = failure.attempts, error = %failure.message,
+            "record dead-lettered"
+        );
+        let (dlq_tp, dlq) = shared.dead_letters.record(tp, record, &failure);
+        by_tp.entry(dlq_tp).or_default().push(dlq);
+    }
+    let start = Instant::now();
+    let result = match transactional {
+        None => {
+            let sends = by_tp.iter().map(|(tp, recs)| shared.producer.send(tp, recs.clone()));
+            match futures::future::try_join_all(sends).await {
+                Ok(_) => {
+                    shared.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
+                    if let Err(e) = shared.committer.commit(tp, next_offset).await {
+                        // The outputs are written; after the rebalance the next owner may process these records again.
+                        tracing::info!(function = %shared.function, partition = %tp, error = %e, "offset commit failed");
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Some(producer) => {
+            for (out_tp, recs) in by_tp {
+                producer.stage(&out_tp, recs);
+            }
+            let Some(generation) = shared.committer.generation() else {
+                let _ = producer.abort().await;
+                return Err(BatchError::Fenced("the member lost its assignment".into()));
+            };
+            let offsets = BTreeMap::from([(tp.clone(), next_offset)]);
+            let committed = async {
+                producer.send_offsets(shared.committer.group(), &generation, &offsets).await?;
+                producer.commit().await
+            }
+            .await;
+            if committed.is_ok() {
+                shared.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
+            } else if !matches!(&committed, Err(e) if e.is_fenced()) {
+                let _ = producer.abort().await;
+            }
+            committed
+        }
+    };
+    result.map_err(|e: SendError| if e.is_fenced() { BatchError::Fenced(e.to_string()) } else { BatchError::Retry(e.to_string()) })
+}
+
+fn route(shared: &FunctionShared, emit: &Emit, now: i64) -> Result<Vec<(TopicPartition, ProducerRecord)>, String> {
+    emit.events.iter().map(|e| shared.outputs.route(e, now).map_err(|e| e.to_string())).collect()
+}
+
+/// Invokes every record: in offset order, or per key in parallel (each key in order).
+async fn invoke_all(
+    shared: &FunctionShared,
+    tp: &TopicPartition,
+    topic: &Arc<str>,
+    records: &[ConsumedRecord],
+) -> Vec<Result<Emit, Failure>> {
+    let ctx = |r: &ConsumedRecord| Ctx {
+        function: shared.function.clone(),
+        topic: topic.clone(),
+        partition: tp.partition,
+        offset: r.offset,
+        key: r.key.clone(),
+        timestamp_ms: r.timestamp_ms,
+        attempt: 1,
+        headers: r.headers.clone(),
+    };
+    let empty = Bytes::new();
+    let value = |r: &ConsumedRecord| r.value.clone().unwrap_or_else(|| empty.clone());
+    match shared.ordering {
+        Ordering::Partition => {
+            let mut results = Vec::with_capacity(records.len());
+            for r in records {
+                results.push(shared.pipeline.run(ctx(r), &value(r)).await);
+            }
+            results
+        }
+        Ordering::Key => {
+            let mut index: HashMap<Option<Bytes>, usize> = HashMap::new();
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            for (i, r) in records.iter().enumerate() {
+                let g = *index.entry(r.key.clone()).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push(i);
+            }
+            drop(index);
+            let mut results: Vec<Option<Result<Emit, Failure>>> = (0..records.len()).map(|_| None).collect();
+            let done: Vec<Vec<(usize, Result<Emit, Failure>)>> = futures::stream::iter(groups)
+                .map(|indices| async move {
+                    let mut out = Vec::with_capacity(indices.len());
+                    for i in indices {
+                        let r = &records[i];
+                        out.push((i, shared.pipeline.run(ctx(r), &value(r)).await));
+                    }
+                    out
+                })
+                .buffer_unordered(shared.max_in_flight)
+                .collect()
+                .await;
+            for (i, result) in done.into_iter().flatten() {
+                results[i] = Some(result);
+            }
+            results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(Failure { kind: FailureKind::Panic, message: "lost result".into(), attempts: 0 })))
+                .collect()
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,235 @@
+//! HTTP/1.1 on hyper: accept connections, bound and read request bodies,
+//! split and decode paths, write JSON answers; [`super::api`] does the rest.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::error::ApiError;
+use super::store::Store;
+
+/// The content type of every answer, as Confluent sends it.
+pub const CONTENT_TYPE_V1: &str = "application/vnd.schemaregistry.v1+json";
+
+/// How long open connections get to finish their request on shutdown.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// A request as the API sees it.
+#[derive(Debug)]
+pub struct ApiRequest {
+    /// The method.
+    pub method: Method,
+    /// The path's segments, percent-decoded (`/subjects/a%2Fb` is `["subjects", "a/b"]`).
+    pub segments: Vec<String>,
+    /// The query's pairs, percent-decoded.
+    pub query: Vec<(String, String)>,
+    /// The body (at most the configured limit).
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    /// Whether the query has `name=true`.
+    pub fn flag(&self, name: &str) -> bool {
+        self.query.iter().any(|(k, v)| k == name && v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The value of `name` in the query.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// An answer: a JSON value, or raw JSON text (a schema as registered).
+#[derive(Debug)]
+pub enum ApiReply {
+    /// 200 with this JSON.
+    Json(serde_json::Value),
+    /// 200 with this text, already JSON.
+    Raw(String),
+}
+
+/// Serves `listener` until `shutdown` turns true, then lets open requests finish.
+pub async fn serve(listener: TcpListener, store: Store, max_body: usize, mut shutdown: watch::Receiver<bool>) {
+    let app = Arc::new(App { store, max_body });
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                tracing::warn!(error = %e, "schema registry: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let app = app.clone();
+        let mut stop = shutdown.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |request| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.handle(request).await) }
+            });
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "schema registry: connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await.is_err() {
+        connections.abort_all();
+    }
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn stopped(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|stop| *stop).await;
+}
+
+struct App {
+    store: Store,
+    max_body: usize,
+}
+
+impl App {
+    async fn handle(&self, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let result = match self.read(request).await {
+            Ok(request) => super::api::route(&self.store, request).await,
+            Err(e) => Err(e),
+        };
+        let (status, body) = match result {
+            Ok(ApiReply::Json(value)) => (StatusCode::OK, value.to_string()),
+            Ok(ApiReply::Raw(text)) => (StatusCode::OK, text),
+            Err(e) => (e.status, e.body().to_string()),
+        };
+        tracing::debug!(%method, %path, status = status.as_u16(), "schema registry request");
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_V1));
+        response
+    }
+
+    async fn read(&self, request: hyper::Request<Incoming>) -> Result<ApiRequest, ApiError> {
+        let (parts, body) = request.into_parts();
+        if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
+            let content_type = content_type.to_str().unwrap_or("(not text)");
+            if !content_type.to_ascii_lowercase().contains("json") {
+                return Err(ApiError::unsupported_media_type(content_type));
+            }
+        }
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            return Err(ApiError::body_too_large(self.max_body));
+        }
+        let body = match Limited::new(body, self.max_body).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(ApiError::body_too_large(self.max_body))
+            }
+            Err(e) => return Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        };
+        let segments = split_path(parts.uri.path())?;
+        let query = parts.uri.query().map(parse_query).transpose()?.unwrap_or_default();
+        Ok(ApiRequest { method: parts.method, segments, query, body })
+    }
+}
+
+/// The path's non-empty segments, percent-decoded.
+pub fn split_path(path: &str) -> Result<Vec<String>, ApiError> {
+    path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect()
+}
+
+/// The query's `key=value` pairs, percent-decoded (`+` is a space).
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(key, true)?, percent_decode(value, true)?))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, ApiError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+                let byte =
+                    byte.ok_or_else(|| ApiError::bad_request(format!("malformed percent-encoding in {text:?}")))?;
+                out.push(byte);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request(format!("{text:?} is not UTF-8 once decoded")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_split_and_decoded() {
+        assert_eq!(split_path("/subjects/a%2Fb/versions/").unwrap(), ["subjects", "a/b", "versions"]);
+        assert_eq!(split_path("/subjects/caf%C3%A9+x").unwrap(), ["subjects", "café+x"]);
+        assert!(split_path("/subjects/%zz").is_err());
+        assert!(split_path("/subjects/%ff").is_err());
+        assert_eq!(split_path("/").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn queries_are_parsed() {
+        let q = parse_query("permanent=true&subjectPrefix=orders%2E&x&verbose=True&a+b=c+d").unwrap();
+        assert_eq!(
+            q,
+            [
+                ("permanent".to_string(), "true".to_string()),
+                ("subjectPrefix".into(), "orders.".into()),
+                ("x".into(), "".into()),
+                ("verbose".into(), "True".into()),
+                ("a b".into(), "c d".into()),
+            ]
+        );
+    }
+}

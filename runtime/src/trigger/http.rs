@@ -1,0 +1,231 @@
+//! The HTTP trigger: routes requests to HTTP handlers, produces what they
+//! emit with the idempotent producer, and answers only after the broker
+//! acknowledged the write (503 when it could not).
+//!
+//! An `Idempotency-Key` header makes a retried request get the first
+//! answer again without running the handler (or producing) a second time.
+//! The keys live in this process for 24 hours; see docs/architecture.md for
+//! what that means with several replicas.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::Request;
+use kfn_sdk::{ErasedHttp, HttpReply, HttpRequest};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, OnceCell};
+
+use super::server::{self, HttpResponse};
+use crate::invoker::outputs::Outputs;
+use crate::kafka::group::protocol::TopicPartition;
+use crate::kafka::producer::{Producer, ProducerRecord};
+use crate::metrics::{HttpLabels, Metrics};
+
+/// How long an idempotency key is remembered.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How many idempotency keys are remembered at most.
+const IDEMPOTENCY_CAPACITY: usize = 100_000;
+
+/// One route of the trigger.
+pub struct Route {
+    /// The method, upper case.
+    pub method: String,
+    /// The path pattern, with `{name}` segments.
+    pub path: String,
+    /// The function's name.
+    pub function: String,
+    /// The handler.
+    pub handler: ErasedHttp,
+    /// Where its events go.
+    pub outputs: Outputs,
+}
+
+type Answer = (u16, String);
+
+#[derive(Default)]
+struct IdempotencyKeys {
+    answers: HashMap<String, (Instant, Arc<OnceCell<Answer>>)>,
+    order: VecDeque<String>,
+}
+
+impl IdempotencyKeys {
+    fn cell(&mut self, key: &str) -> Arc<OnceCell<Answer>> {
+        let now = Instant::now();
+        while let Some(oldest) = self.order.front() {
+            let expired = self.answers.get(oldest).is_none_or(|(at, _)| now.duration_since(*at) > IDEMPOTENCY_TTL);
+            if !expired && self.order.len() <= IDEMPOTENCY_CAPACITY {
+                break;
+            }
+            if let Some(old) = self.order.pop_front() {
+                self.answers.remove(&old);
+            }
+        }
+        if let Some((_, cell)) = self.answers.get(key) {
+            return cell.clone();
+        }
+        let cell = Arc::new(OnceCell::new());
+        self.answers.insert(key.to_string(), (now, cell.clone()));
+        self.order.push_back(key.to_string());
+        cell
+    }
+}
+
+/// The HTTP trigger of one process.
+pub struct HttpTrigger {
+    routes: Vec<Route>,
+    producer: Producer,
+    metrics: Metrics,
+    max_body: u64,
+    keys: Mutex<IdempotencyKeys>,
+}
+
+impl HttpTrigger {
+    /// A trigger serving `routes`, producing with `producer`.
+    pub fn new(routes: Vec<Route>, producer: Producer, metrics: Metrics, max_body: u64) -> Self {
+        Self { routes, producer, metrics, max_body, keys: Mutex::default() }
+    }
+
+    /// Serves until `shutdown`.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        let handler = Arc::new(move |req: Request<Incoming>| {
+            let this = self.clone();
+            async move { this.handle(req).await }
+        });
+        server::serve(listener, handler, shutdown).await;
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        let (route, params) = match self.find(&method, &path) {
+            Ok(found) => found,
+            Err(status) => {
+                let message = if status == 405 { "method not allowed on this path" } else { "no route for this path" };
+                self.count("unmatched", status);
+                return server::json(status, serde_json::json!({ "error": message, "path": path }).to_string());
+            }
+        };
+        let label = format!("{} {}", route.method, route.path);
+        let idempotency_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let headers: HashMap<String, String> = req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+            .collect();
+        let body = match Limited::new(req.into_body(), self.max_body as usize).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                self.count(&label, 413);
+                let message = format!("the body is larger than {} bytes", self.max_body);
+                return server::json(413, serde_json::json!({ "error": message }).to_string());
+            }
+        };
+        let request = HttpRequest { method, path, params, headers, body };
+        let (status, body) = match idempotency_key {
+            Some(key) => {
+                let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).cell(&format!("{label}\n{key}"));
+                // Only answers that produced (or rejected the input) are remembered; a 503 may be retried.
+                match cell.get_or_try_init(|| async { self.invoke(route, request).await.map_err(|e| e) }).await {
+                    Ok(answer) => answer.clone(),
+                    Err(answer) => answer,
+                }
+            }
+            None => match self.invoke(route, request).await {
+                Ok(answer) | Err(answer) => answer,
+            },
+        };
+        self.count(&label, status);
+        server::json(status, body)
+    }
+
+    /// Runs the handler and produces its events. `Err` is an answer not to remember (503, 500).
+    async fn invoke(&self, route: &Route, request: HttpRequest) -> Result<Answer, Answer> {
+        let reply: HttpReply = match std::panic::AssertUnwindSafe((route.handler)(request)).catch_unwind().await {
+            Ok(reply) => reply,
+            Err(_) => {
+                tracing::error!(function = %route.function, "HTTP handler panicked");
+                return Err((500, serde_json::json!({ "error": "the handler failed" }).to_string()));
+            }
+        };
+        if reply.emit.is_empty() {
+            return Ok((reply.status, reply.body));
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
+        for emitted in &reply.emit.events {
+            match route.outputs.route(emitted, now) {
+                Ok((tp, record)) => by_tp.entry(tp).or_default().push(record),
+                Err(e) => {
+                    tracing::error!(function = %route.function, error = %e, "cannot route the handler's event");
+                    return Err((500, serde_json::json!({ "error": e.to_string() }).to_string()));
+                }
+            }
+        }
+        let sends = by_tp.iter().map(|(tp, records)| self.producer.send(tp, records.clone()));
+        match futures::future::try_join_all(sends).await {
+            Ok(_) => Ok((reply.status, reply.body)),
+            Err(e) => {
+                tracing::warn!(function = %route.function, error = %e, "producing the request's events failed");
+                Err((503, serde_json::json!({ "error": format!("the event could not be stored: {e}") }).to_string()))
+            }
+        }
+    }
+
+    fn find(&self, method: &str, path: &str) -> Result<(&Route, HashMap<String, String>), u16> {
+        let mut path_matched = false;
+        for route in &self.routes {
+            if let Some(params) = match_path(&route.path, path) {
+                if route.method == method {
+                    return Ok((route, params));
+                }
+                path_matched = true;
+            }
+        }
+        Err(if path_matched { 405 } else { 404 })
+    }
+
+    fn count(&self, route: &str, status: u16) {
+        self.metrics.http_requests.get_or_create(&HttpLabels { route: route.to_string(), status: status.to_string() }).inc();
+    }
+}
+
+/// Matches `/orders/{id}` against `/orders/42`, returning `{id: 42}`.
+pub fn match_path(pattern: &str, path: &str) -> Option<HashMap<String, String>> {
+    let pattern: Vec<&str> = pattern.trim_end_matches('/').split('/').collect();
+    let path: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    if pattern.len() != path.len() {
+        return None;
+    }
+    let mut params = HashMap::new();
+    for (p, s) in pattern.iter().zip(path) {
+        if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            if s.is_empty() {
+                return None;
+            }
+            params.insert(name.to_string(), s.to_string());
+        } else if p != &s {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_with_parameters() {
+        assert_eq!(match_path("/orders", "/orders"), Some(HashMap::new()));
+        assert_eq!(match_path("/orders", "/orders/"), Some(HashMap::new()));
+        let params = match_path("/orders/{id}", "/orders/42").expect("match");
+        assert_eq!(params.get("id").map(String::as_str), Some("42"));
+        assert_eq!(match_path("/orders/{id}", "/orders"), None);
+        assert_eq!(match_path("/orders", "/order"), None);
+    }
+}
+

@@ -1,0 +1,140 @@
+//! Consumer groups against the real broker: sharing, joining, crashing,
+//! resuming from committed offsets, and sharing a group with librdkafka.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kfn::kafka::group::protocol::TopicPartition;
+use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
+use kfn_tests::group::{await_members, Seen, TestMember};
+
+async fn produce(topic: &str, partitions: i32, count: usize, tag: &str) -> Vec<String> {
+    let producer = Producer::new(kfn_tests::cluster(), ProducerConfig::default()).await.expect("producer");
+    let mut values = Vec::new();
+    for p in 0..partitions {
+        let records: Vec<_> = (0..count)
+            .map(|i| {
+                let v = format!("{tag}-{p}-{i}");
+                values.push(v.clone());
+                ProducerRecord::new(None, Some(Bytes::from(v)), 0)
+            })
+            .collect();
+        producer.send(&TopicPartition::new(topic, p), records).await.expect("produce");
+    }
+    values
+}
+
+fn balanced(sizes: &[usize]) -> impl Fn(&[BTreeSet<i32>]) -> bool + '_ {
+    move |now| {
+        let all: BTreeSet<i32> = now.iter().flatten().copied().collect();
+        let total: usize = now.iter().map(BTreeSet::len).sum();
+        total == 6 && all.len() == 6 && now.iter().map(BTreeSet::len).zip(sizes).all(|(a, b)| a == *b)
+    }
+}
+
+/// Values seen, with the member names stripped.
+fn values(seen: &Seen) -> Vec<String> {
+    seen.lock().expect("lock").values().flatten().map(|v| v.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_share_partitions_and_survive_a_crash_and_a_restart() {
+    let cluster = kfn_tests::cluster();
+    let topic = kfn_tests::unique("group");
+    let group = kfn_tests::unique("g");
+    kfn_tests::create_topic(&topic, 6).await.expect("topic");
+    let seen = Seen::default();
+    let mut expected = produce(&topic, 6, 5, "first").await;
+
+    let a = TestMember::start(&cluster, &group, &topic, "a", seen.clone());
+    let b = TestMember::start(&cluster, &group, &topic, "b", seen.clone());
+    await_members(&[&a, &b], Duration::from_secs(40), "two members split 6 partitions", balanced(&[3, 3])).await;
+
+    let c = TestMember::start(&cluster, &group, &topic, "c", seen.clone());
+    await_members(&[&a, &b, &c], Duration::from_secs(40), "a third member gets its share", balanced(&[2, 2, 2])).await;
+
+    // b crashes: no LeaveGroup, no commit. Its partitions move once its session (6 s) expires.
+    let b_partitions = b.partitions();
+    b.kill();
+    await_members(&[&a, &c], Duration::from_secs(30), "b's partitions move to a and c", balanced(&[3, 3])).await;
+    let a_now = a.partitions();
+    assert!(a_now.is_superset(&(0..6).filter(|p| !b_partitions.contains(p) && !c.partitions().contains(p)).collect()));
+
+    expected.extend(produce(&topic, 6, 5, "second").await);
+    let wait_for_all = |seen: Seen, expected: Vec<String>| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got: BTreeSet<String> = values(&seen).into_iter().collect();
+            if expected.iter().all(|e| got.contains(e)) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "records missing: {:?}", expected.iter().filter(|e| !got.contains(*e)).collect::<Vec<_>>());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_for_all(seen.clone(), expected.clone()).await;
+
+    // Stop everyone cleanly (commits happen), produce more, start two fresh members.
+    a.stop().await;
+    c.stop().await;
+    let before_restart = seen.lock().expect("lock").len();
+    let third = produce(&topic, 6, 5, "third").await;
+    let d = TestMember::start(&cluster, &group, &topic, "d", seen.clone());
+    let e = TestMember::start(&cluster, &group, &topic, "e", seen.clone());
+    await_members(&[&d, &e], Duration::from_secs(40), "restarted members split 6 partitions", balanced(&[3, 3])).await;
+    expected.extend(third.clone());
+    wait_for_all(seen.clone(), expected.clone()).await;
+    // Committed offsets resumed: the restarted members read only what was new.
+    let restarted: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .values()
+        .flatten()
+        .filter(|v| v.starts_with("d:") || v.starts_with("e:"))
+        .map(|v| v.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default())
+        .collect();
+    let mut restarted_sorted = restarted.clone();
+    restarted_sorted.sort();
+    let mut third_sorted = third.clone();
+    third_sorted.sort();
+    assert_eq!(restarted_sorted, third_sorted, "after a clean restart only new records are read (seen before: {before_restart})");
+    d.stop().await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kfn_member_and_a_librdkafka_consumer_share_a_group() {
+    let cluster = kfn_tests::cluster();
+    let topic = kfn_tests::unique("mixed");
+    let group = kfn_tests::unique("g");
+    kfn_tests::create_topic(&topic, 6).await.expect("topic");
+    // librdkafka joins first with its default-compatible "range". (On tansu a group keeps the
+    // protocol it started with and refuses members without it; Apache Kafka re-chooses among the
+    // protocols all members offer. kfn offers sticky and range, so it can join either way.)
+    let args = [kfn_tests::broker().to_string(), topic.clone(), group.clone(), "3".to_string()];
+    let python = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kfn_tests::python::run("group_member.py", &args)
+    });
+    let mut client = kfn::kafka::group::coordinator::GroupClient::new(cluster.clone(), group.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        match client.describe().await {
+            Ok(d) if d.state == "Stable" && d.members.len() == 1 => break,
+            other => assert!(tokio::time::Instant::now() < deadline, "librdkafka never joined: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kfn_member = TestMember::start(&cluster, &group, &topic, "kfn", Seen::default());
+    await_members(&[&kfn_member], Duration::from_secs(60), "the kfn member gets half", |now| now[0].len() == 3).await;
+    let kfn_share = kfn_member.partitions();
+    let output = python.await.expect("join").expect("python member");
+    let python_share: BTreeSet<i32> =
+        serde_json::from_str::<Vec<i32>>(output.lines().last().unwrap_or("[]")).expect("json").into_iter().collect();
+    assert_eq!(python_share.len(), 3, "librdkafka's share: {python_share:?}");
+    assert!(kfn_share.is_disjoint(&python_share), "kfn {kfn_share:?} and librdkafka {python_share:?} overlap");
+    let description = client.describe().await.expect("describe");
+    assert_eq!(description.members.len(), 2, "{description:?}");
+    kfn_member.stop().await;
+}

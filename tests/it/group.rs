@@ -134,7 +134,5 @@ async fn a_kfn_member_and_a_librdkafka_consumer_share_a_group() {
         serde_json::from_str::<Vec<i32>>(output.lines().last().unwrap_or("[]")).expect("json").into_iter().collect();
     assert_eq!(python_share.len(), 3, "librdkafka's share: {python_share:?}");
     assert!(kfn_share.is_disjoint(&python_share), "kfn {kfn_share:?} and librdkafka {python_share:?} overlap");
-    let description = client.describe().await.expect("describe");
-    assert_eq!(description.members.len(), 2, "{description:?}");
     kfn_member.stop().await;
 }

@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::dev::{ensure_free, ensure_installed, LocalBroker, Storage};
 use crate::kafka::{Admin, Cluster, CreateOutcome};
+use crate::registry::{RegistryConfig, RegistryServer};
 
 /// Options of `kfn dev`.
 #[derive(Debug, Args)]
@@ -53,21 +54,29 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
     config.runtime.admin_addr = format!("127.0.0.1:{}", args.admin_port);
     config.runtime.schema_registry = Some(format!("http://127.0.0.1:{}", args.registry_port));
 
-    let admin = Admin::new(Cluster::from_config(&config)?);
+    let cluster = Cluster::from_config(&config)?;
+    let admin = Admin::new(cluster.clone());
     let outcomes = admin.ensure_topics(config.topics.values()).await.context("creating topics")?;
     let created = outcomes.iter().filter(|(_, o)| *o == CreateOutcome::Created).count();
     eprintln!("kfn: {created} topics created ({} declared)", config.topics.len());
 
+    let registry_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.registry_port))
+        .await
+        .with_context(|| format!("binding the schema registry to 127.0.0.1:{} (change it with --registry-port)", args.registry_port))?;
+    let registry_config = RegistryConfig { replication: config.local.replication.unwrap_or(1), ..RegistryConfig::default() };
+    let schema_registry = RegistryServer::start(cluster, registry_listener, registry_config)
+        .await
+        .context("starting the schema registry")?;
+
     println!("kfn dev is running:");
     println!("  broker           {}", broker.addr());
-    println!("  functions        {}", config.functions.keys().cloned().collect::<Vec<_>>().join(", "));
-    println!("Press Ctrl-C to stop.");
-
-    shutdown_signal().await;
-    eprintln!("kfn: stopping");
+    println!("  schema registry  http://{}", schema_registry.local_addr());
+    let result = super::run::run_app(config, registry, &[]).await;
+    eprintln!("kfn: stopping the schema registry and the broker");
+    schema_registry.stop().await;
     broker.stop();
     eprintln!("kfn: stopped");
-    Ok(ExitCode::SUCCESS)
+    result
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

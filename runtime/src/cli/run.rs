@@ -37,6 +37,7 @@ pub(crate) async fn run_app(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let running = app::start(app, only, shutdown_rx).await.context("starting the functions")?;
     print_listening(&running.listening);
+    println!("Press Ctrl-C to stop.");
     super::dev::shutdown_signal().await;
     eprintln!("kfn: stopping: finishing in-flight work (at most {shutdown_timeout:?}), committing, leaving the groups");
     let _ = shutdown_tx.send(true);

@@ -179,6 +179,9 @@ fn guard(
     exited: mpsc::Sender<String>,
 ) {
     use std::os::unix::process::CommandExt;
+    // A process group of its own: Ctrl-C in the terminal reaches kfn, which
+    // stops the broker last, after the functions have committed and left.
+    cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {

@@ -104,9 +104,11 @@ pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.to_path_buf()).unwrap_or_default()
 }
 
+pub mod app;
 pub mod group;
 pub mod proxy;
 pub mod python;
+pub mod security;
 
 /// Starts a broker of its own (not the shared one) whose clients all go
 /// through a [`proxy::FaultProxy`]. Returns the proxy and the broker (dropped = stopped).

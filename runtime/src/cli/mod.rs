@@ -2,7 +2,9 @@
 //!
 //! Errors are reported here, at the edge, with their whole chain of causes.
 
+mod acls;
 mod dev;
+mod dlq;
 mod registry;
 mod run;
 mod topics;
@@ -58,6 +60,16 @@ enum Command {
         #[command(subcommand)]
         command: topics::TopicsCommand,
     },
+    /// Print, apply or list the ACLs the functions of functions.toml need (see docs/security.md).
+    Acls {
+        #[command(subcommand)]
+        command: acls::AclsCommand,
+    },
+    /// List, inspect and replay the dead letters of a function (see docs/dlq.md).
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
 }
 
 /// Parses the command line and runs it with the handlers of `registry`.
@@ -78,6 +90,8 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             Command::Run(args) => run::run(args, registry).await,
             Command::Registry(args) => registry::run(args, &registry).await,
             Command::Topics { command } => topics::run(command, &registry).await,
+            Command::Acls { command } => acls::run(command, &registry).await,
+            Command::Dlq { command } => dlq::run(command, &registry).await,
         }
     });
     match result {

@@ -49,7 +49,9 @@ pub struct Config {
 impl Config {
     /// Reads `path` and the `KFN_*` environment, and validates them against the handlers of `registry`.
     pub fn load(path: &Path, registry: &kfn_sdk::Registry) -> Result<Self, ConfigErrors> {
-        validate::load(path, registry, figment::providers::Env::prefixed("KFN_").split("__"))
+        // Only nested keys (KFN_RUNTIME__BROKERS) are config; KFN_LOG, KFN_CONFIG and the like are not.
+        let env = figment::providers::Env::prefixed("KFN_").filter(|key| key.as_str().contains("__")).split("__");
+        validate::load(path, registry, env)
     }
 
     /// Like [`Config::load`], without environment overrides (for tests and tools).

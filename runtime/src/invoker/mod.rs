@@ -13,6 +13,10 @@ pub mod dead_letter;
 pub mod function;
 pub mod invoke;
 pub mod outputs;
+pub mod replay;
 pub mod worker;
+
+#[cfg(test)]
+mod tests;
 
 pub use function::{start_function, FunctionHandle};

@@ -3,6 +3,7 @@
 //! Everything above this module sees members, partitions, records and
 //! producers; API keys and wire versions stay in here.
 
+pub mod acl;
 pub mod fetch;
 pub mod group;
 pub mod producer;

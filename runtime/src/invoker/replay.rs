@@ -1,0 +1,524 @@
+//! Reading dead letters back and replaying them into their input topic.
+//!
+//! A dead letter (see [`super::dead_letter`]) keeps the original key, value
+//! and headers and names where it came from in `kfn.*` headers. Replaying
+//! writes the record back to that topic and partition, without the `kfn.*`
+//! headers and with `kfn.replayed.from = <dlq topic>/<partition>/<offset>`.
+//!
+//! A replay is done at most once per dead letter. Each replayed record and a
+//! marker keyed by its dead-letter coordinates, in the compacted topic
+//! `<dlq topic>.replayed` ([`marker_topic`], created here when missing), are
+//! written in one Kafka transaction by a producer whose transactional id is
+//! the same for every replay of that topic. Starting that producer fences an
+//! older replay still running and settles any transaction it left open, so
+//! the markers read afterwards (read_committed) say exactly what was
+//! replayed: a record and its marker become visible together or not at all.
+//! Deleting a marker (a tombstone for its key) allows that dead letter to be
+//! replayed again.
+//!
+//! ```no_run
+//! # async fn demo(cluster: kfn::kafka::Cluster, config: kfn::config::Config) -> Result<(), kfn::invoker::replay::ReplayError> {
+//! use kfn::invoker::replay::{replay, Selection};
+//! let report = replay(&cluster, &config, "validation", &Selection::All).await?;
+//! println!("{} replayed, {} skipped", report.replayed.len(), report.skipped.len());
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kfn_sdk::Header;
+
+use super::dead_letter::headers;
+use crate::config::Config;
+use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use crate::kafka::fetch::{ConsumedRecord, Isolation};
+use crate::kafka::group::protocol::TopicPartition;
+use crate::kafka::producer::partitioner::partition_for_key;
+use crate::kafka::producer::{Producer, ProducerConfig, ProducerRecord, SendError};
+use crate::kafka::{Admin, Cluster, KafkaError, NewTopic};
+
+/// Dead letters replayed per transaction: bounds the memory a replay holds
+/// and keeps each transaction well inside the broker's transaction timeout.
+const CHUNK: usize = 500;
+
+/// How long reading a topic to its end may go without progress.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why dead letters could not be read or replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The function is not in functions.toml.
+    #[error("no function {function:?} in {file} (declared: {known})")]
+    UnknownFunction {
+        /// The name asked for.
+        function: String,
+        /// The configuration file.
+        file: String,
+        /// The functions declared.
+        known: String,
+    },
+    /// The function has no dead-letter topic (an HTTP function).
+    #[error("function {function:?} has no dead_letter topic: only topic functions dead-letter records")]
+    NoDeadLetterTopic {
+        /// The function.
+        function: String,
+    },
+    /// A broker request failed.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done, naming the topic or partition.
+        context: String,
+        /// The cause.
+        #[source]
+        source: KafkaError,
+    },
+    /// Reading a partition to its end made no progress.
+    #[error("reading {partition} stalled at offset {position} (end {end}) for {seconds} s")]
+    Stalled {
+        /// The partition.
+        partition: String,
+        /// Where reading stopped.
+        position: i64,
+        /// The end it was reading to.
+        end: i64,
+        /// How long it waited.
+        seconds: u64,
+    },
+    /// Writing replayed records failed; dead letters replayed before stay replayed.
+    #[error("replaying into {target} failed after {replayed} dead letters were replayed: {source}")]
+    Produce {
+        /// The partitions of the failed transaction.
+        target: String,
+        /// How many dead letters earlier transactions replayed.
+        replayed: usize,
+        /// The cause.
+        #[source]
+        source: SendError,
+    },
+}
+
+/// Where a dead letter is in its dead-letter topic: `<partition>/<offset>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DlqOffset {
+    /// The dead-letter topic's partition.
+    pub partition: i32,
+    /// The dead letter's offset there.
+    pub offset: i64,
+}
+
+impl std::fmt::Display for DlqOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.partition, self.offset)
+    }
+}
+
+impl std::str::FromStr for DlqOffset {
+    type Err = String;
+
+    /// Parses `<partition>/<offset>`, as `kfn dlq list` prints it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let expected = || format!("expected <partition>/<offset> (e.g. 0/42), found {s:?}");
+        let (p, o) = s.split_once('/').ok_or_else(expected)?;
+        let partition = p.trim().parse::<i32>().map_err(|_| expected())?;
+        let offset = o.trim().parse::<i64>().map_err(|_| expected())?;
+        if partition < 0 || offset < 0 {
+            return Err(expected());
+        }
+        Ok(DlqOffset { partition, offset })
+    }
+}
+
+/// Where a dead letter was read from before it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The input topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// The record's offset there.
+    pub offset: i64,
+}
+
+/// One record of a dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Where it is in the dead-letter topic.
+    pub at: DlqOffset,
+    /// The record's timestamp (the original record's).
+    pub timestamp_ms: i64,
+    /// The original key.
+    pub key: Option<Bytes>,
+    /// The original value.
+    pub value: Option<Bytes>,
+    /// The original headers followed by the `kfn.*` ones.
+    pub headers: Vec<Header>,
+}
+
+impl DeadLetter {
+    fn from_record(partition: i32, r: ConsumedRecord) -> Self {
+        DeadLetter {
+            at: DlqOffset { partition, offset: r.offset },
+            timestamp_ms: r.timestamp_ms,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        }
+    }
+
+    /// The value of a header as text, if present and UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|h| h.name == name).and_then(|h| h.value.as_deref()).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The failure kind (`permanent`, `retries_exhausted`, `undecodable`, `panic`, `output`).
+    pub fn kind(&self) -> Option<&str> {
+        self.header(headers::KIND)
+    }
+
+    /// The error message.
+    pub fn message(&self) -> Option<&str> {
+        self.header(headers::MESSAGE)
+    }
+
+    /// The attempts made.
+    pub fn attempts(&self) -> Option<u32> {
+        self.header(headers::ATTEMPTS).and_then(|a| a.parse().ok())
+    }
+
+    /// Where the record came from; `Err` names the header that is missing or malformed.
+    pub fn origin(&self) -> Result<Origin, String> {
+        let get = |name: &str| self.header(name).ok_or_else(|| format!("header {name} is missing: not a kfn dead letter"));
+        let number = |name: &str| {
+            get(name).and_then(|v| v.parse::<i64>().map_err(|_| format!("header {name} = {v:?} is not a number")))
+        };
+        let partition = number(headers::PARTITION)?;
+        Ok(Origin {
+            topic: get(headers::TOPIC)?.to_string(),
+            partition: i32::try_from(partition).map_err(|_| format!("header {} = {partition} is out of range", headers::PARTITION))?,
+            offset: number(headers::OFFSET)?,
+        })
+    }
+
+    /// The headers the original record carried (every header but `kfn.*`).
+    pub fn original_headers(&self) -> impl Iterator<Item = &Header> {
+        self.headers.iter().filter(|h| !h.name.starts_with("kfn."))
+    }
+}
+
+/// The compacted topic recording which dead letters of `dlq_topic` were replayed.
+pub fn marker_topic(dlq_topic: &str) -> String {
+    format!("{dlq_topic}.replayed")
+}
+
+/// The dead-letter topic of `function` in `config`.
+pub fn dead_letter_topic<'a>(config: &'a Config, function: &str) -> Result<&'a str, ReplayError> {
+    let spec = config.functions.get(function).ok_or_else(|| ReplayError::UnknownFunction {
+        function: function.to_string(),
+        file: config.file.display().to_string(),
+        known: config.functions.keys().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+    spec.dead_letter.as_deref().ok_or_else(|| ReplayError::NoDeadLetterTopic { function: function.to_string() })
+}
+
+fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ReplayError {
+    let context = context.into();
+    move |source| ReplayError::Kafka { context, source }
+}
+
+/// Every committed record of `topic`, partition by partition, from the first
+/// kept offset to the end of the log as it was when reading began.
+pub async fn read_topic(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, ConsumedRecord)>, ReplayError> {
+    cluster.invalidate(topic);
+    let info = cluster.topic(topic).await.map_err(kafka(format!("reading the metadata of topic {topic}")))?;
+    let mut out = Vec::new();
+    for p in &info.partitions {
+        let tp = TopicPartition::new(topic, p.partition);
+        for r in read_partition(cluster, &tp).await? {
+            out.push((p.partition, r));
+        }
+    }
+    Ok(out)
+}
+
+async fn read_partition(cluster: &Cluster, tp: &TopicPartition) -> Result<Vec<ConsumedRecord>, ReplayError> {
+    let isolation = Isolation::ReadCommitted;
+    let start = list_offset(cluster, tp, LogEnd::Earliest, isolation).await.map_err(kafka(format!("finding the start of {tp}")))?;
+    // read_committed: the last stable offset, below which every transaction is decided.
+    let mut end = list_offset(cluster, tp, LogEnd::Latest, isolation).await.map_err(kafka(format!("finding the end of {tp}")))?;
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let mut reader = PartitionReader::new(cluster.clone(), tp.clone(), start, isolation, LogEnd::Earliest);
+    let mut records = Vec::new();
+    let mut progress = Instant::now();
+    let mut first = true;
+    while reader.position() < end {
+        let before = reader.position();
+        let batch = reader.next().await.map_err(kafka(format!("reading {tp}")))?;
+        if std::mem::take(&mut first) {
+            // tansu answers ListOffsets(latest) with the last batch's base offset + 1,
+            // short of a batch's later records; the first fetch's end is right.
+            let fetched_end = if batch.last_stable_offset >= 0 { batch.last_stable_offset } else { batch.high_watermark };
+            end = end.max(fetched_end);
+        }
+        records.extend(batch.records.into_iter().filter(|r| r.offset < end));
+        if reader.position() > before {
+            progress = Instant::now();
+        } else if progress.elapsed() > STALL_TIMEOUT {
+            return Err(ReplayError::Stalled {
+                partition: tp.to_string(),
+                position: reader.position(),
+                end,
+                seconds: STALL_TIMEOUT.as_secs(),
+            });
+        }
+    }
+    Ok(records)
+}
+
+/// Every dead letter of `dlq_topic`, in partition and offset order.
+pub async fn read_dead_letters(cluster: &Cluster, dlq_topic: &str) -> Result<Vec<DeadLetter>, ReplayError> {
+    Ok(read_topic(cluster, dlq_topic).await?.into_iter().map(|(p, r)| DeadLetter::from_record(p, r)).collect())
+}
+
+/// The dead letters of `dlq_topic` already replayed, with where each went;
+/// empty when no replay ever ran (the marker topic does not exist).
+pub async fn replayed(cluster: &Cluster, dlq_topic: &str) -> Result<BTreeMap<DlqOffset, String>, ReplayError> {
+    let markers = marker_topic(dlq_topic);
+    // A metadata request naming the topic could make a broker auto-create it with the wrong settings.
+    let all = cluster.refresh(&[]).await.map_err(kafka("listing topics"))?;
+    if !all.iter().any(|t| t.name == markers) {
+        return Ok(BTreeMap::new());
+    }
+    let mut done = BTreeMap::new();
+    for (_, r) in read_topic(cluster, &markers).await? {
+        let Some(at) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.parse::<DlqOffset>().ok())
+        else {
+            continue;
+        };
+        match r.value {
+            Some(v) => done.insert(at, String::from_utf8_lossy(&v).into_owned()),
+            // A tombstone: an operator allowed this dead letter to be replayed again.
+            None => done.remove(&at),
+        };
+    }
+    Ok(done)
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every dead letter not replayed yet.
+    All,
+    /// These ones.
+    Only(Vec<DlqOffset>),
+}
+
+/// A dead letter written back to its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// The dead letter.
+    pub from: DlqOffset,
+    /// The input partition it was written to.
+    pub to: TopicPartition,
+}
+
+/// A dead letter not replayed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The dead letter.
+    pub from: DlqOffset,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplayReport {
+    /// The dead-letter topic.
+    pub dlq_topic: String,
+    /// Dead letters written back, in the order written.
+    pub replayed: Vec<Replayed>,
+    /// Dead letters left alone.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Replays the selected dead letters of `function` into their input topics.
+///
+/// Dead letters replayed before (by any earlier run) are skipped, as are
+/// records without the dead-letter headers. See the module docs for why a
+/// replay never writes a dead letter twice.
+pub async fn replay(cluster: &Cluster, config: &Config, function: &str, selection: &Selection) -> Result<ReplayReport, ReplayError> {
+    let dlq_topic = dead_letter_topic(config, function)?.to_string();
+    let markers = marker_topic(&dlq_topic);
+    let replication = config.topics.get(&dlq_topic).map_or(1, |t| t.replication);
+    ensure_marker_topic(cluster, &markers, replication).await?;
+    // Starting the producer settles what an earlier replay left open, so the markers read next are final.
+    let producer = Producer::new(cluster.clone(), replay_producer_config(config, &dlq_topic))
+        .await
+        .map_err(|source| ReplayError::Produce { target: "InitProducerId".into(), replayed: 0, source })?;
+    let done = replayed(cluster, &dlq_topic).await?;
+    let letters = read_dead_letters(cluster, &dlq_topic).await?;
+    let mut report = ReplayReport { dlq_topic: dlq_topic.clone(), ..ReplayReport::default() };
+    let mut chosen: Vec<(Origin, DeadLetter)> = Vec::new();
+    let wanted: Option<BTreeSet<DlqOffset>> = match selection {
+        Selection::All => None,
+        Selection::Only(list) => Some(list.iter().copied().collect()),
+    };
+    let mut found = BTreeSet::new();
+    for letter in letters {
+        if wanted.as_ref().is_some_and(|w| !w.contains(&letter.at)) {
+            continue;
+        }
+        found.insert(letter.at);
+        if let Some(to) = done.get(&letter.at) {
+            report.skipped.push(Skipped { from: letter.at, reason: format!("already replayed (to {to})") });
+            continue;
+        }
+        match letter.origin() {
+            Ok(origin) => chosen.push((origin, letter)),
+            Err(reason) => report.skipped.push(Skipped { from: letter.at, reason }),
+        }
+    }
+    for missing in wanted.iter().flatten().filter(|w| !found.contains(w)) {
+        report.skipped.push(Skipped { from: *missing, reason: format!("no such record in {dlq_topic}") });
+    }
+    // The input sees the replayed records in their original order.
+    chosen.sort_by(|(a, _), (b, _)| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    let marker_tp = TopicPartition::new(markers, 0);
+    for chunk in chosen.chunks(CHUNK) {
+        let mut written = Vec::with_capacity(chunk.len());
+        let mut targets = BTreeSet::new();
+        for (origin, letter) in chunk {
+            let Some(to) = target_partition(cluster, origin, letter).await? else {
+                let reason = format!("partition {} of {} no longer exists and the record has no key", origin.partition, origin.topic);
+                report.skipped.push(Skipped { from: letter.at, reason });
+                continue;
+            };
+            let from = format!("{dlq_topic}/{}", letter.at);
+            producer.stage(&to, vec![replayed_record(letter, &from)]);
+            let marker = ProducerRecord::new(Some(Bytes::from(letter.at.to_string())), Some(Bytes::from(format!("{}/{}", to.topic, to.partition))), now_ms());
+            producer.stage(&marker_tp, vec![marker]);
+            targets.insert(to.to_string());
+            written.push(Replayed { from: letter.at, to });
+        }
+        if written.is_empty() {
+            continue;
+        }
+        if let Err(source) = producer.commit().await {
+            let _ = producer.abort().await;
+            let target = targets.into_iter().collect::<Vec<_>>().join(", ");
+            return Err(ReplayError::Produce { target, replayed: report.replayed.len(), source });
+        }
+        for r in &written {
+            tracing::info!(dlq = %dlq_topic, from = %r.from, to = %r.to, "dead letter replayed");
+        }
+        report.replayed.extend(written);
+    }
+    Ok(report)
+}
+
+/// The original partition while it exists; otherwise the key's partition.
+async fn target_partition(cluster: &Cluster, origin: &Origin, letter: &DeadLetter) -> Result<Option<TopicPartition>, ReplayError> {
+    let info = cluster.topic(&origin.topic).await.map_err(kafka(format!("reading the metadata of topic {}", origin.topic)))?;
+    let count = info.partitions.len() as i32;
+    if origin.partition < count {
+        return Ok(Some(TopicPartition::new(origin.topic.clone(), origin.partition)));
+    }
+    Ok(letter.key.as_deref().map(|k| TopicPartition::new(origin.topic.clone(), partition_for_key(k, count))))
+}
+
+/// The record a dead letter becomes in its input: original key, value and
+/// headers, `kfn.replayed.from`, and the replay's time (an old timestamp could
+/// put it past the input's retention at once).
+fn replayed_record(letter: &DeadLetter, from: &str) -> ProducerRecord {
+    let mut record = ProducerRecord::new(letter.key.clone(), letter.value.clone(), now_ms());
+    for h in letter.original_headers() {
+        record = record.with_header(h.name.clone(), h.value.clone());
+    }
+    record.with_header(headers::REPLAYED_FROM, Some(Bytes::from(from.to_string())))
+}
+
+async fn ensure_marker_topic(cluster: &Cluster, name: &str, replication: i16) -> Result<(), ReplayError> {
+    let topic = NewTopic {
+        name: name.to_string(),
+        partitions: 1,
+        replication,
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+    };
+    Admin::new(cluster.clone()).create_topics(&[topic]).await.map_err(kafka(format!("creating topic {name}")))?;
+    Ok(())
+}
+
+/// The runtime's producer settings, transactional under one id per dead-letter topic.
+fn replay_producer_config(config: &Config, dlq_topic: &str) -> ProducerConfig {
+    let p = &config.runtime.producer;
+    ProducerConfig {
+        idempotent: true,
+        transactional_id: Some(format!("kfn.replay.{dlq_topic}")),
+        linger: p.linger,
+        max_batch_bytes: p.max_batch_bytes as usize,
+        compression: match p.compression {
+            crate::config::Compression::None => crate::kafka::producer::Compression::None,
+            crate::config::Compression::Lz4 => crate::kafka::producer::Compression::Lz4,
+            crate::config::Compression::Zstd => crate::kafka::producer::Compression::Zstd,
+        },
+        request_timeout: p.request_timeout,
+        ..ProducerConfig::default()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(headers: &[(&str, &str)]) -> DeadLetter {
+        DeadLetter {
+            at: DlqOffset { partition: 0, offset: 7 },
+            timestamp_ms: 1,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"v")),
+            headers: headers.iter().map(|(n, v)| Header { name: n.to_string(), value: Some(Bytes::from(v.to_string())) }).collect(),
+        }
+    }
+
+    #[test]
+    fn dlq_offsets_parse_as_printed() {
+        let at: DlqOffset = "3/1045".parse().unwrap();
+        assert_eq!(at, DlqOffset { partition: 3, offset: 1045 });
+        assert_eq!(at.to_string(), "3/1045");
+        for bad in ["3", "a/1", "1/b", "-1/2", "1/-2", ""] {
+            assert!(bad.parse::<DlqOffset>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn origin_comes_from_the_headers() {
+        let l = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "2"), (headers::OFFSET, "41")]);
+        assert_eq!(l.origin(), Ok(Origin { topic: "orders".into(), partition: 2, offset: 41 }));
+        let missing = letter(&[(headers::TOPIC, "orders"), (headers::OFFSET, "41")]).origin().unwrap_err();
+        assert!(missing.contains(headers::PARTITION), "{missing}");
+        let bad = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "x"), (headers::OFFSET, "41")]).origin().unwrap_err();
+        assert!(bad.contains("not a number"), "{bad}");
+    }
+
+    #[test]
+    fn a_replayed_record_drops_kfn_headers_and_names_its_dead_letter() {
+        let l = letter(&[
+            ("trace", "t-1"),
+            (headers::TOPIC, "orders"),
+            (headers::KIND, "permanent"),
+            (headers::REPLAYED_FROM, "older/0/1"),
+        ]);
+        let r = replayed_record(&l, "orders.dlq/0/7");
+        let names: Vec<(&str, Option<&[u8]>)> = r.headers.iter().map(|h| (h.name.as_str(), h.value.as_deref())).collect();
+        assert_eq!(names, [("trace", Some(&b"t-1"[..])), (headers::REPLAYED_FROM, Some(&b"orders.dlq/0/7"[..]))]);
+        assert_eq!((r.key, r.value), (l.key, l.value));
+    }
+}

@@ -1,0 +1,234 @@
+//! Delivery guarantees under a crash: a replica (a child process) is killed
+//! with SIGKILL in the middle of a 10,000-record stream and restarted.
+//! exactly_once: the output, read with read_committed, holds exactly one
+//! output per input. at_least_once: nothing is lost.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kfn::avro::{register_topic_schema, OutputEncoder, RegistryClient};
+use kfn::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use kfn::kafka::fetch::Isolation;
+use kfn::kafka::group::protocol::TopicPartition;
+use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
+use kfn::registry::{RegistryConfig, RegistryServer};
+use kfn_functions::events::{OrderCreated, OrderItem};
+use rust_decimal::Decimal;
+
+const RECORDS: usize = 10_000;
+const PARTITIONS: i32 = 3;
+
+struct Replica(Child);
+
+impl Replica {
+    fn start(config: &Path, log: &Path) -> Self {
+        let log = std::fs::File::create(log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_kfn-test-replica"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("KFN_LOG", "info")
+            .env("KFN_TEST_DELAY_US", "5000")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start replica");
+        Replica(child)
+    }
+
+    fn kill9(mut self) {
+        let _ = self.0.kill(); // SIGKILL
+        let _ = self.0.wait();
+    }
+
+    fn terminate(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a whole topic with kfn's read_committed reader: datum bytes per record.
+async fn read_all(topic: &str) -> Vec<Vec<u8>> {
+    let cluster = kfn_tests::cluster();
+    let mut out = Vec::new();
+    for p in 0..PARTITIONS {
+        let tp = TopicPartition::new(topic, p);
+        let end = list_offset(&cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end offset");
+        let mut reader = PartitionReader::new(cluster.clone(), tp, 0, Isolation::ReadCommitted, LogEnd::Earliest);
+        while reader.position() < end {
+            let batch = reader.next().await.expect("fetch");
+            for r in batch.records {
+                let value = r.value.map(|v| v.to_vec()).unwrap_or_default();
+                // Strip the Confluent header: the datum is what the handler passed through.
+                out.push(value.get(5..).map(<[u8]>::to_vec).unwrap_or_default());
+            }
+            if batch.held_back.is_some() && reader.position() >= end {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Waits until the group committed at least `at_least` offsets over all partitions; returns the sum.
+async fn await_committed(group: &str, input: &str, at_least: i64, limit: Duration) -> i64 {
+    let mut client = kfn::kafka::group::coordinator::GroupClient::new(kfn_tests::cluster(), group);
+    let partitions: Vec<_> = (0..PARTITIONS).map(|p| TopicPartition::new(input, p)).collect();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let sum: i64 = client.committed(&partitions).await.map(|c| c.values().sum()).unwrap_or(0);
+        if sum >= at_least {
+            return sum;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {sum} of {at_least} inputs committed within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn await_count(topic: &str, at_least: usize, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = read_all(topic).await.len();
+        if n >= at_least {
+            return n;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {n} of {at_least} outputs on {topic} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn order(i: usize) -> OrderCreated {
+    OrderCreated {
+        order_id: format!("order-{i:05}"),
+        customer_id: format!("customer-{}", i % 97),
+        items: vec![OrderItem { product_id: "SKU-001".into(), quantity: 1 + (i % 3) as i32, unit_price: Decimal::new(1999, 2) }],
+        total_amount: Decimal::new(1999 * (1 + (i % 3) as i64), 2),
+        shipping_address: "1 Main St".into(),
+        created_at: 1_700_000_000_000 + i as i64,
+    }
+}
+
+async fn crash_and_restart(guarantee: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let cluster = kfn_tests::cluster();
+    let suffix = kfn_tests::unique(guarantee);
+    let (input, output, dlq) = (format!("in-{suffix}"), format!("out-{suffix}"), format!("dlq-{suffix}"));
+    for t in [&input, &output] {
+        kfn_tests::create_topic(t, PARTITIONS).await.expect("topic");
+    }
+    kfn_tests::create_topic(&dlq, 1).await.expect("topic");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let registry_config = RegistryConfig { topic: format!("_schemas-{suffix}"), ..RegistryConfig::default() };
+    let registry = RegistryServer::start(cluster.clone(), listener, registry_config).await.expect("registry");
+    let url = format!("http://{}", registry.local_addr());
+    let schema_path = kfn_tests::workspace_root().join("schemas/order_created.avsc");
+    let schema = std::fs::read_to_string(&schema_path).expect("schema");
+
+    // The input: 10,000 orders, Confluent-framed Avro.
+    let client = RegistryClient::new(&url, None).expect("client");
+    let (id, parsed) = register_topic_schema(&client, &input, &schema).await.expect("register");
+    let encoder = OutputEncoder::new(input.as_str(), id, parsed);
+    let producer = Producer::new(cluster.clone(), ProducerConfig::default()).await.expect("producer");
+    let mut by_partition: HashMap<i32, Vec<ProducerRecord>> = HashMap::new();
+    let mut inputs = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        let mut value = Vec::new();
+        encoder.encode(&order(i), &mut value).expect("encode");
+        inputs.push(value[5..].to_vec());
+        by_partition.entry((i % PARTITIONS as usize) as i32).or_default().push(ProducerRecord::new(
+            Some(bytes::Bytes::from(format!("order-{i:05}"))),
+            Some(bytes::Bytes::from(value)),
+            0,
+        ));
+    }
+    for (p, records) in by_partition {
+        producer.send(&TopicPartition::new(&input, p), records).await.expect("produce input");
+    }
+
+    let function = format!("pass-{suffix}");
+    // Kept after the test: the replicas' logs are in it.
+    let dir = std::env::temp_dir().join(format!("kfn-{suffix}"));
+    std::fs::create_dir_all(&dir).expect("test dir");
+    eprintln!("replica logs in {}", dir.display());
+    let config = dir.join("functions.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[runtime]
+brokers = ["{broker}"]
+schema_registry = "{url}"
+admin_addr = "127.0.0.1:0"
+session_timeout = "6s"
+shutdown_timeout = "5s"
+
+[topics."{input}"]
+partitions = {PARTITIONS}
+replication = 1
+schema = "{schema}"
+
+[topics."{output}"]
+partitions = {PARTITIONS}
+replication = 1
+schema = "{schema}"
+
+[topics."{dlq}"]
+partitions = 1
+replication = 1
+
+[functions.{function}]
+handler = "passthrough"
+input = "{input}"
+outputs = {{ out = "{output}" }}
+guarantee = "{guarantee}"
+dead_letter = "{dlq}"
+"#,
+            function = function,
+            broker = kfn_tests::broker(),
+            schema = schema_path.display(),
+        ),
+    )
+    .expect("write config");
+
+    let replica = Replica::start(&config, &dir.join("first.log"));
+    let at_kill = await_committed(&format!("kfn.{function}"), &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
+    replica.kill9();
+    assert!(at_kill < RECORDS as i64, "the replica finished before it was killed: the test proves nothing");
+    let replica = Replica::start(&config, &dir.join("second.log"));
+    await_count(&output, RECORDS, Duration::from_secs(180)).await;
+    replica.terminate();
+    registry.stop().await;
+    (inputs, read_all(&output).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_kill_9_without_duplicates() {
+    let (inputs, outputs) = crash_and_restart("exactly_once").await;
+    let mut counts: HashMap<&[u8], usize> = HashMap::new();
+    for o in &outputs {
+        *counts.entry(o.as_slice()).or_default() += 1;
+    }
+    let duplicated = counts.values().filter(|&&n| n > 1).count();
+    let missing = inputs.iter().filter(|i| !counts.contains_key(i.as_slice())).count();
+    assert_eq!((missing, duplicated), (0, 0), "{} outputs for {} inputs", outputs.len(), inputs.len());
+    assert_eq!(outputs.len(), inputs.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_survives_kill_9_without_loss() {
+    let (inputs, outputs) = crash_and_restart("at_least_once").await;
+    let seen: std::collections::HashSet<&[u8]> = outputs.iter().map(Vec::as_slice).collect();
+    let missing = inputs.iter().filter(|i| !seen.contains(i.as_slice())).count();
+    assert_eq!(missing, 0, "{} outputs for {} inputs", outputs.len(), inputs.len());
+    assert!(outputs.len() >= inputs.len());
+}

@@ -1,0 +1,276 @@
+//! The function runtime against the real broker: retries, dead letters with
+//! every header, replay (once), key ordering and handler panics. Each test
+//! runs a whole kfn application (see kfn_tests::app) on topics of its own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kfn::invoker::dead_letter::headers;
+use kfn::invoker::replay::{replay, DlqOffset, Selection};
+use kfn::kafka::consumer::{list_offset, LogEnd};
+use kfn::kafka::fetch::{ConsumedRecord, Isolation};
+use kfn::kafka::group::protocol::TopicPartition;
+use kfn::kafka::producer::ProducerRecord;
+use kfn_sdk::{Ctx, Emit, FnError, Registry};
+use kfn_tests::app::{header, now_ms, Item, Recorder, TestApp, ITEM_TOPIC};
+
+/// Output and dead-letter topics of one function reading `in-{s}`.
+fn topology(function: &str, extra: &str) -> String {
+    format!(
+        r#"{ITEM_TOPIC}
+[topics."out-{{s}}"]
+partitions = 1
+replication = 1
+schema = "schemas/test_item.avsc"
+
+[topics."dlq-{{s}}"]
+partitions = 1
+replication = 1
+
+[functions.{function}-{{s}}]
+input = "in-{{s}}"
+outputs = {{ out = "out-{{s}}" }}
+dead_letter = "dlq-{{s}}"
+{extra}
+"#
+    )
+}
+
+fn keys(records: &[(i32, ConsumedRecord)]) -> Vec<String> {
+    records.iter().map(|(_, r)| String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned()).collect()
+}
+
+fn record(app: &TestApp, key: &str, item: &Item) -> ProducerRecord {
+    let value = app.encode(&app.name("in-{s}"), item).expect("encode");
+    ProducerRecord::new(Some(Bytes::from(key.to_string())), Some(value), now_ms())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_failing_n_times_succeeds_on_attempt_n_plus_one() {
+    // (id, ctx.attempt) of every call, in call order.
+    let calls = Recorder::<(String, u32)>::new();
+    let mut handlers = Registry::default();
+    let seen = calls.clone();
+    handlers.handler("flaky", move |ctx: Ctx, item: Item| {
+        let seen = seen.clone();
+        async move {
+            seen.push((item.id.clone(), ctx.attempt));
+            if item.mode == "flaky" && ctx.attempt <= 2 {
+                return Err(FnError::retryable(format!("{} not yet", item.id)));
+            }
+            Ok(Emit::one("out", item.id.clone(), item))
+        }
+    });
+    let toml = topology(
+        "retry",
+        "handler = \"flaky\"\nretry = { max_attempts = 4, backoff = \"20ms\", max_backoff = \"100ms\", multiplier = 2.0, jitter = false }",
+    );
+    let app = TestApp::start(&toml, handlers).await.expect("app starts");
+    let input = app.name("in-{s}");
+    let records = vec![record(&app, "a", &Item::new("a", 1, "flaky")), record(&app, "b", &Item::new("b", 2, "ok"))];
+    app.produce_records(&input, 0, records).await.expect("produce");
+
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch");
+    assert_eq!(keys(out.wait_for_count(2).await.expect("outputs")), ["a", "b"]);
+    // While "a" retried, "b" (later in the partition) waited.
+    let expected = [("a", 1), ("a", 2), ("a", 3), ("b", 1)].map(|(id, n)| (id.to_string(), n));
+    assert_eq!(calls.events(), expected);
+    assert_eq!(app.metric(&format!("kfn_retries_total{{function=\"{}\"}}", app.name("retry-{s}"))), 2.0);
+    let dlq = kfn::invoker::replay::read_topic(app.cluster(), &app.name("dlq-{s}")).await.expect("read dlq");
+    assert!(dlq.is_empty(), "nothing was dead-lettered: {dlq:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_dead_lettered_with_every_header_and_replay_once_fixed() {
+    let fixed = Arc::new(AtomicBool::new(false));
+    // (id, attempt, kfn.replayed.from) of every call.
+    let calls = Recorder::<(String, u32, Option<String>)>::new();
+    let mut handlers = Registry::default();
+    let (seen, is_fixed) = (calls.clone(), fixed.clone());
+    handlers.handler("fixable", move |ctx: Ctx, item: Item| {
+        let (seen, fixed) = (seen.clone(), is_fixed.load(Ordering::SeqCst));
+        async move {
+            let from = ctx.header(headers::REPLAYED_FROM).map(|v| String::from_utf8_lossy(v).into_owned());
+            seen.push((item.id.clone(), ctx.attempt, from));
+            match item.mode.as_str() {
+                "permanent" if !fixed => Err(FnError::permanent(format!("refused {}", item.id))),
+                "retry" if !fixed => Err(FnError::retryable(format!("busy {}", item.id))),
+                _ => Ok(Emit::one("out", item.id.clone(), item)),
+            }
+        }
+    });
+    let toml = topology(
+        "fixing",
+        "handler = \"fixable\"\nretry = { max_attempts = 3, backoff = \"10ms\", max_backoff = \"20ms\", jitter = false }",
+    );
+    let app = TestApp::start(&toml, handlers).await.expect("app starts");
+    let (input, dlq_topic, function) = (app.name("in-{s}"), app.name("dlq-{s}"), app.name("fixing-{s}"));
+    let trace = |r: ProducerRecord, t: &str| r.with_header("trace", Some(Bytes::from(t.to_string())));
+    let unknown_id = {
+        let mut v = vec![0u8];
+        v.extend_from_slice(&2_147_483_646u32.to_be_bytes());
+        v.extend_from_slice(&[2, b'x']);
+        v
+    };
+    let ts = now_ms();
+    let raw = |key: &str, value: Vec<u8>| ProducerRecord::new(Some(Bytes::from(key.to_string())), Some(Bytes::from(value)), ts);
+    let records = vec![
+        record(&app, "ok-1", &Item::new("ok-1", 0, "ok")),
+        trace(record(&app, "perm", &Item::new("perm", 1, "permanent")), "t-perm"),
+        trace(record(&app, "exh", &Item::new("exh", 2, "retry")), "t-exh"),
+        trace(raw("bad-magic", b"{\"id\":\"json\"}".to_vec()), "t-magic"),
+        trace(raw("bad-id", unknown_id.clone()), "t-id"),
+        record(&app, "ok-2", &Item::new("ok-2", 5, "ok")),
+    ];
+    let produced = records.clone();
+    let first = app.produce_records(&input, 0, records).await.expect("produce");
+
+    let mut dlq = app.watch(&dlq_topic).await.expect("watch dlq");
+    let letters = dlq.wait_for_count(4).await.expect("dead letters").to_vec();
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch out");
+    // Processing went on past every dead letter.
+    assert_eq!(keys(out.wait_for_count(2).await.expect("outputs")), ["ok-1", "ok-2"]);
+
+    let expected = [
+        (1, "permanent", "1", "refused perm"),
+        (2, "retries_exhausted", "3", "busy exh"),
+        (3, "undecodable", "1", "magic byte"),
+        (4, "undecodable", "1", "2147483646"),
+    ];
+    assert_eq!(letters.len(), expected.len(), "{letters:?}");
+    for ((_, letter), (index, kind, attempts, message)) in letters.iter().zip(expected) {
+        let original = &produced[index];
+        let h = |name| header(letter, name).unwrap_or_else(|| panic!("no {name} on {letter:?}"));
+        assert_eq!(h(headers::TOPIC), input);
+        assert_eq!(h(headers::PARTITION), "0");
+        assert_eq!(h(headers::OFFSET), (first + index as i64).to_string());
+        assert_eq!(h(headers::TIMESTAMP), original.timestamp_ms.to_string());
+        assert_eq!(h(headers::FUNCTION), function);
+        assert_eq!(h(headers::ATTEMPTS), attempts, "{letter:?}");
+        assert_eq!(h(headers::KIND), kind);
+        assert!(h(headers::MESSAGE).contains(message), "{:?} lacks {message:?}", h(headers::MESSAGE));
+        assert_eq!((&letter.key, &letter.value), (&original.key, &original.value), "key and value kept");
+        assert_eq!(header(letter, "trace"), header_of(original, "trace"), "original headers kept");
+    }
+    let exh_attempts: Vec<u32> = calls.events().iter().filter(|(id, ..)| id == "exh").map(|(_, n, _)| *n).collect();
+    assert_eq!(exh_attempts, [1, 2, 3]);
+    let undecodable = format!("kfn_dead_letters_total{{function=\"{function}\",reason=\"undecodable\"}}");
+    assert_eq!(app.metric(&undecodable), 2.0);
+
+    // "Fix" the handler and replay everything.
+    fixed.store(true, Ordering::SeqCst);
+    let report = replay(app.cluster(), &app.app.config, &function, &Selection::All).await.expect("replay");
+    let replayed: Vec<DlqOffset> = report.replayed.iter().map(|r| r.from).collect();
+    let dead: Vec<DlqOffset> = letters.iter().map(|(p, r)| DlqOffset { partition: *p, offset: r.offset }).collect();
+    assert_eq!(replayed, dead, "{report:?}");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert!(report.replayed.iter().all(|r| r.to == TopicPartition::new(input.clone(), 0)));
+
+    // The handler's failures now succeed, seeing where each record came from.
+    assert_eq!(keys(out.wait_for_count(4).await.expect("replayed outputs")), ["ok-1", "ok-2", "perm", "exh"]);
+    let from = |id: &str| calls.events().into_iter().filter(|(i, ..)| i == id).find_map(|(_, _, f)| f);
+    assert_eq!(from("perm"), Some(format!("{dlq_topic}/{}", dead[0])));
+    assert_eq!(from("exh"), Some(format!("{dlq_topic}/{}", dead[1])));
+    // Bytes no fix can decode come back, naming the dead letter they were replayed from.
+    let again = dlq.wait_for_count(6).await.expect("undecodable dead-lettered again").to_vec();
+    for ((_, letter), previous) in again[4..].iter().zip(&dead[2..]) {
+        assert_eq!(header(letter, headers::KIND), Some("undecodable"));
+        assert_eq!(header(letter, headers::REPLAYED_FROM), Some(format!("{dlq_topic}/{previous}").as_str()));
+        assert!(header(letter, "trace").is_some(), "original headers survive the round trip: {letter:?}");
+    }
+
+    // A second replay of the same dead letters writes nothing.
+    let tp = TopicPartition::new(input.clone(), 0);
+    let end = list_offset(app.cluster(), &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end");
+    let report = replay(app.cluster(), &app.app.config, &function, &Selection::Only(dead.clone())).await.expect("replay");
+    assert!(report.replayed.is_empty(), "{report:?}");
+    assert_eq!(report.skipped.iter().map(|s| s.from).collect::<Vec<_>>(), dead);
+    assert!(report.skipped.iter().all(|s| s.reason.starts_with("already replayed")), "{report:?}");
+    assert_eq!(list_offset(app.cluster(), &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end"), end);
+    app.stop().await;
+}
+
+fn header_of<'a>(record: &'a ProducerRecord, name: &str) -> Option<&'a str> {
+    record.headers.iter().find(|h| h.name == name).and_then(|h| h.value.as_deref()).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_key_ordering_a_slow_key_does_not_block_another_and_each_key_stays_in_order() {
+    let events = Recorder::<String>::new();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut handlers = Registry::default();
+    let seen = events.clone();
+    handlers.handler("keyed", move |_ctx: Ctx, item: Item| {
+        let (seen, mut released) = (seen.clone(), released.clone());
+        async move {
+            seen.push(format!("start {}", item.id));
+            if item.mode == "slow" {
+                // Held until the test has seen the other key finish.
+                let _ = released.wait_for(|r| *r).await;
+            }
+            seen.push(format!("end {}", item.id));
+            Ok::<_, FnError>(Emit::one("out", item.id.clone(), item))
+        }
+    });
+    let app = TestApp::start(&topology("keyed", "handler = \"keyed\"\nordering = \"key\""), handlers).await.expect("app starts");
+    // One produce call: one batch, so the worker sees every record at once.
+    let records = vec![
+        record(&app, "s", &Item::new("s-1", 1, "slow")),
+        record(&app, "f", &Item::new("f-1", 2, "ok")),
+        record(&app, "f", &Item::new("f-2", 3, "ok")),
+        record(&app, "f", &Item::new("f-3", 4, "ok")),
+        record(&app, "s", &Item::new("s-2", 5, "ok")),
+    ];
+    app.produce_records(&app.name("in-{s}"), 0, records).await.expect("produce");
+
+    let before = events.wait_until("key f finished", |e| e.iter().any(|x| x == "end f-3")).await.expect("key f");
+    let pos = |list: &[String], what: &str| list.iter().position(|x| x == what);
+    assert!(pos(&before, "start s-1").is_some(), "s-1 started: {before:?}");
+    assert_eq!(pos(&before, "end s-1"), None, "s-1 still running while f finished: {before:?}");
+    assert_eq!(pos(&before, "start s-2"), None, "s-2 waits for s-1: {before:?}");
+    let f: Vec<&String> = before.iter().filter(|x| x.contains(" f-")).collect();
+    assert_eq!(f, ["start f-1", "end f-1", "start f-2", "end f-2", "start f-3", "end f-3"]);
+
+    release.send(true).expect("release");
+    let after = events.wait_until("s-2 finished", |e| e.iter().any(|x| x == "end s-2")).await.expect("key s");
+    let (end_s1, start_s2) = (pos(&after, "end s-1").expect("s-1 ended"), pos(&after, "start s-2").expect("s-2 started"));
+    assert!(end_s1 < start_s2, "key s in order: {after:?}");
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch");
+    let mut got = keys(out.wait_for_count(5).await.expect("outputs"));
+    got.sort();
+    assert_eq!(got, ["f-1", "f-2", "f-3", "s-1", "s-2"]);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_dead_letters_the_record_and_the_app_goes_on() {
+    let mut handlers = Registry::default();
+    handlers.handler("panicky", |_ctx: Ctx, item: Item| async move {
+        if item.mode == "panic" {
+            panic!("boom {}", item.id);
+        }
+        Ok::<_, FnError>(Emit::one("out", item.id.clone(), item))
+    });
+    let app = TestApp::start(&topology("panic", "handler = \"panicky\""), handlers).await.expect("app starts");
+    let input = app.name("in-{s}");
+    for item in [Item::new("p-1", 1, "ok"), Item::new("p-2", 2, "panic"), Item::new("p-3", 3, "ok")] {
+        app.produce(&input, &item.id.clone(), &item).await.expect("produce");
+    }
+    let mut dlq = app.watch(&app.name("dlq-{s}")).await.expect("watch dlq");
+    let letter = dlq.wait_for_count(1).await.expect("dead letter")[0].1.clone();
+    assert_eq!(header(&letter, headers::KIND), Some("panic"));
+    assert_eq!(header(&letter, headers::ATTEMPTS), Some("1"));
+    assert!(header(&letter, headers::MESSAGE).is_some_and(|m| m.contains("boom p-2")), "{letter:?}");
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch out");
+    assert_eq!(keys(out.wait_for_count(2).await.expect("outputs")), ["p-1", "p-3"]);
+    let panics = format!("kfn_handler_panics_total{{function=\"{}\"}}", app.name("panic-{s}"));
+    assert_eq!(app.metric(&panics), 1.0);
+
+    // Still alive: a record written after the panic is processed too.
+    app.produce(&input, "p-4", &Item::new("p-4", 4, "ok")).await.expect("produce");
+    assert_eq!(keys(out.wait_for_count(3).await.expect("later output")), ["p-1", "p-3", "p-4"]);
+    assert_eq!(app.metric(&panics), 1.0);
+    app.stop().await;
+}

@@ -1,0 +1,461 @@
+//! Harness of the SASL and TLS tests: a SCRAM broker (crates.io tansu 0.6.0
+//! on SQLite, the only tansu build here with SASL), a TLS-terminating stunnel
+//! in front of the usual broker, certificates made with rcgen, and a proxy
+//! that rewrites the broker's final SCRAM message.
+//!
+//! Every child process dies with its guard ([`Child`]): on drop, and through
+//! `PR_SET_PDEATHSIG` when the test binary dies without unwinding.
+
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ResponseHeader, SaslAuthenticateResponse};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use kfn::dev::{ensure_installed, LocalBroker, Storage};
+use kfn::kafka::{ConnectOptions, Connection};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The tansu with SASL: `KFN_TEST_TANSU_SASL`, else `~/.cargo/bin/tansu`.
+///
+/// Panics (the test fails, it is never skipped) when neither exists or the
+/// binary is not 0.6.0: CI installs it (.ci/run).
+pub fn tansu_sasl_binary() -> PathBuf {
+    let path = match std::env::var_os("KFN_TEST_TANSU_SASL") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo/bin/tansu"),
+    };
+    assert!(
+        path.is_file(),
+        "the SASL tests need crates.io tansu 0.6.0 at {} (set KFN_TEST_TANSU_SASL to another path); install it with \
+         `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` (about 10 minutes; .ci/run does it)",
+        path.display()
+    );
+    let version = Command::new(&path).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match version {
+        Ok(v) if v.split_whitespace().any(|w| w == "0.6.0") => path,
+        other => panic!("{} is not tansu 0.6.0 (--version said {other:?}); the SASL tests are pinned to it", path.display()),
+    }
+}
+
+/// A child process stopped on drop: SIGTERM, then SIGKILL after 5 s.
+pub struct Child {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Child {
+    /// Spawns `cmd` with stdout and stderr into `log`, tied to the calling thread's life.
+    pub fn spawn(mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+        Ok(Self { child, log: log.to_path_buf() })
+    }
+
+    /// The last lines the process wrote, for error messages.
+    pub fn output_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Fails when the process has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("process exited ({status}); its output:\n{}", self.output_tail());
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until `addr` answers ApiVersions (without SASL or TLS).
+async fn await_kafka(addr: &str, child: &mut Child) -> anyhow::Result<()> {
+    let options = ConnectOptions { connect_timeout: Duration::from_secs(2), ..ConnectOptions::default() };
+    let start = Instant::now();
+    loop {
+        child.check_running()?;
+        match Connection::connect(addr, &options).await {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                bail!("{addr} did not answer within 30 s: {e}; output:\n{}", child.output_tail())
+            }
+            // The process gives no readiness signal: poll its port.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A user with a password on the SCRAM broker.
+pub const USER: &str = "kfn-test";
+/// That user's password.
+pub const PASSWORD: &str = "kfn-test-secret";
+
+/// tansu 0.6.0 on SQLite that requires SASL, with [`USER`] registered for
+/// SCRAM-SHA-256 and SCRAM-SHA-512.
+pub struct SaslBroker {
+    addr: String,
+    _broker: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SaslBroker {
+    /// Creates the user on a broker without `--authentication`, then restarts
+    /// it with it on the same SQLite file (the only way tansu 0.6.0 takes users).
+    pub async fn start() -> anyhow::Result<Self> {
+        let binary = tansu_sasl_binary();
+        let dir = tempfile::tempdir()?;
+        let port = kfn::dev::ports::free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let broker = |authenticated: bool| {
+            let mut cmd = Command::new(&binary);
+            // tansu resolves sqlite://<name> against its working directory.
+            cmd.current_dir(dir.path())
+                .arg("broker")
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "sqlite://tansu.db"]);
+            if authenticated {
+                cmd.arg("--authentication");
+            }
+            cmd
+        };
+
+        let mut open = Child::spawn(broker(false), &dir.path().join("setup.log"))?;
+        await_kafka(&addr, &mut open).await.context("tansu (setup, no authentication)")?;
+        for mechanism in ["scram256", "scram512"] {
+            let out = Command::new(&binary)
+                .args(["user", "create", "--broker", &url, "--mechanism", mechanism, USER, PASSWORD])
+                .output()
+                .context("tansu user create")?;
+            if !out.status.success() {
+                bail!("tansu user create {mechanism} failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        drop(open);
+
+        let mut secured = Child::spawn(broker(true), &dir.path().join("broker.log"))?;
+        await_kafka(&addr, &mut secured).await.context("tansu (with --authentication)")?;
+        Ok(Self { addr, _broker: secured, _dir: dir })
+    }
+
+    /// host:port of the broker.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// A CA made for one test.
+pub struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// PEM files of a certificate and its key.
+pub struct Issued {
+    /// The certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+impl Ca {
+    /// A self-signed CA called `name`.
+    pub fn new(name: &str) -> anyhow::Result<Self> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok(Self { cert, key })
+    }
+
+    /// Writes the CA certificate to `path`.
+    pub fn write(&self, path: &Path) -> anyhow::Result<PathBuf> {
+        std::fs::write(path, self.cert.pem())?;
+        Ok(path.to_path_buf())
+    }
+
+    /// A broker certificate for 127.0.0.1 and localhost, written to `dir/<name>.{crt,key}`.
+    pub fn server(&self, dir: &Path, name: &str) -> anyhow::Result<Issued> {
+        self.issue(dir, name, vec!["127.0.0.1".into(), "localhost".into()], ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate for `name`, written to `dir/<name>.{crt,key}`.
+    pub fn client(&self, dir: &Path, name: &str) -> anyhow::Result<Issued> {
+        self.issue(dir, name, vec![name.to_string()], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn issue(&self, dir: &Path, name: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose) -> anyhow::Result<Issued> {
+        let mut params = CertificateParams::new(sans)?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        let issued = Issued { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) };
+        std::fs::write(&issued.cert, cert.pem())?;
+        std::fs::write(&issued.key, key.serialize_pem())?;
+        Ok(issued)
+    }
+}
+
+/// The usual local broker (calfkit tansu) reachable only through stunnel:
+/// its metadata advertises the stunnel port, so clients never bypass TLS.
+pub struct TlsBroker {
+    /// host:port of stunnel.
+    pub addr: String,
+    /// The CA that signed stunnel's certificate (PEM).
+    pub ca: PathBuf,
+    /// Another CA, which signed nothing here (PEM).
+    pub other_ca: PathBuf,
+    /// A client certificate stunnel accepts when it requires one.
+    pub client: Issued,
+    /// The test's files.
+    pub dir: tempfile::TempDir,
+    _stunnel: Child,
+    _broker: LocalBroker,
+}
+
+impl TlsBroker {
+    /// Starts a broker and stunnel in front of it; with `require_client_cert`
+    /// stunnel demands a certificate signed by the test's client CA (`verify = 2`).
+    pub async fn start(require_client_cert: bool) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ca = Ca::new("kfn test CA")?;
+        let client_ca = Ca::new("kfn test client CA")?;
+        let server = ca.server(dir.path(), "broker")?;
+        let client = client_ca.client(dir.path(), "kfn-client")?;
+        let ca_file = ca.write(&dir.path().join("ca.pem"))?;
+        let client_ca_file = client_ca.write(&dir.path().join("client-ca.pem"))?;
+        let other_ca = Ca::new("kfn unrelated CA")?.write(&dir.path().join("other-ca.pem"))?;
+
+        let tls_port = kfn::dev::ports::free_port()?;
+        let broker_port = kfn::dev::ports::free_port()?;
+        let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+        let broker =
+            LocalBroker::start_advertising(ensure_installed()?, broker_port, tls_port, Storage::Memory, quiet).await?;
+
+        let mut conf = format!(
+            "foreground = yes\npid =\ndebug = notice\n\n[kafka]\naccept = 127.0.0.1:{tls_port}\n\
+             connect = 127.0.0.1:{broker_port}\ncert = {}\nkey = {}\n",
+            server.cert.display(),
+            server.key.display()
+        );
+        if require_client_cert {
+            conf.push_str(&format!("verify = 2\nCAfile = {}\n", client_ca_file.display()));
+        }
+        let conf_file = dir.path().join("stunnel.conf");
+        std::fs::write(&conf_file, conf)?;
+        let mut cmd = Command::new(stunnel_binary());
+        cmd.arg(&conf_file);
+        let mut stunnel = Child::spawn(cmd, &dir.path().join("stunnel.log"))?;
+        await_listening(tls_port, &mut stunnel).await.context("stunnel")?;
+        Ok(Self {
+            addr: format!("127.0.0.1:{tls_port}"),
+            ca: ca_file,
+            other_ca,
+            client,
+            dir,
+            _stunnel: stunnel,
+            _broker: broker,
+        })
+    }
+}
+
+/// Debian's stunnel4 installs both names; either will do.
+fn stunnel_binary() -> &'static str {
+    if Path::new("/usr/bin/stunnel4").exists() {
+        "/usr/bin/stunnel4"
+    } else {
+        "stunnel"
+    }
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+async fn await_listening(port: u16, child: &mut Child) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        child.check_running()?;
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("nothing listens on port {port} after 20 s; output:\n{}", child.output_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SaslAuthenticate's API key.
+const SASL_AUTHENTICATE: i16 = 36;
+
+/// A forwarding proxy that counts connections and SaslAuthenticate requests
+/// and, when told to, replaces the signature in the broker's final SCRAM
+/// message (`v=...`) with a wrong one: a man in the middle that lets the
+/// client in without knowing the password.
+pub struct SaslProxy {
+    /// 127.0.0.1 port clients connect to.
+    pub port: u16,
+    connections: Arc<AtomicUsize>,
+    authenticates: Arc<AtomicUsize>,
+    tampered: Arc<AtomicUsize>,
+}
+
+impl SaslProxy {
+    /// Forwards every connection to `upstream`, tampering with server-final messages when `tamper`.
+    pub async fn start(upstream: String, tamper: bool) -> anyhow::Result<Self> {
+        let listener = TcpListener::from_std({
+            let l = StdListener::bind(("127.0.0.1", 0))?;
+            l.set_nonblocking(true)?;
+            l
+        })?;
+        let port = listener.local_addr()?.port();
+        let counters = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, a, t) = (counters.0.clone(), counters.1.clone(), counters.2.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (upstream, a, t) = (upstream.clone(), a.clone(), t.clone());
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                        let _ = pump(client, server, tamper, a, t).await;
+                    }
+                });
+            }
+        });
+        Ok(Self { port, connections: counters.0, authenticates: counters.1, tampered: counters.2 })
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// SaslAuthenticate requests forwarded so far.
+    pub fn authenticates(&self) -> usize {
+        self.authenticates.load(Ordering::SeqCst)
+    }
+
+    /// Server-final messages rewritten so far.
+    pub fn tampered(&self) -> usize {
+        self.tampered.load(Ordering::SeqCst)
+    }
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(stream: &mut R) -> std::io::Result<BytesMut> {
+    let len = stream.read_i32().await?;
+    let mut frame = BytesMut::zeroed(usize::try_from(len).map_err(std::io::Error::other)?);
+    stream.read_exact(&mut frame).await?;
+    Ok(frame)
+}
+
+async fn pump(
+    client: TcpStream,
+    server: TcpStream,
+    tamper: bool,
+    authenticates: Arc<AtomicUsize>,
+    tampered: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    // Correlation id -> version of the SaslAuthenticate requests under way.
+    let sasl: Arc<Mutex<HashMap<i32, i16>>> = Arc::default();
+    let requests = sasl.clone();
+    let upstream = async move {
+        loop {
+            let frame = read_frame(&mut client_read).await?;
+            // Every request header starts with api key, api version, correlation id.
+            if frame.len() >= 8 && i16::from_be_bytes([frame[0], frame[1]]) == SASL_AUTHENTICATE {
+                authenticates.fetch_add(1, Ordering::SeqCst);
+                let version = i16::from_be_bytes([frame[2], frame[3]]);
+                let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                requests.lock().unwrap_or_else(|p| p.into_inner()).insert(correlation, version);
+            }
+            server_write.write_i32(frame.len() as i32).await?;
+            server_write.write_all(&frame).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    };
+    let downstream = async move {
+        loop {
+            let mut frame = read_frame(&mut server_read).await?;
+            let correlation = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+            let version = sasl.lock().unwrap_or_else(|p| p.into_inner()).remove(&correlation);
+            if let (true, Some(version)) = (tamper, version) {
+                if let Some(rewritten) = forge_server_final(&mut frame, version) {
+                    tampered.fetch_add(1, Ordering::SeqCst);
+                    frame = rewritten;
+                }
+            }
+            client_write.write_i32(frame.len() as i32).await?;
+            client_write.write_all(&frame).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    };
+    tokio::select! {
+        r = upstream => r,
+        r = downstream => r,
+    }
+}
+
+/// The frame with its server-final signature changed, if it carries one.
+fn forge_server_final(frame: &mut BytesMut, version: i16) -> Option<BytesMut> {
+    let original = frame.clone();
+    let header_version = SaslAuthenticateResponse::header_version(version);
+    let header = ResponseHeader::decode(frame, header_version).ok()?;
+    let mut response = SaslAuthenticateResponse::decode(frame, version).ok()?;
+    let bytes = response.auth_bytes.to_vec();
+    if response.error_code != 0 || !bytes.starts_with(b"v=") || bytes.len() < 3 {
+        *frame = original;
+        return None;
+    }
+    // Another base64 letter changes the signature's first six bits: still
+    // well-formed, never the right proof.
+    let mut forged = bytes;
+    forged[2] = if forged[2] == b'A' { b'B' } else { b'A' };
+    response.auth_bytes = Bytes::from(forged);
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).ok()?;
+    response.encode(&mut out, version).ok()?;
+    Some(out)
+}

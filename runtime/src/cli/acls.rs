@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::kafka::acl::{plan, AclBinding, AclFilter, Acls, Principals};
+use crate::kafka::acl::{plan, AclBinding, AclFilter, Acls, Applied, Principals};
 use crate::kafka::Cluster;
 
 /// ACL administration.
@@ -61,9 +61,17 @@ pub async fn run(command: AclsCommand, registry: &kfn_sdk::Registry) -> anyhow::
             let config = super::load(&args.config, registry)?;
             let bindings = plan(&config, &args.principals(&config));
             let acls = Acls::new(Cluster::from_config(&config)?);
-            acls.create(&bindings).await.context("creating ACLs")?;
+            let applied = acls.create(&bindings).await.context("creating ACLs")?;
             print(&bindings);
-            println!("{} ACLs applied", bindings.len());
+            match applied {
+                Applied::Confirmed(n) => println!("{n} ACLs applied"),
+                // Not an error: a local broker (tansu) keeps no ACLs and says nothing more.
+                Applied::Unconfirmed => eprintln!(
+                    "kfn: warning: the broker accepted CreateAcls but confirmed none of the {} ACLs \
+                     (tansu does this: it neither stores nor enforces ACLs)",
+                    bindings.len()
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         AclsCommand::List { config, principal } => {

@@ -166,7 +166,11 @@ fn hex(bytes: &[u8]) -> String {
 /// The value decoded to JSON, or its bytes in hex with the reason it did not decode.
 async fn value_text(value: Option<&[u8]>, config: &Config) -> String {
     let Some(value) = value else { return "value: null\n".to_string() };
-    match decode_value(value, config).await {
+    let decoded = match schema_cache(config) {
+        Ok(cache) => decode_value(value, &cache).await,
+        Err(reason) => framing::split(value).map_err(|e| e.to_string()).and(Err(reason)),
+    };
+    match decoded {
         Ok((id, json)) => {
             let pretty = serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string());
             format!("value (schema id {id}):\n{pretty}\n")
@@ -175,12 +179,13 @@ async fn value_text(value: Option<&[u8]>, config: &Config) -> String {
     }
 }
 
-async fn decode_value(value: &[u8], config: &Config) -> Result<(u32, serde_json::Value), String> {
-    // Check the framing first: no registry is needed to say a value is not Avro.
-    framing::split(value).map_err(|e| e.to_string())?;
+fn schema_cache(config: &Config) -> Result<SchemaCache, String> {
     let url = config.runtime.schema_registry.as_deref().ok_or("runtime.schema_registry is not set")?;
-    let client = RegistryClient::new(url, None).map_err(|e| e.to_string())?;
-    let writer = SchemaCache::new(client).resolve(value).await.map_err(|e| e.to_string())?;
+    Ok(SchemaCache::new(RegistryClient::new(url, None).map_err(|e| e.to_string())?))
+}
+
+async fn decode_value(value: &[u8], schemas: &SchemaCache) -> Result<(u32, serde_json::Value), String> {
+    let writer = schemas.resolve(value).await.map_err(|e| e.to_string())?;
     // serde_avro_fast reads decimals as strings, so amounts print as written.
     let json = writer.decode::<serde_json::Value>().map_err(|e| e.to_string())?;
     Ok((writer.schema_id, json))
@@ -248,6 +253,23 @@ mod tests {
         let text = value_text(Some(b"{\"a\":1}"), &config).await;
         assert!(text.contains("0x7b2261223a317d"), "{text}");
         assert!(text.contains("magic byte"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_framed_value_decodes_to_json_with_decimals_as_written() {
+        let schemas = SchemaCache::new(RegistryClient::new("http://127.0.0.1:9", None).unwrap());
+        let schema = r#"{"type": "record", "name": "Payment", "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+            {"name": "note", "type": ["null", "string"], "default": null}]}"#;
+        schemas.insert(3, std::sync::Arc::new(schema.parse().unwrap()));
+        let mut value = Vec::new();
+        framing::write_header(3, &mut value);
+        // "a", 12.34 (unscaled 1234 = 0x04d2), null
+        value.extend_from_slice(&[2, b'a', 4, 0x04, 0xd2, 0]);
+        let (id, json) = decode_value(&value, &schemas).await.unwrap();
+        assert_eq!(id, 3);
+        assert_eq!(json, serde_json::json!({"id": "a", "amount": "12.34", "note": null}));
     }
 
     #[test]

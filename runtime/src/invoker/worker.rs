@@ -26,6 +26,9 @@ use crate::kafka::producer::{Producer, ProducerConfig, ProducerRecord, SendError
 use crate::kafka::Cluster;
 use crate::metrics::FunctionMetrics;
 
+/// Most records processed (and committed) as one unit.
+const MAX_CHUNK: usize = 500;
+
 /// What every partition worker of a function shares.
 pub struct FunctionShared {
     /// The function's name.
@@ -81,6 +84,8 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
     let lag = shared.metrics.lag(&tp.topic, tp.partition);
     tracing::info!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
     let mut committed = start;
+    // Everything below `done` is processed (or was a control or aborted record).
+    let mut done = start;
     let mut failures = 0u32;
     while !*stop.borrow() {
         let decoded = tokio::select! {
@@ -98,35 +103,48 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
         lag.set(decoded.high_watermark.saturating_sub(decoded.next_fetch_offset));
         let next = decoded.next_fetch_offset;
         if decoded.records.is_empty() {
+            done = next;
             continue;
         }
-        loop {
-            match process_batch(&shared, &tp, &topic, &decoded.records, next, transactional.as_ref()).await {
-                Ok(()) => {
-                    committed = next;
-                    failures = 0;
-                    break;
-                }
-                Err(BatchError::Fenced(reason)) => {
-                    tracing::warn!(function = %shared.function, partition = %tp, %reason, "fenced: another member owns this partition now");
-                    return;
-                }
-                Err(BatchError::Retry(reason)) => {
-                    failures += 1;
-                    tracing::warn!(function = %shared.function, partition = %tp, %reason, failures, "batch failed; processing it again");
-                    let wait = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)).min(5_000));
-                    if tokio::time::timeout(wait, stop.changed()).await.is_ok() {
+        // A fetch may bring thousands of records: commit (and, under exactly_once,
+        // close the transaction) every MAX_CHUNK records so progress is saved
+        // steadily and a crash redoes little.
+        let chunks: Vec<&[ConsumedRecord]> = decoded.records.chunks(MAX_CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let chunk_next = chunks.get(i + 1).and_then(|c| c.first()).map(|r| r.offset).unwrap_or(next);
+            loop {
+                match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref()).await {
+                    Ok(()) => {
+                        committed = chunk_next;
+                        done = chunk_next;
+                        failures = 0;
+                        break;
+                    }
+                    Err(BatchError::Fenced(reason)) => {
+                        tracing::warn!(function = %shared.function, partition = %tp, %reason, "fenced: another member owns this partition now");
                         return;
                     }
+                    Err(BatchError::Retry(reason)) => {
+                        failures += 1;
+                        tracing::warn!(function = %shared.function, partition = %tp, %reason, failures, "batch failed; processing it again");
+                        let wait = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)).min(5_000));
+                        if tokio::time::timeout(wait, stop.changed()).await.is_ok() {
+                            return;
+                        }
+                    }
                 }
+            }
+            if *stop.borrow() && i + 1 < chunks.len() {
+                // Revoked: what is committed stays; the next owner starts at `committed`.
+                break;
             }
         }
     }
     // Offsets moved past control records or aborted data since the last commit.
-    if reader.position() > committed && shared.guarantee == Guarantee::AtLeastOnce {
-        let _ = shared.committer.commit(&tp, reader.position()).await;
+    if done > committed && shared.guarantee == Guarantee::AtLeastOnce {
+        let _ = shared.committer.commit(&tp, done).await;
     }
-    tracing::info!(function = %shared.function, partition = %tp, offset = reader.position(), "partition worker stopped");
+    tracing::info!(function = %shared.function, partition = %tp, offset = done, "partition worker stopped");
 }
 
 async fn start_offset(shared: &FunctionShared, tp: &TopicPartition, stop: &mut watch::Receiver<bool>) -> Option<i64> {

@@ -1,9 +1,10 @@
 //! Sending ACLs to the brokers: CreateAcls and DescribeAcls.
 //!
 //! CreateAcls goes out as [`CreateAcls`], kafka-protocol's request in a
-//! wrapper whose answer also accepts a null `results` array. Kafka's spec
-//! does not allow one, but tansu sends it (it stores no ACLs and answers with
-//! an empty default response); kafka-protocol's decoder rejects it, which
+//! wrapper whose answer also accepts a response without its `results`
+//! array. Kafka's spec requires the array, but tansu leaves it out (it stores
+//! no ACLs and answers with its default response, whose unset array it does
+//! not write at all); kafka-protocol's decoder then runs out of bytes, which
 //! would make `kfn acls apply` fail against the local broker with a codec
 //! error instead of saying what happened.
 
@@ -59,8 +60,8 @@ impl Request for CreateAcls {
     type Response = CreateAclsAnswer;
 }
 
-/// A CreateAcls response; `results_missing` when the broker sent a null
-/// `results` array (then `response.results` is empty).
+/// A CreateAcls response; `results_missing` when the broker sent no
+/// `results` array, or a null one (then `response.results` is empty).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CreateAclsAnswer {
     /// The response as kafka-protocol decodes it.
@@ -74,44 +75,59 @@ impl Message for CreateAclsAnswer {
     const DEPRECATED_VERSIONS: Option<VersionRange> = CreateAclsResponse::DEPRECATED_VERSIONS;
 }
 
+/// Where `results` starts: after the 4-byte throttle time.
+const RESULTS_AT: usize = 4;
+
 impl Encodable for CreateAclsAnswer {
-    /// Encodes the response; a missing `results` array is written as null,
-    /// as tansu does.
+    /// Encodes the response; a missing `results` array is left out, as tansu does.
     fn encode<B: ByteBufMut>(&self, buf: &mut B, version: i16) -> anyhow::Result<()> {
         let mut body = BytesMut::new();
         self.response.encode(&mut body, version)?;
         if self.results_missing {
-            null_results(&mut body, version)?;
+            let empty = empty_results(version);
+            if body.get(RESULTS_AT..RESULTS_AT + empty.len()) != Some(empty) {
+                anyhow::bail!("only an empty results array can be left out");
+            }
+            let rest = body.split_off(RESULTS_AT + empty.len());
+            body.truncate(RESULTS_AT);
+            body.extend_from_slice(&rest);
         }
         buf.put_slice(&body);
         Ok(())
     }
 
     fn compute_size(&self, version: i16) -> anyhow::Result<usize> {
-        self.response.compute_size(version)
+        let size = self.response.compute_size(version)?;
+        Ok(if self.results_missing { size - empty_results(version).len() } else { size })
     }
 }
 
 impl Decodable for CreateAclsAnswer {
     fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> anyhow::Result<Self> {
-        let mut body = BytesMut::from(buf.copy_to_bytes(buf.remaining()).as_ref());
-        // results follows the 4-byte throttle time.
-        let results_missing = if version >= 2 {
-            // Compact array: length + 1 as an unsigned varint; 0 = null, 1 = empty.
-            let null = body.get(4) == Some(&0);
-            if null {
-                body[4] = 1;
-            }
-            null
+        let body = buf.copy_to_bytes(buf.remaining());
+        // With its results array the body is at least throttle time + array
+        // (+ tagged fields): 8 bytes in v1, 6 from v2 on. Shorter means the
+        // array was left out.
+        let (flexible, full) = (version >= 2, if version >= 2 { 6 } else { 8 });
+        let null = if flexible { &[0u8][..] } else { &[0xffu8, 0xff, 0xff, 0xff][..] };
+        let empty = empty_results(version);
+        let mut patched = BytesMut::with_capacity(body.len() + empty.len());
+        let results_missing = if body.len() >= RESULTS_AT && body.len() < full {
+            patched.extend_from_slice(&body[..RESULTS_AT]);
+            patched.extend_from_slice(empty);
+            patched.extend_from_slice(&body[RESULTS_AT..]);
+            true
+        } else if body.get(RESULTS_AT..RESULTS_AT + null.len()) == Some(null) {
+            // A null array, which the spec does not allow either.
+            patched.extend_from_slice(&body[..RESULTS_AT]);
+            patched.extend_from_slice(empty);
+            patched.extend_from_slice(&body[RESULTS_AT + null.len()..]);
+            true
         } else {
-            // Classic array: i32 length; -1 = null.
-            let null = body.get(4..8) == Some(&(-1i32).to_be_bytes()[..]);
-            if null {
-                body[4..8].copy_from_slice(&0i32.to_be_bytes());
-            }
-            null
+            patched.extend_from_slice(&body);
+            false
         };
-        let response = CreateAclsResponse::decode(&mut body, version)?;
+        let response = CreateAclsResponse::decode(&mut patched, version)?;
         Ok(Self { response, results_missing })
     }
 }
@@ -122,16 +138,13 @@ impl HeaderVersion for CreateAclsAnswer {
     }
 }
 
-/// Rewrites the (empty) results array of an encoded CreateAcls response as null.
-fn null_results(body: &mut BytesMut, version: i16) -> anyhow::Result<()> {
-    let empty = if version >= 2 { &[1u8][..] } else { &[0u8, 0, 0, 0][..] };
-    let null = if version >= 2 { &[0u8][..] } else { &[0xffu8, 0xff, 0xff, 0xff][..] };
-    match body.get_mut(4..4 + empty.len()) {
-        Some(slot) if slot == empty => {
-            slot.copy_from_slice(null);
-            Ok(())
-        }
-        _ => anyhow::bail!("only an empty results array can be written as null"),
+/// An empty results array as encoded at `version`.
+fn empty_results(version: i16) -> &'static [u8] {
+    if version >= 2 {
+        // Compact array: length + 1 as an unsigned varint.
+        &[1]
+    } else {
+        &[0, 0, 0, 0]
     }
 }
 

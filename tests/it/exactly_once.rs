@@ -1,7 +1,8 @@
 //! Delivery guarantees under a crash: a replica (a child process) is killed
 //! with SIGKILL in the middle of a 10,000-record stream and restarted.
 //! exactly_once: the output, read with read_committed, holds exactly one
-//! output per input. at_least_once: nothing is lost.
+//! output per input. at_least_once: nothing is lost. A SIGTERM under load
+//! (graceful shutdown) loses and duplicates nothing, even at_least_once.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -119,7 +120,16 @@ fn order(i: usize) -> OrderCreated {
     }
 }
 
-async fn crash_and_restart(guarantee: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// How the first replica is stopped mid-stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: a crash.
+    Kill,
+    /// SIGTERM: a graceful shutdown (finish in-flight work, commit, leave).
+    Term,
+}
+
+async fn crash_and_restart(guarantee: &str, stop: Stop) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let cluster = kfn_tests::cluster();
     let suffix = kfn_tests::unique(guarantee);
     let (input, output, dlq) = (format!("in-{suffix}"), format!("out-{suffix}"), format!("dlq-{suffix}"));
@@ -202,7 +212,10 @@ dead_letter = "{dlq}"
 
     let replica = Replica::start(&config, &dir.join("first.log"));
     let at_kill = await_committed(&format!("kfn.{function}"), &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
-    replica.kill9();
+    match stop {
+        Stop::Kill => replica.kill9(),
+        Stop::Term => replica.terminate(),
+    }
     assert!(at_kill < RECORDS as i64, "the replica finished before it was killed: the test proves nothing");
     let replica = Replica::start(&config, &dir.join("second.log"));
     await_count(&output, RECORDS, Duration::from_secs(180)).await;
@@ -213,7 +226,7 @@ dead_letter = "{dlq}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_survives_kill_9_without_duplicates() {
-    let (inputs, outputs) = crash_and_restart("exactly_once").await;
+    let (inputs, outputs) = crash_and_restart("exactly_once", Stop::Kill).await;
     let mut counts: HashMap<&[u8], usize> = HashMap::new();
     for o in &outputs {
         *counts.entry(o.as_slice()).or_default() += 1;
@@ -226,9 +239,21 @@ async fn exactly_once_survives_kill_9_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_survives_kill_9_without_loss() {
-    let (inputs, outputs) = crash_and_restart("at_least_once").await;
+    let (inputs, outputs) = crash_and_restart("at_least_once", Stop::Kill).await;
     let seen: std::collections::HashSet<&[u8]> = outputs.iter().map(Vec::as_slice).collect();
     let missing = inputs.iter().filter(|i| !seen.contains(i.as_slice())).count();
     assert_eq!(missing, 0, "{} outputs for {} inputs", outputs.len(), inputs.len());
     assert!(outputs.len() >= inputs.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_and_duplicates_nothing() {
+    let (inputs, outputs) = crash_and_restart("at_least_once", Stop::Term).await;
+    let mut counts: HashMap<&[u8], usize> = HashMap::new();
+    for o in &outputs {
+        *counts.entry(o.as_slice()).or_default() += 1;
+    }
+    let duplicated = counts.values().filter(|&&n| n > 1).count();
+    let missing = inputs.iter().filter(|i| !counts.contains_key(i.as_slice())).count();
+    assert_eq!((missing, duplicated), (0, 0), "{} outputs for {} inputs", outputs.len(), inputs.len());
 }

@@ -115,7 +115,9 @@ async fn failures_are_dead_lettered_with_every_header_and_replay_once_fixed() {
         v
     };
     let ts = now_ms();
-    let raw = |key: &str, value: Vec<u8>| ProducerRecord::new(Some(Bytes::from(key.to_string())), Some(Bytes::from(value)), ts);
+    let raw = |key: &str, value: Vec<u8>| {
+        ProducerRecord::new(Some(Bytes::from(key.to_string())), Some(Bytes::from(value)), ts)
+    };
     let records = vec![
         record(&app, "ok-1", &Item::new("ok-1", 0, "ok")),
         trace(record(&app, "perm", &Item::new("perm", 1, "permanent")), "t-perm"),
@@ -184,7 +186,8 @@ async fn failures_are_dead_lettered_with_every_header_and_replay_once_fixed() {
     // A second replay of the same dead letters writes nothing.
     let tp = TopicPartition::new(input.clone(), 0);
     let end = list_offset(app.cluster(), &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end");
-    let report = replay(app.cluster(), &app.app.config, &function, &Selection::Only(dead.clone())).await.expect("replay");
+    let report =
+        replay(app.cluster(), &app.app.config, &function, &Selection::Only(dead.clone())).await.expect("replay");
     assert!(report.replayed.is_empty(), "{report:?}");
     assert_eq!(report.skipped.iter().map(|s| s.from).collect::<Vec<_>>(), dead);
     assert!(report.skipped.iter().all(|s| s.reason.starts_with("already replayed")), "{report:?}");
@@ -193,7 +196,12 @@ async fn failures_are_dead_lettered_with_every_header_and_replay_once_fixed() {
 }
 
 fn header_of<'a>(record: &'a ProducerRecord, name: &str) -> Option<&'a str> {
-    record.headers.iter().find(|h| h.name == name).and_then(|h| h.value.as_deref()).and_then(|v| std::str::from_utf8(v).ok())
+    record
+        .headers
+        .iter()
+        .find(|h| h.name == name)
+        .and_then(|h| h.value.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +222,9 @@ async fn with_key_ordering_a_slow_key_does_not_block_another_and_each_key_stays_
             Ok::<_, FnError>(Emit::one("out", item.id.clone(), item))
         }
     });
-    let app = TestApp::start(&topology("keyed", "handler = \"keyed\"\nordering = \"key\""), handlers).await.expect("app starts");
+    let app = TestApp::start(&topology("keyed", "handler = \"keyed\"\nordering = \"key\""), handlers)
+        .await
+        .expect("app starts");
     // One produce call: one batch, so the worker sees every record at once.
     let records = vec![
         record(&app, "s", &Item::new("s-1", 1, "slow")),
@@ -235,7 +245,8 @@ async fn with_key_ordering_a_slow_key_does_not_block_another_and_each_key_stays_
 
     release.send(true).expect("release");
     let after = events.wait_until("s-2 finished", |e| e.iter().any(|x| x == "end s-2")).await.expect("key s");
-    let (end_s1, start_s2) = (pos(&after, "end s-1").expect("s-1 ended"), pos(&after, "start s-2").expect("s-2 started"));
+    let (end_s1, start_s2) =
+        (pos(&after, "end s-1").expect("s-1 ended"), pos(&after, "start s-2").expect("s-2 started"));
     assert!(end_s1 < start_s2, "key s in order: {after:?}");
     let mut out = app.watch(&app.name("out-{s}")).await.expect("watch");
     let mut got = keys(out.wait_for_count(5).await.expect("outputs"));

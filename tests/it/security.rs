@@ -162,10 +162,19 @@ async fn a_client_certificate_is_presented_when_configured() {
     let cluster = Cluster::new(vec![tls.addr.clone()], tls_options(&tls.ca, Some(&tls.client)));
     round_trip(&cluster, "mtls").await;
 
-    // Without one, stunnel ends the handshake: no request gets an answer.
+    assert!(
+        tls.await_log("Certificate accepted at depth=0: CN=kfn-client", Duration::from_secs(5)).await,
+        "stunnel never saw kfn's client certificate"
+    );
+
+    // Without one, stunnel ends the handshake. Under TLS 1.3 the client learns
+    // it only when it reads, so the error is a closed connection.
     let err = Connection::connect(&tls.addr, &tls_options(&tls.ca, None)).await.expect_err("no client certificate");
-    eprintln!("DEBUG-MTLS {err}");
     assert!(!matches!(err, KafkaError::Timeout { .. }), "expected a refusal, not a timeout: {err:?}");
+    assert!(
+        tls.await_log("peer did not return a certificate", Duration::from_secs(5)).await,
+        "stunnel did not refuse the connection for a missing certificate: {err}"
+    );
 }
 
 #[tokio::test]

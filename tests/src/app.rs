@@ -111,13 +111,19 @@ impl TestApp {
     }
 
     /// Like [`TestApp::start`], with extra `schemas/<name>` files (name, text).
-    pub async fn start_with_schemas(toml: &str, handlers: kfn_sdk::Registry, schemas: &[(&str, &str)]) -> anyhow::Result<TestApp> {
+    pub async fn start_with_schemas(
+        toml: &str,
+        handlers: kfn_sdk::Registry,
+        schemas: &[(&str, &str)],
+    ) -> anyhow::Result<TestApp> {
         let suffix = crate::unique("rt");
         let dir = tempfile::tempdir()?;
         write_schemas(dir.path(), schemas)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let registry_config = RegistryConfig { topic: format!("_schemas-{suffix}"), ..RegistryConfig::default() };
-        let registry = RegistryServer::start(crate::cluster(), listener, registry_config).await.context("starting the schema registry")?;
+        let registry = RegistryServer::start(crate::cluster(), listener, registry_config)
+            .await
+            .context("starting the schema registry")?;
         let brokers: Vec<String> = crate::bootstrap().iter().map(|b| format!("{b:?}")).collect();
         let text = format!(
             "[runtime]\nbrokers = [{}]\nschema_registry = \"http://{}\"\nadmin_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n\
@@ -129,9 +135,13 @@ impl TestApp {
         );
         let path = dir.path().join("functions.toml");
         std::fs::write(&path, &text)?;
-        let mut config = Config::load_file_only(&path, &handlers).map_err(|e| anyhow!("{e}\n--- functions.toml ---\n{text}"))?;
+        let mut config =
+            Config::load_file_only(&path, &handlers).map_err(|e| anyhow!("{e}\n--- functions.toml ---\n{text}"))?;
         config.apply_local_overrides();
-        Admin::new(Cluster::from_config(&config)?).ensure_topics(config.topics.values()).await.context("creating topics")?;
+        Admin::new(Cluster::from_config(&config)?)
+            .ensure_topics(config.topics.values())
+            .await
+            .context("creating topics")?;
         let app = Arc::new(App::new(config, handlers).await.context("App::new")?);
         let (shutdown, stop) = watch::channel(false);
         let running = app::start(app.clone(), &[], stop).await.context("app::start")?;
@@ -170,7 +180,8 @@ impl TestApp {
     /// Writes `item` to `topic`, Confluent-framed with the topic's registered
     /// schema, on the key's partition; returns (partition, offset).
     pub async fn produce<E: Event + Debug>(&self, topic: &str, key: &str, event: &E) -> anyhow::Result<(i32, i64)> {
-        let record = ProducerRecord::new(Some(Bytes::from(key.to_string())), Some(self.encode(topic, event)?), now_ms());
+        let record =
+            ProducerRecord::new(Some(Bytes::from(key.to_string())), Some(self.encode(topic, event)?), now_ms());
         let partition = self.partition_of(topic, key.as_bytes()).await?;
         let offset = self.produce_records(topic, partition, vec![record]).await?;
         Ok((partition, offset))
@@ -191,7 +202,12 @@ impl TestApp {
 
     /// Writes records to one partition in one produce call (one batch when
     /// small); returns the offset of the first.
-    pub async fn produce_records(&self, topic: &str, partition: i32, records: Vec<ProducerRecord>) -> anyhow::Result<i64> {
+    pub async fn produce_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Vec<ProducerRecord>,
+    ) -> anyhow::Result<i64> {
         Ok(self.app.producer.send(&TopicPartition::new(topic, partition), records).await?)
     }
 
@@ -259,15 +275,25 @@ impl TopicWatcher {
             .partitions
             .iter()
             .map(|p| {
-                PartitionReader::new(cluster.clone(), TopicPartition::new(topic, p.partition), 0, Isolation::ReadCommitted, LogEnd::Earliest)
-                    .with_limits(limits)
+                PartitionReader::new(
+                    cluster.clone(),
+                    TopicPartition::new(topic, p.partition),
+                    0,
+                    Isolation::ReadCommitted,
+                    LogEnd::Earliest,
+                )
+                .with_limits(limits)
             })
             .collect();
         Ok(TopicWatcher { topic: topic.to_string(), readers, records: Vec::new() })
     }
 
     /// Reads until `done(records)` holds, or fails after [`DEADLINE`].
-    pub async fn wait_until(&mut self, what: &str, done: impl Fn(&[(i32, ConsumedRecord)]) -> bool) -> anyhow::Result<&[(i32, ConsumedRecord)]> {
+    pub async fn wait_until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&[(i32, ConsumedRecord)]) -> bool,
+    ) -> anyhow::Result<&[(i32, ConsumedRecord)]> {
         let deadline = Instant::now() + DEADLINE;
         while !done(&self.records) {
             if Instant::now() > deadline {
@@ -339,5 +365,10 @@ impl<T: Clone + Debug> Recorder<T> {
 
 /// The value of header `name` of a record as text.
 pub fn header<'a>(record: &'a ConsumedRecord, name: &str) -> Option<&'a str> {
-    record.headers.iter().find(|h| h.name == name).and_then(|h| h.value.as_deref()).and_then(|v| std::str::from_utf8(v).ok())
+    record
+        .headers
+        .iter()
+        .find(|h| h.name == name)
+        .and_then(|h| h.value.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
 }

@@ -300,6 +300,24 @@ impl TlsBroker {
     }
 }
 
+impl TlsBroker {
+    /// Waits until stunnel's log holds `needle`; false after `limit`.
+    pub async fn await_log(&self, needle: &str, limit: Duration) -> bool {
+        let log = self.dir.path().join("stunnel.log");
+        let start = Instant::now();
+        loop {
+            if std::fs::read_to_string(&log).is_ok_and(|text| text.contains(needle)) {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            // stunnel writes its log line after the handshake ends.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Debian's stunnel4 installs both names; either will do.
 fn stunnel_binary() -> &'static str {
     if Path::new("/usr/bin/stunnel4").exists() {

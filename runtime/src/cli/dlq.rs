@@ -280,7 +280,10 @@ mod tests {
                 from: DlqOffset { partition: 0, offset: 1 },
                 to: crate::kafka::group::protocol::TopicPartition::new("o", 2),
             }],
-            skipped: vec![replay::Skipped { from: DlqOffset { partition: 0, offset: 2 }, reason: "already replayed".into() }],
+            skipped: vec![replay::Skipped {
+                from: DlqOffset { partition: 0, offset: 2 },
+                reason: "already replayed".into(),
+            }],
         };
         let text = report_text(&report);
         assert!(text.contains("replayed  o.dlq/0/1 -> o/2"), "{text}");

@@ -24,16 +24,16 @@
 //! # Ok(()) }
 //! ```
 
+mod letters;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kfn_sdk::Header;
+
+pub use letters::{read_dead_letters, read_topic, DeadLetter, DlqOffset, Origin};
 
 use super::dead_letter::headers;
 use crate::config::Config;
-use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
-use crate::kafka::fetch::{ConsumedRecord, Isolation};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::partitioner::partition_for_key;
 use crate::kafka::producer::{Producer, ProducerConfig, ProducerRecord, SendError};
@@ -42,9 +42,6 @@ use crate::kafka::{Admin, Cluster, KafkaError, NewTopic};
 /// Dead letters replayed per transaction: bounds the memory a replay holds
 /// and keeps each transaction well inside the broker's transaction timeout.
 const CHUNK: usize = 500;
-
-/// How long reading a topic to its end may go without progress.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why dead letters could not be read or replayed.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +69,7 @@ pub enum ReplayError {
         context: String,
         /// The cause.
         #[source]
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
     /// Reading a partition to its end made no progress.
     #[error("reading {partition} stalled at offset {position} (end {end}) for {seconds} s")]
@@ -95,116 +92,8 @@ pub enum ReplayError {
         replayed: usize,
         /// The cause.
         #[source]
-        source: SendError,
+        source: Box<SendError>,
     },
-}
-
-/// Where a dead letter is in its dead-letter topic: `<partition>/<offset>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DlqOffset {
-    /// The dead-letter topic's partition.
-    pub partition: i32,
-    /// The dead letter's offset there.
-    pub offset: i64,
-}
-
-impl std::fmt::Display for DlqOffset {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.partition, self.offset)
-    }
-}
-
-impl std::str::FromStr for DlqOffset {
-    type Err = String;
-
-    /// Parses `<partition>/<offset>`, as `kfn dlq list` prints it.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let expected = || format!("expected <partition>/<offset> (e.g. 0/42), found {s:?}");
-        let (p, o) = s.split_once('/').ok_or_else(expected)?;
-        let partition = p.trim().parse::<i32>().map_err(|_| expected())?;
-        let offset = o.trim().parse::<i64>().map_err(|_| expected())?;
-        if partition < 0 || offset < 0 {
-            return Err(expected());
-        }
-        Ok(DlqOffset { partition, offset })
-    }
-}
-
-/// Where a dead letter was read from before it failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// The input topic.
-    pub topic: String,
-    /// Its partition.
-    pub partition: i32,
-    /// The record's offset there.
-    pub offset: i64,
-}
-
-/// One record of a dead-letter topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// Where it is in the dead-letter topic.
-    pub at: DlqOffset,
-    /// The record's timestamp (the original record's).
-    pub timestamp_ms: i64,
-    /// The original key.
-    pub key: Option<Bytes>,
-    /// The original value.
-    pub value: Option<Bytes>,
-    /// The original headers followed by the `kfn.*` ones.
-    pub headers: Vec<Header>,
-}
-
-impl DeadLetter {
-    fn from_record(partition: i32, r: ConsumedRecord) -> Self {
-        DeadLetter {
-            at: DlqOffset { partition, offset: r.offset },
-            timestamp_ms: r.timestamp_ms,
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-        }
-    }
-
-    /// The value of a header as text, if present and UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|h| h.name == name).and_then(|h| h.value.as_deref()).and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    /// The failure kind (`permanent`, `retries_exhausted`, `undecodable`, `panic`, `output`).
-    pub fn kind(&self) -> Option<&str> {
-        self.header(headers::KIND)
-    }
-
-    /// The error message.
-    pub fn message(&self) -> Option<&str> {
-        self.header(headers::MESSAGE)
-    }
-
-    /// The attempts made.
-    pub fn attempts(&self) -> Option<u32> {
-        self.header(headers::ATTEMPTS).and_then(|a| a.parse().ok())
-    }
-
-    /// Where the record came from; `Err` names the header that is missing or malformed.
-    pub fn origin(&self) -> Result<Origin, String> {
-        let get = |name: &str| self.header(name).ok_or_else(|| format!("header {name} is missing: not a kfn dead letter"));
-        let number = |name: &str| {
-            get(name).and_then(|v| v.parse::<i64>().map_err(|_| format!("header {name} = {v:?} is not a number")))
-        };
-        let partition = number(headers::PARTITION)?;
-        Ok(Origin {
-            topic: get(headers::TOPIC)?.to_string(),
-            partition: i32::try_from(partition).map_err(|_| format!("header {} = {partition} is out of range", headers::PARTITION))?,
-            offset: number(headers::OFFSET)?,
-        })
-    }
-
-    /// The headers the original record carried (every header but `kfn.*`).
-    pub fn original_headers(&self) -> impl Iterator<Item = &Header> {
-        self.headers.iter().filter(|h| !h.name.starts_with("kfn."))
-    }
 }
 
 /// The compacted topic recording which dead letters of `dlq_topic` were replayed.
@@ -222,65 +111,9 @@ pub fn dead_letter_topic<'a>(config: &'a Config, function: &str) -> Result<&'a s
     spec.dead_letter.as_deref().ok_or_else(|| ReplayError::NoDeadLetterTopic { function: function.to_string() })
 }
 
-fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ReplayError {
+pub(super) fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ReplayError {
     let context = context.into();
-    move |source| ReplayError::Kafka { context, source }
-}
-
-/// Every committed record of `topic`, partition by partition, from the first
-/// kept offset to the end of the log as it was when reading began.
-pub async fn read_topic(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, ConsumedRecord)>, ReplayError> {
-    cluster.invalidate(topic);
-    let info = cluster.topic(topic).await.map_err(kafka(format!("reading the metadata of topic {topic}")))?;
-    let mut out = Vec::new();
-    for p in &info.partitions {
-        let tp = TopicPartition::new(topic, p.partition);
-        for r in read_partition(cluster, &tp).await? {
-            out.push((p.partition, r));
-        }
-    }
-    Ok(out)
-}
-
-async fn read_partition(cluster: &Cluster, tp: &TopicPartition) -> Result<Vec<ConsumedRecord>, ReplayError> {
-    let isolation = Isolation::ReadCommitted;
-    let start = list_offset(cluster, tp, LogEnd::Earliest, isolation).await.map_err(kafka(format!("finding the start of {tp}")))?;
-    // read_committed: the last stable offset, below which every transaction is decided.
-    let mut end = list_offset(cluster, tp, LogEnd::Latest, isolation).await.map_err(kafka(format!("finding the end of {tp}")))?;
-    if end <= start {
-        return Ok(Vec::new());
-    }
-    let mut reader = PartitionReader::new(cluster.clone(), tp.clone(), start, isolation, LogEnd::Earliest);
-    let mut records = Vec::new();
-    let mut progress = Instant::now();
-    let mut first = true;
-    while reader.position() < end {
-        let before = reader.position();
-        let batch = reader.next().await.map_err(kafka(format!("reading {tp}")))?;
-        if std::mem::take(&mut first) {
-            // tansu answers ListOffsets(latest) with the last batch's base offset + 1,
-            // short of a batch's later records; the first fetch's end is right.
-            let fetched_end = if batch.last_stable_offset >= 0 { batch.last_stable_offset } else { batch.high_watermark };
-            end = end.max(fetched_end);
-        }
-        records.extend(batch.records.into_iter().filter(|r| r.offset < end));
-        if reader.position() > before {
-            progress = Instant::now();
-        } else if progress.elapsed() > STALL_TIMEOUT {
-            return Err(ReplayError::Stalled {
-                partition: tp.to_string(),
-                position: reader.position(),
-                end,
-                seconds: STALL_TIMEOUT.as_secs(),
-            });
-        }
-    }
-    Ok(records)
-}
-
-/// Every dead letter of `dlq_topic`, in partition and offset order.
-pub async fn read_dead_letters(cluster: &Cluster, dlq_topic: &str) -> Result<Vec<DeadLetter>, ReplayError> {
-    Ok(read_topic(cluster, dlq_topic).await?.into_iter().map(|(p, r)| DeadLetter::from_record(p, r)).collect())
+    move |source| ReplayError::Kafka { context, source: Box::new(source) }
 }
 
 /// The dead letters of `dlq_topic` already replayed, with where each went;
@@ -294,7 +127,8 @@ pub async fn replayed(cluster: &Cluster, dlq_topic: &str) -> Result<BTreeMap<Dlq
     }
     let mut done = BTreeMap::new();
     for (_, r) in read_topic(cluster, &markers).await? {
-        let Some(at) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.parse::<DlqOffset>().ok())
+        let Some(at) =
+            r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()).and_then(|k| k.parse::<DlqOffset>().ok())
         else {
             continue;
         };
@@ -350,15 +184,21 @@ pub struct ReplayReport {
 /// Dead letters replayed before (by any earlier run) are skipped, as are
 /// records without the dead-letter headers. See the module docs for why a
 /// replay never writes a dead letter twice.
-pub async fn replay(cluster: &Cluster, config: &Config, function: &str, selection: &Selection) -> Result<ReplayReport, ReplayError> {
+pub async fn replay(
+    cluster: &Cluster,
+    config: &Config,
+    function: &str,
+    selection: &Selection,
+) -> Result<ReplayReport, ReplayError> {
     let dlq_topic = dead_letter_topic(config, function)?.to_string();
     let markers = marker_topic(&dlq_topic);
     let replication = config.topics.get(&dlq_topic).map_or(1, |t| t.replication);
     ensure_marker_topic(cluster, &markers, replication).await?;
     // Starting the producer settles what an earlier replay left open, so the markers read next are final.
-    let producer = Producer::new(cluster.clone(), replay_producer_config(config, &dlq_topic))
-        .await
-        .map_err(|source| ReplayError::Produce { target: "InitProducerId".into(), replayed: 0, source })?;
+    let producer =
+        Producer::new(cluster.clone(), replay_producer_config(config, &dlq_topic)).await.map_err(|source| {
+            ReplayError::Produce { target: "InitProducerId".into(), replayed: 0, source: Box::new(source) }
+        })?;
     let done = replayed(cluster, &dlq_topic).await?;
     let letters = read_dead_letters(cluster, &dlq_topic).await?;
     let mut report = ReplayReport { dlq_topic: dlq_topic.clone(), ..ReplayReport::default() };
@@ -393,13 +233,20 @@ pub async fn replay(cluster: &Cluster, config: &Config, function: &str, selectio
         let mut targets = BTreeSet::new();
         for (origin, letter) in chunk {
             let Some(to) = target_partition(cluster, origin, letter).await? else {
-                let reason = format!("partition {} of {} no longer exists and the record has no key", origin.partition, origin.topic);
+                let reason = format!(
+                    "partition {} of {} no longer exists and the record has no key",
+                    origin.partition, origin.topic
+                );
                 report.skipped.push(Skipped { from: letter.at, reason });
                 continue;
             };
             let from = format!("{dlq_topic}/{}", letter.at);
             producer.stage(&to, vec![replayed_record(letter, &from)]);
-            let marker = ProducerRecord::new(Some(Bytes::from(letter.at.to_string())), Some(Bytes::from(format!("{}/{}", to.topic, to.partition))), now_ms());
+            let marker = ProducerRecord::new(
+                Some(Bytes::from(letter.at.to_string())),
+                Some(Bytes::from(format!("{}/{}", to.topic, to.partition))),
+                now_ms(),
+            );
             producer.stage(&marker_tp, vec![marker]);
             targets.insert(to.to_string());
             written.push(Replayed { from: letter.at, to });
@@ -410,7 +257,7 @@ pub async fn replay(cluster: &Cluster, config: &Config, function: &str, selectio
         if let Err(source) = producer.commit().await {
             let _ = producer.abort().await;
             let target = targets.into_iter().collect::<Vec<_>>().join(", ");
-            return Err(ReplayError::Produce { target, replayed: report.replayed.len(), source });
+            return Err(ReplayError::Produce { target, replayed: report.replayed.len(), source: Box::new(source) });
         }
         for r in &written {
             tracing::info!(dlq = %dlq_topic, from = %r.from, to = %r.to, "dead letter replayed");
@@ -421,8 +268,13 @@ pub async fn replay(cluster: &Cluster, config: &Config, function: &str, selectio
 }
 
 /// The original partition while it exists; otherwise the key's partition.
-async fn target_partition(cluster: &Cluster, origin: &Origin, letter: &DeadLetter) -> Result<Option<TopicPartition>, ReplayError> {
-    let info = cluster.topic(&origin.topic).await.map_err(kafka(format!("reading the metadata of topic {}", origin.topic)))?;
+async fn target_partition(
+    cluster: &Cluster,
+    origin: &Origin,
+    letter: &DeadLetter,
+) -> Result<Option<TopicPartition>, ReplayError> {
+    let info =
+        cluster.topic(&origin.topic).await.map_err(kafka(format!("reading the metadata of topic {}", origin.topic)))?;
     let count = info.partitions.len() as i32;
     if origin.partition < count {
         return Ok(Some(TopicPartition::new(origin.topic.clone(), origin.partition)));
@@ -484,28 +336,11 @@ mod tests {
             timestamp_ms: 1,
             key: Some(Bytes::from_static(b"k")),
             value: Some(Bytes::from_static(b"v")),
-            headers: headers.iter().map(|(n, v)| Header { name: n.to_string(), value: Some(Bytes::from(v.to_string())) }).collect(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header { name: n.to_string(), value: Some(Bytes::from(v.to_string())) })
+                .collect(),
         }
-    }
-
-    #[test]
-    fn dlq_offsets_parse_as_printed() {
-        let at: DlqOffset = "3/1045".parse().unwrap();
-        assert_eq!(at, DlqOffset { partition: 3, offset: 1045 });
-        assert_eq!(at.to_string(), "3/1045");
-        for bad in ["3", "a/1", "1/b", "-1/2", "1/-2", ""] {
-            assert!(bad.parse::<DlqOffset>().is_err(), "{bad:?} parsed");
-        }
-    }
-
-    #[test]
-    fn origin_comes_from_the_headers() {
-        let l = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "2"), (headers::OFFSET, "41")]);
-        assert_eq!(l.origin(), Ok(Origin { topic: "orders".into(), partition: 2, offset: 41 }));
-        let missing = letter(&[(headers::TOPIC, "orders"), (headers::OFFSET, "41")]).origin().unwrap_err();
-        assert!(missing.contains(headers::PARTITION), "{missing}");
-        let bad = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "x"), (headers::OFFSET, "41")]).origin().unwrap_err();
-        assert!(bad.contains("not a number"), "{bad}");
     }
 
     #[test]
@@ -517,7 +352,8 @@ mod tests {
             (headers::REPLAYED_FROM, "older/0/1"),
         ]);
         let r = replayed_record(&l, "orders.dlq/0/7");
-        let names: Vec<(&str, Option<&[u8]>)> = r.headers.iter().map(|h| (h.name.as_str(), h.value.as_deref())).collect();
+        let names: Vec<(&str, Option<&[u8]>)> =
+            r.headers.iter().map(|h| (h.name.as_str(), h.value.as_deref())).collect();
         assert_eq!(names, [("trace", Some(&b"t-1"[..])), (headers::REPLAYED_FROM, Some(&b"orders.dlq/0/7"[..]))]);
         assert_eq!((r.key, r.value), (l.key, l.value));
     }

@@ -39,21 +39,25 @@ fn stack(policy: RetryPolicy, script: Vec<Step>) -> Stack {
     let recorded = calls.clone();
     let handler = TopicHandler {
         input: "kfn.test.Item",
-        call: Arc::new(move |ctx: Ctx, _datum: &[u8], _schema: &serde_avro_fast::Schema| -> BoxFuture<Result<Emit, InvokeError>> {
-            let step = {
-                let mut calls = recorded.lock().unwrap();
-                calls.push((ctx.attempt, Instant::now()));
-                script.get(calls.len() - 1).copied()
-            };
-            Box::pin(async move {
-                match step {
-                    None => Ok(Emit::none()),
-                    Some(Step::Retryable) => Err(InvokeError::Handler(FnError::retryable(format!("busy on attempt {}", ctx.attempt)))),
-                    Some(Step::Permanent) => Err(InvokeError::Handler(FnError::permanent("bad record"))),
-                    Some(Step::Panic) => panic!("handler bug on attempt {}", ctx.attempt),
-                }
-            })
-        }),
+        call: Arc::new(
+            move |ctx: Ctx, _datum: &[u8], _schema: &serde_avro_fast::Schema| -> BoxFuture<Result<Emit, InvokeError>> {
+                let step = {
+                    let mut calls = recorded.lock().unwrap();
+                    calls.push((ctx.attempt, Instant::now()));
+                    script.get(calls.len() - 1).copied()
+                };
+                Box::pin(async move {
+                    match step {
+                        None => Ok(Emit::none()),
+                        Some(Step::Retryable) => {
+                            Err(InvokeError::Handler(FnError::retryable(format!("busy on attempt {}", ctx.attempt))))
+                        }
+                        Some(Step::Permanent) => Err(InvokeError::Handler(FnError::permanent("bad record"))),
+                        Some(Step::Panic) => panic!("handler bug on attempt {}", ctx.attempt),
+                    }
+                })
+            },
+        ),
     };
     // The writer's schema is cached up front: the registry address is never contacted.
     let schemas = Arc::new(SchemaCache::new(RegistryClient::new("http://127.0.0.1:9", None).unwrap()));
@@ -149,7 +153,11 @@ async fn a_permanent_error_is_not_retried_even_after_retryable_ones() {
     assert_eq!(failure.message, "bad record");
     assert_eq!(attempts(&s.calls), [1, 2]);
     assert_waits(&s.calls, &[100]);
-    assert!(started.elapsed() <= Duration::from_millis(101), "no wait after a permanent error: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(101),
+        "no wait after a permanent error: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]

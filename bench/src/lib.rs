@@ -1,0 +1,1 @@
+//! Benchmarks of kfn: see docs/benchmarks.md and `scripts/bench`.

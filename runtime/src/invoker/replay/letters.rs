@@ -1,0 +1,231 @@
+//! Dead letters as read back: where each is, where it came from, and
+//! reading a whole topic to the end it had when reading began.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kfn_sdk::Header;
+
+use super::{kafka, ReplayError};
+use crate::invoker::dead_letter::headers;
+use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use crate::kafka::fetch::{ConsumedRecord, Isolation};
+use crate::kafka::group::protocol::TopicPartition;
+use crate::kafka::Cluster;
+
+/// How long reading a topic to its end may go without progress.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a dead letter is in its dead-letter topic: `<partition>/<offset>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DlqOffset {
+    /// The dead-letter topic's partition.
+    pub partition: i32,
+    /// The dead letter's offset there.
+    pub offset: i64,
+}
+
+impl std::fmt::Display for DlqOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.partition, self.offset)
+    }
+}
+
+impl std::str::FromStr for DlqOffset {
+    type Err = String;
+
+    /// Parses `<partition>/<offset>`, as `kfn dlq list` prints it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let expected = || format!("expected <partition>/<offset> (e.g. 0/42), found {s:?}");
+        let (p, o) = s.split_once('/').ok_or_else(expected)?;
+        let partition = p.trim().parse::<i32>().map_err(|_| expected())?;
+        let offset = o.trim().parse::<i64>().map_err(|_| expected())?;
+        if partition < 0 || offset < 0 {
+            return Err(expected());
+        }
+        Ok(DlqOffset { partition, offset })
+    }
+}
+
+/// Where a dead letter was read from before it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The input topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// The record's offset there.
+    pub offset: i64,
+}
+
+/// One record of a dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Where it is in the dead-letter topic.
+    pub at: DlqOffset,
+    /// The record's timestamp (the original record's).
+    pub timestamp_ms: i64,
+    /// The original key.
+    pub key: Option<Bytes>,
+    /// The original value.
+    pub value: Option<Bytes>,
+    /// The original headers followed by the `kfn.*` ones.
+    pub headers: Vec<Header>,
+}
+
+impl DeadLetter {
+    fn from_record(partition: i32, r: ConsumedRecord) -> Self {
+        DeadLetter {
+            at: DlqOffset { partition, offset: r.offset },
+            timestamp_ms: r.timestamp_ms,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+        }
+    }
+
+    /// The value of a header as text, if present and UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.value.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The failure kind (`permanent`, `retries_exhausted`, `undecodable`, `panic`, `output`).
+    pub fn kind(&self) -> Option<&str> {
+        self.header(headers::KIND)
+    }
+
+    /// The error message.
+    pub fn message(&self) -> Option<&str> {
+        self.header(headers::MESSAGE)
+    }
+
+    /// The attempts made.
+    pub fn attempts(&self) -> Option<u32> {
+        self.header(headers::ATTEMPTS).and_then(|a| a.parse().ok())
+    }
+
+    /// Where the record came from; `Err` names the header that is missing or malformed.
+    pub fn origin(&self) -> Result<Origin, String> {
+        let get =
+            |name: &str| self.header(name).ok_or_else(|| format!("header {name} is missing: not a kfn dead letter"));
+        let number = |name: &str| {
+            get(name).and_then(|v| v.parse::<i64>().map_err(|_| format!("header {name} = {v:?} is not a number")))
+        };
+        let partition = number(headers::PARTITION)?;
+        Ok(Origin {
+            topic: get(headers::TOPIC)?.to_string(),
+            partition: i32::try_from(partition)
+                .map_err(|_| format!("header {} = {partition} is out of range", headers::PARTITION))?,
+            offset: number(headers::OFFSET)?,
+        })
+    }
+
+    /// The headers the original record carried (every header but `kfn.*`).
+    pub fn original_headers(&self) -> impl Iterator<Item = &Header> {
+        self.headers.iter().filter(|h| !h.name.starts_with("kfn."))
+    }
+}
+
+/// Every committed record of `topic`, partition by partition, from the first
+/// kept offset to the end of the log as it was when reading began.
+pub async fn read_topic(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, ConsumedRecord)>, ReplayError> {
+    cluster.invalidate(topic);
+    let info = cluster.topic(topic).await.map_err(kafka(format!("reading the metadata of topic {topic}")))?;
+    let mut out = Vec::new();
+    for p in &info.partitions {
+        let tp = TopicPartition::new(topic, p.partition);
+        for r in read_partition(cluster, &tp).await? {
+            out.push((p.partition, r));
+        }
+    }
+    Ok(out)
+}
+
+async fn read_partition(cluster: &Cluster, tp: &TopicPartition) -> Result<Vec<ConsumedRecord>, ReplayError> {
+    let isolation = Isolation::ReadCommitted;
+    let start = list_offset(cluster, tp, LogEnd::Earliest, isolation)
+        .await
+        .map_err(kafka(format!("finding the start of {tp}")))?;
+    // read_committed: the last stable offset, below which every transaction is decided.
+    let mut end =
+        list_offset(cluster, tp, LogEnd::Latest, isolation).await.map_err(kafka(format!("finding the end of {tp}")))?;
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let mut reader = PartitionReader::new(cluster.clone(), tp.clone(), start, isolation, LogEnd::Earliest);
+    let mut records = Vec::new();
+    let mut progress = Instant::now();
+    let mut first = true;
+    while reader.position() < end {
+        let before = reader.position();
+        let batch = reader.next().await.map_err(kafka(format!("reading {tp}")))?;
+        if std::mem::take(&mut first) {
+            // tansu answers ListOffsets(latest) with the last batch's base offset + 1,
+            // short of a batch's later records; the first fetch's end is right.
+            let fetched_end =
+                if batch.last_stable_offset >= 0 { batch.last_stable_offset } else { batch.high_watermark };
+            end = end.max(fetched_end);
+        }
+        records.extend(batch.records.into_iter().filter(|r| r.offset < end));
+        if reader.position() > before {
+            progress = Instant::now();
+        } else if progress.elapsed() > STALL_TIMEOUT {
+            return Err(ReplayError::Stalled {
+                partition: tp.to_string(),
+                position: reader.position(),
+                end,
+                seconds: STALL_TIMEOUT.as_secs(),
+            });
+        }
+    }
+    Ok(records)
+}
+
+/// Every dead letter of `dlq_topic`, in partition and offset order.
+pub async fn read_dead_letters(cluster: &Cluster, dlq_topic: &str) -> Result<Vec<DeadLetter>, ReplayError> {
+    Ok(read_topic(cluster, dlq_topic).await?.into_iter().map(|(p, r)| DeadLetter::from_record(p, r)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(headers: &[(&str, &str)]) -> DeadLetter {
+        DeadLetter {
+            at: DlqOffset { partition: 0, offset: 7 },
+            timestamp_ms: 1,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"v")),
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header { name: n.to_string(), value: Some(Bytes::from(v.to_string())) })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn dlq_offsets_parse_as_printed() {
+        let at: DlqOffset = "3/1045".parse().unwrap();
+        assert_eq!(at, DlqOffset { partition: 3, offset: 1045 });
+        assert_eq!(at.to_string(), "3/1045");
+        for bad in ["3", "a/1", "1/b", "-1/2", "1/-2", ""] {
+            assert!(bad.parse::<DlqOffset>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn origin_comes_from_the_headers() {
+        let l = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "2"), (headers::OFFSET, "41")]);
+        assert_eq!(l.origin(), Ok(Origin { topic: "orders".into(), partition: 2, offset: 41 }));
+        let missing = letter(&[(headers::TOPIC, "orders"), (headers::OFFSET, "41")]).origin().unwrap_err();
+        assert!(missing.contains(headers::PARTITION), "{missing}");
+        let bad = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "x"), (headers::OFFSET, "41")])
+            .origin()
+            .unwrap_err();
+        assert!(bad.contains("not a number"), "{bad}");
+    }
+}

@@ -329,6 +329,7 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kfn_sdk::Header;
 
     fn letter(headers: &[(&str, &str)]) -> DeadLetter {
         DeadLetter {

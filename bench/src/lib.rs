@@ -1,1 +1,13 @@
-//! Benchmarks of kfn: see docs/benchmarks.md and `scripts/bench`.
+//! Benchmarks of kfn against the pipe's limit (librdkafka), a hand-written
+//! Rust service on librdkafka, and a Python service on confluent-kafka.
+//!
+//! `scripts/bench` builds the binaries in release mode and runs
+//! `kfn-bench`, which starts one local broker and kfn's schema registry,
+//! runs every scenario as child processes, prints a table and writes
+//! docs/benchmarks.md. The other binaries are the services measured:
+//! `kfn-bench-replica` (kfn with a passthrough handler), `rdkafka-pipe`
+//! (raw bytes, the limit), `rdkafka-avro` (the hand-written Rust service)
+//! and `http-sink` (a bare hyper server, the HTTP limit).
+
+pub mod baseline;
+pub mod schema_registry;

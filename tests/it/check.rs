@@ -192,3 +192,23 @@ fn every_error_is_reported_not_only_the_first() {
     assert!(fields.contains(&"topics.\"orders.created\".partitions"), "{fields:?}");
     assert!(fields.contains(&"functions.validation.handler"), "{fields:?}");
 }
+
+/// The CLI itself: `kfn check` exits 0 on the shipped file and 1 on a broken one, printing the errors.
+#[test]
+fn the_check_command_exits_with_the_verdict() {
+    let kfn = env!("CARGO_BIN_EXE_kfn-test-replica");
+    let shipped = kfn_tests::workspace_root().join("functions.toml");
+    let ok = std::process::Command::new(kfn).args(["check", "--config"]).arg(&shipped).output().expect("run kfn check");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(": ok ("));
+
+    let text = variant("partitions = 6", "partitions = 0").replacen("guarantee = \"exactly_once\"", "guarantee = \"twice\"", 1);
+    let (dir, _) = load(&text);
+    let broken = dir.path().join("functions.toml");
+    let out = std::process::Command::new(kfn).args(["check", "--config"]).arg(&broken).output().expect("run kfn check");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 error(s)"), "{stderr}");
+    assert!(stderr.contains(&format!("{}: topics.\"orders.created\".partitions: expected an integer from 1 to 100000, found 0", broken.display())), "{stderr}");
+    assert!(stderr.contains("functions.validation.guarantee: expected one of"), "{stderr}");
+}

@@ -54,7 +54,12 @@ async fn scram_with_the_right_password_creates_produces_and_fetches() {
     // Without credentials the broker refuses work: the test really needs SASL.
     let anonymous = Admin::new(Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default()));
     let refused = anonymous
-        .create_topics(&[NewTopic { name: kfn_tests::unique("anon"), partitions: 1, replication: 1, configs: Default::default() }])
+        .create_topics(&[NewTopic {
+            name: kfn_tests::unique("anon"),
+            partitions: 1,
+            replication: 1,
+            configs: Default::default(),
+        }])
         .await;
     assert!(refused.is_err(), "tansu --authentication let an unauthenticated client create a topic");
 
@@ -70,10 +75,16 @@ async fn a_wrong_password_fails_once_with_an_error_naming_mechanism_and_user() {
     for mechanism in SCRAM {
         // Through a counting proxy: one connection, one exchange, no retry storm.
         let proxy = SaslProxy::start(broker.addr().to_string(), false).await.expect("proxy");
-        let cluster = Cluster::new(vec![format!("127.0.0.1:{}", proxy.port)], sasl_options(mechanism, "not-the-password"));
+        let cluster =
+            Cluster::new(vec![format!("127.0.0.1:{}", proxy.port)], sasl_options(mechanism, "not-the-password"));
         let started = Instant::now();
         let result = Admin::new(cluster)
-            .create_topics(&[NewTopic { name: kfn_tests::unique("denied"), partitions: 1, replication: 1, configs: Default::default() }])
+            .create_topics(&[NewTopic {
+                name: kfn_tests::unique("denied"),
+                partitions: 1,
+                replication: 1,
+                configs: Default::default(),
+            }])
             .await;
         let elapsed = started.elapsed();
         let err = result.expect_err("a wrong password must not connect");
@@ -180,8 +191,8 @@ async fn a_client_certificate_is_presented_when_configured() {
 #[tokio::test]
 async fn acls_are_applied_without_error() {
     let registry = kfn_functions::registry();
-    let config =
-        kfn::config::Config::load_file_only(&kfn_tests::workspace_root().join("functions.toml"), &registry).expect("config");
+    let config = kfn::config::Config::load_file_only(&kfn_tests::workspace_root().join("functions.toml"), &registry)
+        .expect("config");
     // A principal of this test only, so runs against a shared broker do not mix.
     let user = kfn_tests::unique("acl-user");
     let bindings = plan(&config, &Principals::Shared(user.clone()));
@@ -199,9 +210,7 @@ async fn acls_are_applied_without_error() {
     // tansu keeps no ACLs: listing must work, and whatever it returns must be
     // bindings kfn understands. On a broker with an authorizer (Apache Kafka)
     // the test also checks that the plan came back.
-    let listed = acls
-        .describe(&AclFilter { principal: Some(format!("User:{user}")), ..AclFilter::default() })
-        .await;
+    let listed = acls.describe(&AclFilter { principal: Some(format!("User:{user}")), ..AclFilter::default() }).await;
     match listed {
         Ok(listed) if !listed.is_empty() => {
             let mut want: Vec<AclBinding> = bindings.clone();
@@ -217,5 +226,8 @@ async fn acls_are_applied_without_error() {
         .iter()
         .filter(|b| b.resource_type == ResourceType::TransactionalId && b.pattern == PatternType::Prefixed)
         .count();
-    assert_eq!(prefixed, 2 * config.functions.values().filter(|f| f.guarantee == kfn::config::Guarantee::ExactlyOnce).count());
+    assert_eq!(
+        prefixed,
+        2 * config.functions.values().filter(|f| f.guarantee == kfn::config::Guarantee::ExactlyOnce).count()
+    );
 }

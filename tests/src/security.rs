@@ -39,10 +39,13 @@ pub fn tansu_sasl_binary() -> PathBuf {
          `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` (about 10 minutes; .ci/run does it)",
         path.display()
     );
-    let version = Command::new(&path).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let version =
+        Command::new(&path).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     match version {
         Ok(v) if v.split_whitespace().any(|w| w == "0.6.0") => path,
-        other => panic!("{} is not tansu 0.6.0 (--version said {other:?}); the SASL tests are pinned to it", path.display()),
+        other => {
+            panic!("{} is not tansu 0.6.0 (--version said {other:?}); the SASL tests are pinned to it", path.display())
+        }
     }
 }
 
@@ -224,7 +227,13 @@ impl Ca {
         self.issue(dir, name, vec![name.to_string()], ExtendedKeyUsagePurpose::ClientAuth)
     }
 
-    fn issue(&self, dir: &Path, name: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose) -> anyhow::Result<Issued> {
+    fn issue(
+        &self,
+        dir: &Path,
+        name: &str,
+        sans: Vec<String>,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> anyhow::Result<Issued> {
         let mut params = CertificateParams::new(sans)?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![usage];

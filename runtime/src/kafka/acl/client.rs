@@ -206,7 +206,10 @@ impl Acls {
         let version = conn.version::<CreateAcls>()?;
         let answer = conn.send_version(&request, version, Duration::from_secs(30)).await?;
         if answer.results_missing {
-            tracing::warn!(acls = bindings.len(), "the broker answered CreateAcls without results; no ACL is confirmed");
+            tracing::warn!(
+                acls = bindings.len(),
+                "the broker answered CreateAcls without results; no ACL is confirmed"
+            );
             return Ok(Applied::Unconfirmed);
         }
         let results = &answer.response.results;

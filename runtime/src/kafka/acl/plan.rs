@@ -76,4 +76,3 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
     }
     acls
 }
-

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use bytes::BytesMut;
 use kafka_protocol::messages::create_acls_request::AclCreation;
-use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
+use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse, DescribeAclsRequest, DescribeAclsResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes};
 use proptest::prelude::*;
@@ -127,8 +127,7 @@ fn transactional_prefix_covers_the_workers_ids() {
     let config = shipped_config();
     let function = &config.functions["validation"];
     let acls = function_acls(function, "User:x");
-    let prefixed: Vec<_> =
-        acls.iter().filter(|b| b.resource_type == ResourceType::TransactionalId).collect();
+    let prefixed: Vec<_> = acls.iter().filter(|b| b.resource_type == ResourceType::TransactionalId).collect();
     assert_eq!(prefixed.len(), 2);
     let id = format!("kfn.{}.{}.{}", function.name, "orders.created", 3);
     assert!(prefixed.iter().all(|b| b.pattern == PatternType::Prefixed && id.starts_with(&b.resource_name)));

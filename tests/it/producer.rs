@@ -107,12 +107,12 @@ async fn a_committed_transaction_makes_outputs_and_offsets_visible_together() {
     producer.send_offsets(&group, &generation, &BTreeMap::from([(consumed.clone(), 42)])).await.expect("offsets");
 
     let mut client = GroupClient::new(cluster.clone(), group.clone());
-    let before = client.committed(&[consumed.clone()]).await;
+    let before = client.committed(std::slice::from_ref(&consumed)).await;
     assert!(!matches!(&before, Ok(m) if m.get(&consumed) == Some(&42)), "offsets visible before commit: {before:?}");
     assert!(read(kfn_tests::broker(), &topic, "read_committed").await.is_empty(), "outputs visible before commit");
 
     producer.commit().await.expect("commit");
-    let after = client.committed(&[consumed.clone()]).await.expect("committed offsets");
+    let after = client.committed(std::slice::from_ref(&consumed)).await.expect("committed offsets");
     assert_eq!(after.get(&consumed), Some(&42));
     assert_eq!(read(kfn_tests::broker(), &topic, "read_committed").await, ["o1", "o2"]);
 }

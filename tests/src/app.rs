@@ -243,6 +243,10 @@ fn write_schemas(dir: &Path, extra: &[(&str, &str)]) -> anyhow::Result<()> {
     // The system's own schemas, so a test may use its topics' event types.
     for entry in std::fs::read_dir(crate::workspace_root().join("schemas"))? {
         let entry = entry?;
+        // Only the files: schemas/evolution/ holds example versions, not the system's schemas.
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
         std::fs::copy(entry.path(), schemas.join(entry.file_name()))?;
     }
     std::fs::write(schemas.join("test_item.avsc"), ITEM_SCHEMA)?;

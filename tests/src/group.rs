@@ -19,13 +19,16 @@ use tokio::task::JoinHandle;
 /// Records consumed by every member of a test, by (partition, offset) -> value.
 pub type Seen = Arc<Mutex<BTreeMap<(i32, i64), Vec<String>>>>;
 
+/// A running reader: its stop signal and task.
+type Reader = (watch::Sender<bool>, JoinHandle<()>);
+
 struct Listener {
     cluster: Cluster,
     group: String,
     state: Arc<std::sync::RwLock<MemberState>>,
     seen: Seen,
     member: String,
-    readers: Mutex<HashMap<TopicPartition, (watch::Sender<bool>, JoinHandle<()>)>>,
+    readers: Mutex<HashMap<TopicPartition, Reader>>,
 }
 
 impl RebalanceListener for Listener {

@@ -78,11 +78,11 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn section<T: for<'de> Deserialize<'de> + Default>(&mut self, prefix: &str, value: Option<Value>) -> T {
-        match value.map(|v| v.deserialize::<T>()) {
+        match value.map(|v| v.deserialize::<T>().map_err(Box::new)) {
             None => T::default(),
             Some(Ok(t)) => t,
             Some(Err(e)) => {
-                self.c.figment(prefix, e);
+                self.c.figment(prefix, *e);
                 T::default()
             }
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::conn::{ConnectOptions, Connection};
@@ -297,7 +297,7 @@ impl Cluster {
         };
         KafkaError::check("FindCoordinator", code, || format!("{kind:?} {key}"))?;
         let addr = format!("{host}:{port}");
-        self.state().brokers.insert(BrokerId::from(node).0, addr.clone());
+        self.state().brokers.insert(node.0, addr.clone());
         Ok(addr)
     }
 

@@ -129,7 +129,7 @@ impl HttpTrigger {
             Some(key) => {
                 let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).cell(&format!("{label}\n{key}"));
                 // Only answers that produced (or rejected the input) are remembered; a 503 may be retried.
-                match cell.get_or_try_init(|| async { self.invoke(route, request).await.map_err(|e| e) }).await {
+                match cell.get_or_try_init(|| self.invoke(route, request)).await {
                     Ok(answer) => answer.clone(),
                     Err(answer) => answer,
                 }

@@ -1,0 +1,65 @@
+//! What a service process costs, read from `/proc/<pid>`: CPU time (user +
+//! system) and resident memory (current and peak).
+
+use std::time::Duration;
+
+/// CPU time (user + system) the process has used so far; threads included, children not.
+pub fn cpu_time(pid: u32) -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces: the fields after it start past its closing parenthesis.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')' come field 3 (state) onwards: utime is field 14, stime field 15.
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let total = ticks(14) + ticks(15);
+    Ok(Duration::from_secs_f64(total as f64 / clock_ticks_per_second()))
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// Peak resident set size in bytes (`VmHWM`).
+pub fn peak_rss(pid: u32) -> std::io::Result<u64> {
+    status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
+}
+
+/// Current resident set size in bytes (`VmRSS`).
+pub fn rss(pid: u32) -> std::io::Result<u64> {
+    status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
+}
+
+fn status_kib(pid: u32, field: &str) -> std::io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no {field} in /proc/{pid}/status")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_cpu_time_and_memory() {
+        let pid = std::process::id();
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(cpu_time(pid).expect("cpu") >= Duration::from_millis(20));
+        let peak = peak_rss(pid).expect("peak");
+        assert!(peak >= rss(pid).expect("rss") && peak > 0);
+    }
+}

@@ -1,0 +1,92 @@
+//! The one local stack every scenario runs against: a fresh tansu broker
+//! (memory storage, free port) and kfn's schema registry, plus the topic
+//! helpers the scenarios need.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kfn::dev::{ensure_installed, LocalBroker, Storage};
+use kfn::kafka::consumer::{list_offset, LogEnd};
+use kfn::kafka::fetch::Isolation;
+use kfn::kafka::group::protocol::TopicPartition;
+use kfn::kafka::{Admin, Cluster, ConnectOptions, NewTopic};
+use kfn::registry::{RegistryConfig, RegistryServer};
+
+/// The broker, the registry, and where the run's files go.
+pub struct Stack {
+    broker: LocalBroker,
+    registry: RegistryServer,
+    /// A cluster handle on the broker.
+    pub cluster: Cluster,
+    /// `http://host:port` of the registry.
+    pub registry_url: String,
+    /// The workspace root (functions.toml, schemas/).
+    pub root: PathBuf,
+    /// Where configs and service logs of this run go.
+    pub run_dir: PathBuf,
+    /// Where the benchmark binaries are (target/release).
+    pub bin_dir: PathBuf,
+}
+
+impl Stack {
+    /// Starts the broker and the registry.
+    pub async fn start(root: &Path, run_dir: &Path, bin_dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+        let binary = tokio::task::spawn_blocking(ensure_installed).await?.context("installing the local broker")?;
+        let port = kfn::dev::ports::free_port()?;
+        let broker = LocalBroker::start(binary, port, Storage::Memory, true).await.context("starting the local broker")?;
+        let cluster = Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let registry = RegistryServer::start(cluster.clone(), listener, RegistryConfig::default())
+            .await
+            .context("starting the schema registry")?;
+        let registry_url = format!("http://{}", registry.local_addr());
+        Ok(Self {
+            broker,
+            registry,
+            cluster,
+            registry_url,
+            root: root.to_path_buf(),
+            run_dir: run_dir.to_path_buf(),
+            bin_dir: bin_dir.to_path_buf(),
+        })
+    }
+
+    /// host:port of the broker.
+    pub fn brokers(&self) -> &str {
+        self.broker.addr()
+    }
+
+    /// The OrderCreated schema file.
+    pub fn order_schema(&self) -> PathBuf {
+        self.root.join("schemas/order_created.avsc")
+    }
+
+    /// Creates a topic (replication 1).
+    pub async fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        let topic = NewTopic { name: name.to_string(), partitions, replication: 1, configs: Default::default() };
+        Admin::new(self.cluster.clone()).create_topics(&[topic]).await.with_context(|| format!("creating {name}"))?;
+        Ok(())
+    }
+
+    /// Records committed to `topic` so far: the sum of its partitions' last stable offsets.
+    pub async fn count(&self, topic: &str, partitions: i32) -> anyhow::Result<i64> {
+        let ends = (0..partitions).map(|p| {
+            let tp = TopicPartition::new(topic, p);
+            async move { list_offset(&self.cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await }
+        });
+        let ends = futures::future::try_join_all(ends).await.with_context(|| format!("counting {topic}"))?;
+        Ok(ends.iter().sum())
+    }
+
+    /// Stops the registry, then the broker.
+    pub async fn stop(self) {
+        self.registry.stop().await;
+        self.broker.stop();
+    }
+}
+
+/// The path of a binary built beside the running one.
+pub fn sibling_binary(bin_dir: &Path, name: &str) -> PathBuf {
+    bin_dir.join(name)
+}

@@ -41,4 +41,5 @@ pub mod invoker;
 pub mod kafka;
 pub mod metrics;
 pub mod registry;
+pub mod schema_check;
 pub mod trigger;

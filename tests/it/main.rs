@@ -5,6 +5,7 @@ mod exactly_once;
 mod group;
 mod producer;
 mod registry;
+mod restart;
 mod runtime;
 mod security;
 mod topics;

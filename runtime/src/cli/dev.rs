@@ -60,10 +60,12 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
     let created = outcomes.iter().filter(|(_, o)| *o == CreateOutcome::Created).count();
     eprintln!("kfn: {created} topics created ({} declared)", config.topics.len());
 
-    let registry_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.registry_port))
-        .await
-        .with_context(|| format!("binding the schema registry to 127.0.0.1:{} (change it with --registry-port)", args.registry_port))?;
-    let registry_config = RegistryConfig { replication: config.local.replication.unwrap_or(1), ..RegistryConfig::default() };
+    let registry_listener =
+        tokio::net::TcpListener::bind(("127.0.0.1", args.registry_port)).await.with_context(|| {
+            format!("binding the schema registry to 127.0.0.1:{} (change it with --registry-port)", args.registry_port)
+        })?;
+    let registry_config =
+        RegistryConfig { replication: config.local.replication.unwrap_or(1), ..RegistryConfig::default() };
     let schema_registry = RegistryServer::start(cluster, registry_listener, registry_config)
         .await
         .context("starting the schema registry")?;

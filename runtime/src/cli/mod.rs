@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::schema_check;
 
 /// kfn: small functions on Kafka topics, declared in functions.toml.
 #[derive(Debug, Parser)]
@@ -26,15 +27,26 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate functions.toml and every schema it names; print every error found.
+    /// Validate functions.toml, every schema it names and the function graph; print every error found.
     ///
-    /// Exits 0 when the configuration is valid, 1 otherwise. Each error names
-    /// the file, the field path (e.g. functions.validation.retry.max_attempts)
+    /// Offline by default (no broker, no registry): the file, each schema
+    /// file, and that every function can read its input topic's schema with
+    /// its event type (the file under schemas/ declaring it). With --registry
+    /// or --online it also asks the Schema Registry whether each topic's
+    /// schema could be registered, without registering it (docs/schemas.md).
+    /// Exits 0 when everything passes, 1 otherwise. Each error names the
+    /// file, the field path (e.g. functions.validation.retry.max_attempts)
     /// and what was expected.
     Check {
         /// The configuration file.
         #[arg(long, short, default_value = "functions.toml", env = "KFN_CONFIG")]
         config: PathBuf,
+        /// Also check each topic's schema against the Schema Registry at this URL.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
+        /// Also check each topic's schema against runtime.schema_registry of the file.
+        #[arg(long)]
+        online: bool,
     },
     /// Run the declared functions against the brokers in [runtime].
     ///
@@ -85,7 +97,7 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Check { config } => check(&config, &registry),
+            Command::Check { config, registry: url, online } => check(&config, &registry, url, online).await,
             Command::Dev(args) => dev::run(args, registry).await,
             Command::Run(args) => run::run(args, registry).await,
             Command::Registry(args) => registry::run(args, &registry).await,
@@ -109,22 +121,66 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-fn check(path: &std::path::Path, registry: &kfn_sdk::Registry) -> anyhow::Result<ExitCode> {
-    match Config::load(path, registry) {
-        Ok(config) => {
-            println!(
-                "{}: ok ({} topics, {} functions)",
-                path.display(),
-                config.topics.len(),
-                config.functions.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+/// `kfn check`: the config, then the function graph, then (when asked) the registry.
+async fn check(
+    path: &std::path::Path,
+    handlers: &kfn_sdk::Registry,
+    registry_url: Option<String>,
+    online: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path, handlers) {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let readers = schema_check::ReaderSchemas::from_dir(&config.base_dir().join("schemas"))?;
+    let graph = schema_check::check_graph(&config, handlers, &readers);
+    for note in &graph.notes {
+        println!("note: {note}");
+    }
+    let mut passed = graph.is_ok();
+    if passed {
+        println!(
+            "{}: ok ({} topics, {} functions, {} topic reads of the function graph checked)",
+            path.display(),
+            config.topics.len(),
+            config.functions.len(),
+            graph.reads.len()
+        );
+    } else {
+        let lines: Vec<String> = graph.problems.iter().map(|p| format!("  - {p}")).collect();
+        eprintln!("{} error(s) in the function graph:\n{}", graph.problems.len(), lines.join("\n"));
+    }
+    // Only on request: CI runs `kfn check` with no registry anywhere.
+    let url = match (registry_url, online) {
+        (Some(url), _) => Some(url),
+        (None, true) => {
+            match config.runtime.schema_registry.clone() {
+                Some(url) => Some(url),
+                None => {
+                    eprintln!("{}: runtime.schema_registry: not set, so --online has no registry to ask (or pass --registry URL)", path.display());
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        (None, false) => None,
+    };
+    if let Some(url) = url {
+        let client = schema_check::registry::check_client(&url)?;
+        let report = schema_check::check_registry(&config, &client).await;
+        println!("schema registry {}: {} topic schema(s) checked", report.url, report.topics.len());
+        for topic in report.topics.iter().filter(|t| t.verdict.is_ok()) {
+            println!("  {topic}");
+        }
+        let errors: Vec<String> = report.errors().map(|t| format!("  - {t}")).collect();
+        if !errors.is_empty() {
+            eprintln!("{} error(s) against the schema registry {}:\n{}", errors.len(), report.url, errors.join("\n"));
+            passed = false;
         }
     }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Loads the config or fails with every error listed.

@@ -57,6 +57,7 @@ pub enum BrokerError {
 
 enum Control {
     Stop(mpsc::Sender<()>),
+    Kill(mpsc::Sender<()>),
 }
 
 /// A running local broker; stopped on [`LocalBroker::stop`] or drop.
@@ -156,6 +157,16 @@ impl LocalBroker {
         self.stop_inner();
     }
 
+    /// Kills the broker with SIGKILL (a crash, for tests); returns when it has exited.
+    pub fn kill(mut self) {
+        if let Some(control) = self.control.take() {
+            let (done_tx, done_rx) = mpsc::channel();
+            if control.send(Control::Kill(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(10));
+            }
+        }
+    }
+
     fn stop_inner(&mut self) {
         if let Some(control) = self.control.take() {
             let (done_tx, done_rx) = mpsc::channel();
@@ -204,11 +215,17 @@ fn guard(
                 let _ = done.send(());
                 return;
             }
+            Ok(Control::Kill(done)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = done.send(());
+                return;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Ok(Some(status)) = child.try_wait() {
                     let _ = exited.send(status.to_string());
                     // Keep the thread (and its death signal) until asked to stop.
-                    if let Ok(Control::Stop(done)) = control.recv() {
+                    if let Ok(Control::Stop(done) | Control::Kill(done)) = control.recv() {
                         let _ = done.send(());
                     }
                     return;

@@ -1,0 +1,251 @@
+//! The services measured, each started as child processes of the benchmark
+//! so their CPU time and memory can be read from /proc.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::procfs;
+use crate::stack::Stack;
+
+/// kfn's delivery guarantee for a passthrough run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// Outputs produced, then the offset committed.
+    AtLeastOnce,
+    /// Outputs and offset committed in one transaction.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// The functions.toml spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+}
+
+/// One service that passes OrderCreated records from an input topic to an output topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// librdkafka copying raw bytes: the pipe's limit.
+    Pipe,
+    /// A hand-written Rust service on librdkafka with serde_avro_fast.
+    RustAvro,
+    /// A Python service on confluent-kafka with AvroDeserializer/AvroSerializer.
+    Python,
+    /// kfn with a passthrough handler, in `replicas` processes.
+    Kfn {
+        /// The guarantee.
+        guarantee: Guarantee,
+        /// How many replicas (processes) share the group.
+        replicas: usize,
+    },
+}
+
+impl Service {
+    /// A short name for tables.
+    pub fn label(&self) -> String {
+        match self {
+            Service::Pipe => "limit: librdkafka raw pipe".into(),
+            Service::RustAvro => "Rust on rdkafka + serde_avro_fast".into(),
+            Service::Python => "Python on confluent-kafka + Avro".into(),
+            Service::Kfn { guarantee, replicas } => {
+                let s = if *replicas == 1 { "" } else { "s" };
+                format!("kfn {}, {replicas} replica{s}", guarantee.as_str())
+            }
+        }
+    }
+}
+
+/// Where a service reads and writes in one run.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// The input topic.
+    pub input: String,
+    /// The output topic.
+    pub output: String,
+    /// The dead-letter topic (kfn only).
+    pub dead_letter: String,
+    /// Partitions of input and output.
+    pub partitions: i32,
+    /// A name unique to the run: the group (baselines) or the function (kfn).
+    pub name: String,
+}
+
+/// Running service processes; killed when dropped.
+pub struct Processes {
+    children: Vec<Child>,
+    /// The admin address of each kfn replica (`host:port`), for /readyz.
+    pub admin_addrs: Vec<String>,
+}
+
+impl Processes {
+    /// The process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
+    /// CPU time (user + system) of all the processes together.
+    pub fn cpu_time(&self) -> Duration {
+        self.pids().into_iter().filter_map(|pid| procfs::cpu_time(pid).ok()).sum()
+    }
+
+    /// The largest peak RSS among the processes, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        self.pids().into_iter().filter_map(|pid| procfs::peak_rss(pid).ok()).max().unwrap_or(0)
+    }
+
+    /// Fails when a process has exited (it should run until killed).
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        for child in &mut self.children {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("service process {} exited early ({status}); see its log", child.id());
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every kfn replica answers /readyz with 200 (it has an assignment).
+    pub async fn await_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let addrs = self.admin_addrs.clone();
+        for addr in &addrs {
+            loop {
+                self.check_alive()?;
+                if crate::http_load::get_status(&format!("http://{addr}/readyz")).await == Some(200) {
+                    break;
+                }
+                anyhow::ensure!(tokio::time::Instant::now() < deadline, "{addr} not ready within {limit:?}");
+                // /readyz has no push form: poll it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A process started elsewhere, to be measured and killed like the others.
+    pub fn adopt(child: Child, admin_addr: Option<String>) -> Self {
+        Self { children: vec![child], admin_addrs: admin_addr.into_iter().collect() }
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The Python interpreter with confluent-kafka: `KFN_BENCH_PYTHON`, else the venv of scripts/test.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("KFN_BENCH_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("KFN_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        home.join(".cache/kfn")
+    });
+    cache.join("venv/bin/python")
+}
+
+fn log_file(stack: &Stack, name: &str) -> anyhow::Result<std::fs::File> {
+    let path = stack.run_dir.join(format!("{name}.log"));
+    std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))
+}
+
+/// Starts `service` on `wiring`.
+pub fn start(stack: &Stack, service: Service, wiring: &Wiring) -> anyhow::Result<Processes> {
+    let baseline = |program: PathBuf, args: &[PathBuf]| -> anyhow::Result<Processes> {
+        let child = Command::new(&program)
+            .args(args)
+            .env("BENCH_BROKERS", stack.brokers())
+            .env("BENCH_INPUT", &wiring.input)
+            .env("BENCH_OUTPUT", &wiring.output)
+            .env("BENCH_GROUP", &wiring.name)
+            .env("BENCH_REGISTRY", &stack.registry_url)
+            .env("BENCH_SCHEMA", stack.order_schema())
+            .stdin(Stdio::null())
+            .stdout(log_file(stack, &wiring.name)?)
+            .stderr(log_file(stack, &format!("{}.err", wiring.name))?)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Processes::adopt(child, None))
+    };
+    match service {
+        Service::Pipe => baseline(stack.bin_dir.join("rdkafka-pipe"), &[]),
+        Service::RustAvro => baseline(stack.bin_dir.join("rdkafka-avro"), &[]),
+        Service::Python => baseline(python(), &[stack.root.join("bench/python/passthrough.py")]),
+        Service::Kfn { guarantee, replicas } => {
+            let mut processes = Processes { children: Vec::new(), admin_addrs: Vec::new() };
+            for r in 0..replicas {
+                let admin = format!("127.0.0.1:{}", kfn::dev::ports::free_port()?);
+                let config = stack.run_dir.join(format!("{}-{r}.toml", wiring.name));
+                std::fs::write(&config, passthrough_config(stack, wiring, guarantee, &admin))?;
+                processes.children.push(start_kfn(stack, &config, &[], &format!("{}-{r}", wiring.name), &[])?);
+                processes.admin_addrs.push(admin);
+            }
+            Ok(processes)
+        }
+    }
+}
+
+/// Starts `kfn-bench-replica run --config <config> <extra args>` with `env` added.
+pub fn start_kfn(stack: &Stack, config: &Path, extra: &[&str], log: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
+    let mut command = Command::new(stack.bin_dir.join("kfn-bench-replica"));
+    command.arg("run").arg("--config").arg(config).args(extra).env("KFN_LOG", "warn").stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+        .stdout(log_file(stack, log)?)
+        .stderr(log_file(stack, &format!("{log}.err"))?)
+        .spawn()
+        .context("starting kfn-bench-replica")
+}
+
+/// The functions.toml of a kfn passthrough run.
+fn passthrough_config(stack: &Stack, wiring: &Wiring, guarantee: Guarantee, admin: &str) -> String {
+    let Wiring { input, output, dead_letter, partitions, name } = wiring;
+    let schema = stack.order_schema();
+    format!(
+        r#"[runtime]
+brokers = ["{brokers}"]
+schema_registry = "{registry}"
+admin_addr = "{admin}"
+session_timeout = "6s"
+shutdown_timeout = "5s"
+
+[topics."{input}"]
+partitions = {partitions}
+replication = 1
+schema = "{schema}"
+
+[topics."{output}"]
+partitions = {partitions}
+replication = 1
+schema = "{schema}"
+
+[topics."{dead_letter}"]
+partitions = 1
+replication = 1
+
+[functions.{name}]
+handler = "passthrough"
+input = "{input}"
+outputs = {{ out = "{output}" }}
+guarantee = "{guarantee}"
+dead_letter = "{dead_letter}"
+"#,
+        brokers = stack.brokers(),
+        registry = stack.registry_url,
+        schema = schema.display(),
+        guarantee = guarantee.as_str(),
+    )
+}

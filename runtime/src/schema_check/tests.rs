@@ -1,0 +1,195 @@
+//! The graph check on the shipped system and on evolved schemas, and the
+//! registry verdicts for each answer a registry can give.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::avro::{ApiError, CompatibilityCheck, RegistryError};
+use crate::config::Config;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn shipped_readers() -> ReaderSchemas {
+    ReaderSchemas::from_dir(&workspace().join("schemas")).unwrap()
+}
+
+/// The shipped functions.toml with `orders.created`'s schema replaced by
+/// `schema` (a path under the workspace), every schema path made absolute,
+/// written to a temporary folder and loaded.
+fn shipped_with_order_schema(schema: &str) -> (tempfile::TempDir, Config) {
+    let text = std::fs::read_to_string(workspace().join("functions.toml")).unwrap();
+    let from = "schema = \"schemas/order_created.avsc\"";
+    assert!(text.contains(from), "the shipped functions.toml no longer contains {from:?}");
+    let text = text.replacen(from, &format!("schema = \"{schema}\""), 1);
+    let root = workspace().display().to_string();
+    let text = text.replace("schema = \"schemas/", &format!("schema = \"{root}/schemas/"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("functions.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load_file_only(&path, &kfn_functions::registry()).unwrap_or_else(|e| panic!("{e}"));
+    (dir, config)
+}
+
+fn graph_of(schema: &str) -> GraphReport {
+    let (_dir, config) = shipped_with_order_schema(schema);
+    check_graph(&config, &kfn_functions::registry(), &shipped_readers())
+}
+
+#[test]
+fn the_readers_of_the_schemas_folder_are_the_files_the_functions_crate_pairs_with_its_types() {
+    let readers = shipped_readers();
+    let found: Vec<(String, String)> = readers
+        .events()
+        .map(|(event, files)| {
+            assert_eq!(files.len(), 1, "{event} is declared by {files:?}");
+            (event.to_string(), files[0].file_name().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    let mut expected: Vec<(String, String)> =
+        kfn_functions::events::schema_files().iter().map(|(e, f)| (e.to_string(), f.to_string())).collect();
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(readers.skipped().is_empty(), "{:?}", readers.skipped());
+    assert!(readers.files("com.tutorial.orders.OrderCreated")[0].ends_with("schemas/order_created.avsc"));
+}
+
+#[test]
+fn the_shipped_graph_reads_every_topic_with_the_handlers_own_schema() {
+    let config = Config::load_file_only(&workspace().join("functions.toml"), &kfn_functions::registry()).unwrap();
+    let report = check_graph(&config, &kfn_functions::registry(), &shipped_readers());
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    let topic_functions = config.functions.values().filter(|f| f.input().is_some()).count();
+    assert!(topic_functions >= 5, "the shipped system has its topic functions");
+    assert_eq!(report.reads.len(), topic_functions);
+    let validation = report.reads.iter().find(|r| r.function == "validation").expect("validation reads");
+    assert_eq!(validation.event, "com.tutorial.orders.OrderCreated");
+    assert_eq!(validation.topic, "orders.created");
+    assert!(validation.reader.as_ref().is_some_and(|r| r.ends_with("schemas/order_created.avsc")), "{validation:?}");
+}
+
+#[test]
+fn an_added_optional_field_is_read_by_the_v1_handler() {
+    let report = graph_of("schemas/evolution/order_created_v2.avsc");
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let validation = report.reads.iter().find(|r| r.function == "validation").unwrap();
+    assert!(validation.writer.ends_with("evolution/order_created_v2.avsc"));
+}
+
+#[test]
+fn an_added_required_field_is_skipped_by_the_v1_handler() {
+    // Not backward compatible for a registry (new readers cannot read old data),
+    // but the handler reads with v1, which ignores the extra field: the graph is fine.
+    let report = graph_of("schemas/evolution/order_created_required_field.avsc");
+    assert!(report.is_ok(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_removed_field_the_handler_needs_is_an_error_naming_everything() {
+    let report = graph_of("schemas/evolution/order_created_removed_field.avsc");
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert_eq!(problem.field, "functions.validation.input");
+    assert!(problem.source.ends_with("functions.toml"), "{problem}");
+    for part in [
+        "handler validate_order",
+        "com.tutorial.orders.OrderCreated",
+        "schemas/order_created.avsc",
+        "orders.created",
+        "evolution/order_created_removed_field.avsc",
+        "function order_api, output created",
+        "shipping_address",
+    ] {
+        assert!(problem.message.contains(part), "{problem} lacks {part:?}");
+    }
+}
+
+#[test]
+fn an_event_no_file_declares_is_checked_by_name_only_and_said_so() {
+    let config = Config::load_file_only(&workspace().join("functions.toml"), &kfn_functions::registry()).unwrap();
+    let report = check_graph(&config, &kfn_functions::registry(), &ReaderSchemas::default());
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.notes.len(), report.reads.len(), "{:?}", report.notes);
+    assert!(report.notes.iter().any(|n| n.contains("com.tutorial.orders.OrderCreated") && n.contains("validation")));
+    assert!(report.reads.iter().all(|r| r.reader.is_none()));
+}
+
+#[test]
+fn two_readers_of_one_event_are_an_error_for_its_consumers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["order_created.avsc", "order_validated.avsc", "evolution/order_created_v2.avsc"] {
+        let target = dir.path().join(Path::new(name).file_name().unwrap());
+        std::fs::copy(workspace().join("schemas").join(name), target).unwrap();
+    }
+    std::fs::write(dir.path().join("broken.avsc"), "{\"type\": \"record\"").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a schema").unwrap();
+    let readers = ReaderSchemas::from_dir(dir.path()).unwrap();
+    assert_eq!(readers.files("com.tutorial.orders.OrderCreated").len(), 2);
+    assert_eq!(readers.skipped().len(), 1, "only .avsc files are read: {:?}", readers.skipped());
+
+    let config = Config::load_file_only(&workspace().join("functions.toml"), &kfn_functions::registry()).unwrap();
+    let report = check_graph(&config, &kfn_functions::registry(), &readers);
+    let fields: Vec<&str> = report.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["functions.validation.input"], "{:?}", report.problems);
+    assert!(report.problems[0].message.contains("order_created_v2.avsc"), "{}", report.problems[0]);
+    assert!(report.notes.iter().any(|n| n.contains("broken.avsc")), "{:?}", report.notes);
+}
+
+#[test]
+fn a_missing_schemas_folder_is_an_empty_set_of_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let readers = ReaderSchemas::from_dir(&dir.path().join("nothing-here")).unwrap();
+    assert_eq!(readers.events().count(), 0);
+}
+
+fn api(status: u16, error_code: i32, message: &str) -> RegistryError {
+    RegistryError::Api {
+        method: "POST",
+        url: "http://registry/compatibility/subjects/t-value/versions/latest".into(),
+        error: ApiError { status, error_code, message: message.into() },
+    }
+}
+
+#[test]
+fn every_registry_answer_has_its_verdict() {
+    let compatible = Ok(CompatibilityCheck { is_compatible: true, messages: vec![] });
+    assert_eq!(Verdict::from_answer(compatible), Verdict::Compatible);
+    let refused = Ok(CompatibilityCheck { is_compatible: false, messages: vec!["field x lacks a default".into()] });
+    assert_eq!(
+        Verdict::from_answer(refused),
+        Verdict::Incompatible { level: None, messages: vec!["field x lacks a default".into()] }
+    );
+    assert_eq!(Verdict::from_answer(Err(api(404, 40401, "Subject 't-value' not found."))), Verdict::NewSubject);
+    assert_eq!(Verdict::from_answer(Err(api(404, 40402, "Version latest not found."))), Verdict::NewSubject);
+    assert_eq!(
+        Verdict::from_answer(Err(api(409, 409, "incompatible"))),
+        Verdict::Incompatible { level: None, messages: vec!["incompatible".into()] }
+    );
+    let failed = Verdict::from_answer(Err(api(401, 40101, "Unauthorized")));
+    assert!(matches!(&failed, Verdict::Failed(m) if m.contains("401") && m.contains("Unauthorized")), "{failed:?}");
+    assert!(!failed.is_ok());
+    let broken = Verdict::from_answer(Err(api(422, 42201, "Invalid schema")));
+    assert!(matches!(broken, Verdict::Failed(_)));
+}
+
+#[test]
+fn an_incompatible_verdict_names_the_config_topic_subject_file_level_and_reasons() {
+    let verdict = TopicVerdict {
+        topic: "orders.created".into(),
+        subject: "orders.created-value".into(),
+        file: "schemas/order_created.avsc".into(),
+        config: PathBuf::from("/srv/functions.toml"),
+        verdict: Verdict::Incompatible { level: Some("FORWARD".into()), messages: vec!["a".into(), "b".into()] },
+    };
+    assert_eq!(
+        verdict.to_string(),
+        "/srv/functions.toml: topics.\"orders.created\".schema: topic \"orders.created\" (subject \
+         orders.created-value, schemas/order_created.avsc) is not compatible with the latest version of the \
+         subject under FORWARD: a; b"
+    );
+    let report = RegistryReport { url: "http://r".into(), topics: vec![verdict] };
+    assert!(!report.is_ok());
+    assert_eq!(report.errors().count(), 1);
+}

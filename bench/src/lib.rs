@@ -10,4 +10,16 @@
 //! and `http-sink` (a bare hyper server, the HTTP limit).
 
 pub mod baseline;
+pub mod e2e;
+pub mod http_bench;
+pub mod http_load;
+pub mod memory;
+pub mod order_system;
+pub mod orders;
+pub mod procfs;
+pub mod report;
 pub mod schema_registry;
+pub mod services;
+pub mod stack;
+pub mod stats;
+pub mod throughput;

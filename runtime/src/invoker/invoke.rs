@@ -173,6 +173,8 @@ impl<I: Invoke> Retry<I> {
                 Err(AttemptError::Final(kind, message)) => return Err(Failure { kind, message, attempts: attempt }),
                 Err(AttemptError::Retryable(message)) => match delays.next() {
                     Some(delay) if attempt < self.policy.max_attempts => {
+                        // backon's jitter adds up to the delay again; max_backoff stays the longest wait.
+                        let delay = delay.min(self.policy.max_backoff);
                         self.metrics.retries.inc();
                         tracing::debug!(function = %ctx.function, offset = ctx.offset, attempt, ?delay, %message, "retrying");
                         tokio::time::sleep(delay).await;

@@ -16,11 +16,9 @@
 //! functions crate's drift tests keep each type and its file equal.
 
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use apache_avro::schema_compatibility::SchemaCompatibility;
-
+use super::resolution::can_read;
 use super::{shown, SchemaCheckError};
 use crate::config::{Config, ConfigError};
 use crate::registry::schema::AvroSchema;
@@ -236,12 +234,4 @@ fn record_name(schema: &AvroSchema) -> Option<String> {
         apache_avro::Schema::Record(record) => Some(record.name.fullname(None)),
         _ => None,
     }
-}
-
-/// Whether data written with `writer` can be read with `reader` (Avro schema resolution).
-fn can_read(writer: &AvroSchema, reader: &AvroSchema) -> Result<(), String> {
-    // apache-avro is not known to panic here, but `kfn check` must report, not crash.
-    catch_unwind(AssertUnwindSafe(|| SchemaCompatibility::can_read(writer.parsed(), reader.parsed())))
-        .map_err(|_| "the compatibility checker failed on these schemas".to_string())?
-        .map_err(|e| e.to_string())
 }

@@ -5,7 +5,8 @@
 //!   topic, and anyone else) write with the topic's schema file; the handler
 //!   reads with its event type, whose schema is the file of the project's
 //!   `schemas/` folder declaring that type's Avro full name ([`ReaderSchemas`]).
-//!   Avro schema resolution decides whether the reader can read the writer.
+//!   Avro schema resolution ([`resolution`]) decides whether the reader can
+//!   read the writer.
 //! - [`registry`] (online, opt-in): each topic's schema file could be
 //!   registered as the next version of its subject (`<topic>-value`) in the
 //!   Schema Registry, asked with the registry's own compatibility check and
@@ -29,6 +30,7 @@
 
 pub mod graph;
 pub mod registry;
+pub mod resolution;
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,135 @@
+//! The benchmark: one local broker, every scenario, one table.
+//!
+//! `kfn-bench [--records N] [--repeats R] [--only passthrough,memory,e2e,http]
+//!            [--http-seconds S] [--e2e-rate R] [--e2e-seconds S] [--out FILE|-]`
+//!
+//! Run it through `scripts/bench`, which builds the binaries in release mode
+//! and prepares the Python service's virtualenv.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use kfn_bench::report::{Machine, Report};
+use kfn_bench::services::{Guarantee, Service};
+use kfn_bench::stack::Stack;
+use kfn_bench::{e2e, http_bench, memory, order_system, orders, throughput};
+
+struct Options {
+    records: i64,
+    repeats: usize,
+    only: Vec<String>,
+    http_seconds: u64,
+    e2e_rate: f64,
+    e2e_seconds: u64,
+    out: Option<PathBuf>,
+}
+
+fn options(root: &Path) -> anyhow::Result<Options> {
+    let mut o = Options {
+        records: 200_000,
+        repeats: 3,
+        only: Vec::new(),
+        http_seconds: 10,
+        e2e_rate: 200.0,
+        e2e_seconds: 20,
+        out: Some(root.join("docs/benchmarks.md")),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--records" => o.records = value()?.parse()?,
+            "--repeats" => o.repeats = value()?.parse()?,
+            "--only" => o.only = value()?.split(',').map(str::to_string).collect(),
+            "--http-seconds" => o.http_seconds = value()?.parse()?,
+            "--e2e-rate" => o.e2e_rate = value()?.parse()?,
+            "--e2e-seconds" => o.e2e_seconds = value()?.parse()?,
+            "--out" => o.out = Some(value()?).filter(|v| v != "-").map(PathBuf::from),
+            other => anyhow::bail!("unknown argument {other}; see the doc comment of bench/src/bin/kfn-bench.rs"),
+        }
+    }
+    anyhow::ensure!(o.records >= 1000 && o.repeats >= 1, "--records must be at least 1000 and --repeats at least 1");
+    Ok(o)
+}
+
+const PARTITIONS: i32 = 6;
+
+const SERVICES: [Service; 7] = [
+    Service::Pipe,
+    Service::RustAvro,
+    Service::Python,
+    Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 1 },
+    Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 2 },
+    Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 1 },
+    Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 2 },
+];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_path_buf();
+    let o = options(&root)?;
+    let wants = |s: &str| o.only.is_empty() || o.only.iter().any(|x| x == s);
+    let bin_dir = std::env::current_exe()?.parent().context("binary directory")?.to_path_buf();
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let run_dir = root.join("target/bench").join(stamp.to_string());
+    eprintln!("kfn-bench: logs and configs in {}", run_dir.display());
+    let stack = Stack::start(&root, &run_dir, &bin_dir).await?;
+    eprintln!("kfn-bench: broker {}, registry {}", stack.brokers(), stack.registry_url);
+    let mut report = Report { machine: Machine::here(), records: o.records, partitions: PARTITIONS, repeats: o.repeats, ..Report::default() };
+
+    if wants("passthrough") {
+        stack.create_topic("bench.in", PARTITIONS).await?;
+        report.record_bytes = orders::fill_topic(&stack, "bench.in", PARTITIONS, o.records as usize).await?;
+        eprintln!("kfn-bench: {} records in bench.in", o.records);
+        let mut results: Vec<(Service, Vec<_>)> = SERVICES.iter().map(|s| (*s, Vec::new())).collect();
+        // Rounds run every service once, so a drift of the machine touches all of them alike; round 0 warms up.
+        for round in 0..=o.repeats {
+            for (i, (service, runs)) in results.iter_mut().enumerate() {
+                let name = format!("r{round}-s{i}");
+                let run = throughput::run_once(&stack, *service, "bench.in", PARTITIONS, o.records, &name).await?;
+                eprintln!(
+                    "kfn-bench: round {round} {}: {:.0} records/s, {:.2} CPU s per million, {:.0} MiB",
+                    service.label(),
+                    run.rate,
+                    run.cpu_s_per_million,
+                    run.peak_rss as f64 / 1048576.0
+                );
+                if round > 0 {
+                    runs.push(run);
+                }
+            }
+        }
+        report.throughput = results;
+    }
+    if wants("memory") {
+        report.memory = Some(memory::measure(&stack, PARTITIONS, (o.records as usize).min(100_000)).await?);
+    }
+    // End to end before HTTP: the HTTP runs fill orders.created, which the order system would then have to drain.
+    if wants("e2e") {
+        let mut system = order_system::start(&stack, &[], "order-system").await?;
+        let seconds = Duration::from_secs(o.e2e_seconds);
+        let phases = e2e::run(&stack, &system.http, o.e2e_rate, Duration::from_secs(5), seconds, o.repeats).await?;
+        system.processes.check_alive()?;
+        report.e2e = Some((o.e2e_rate, phases, system.processes.peak_rss()));
+    }
+    if wants("http") {
+        let (warm_up, seconds) = (Duration::from_secs(3), Duration::from_secs(o.http_seconds));
+        let mut kfn = order_system::start(&stack, &["order_api"], "order-api").await?;
+        let runs = http_bench::measure(&mut kfn.processes, &kfn.http, warm_up, seconds, o.repeats).await?;
+        report.http.push(("kfn order_api (write acknowledged)".into(), runs));
+        drop(kfn);
+        let (mut sink, url) = http_bench::start_sink(&stack).await?;
+        let runs = http_bench::measure(&mut sink, &url, warm_up, seconds, o.repeats).await?;
+        report.http.push(("limit: bare hyper, 202, no produce".into(), runs));
+    }
+    stack.stop().await;
+
+    let markdown = report.markdown();
+    println!("{markdown}");
+    if let Some(out) = &o.out {
+        kfn_bench::report::write_into(out, &markdown).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("kfn-bench: results written to {}", out.display());
+    }
+    Ok(())
+}

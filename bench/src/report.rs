@@ -1,0 +1,268 @@
+//! The results as a Markdown report: printed, and written between markers
+//! into docs/benchmarks.md so the hand-written parts of that file stay.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::e2e::Phase;
+use crate::http_bench::HttpRun;
+use crate::memory::MemoryResult;
+use crate::services::Service;
+use crate::stats::Summary;
+use crate::throughput::RunResult;
+
+/// Where the generated block starts in docs/benchmarks.md.
+pub const BEGIN: &str = "<!-- scripts/bench writes the results below; edits there are overwritten -->";
+/// Where it ends.
+pub const END: &str = "<!-- end of the results of scripts/bench -->";
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    /// UTC date and time of the run.
+    pub date: String,
+    /// `uname -a`.
+    pub uname: String,
+    /// Online CPUs.
+    pub nproc: usize,
+    /// The CPU model from /proc/cpuinfo.
+    pub cpu: String,
+}
+
+impl Machine {
+    /// Describes this machine.
+    pub fn here() -> Self {
+        let run = |cmd: &str, args: &[&str]| {
+            std::process::Command::new(cmd)
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+            .unwrap_or_default();
+        Self {
+            date: run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            uname: run("uname", &["-a"]),
+            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            cpu,
+        }
+    }
+}
+
+/// Everything one run of the benchmark measured.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// Records per passthrough run.
+    pub records: i64,
+    /// Size of one framed OrderCreated value in bytes.
+    pub record_bytes: usize,
+    /// Partitions of the passthrough topics.
+    pub partitions: i32,
+    /// Measured repeats per scenario (after one warm-up).
+    pub repeats: usize,
+    /// Passthrough runs per service.
+    pub throughput: Vec<(Service, Vec<RunResult>)>,
+    /// Memory of one replica.
+    pub memory: Option<MemoryResult>,
+    /// HTTP runs per server.
+    pub http: Vec<(String, Vec<HttpRun>)>,
+    /// End-to-end: offered rate, phases, and the order system's peak RSS.
+    pub e2e: Option<(f64, Vec<Phase>, u64)>,
+}
+
+fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let digits = format!("{:.0}", v.round());
+    let (sign, digits) = digits.strip_prefix('-').map(|d| ("-", d)).unwrap_or(("", digits.as_str()));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}")
+}
+
+fn range(s: &Summary, digits: usize, thousands_sep: bool) -> String {
+    let f = |v: f64| if thousands_sep { thousands(v) } else { format!("{v:.digits$}") };
+    format!("{} ({}–{})", f(s.median), f(s.min), f(s.max))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() => format!("{:.2}", a / b),
+        _ => "–".into(),
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Report {
+    fn median(&self, service: Service, f: fn(&RunResult) -> f64) -> Option<f64> {
+        let runs = self.throughput.iter().find(|(s, _)| *s == service).map(|(_, r)| r)?;
+        Summary::of(&runs.iter().map(f).collect::<Vec<_>>()).map(|s| s.median)
+    }
+
+    /// The report in Markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "Run of {} on `{}`, {} CPUs ({}).\n", m.date, m.uname, m.nproc, m.cpu);
+        let _ = writeln!(
+            md,
+            "One local broker (tansu, memory storage) and kfn's schema registry; every service a child process. \
+             Medians of {} repeats after one warm-up, (min–max) beside them. Records: OrderCreated with 3 items, \
+             {} bytes framed; {} records per passthrough run over {} partitions.\n",
+            self.repeats, self.record_bytes, thousands(self.records as f64), self.partitions
+        );
+        self.passthrough(&mut md);
+        self.http_section(&mut md);
+        self.e2e_section(&mut md);
+        self.memory_section(&mut md);
+        md
+    }
+
+    fn passthrough(&self, md: &mut String) {
+        if self.throughput.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "### Passthrough: input topic to output topic\n");
+        let _ = writeln!(md, "| service | records/s | CPU s per million records | peak RSS MiB |");
+        let _ = writeln!(md, "|---|---:|---:|---:|");
+        for (service, runs) in &self.throughput {
+            let rate = Summary::of(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
+            let cpu = Summary::of(&runs.iter().map(|r| r.cpu_s_per_million).collect::<Vec<_>>());
+            let rss = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0) as f64 / MIB;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {rss:.0} |",
+                service.label(),
+                rate.map(|s| range(&s, 0, true)).unwrap_or_default(),
+                cpu.map(|s| range(&s, 2, false)).unwrap_or_default(),
+            );
+        }
+        let _ = writeln!(md, "\nRatios of medians (throughput: higher is better for kfn; CPU per record: lower is better for kfn):\n");
+        let _ = writeln!(md, "| kfn | throughput / limit | / Rust | / Python | CPU per record / limit | / Rust | / Python |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        let rate = |r: &RunResult| r.rate;
+        let cpu = |r: &RunResult| r.cpu_s_per_million;
+        for (service, _) in self.throughput.iter().filter(|(s, _)| matches!(s, Service::Kfn { .. })) {
+            let (kr, kc) = (self.median(*service, rate), self.median(*service, cpu));
+            let mut row = format!("| {} ", service.label());
+            for base in [Service::Pipe, Service::RustAvro, Service::Python] {
+                row += &format!("| {} ", ratio(kr, self.median(base, rate)));
+            }
+            for base in [Service::Pipe, Service::RustAvro, Service::Python] {
+                row += &format!("| {} ", ratio(kc, self.median(base, cpu)));
+            }
+            let _ = writeln!(md, "{row}|");
+        }
+        let _ = writeln!(md);
+    }
+
+    fn http_section(&self, md: &mut String) {
+        if self.http.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "### HTTP: POST /orders, {} keep-alive connections, closed loop\n", crate::http_bench::CONNECTIONS);
+        let _ = writeln!(md, "| server | requests/s | p50 ms | p99 ms | CPU s per million requests | errors |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        for (label, runs) in &self.http {
+            let s = |f: fn(&HttpRun) -> f64| Summary::of(&runs.iter().map(f).collect::<Vec<_>>());
+            let errors: u64 = runs.iter().map(|r| r.load.errors).sum();
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {} | {errors} |",
+                s(|r| r.load.rate()).map(|s| range(&s, 0, true)).unwrap_or_default(),
+                s(|r| r.load.latency(50.0)).map(|s| range(&s, 2, false)).unwrap_or_default(),
+                s(|r| r.load.latency(99.0)).map(|s| range(&s, 2, false)).unwrap_or_default(),
+                s(|r| r.cpu_s_per_million).map(|s| range(&s, 1, false)).unwrap_or_default(),
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    fn e2e_section(&self, md: &mut String) {
+        let Some((rate, phases, rss)) = &self.e2e else { return };
+        let _ = writeln!(md, "### End to end: POST /orders to shipments.dispatched at {rate:.0} orders/s\n");
+        let _ = writeln!(md, "| repeat | accepted | missing | p50 ms | p99 ms | max ms |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        for (i, p) in phases.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                i + 1,
+                p.accepted,
+                p.missing,
+                p.latency(50.0),
+                p.latency(99.0),
+                p.latency(100.0)
+            );
+        }
+        let s = |f: fn(&Phase) -> f64| Summary::of(&phases.iter().map(f).collect::<Vec<_>>());
+        let _ = writeln!(
+            md,
+            "\nMedian of the repeats: p50 {}, p99 {} ms. Peak RSS of the order system's process (9 functions and the HTTP trigger): {:.0} MiB.\n",
+            s(|p| p.latency(50.0)).map(|s| range(&s, 1, false)).unwrap_or_default(),
+            s(|p| p.latency(99.0)).map(|s| range(&s, 1, false)).unwrap_or_default(),
+            *rss as f64 / MIB
+        );
+    }
+
+    fn memory_section(&self, md: &mut String) {
+        let Some(m) = &self.memory else { return };
+        let _ = writeln!(md, "### Memory of one kfn replica (at_least_once passthrough, {} partitions)\n", self.partitions);
+        let _ = writeln!(md, "| moment | peak RSS MiB |");
+        let _ = writeln!(md, "|---|---:|");
+        let _ = writeln!(md, "| assigned, idle | {:.1} |", m.idle as f64 / MIB);
+        let _ = writeln!(md, "| after {} records | {:.1} |\n", thousands(m.records as f64), m.loaded as f64 / MIB);
+    }
+}
+
+/// Replaces the generated block of `path` with `block` (adding it at the end when absent).
+pub fn write_into(path: &Path, block: &str) -> std::io::Result<()> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let generated = format!("{BEGIN}\n\n{}\n{END}", block.trim_end());
+    let new = match (old.find(BEGIN), old.find(END)) {
+        (Some(b), Some(e)) if b < e => format!("{}{generated}{}", &old[..b], &old[e + END.len()..]),
+        _ => format!("{}\n\n{generated}\n", old.trim_end()),
+    };
+    std::fs::write(path, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_with_thousands_separators() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(-1000.0), "-1,000");
+        assert_eq!(ratio(Some(1.0), Some(4.0)), "0.25");
+        assert_eq!(ratio(Some(1.0), None), "–");
+    }
+
+    #[test]
+    fn the_generated_block_is_replaced_and_the_rest_kept() {
+        let dir = std::env::temp_dir().join(format!("kfn-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("b.md");
+        std::fs::write(&path, "# Title\nhand-written\n").expect("write");
+        write_into(&path, "first").expect("first");
+        write_into(&path, "second").expect("second");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("# Title\nhand-written\n"));
+        assert!(text.contains("second") && !text.contains("first"));
+        assert_eq!(text.matches(BEGIN).count(), 1);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

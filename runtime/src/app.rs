@@ -15,6 +15,7 @@ use crate::invoker::{start_function, FunctionHandle};
 use crate::kafka::producer::{Compression, Producer, ProducerConfig, SendError};
 use crate::kafka::{Cluster, KafkaError};
 use crate::metrics::Metrics;
+use crate::table::{query_routes, TableView};
 use crate::trigger::http::{HttpTrigger, Route};
 
 /// Why the application could not start.
@@ -159,6 +160,15 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
     let mut readiness = Readiness::default();
     let mut routes = Vec::new();
     for spec in app.config.functions.values().filter(|f| selected(&f.name)) {
+        if let Some(path) = spec.aggregate.as_ref().and_then(|a| a.query_path.as_ref().map(|p| (a, p))) {
+            let (aggregate, path) = path;
+            let fold = app
+                .registry
+                .aggregate_handler(&spec.handler)
+                .ok_or_else(|| StartError::Other(format!("fold {} is not registered", spec.handler)))?;
+            let view = TableView::start(&app.cluster, app.schemas.clone(), fold.decode_row.clone(), &aggregate.table, shutdown.clone()).await?;
+            routes.extend(query_routes(&spec.name, path, view));
+        }
         match &spec.kind {
             FunctionKind::Topic { .. } => {
                 let handle = start_function(&app, spec, shutdown.clone()).await?;

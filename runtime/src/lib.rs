@@ -42,4 +42,5 @@ pub mod kafka;
 pub mod metrics;
 pub mod registry;
 pub mod schema_check;
+pub mod table;
 pub mod trigger;

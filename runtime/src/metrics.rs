@@ -84,6 +84,8 @@ pub struct Metrics {
     pub panics: Family<FunctionLabels, Counter>,
     /// kfn_http_requests_total{route,status}.
     pub http_requests: Family<HttpLabels, Counter>,
+    /// kfn_late_events_total{function}.
+    pub late_events: Family<FunctionLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -111,6 +113,7 @@ impl Metrics {
         let slow_handlers = Family::<FunctionLabels, Counter>::default();
         let panics = Family::<FunctionLabels, Counter>::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
+        let late_events = Family::<FunctionLabels, Counter>::default();
         registry.register("kfn_invocations", "Handler invocations by outcome", invocations.clone());
         registry.register("kfn_handler_duration_seconds", "Time spent in handlers", handler_duration.clone());
         registry.register("kfn_retries", "Handler attempts that were retried", retries.clone());
@@ -122,6 +125,7 @@ impl Metrics {
         registry.register("kfn_slow_handlers", "Handler calls slower than runtime.slow_handler", slow_handlers.clone());
         registry.register("kfn_handler_panics", "Handler calls that panicked", panics.clone());
         registry.register("kfn_http_requests", "HTTP trigger requests by route and status", http_requests.clone());
+        registry.register("kfn_late_events", "Records an aggregate dropped: their window closed (past grace)", late_events.clone());
         Self {
             registry: Arc::new(registry),
             invocations,
@@ -135,6 +139,7 @@ impl Metrics {
             slow_handlers,
             panics,
             http_requests,
+            late_events,
         }
     }
 
@@ -160,6 +165,7 @@ impl Metrics {
             inflight: self.inflight.get_or_create(&f).clone(),
             slow: self.slow_handlers.get_or_create(&f).clone(),
             panics: self.panics.get_or_create(&f).clone(),
+            late: self.late_events.get_or_create(&f).clone(),
             function: function.to_string(),
             metrics: self.clone(),
         }
@@ -187,6 +193,8 @@ pub struct FunctionMetrics {
     pub slow: Counter,
     /// Panics.
     pub panics: Counter,
+    /// Records an aggregate dropped as late.
+    pub late: Counter,
     function: String,
     metrics: Metrics,
 }

@@ -22,11 +22,13 @@
 //! assert!(registry.contains("validate_order"));
 //! ```
 
+mod aggregate;
 mod emit;
 mod error;
 mod http;
 mod registry;
 
+pub use aggregate::{AggCtx, AggregateHandler, ErasedFold, ErasedRowDecode, Row, SharedRow, TableRow, Window};
 pub use emit::{Emit, Emitted, EncodeError, ErasedEvent, Header};
 pub use error::{FnError, FnErrorKind};
 pub use http::{HttpReply, HttpRequest};

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{Ctx, Emit, Event, FnError, HttpReply, HttpRequest};
+use crate::{AggCtx, AggregateHandler, Ctx, Emit, Event, FnError, HttpReply, HttpRequest};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -47,6 +47,7 @@ pub struct TopicHandler {
 pub struct Registry {
     topic: BTreeMap<&'static str, TopicHandler>,
     http: BTreeMap<&'static str, ErasedHttp>,
+    aggregate: BTreeMap<&'static str, AggregateHandler>,
 }
 
 impl Registry {
@@ -84,9 +85,33 @@ impl Registry {
         self
     }
 
+    /// Registers an aggregate's fold under `name`: `(ctx, state, event) -> state`.
+    ///
+    /// `S` is the row of the aggregate's table (Avro-encoded with the table
+    /// topic's schema); the first event of a key gets `None`.
+    pub fn aggregate<E, S, F>(&mut self, name: &'static str, f: F) -> &mut Self
+    where
+        E: Event,
+        S: Event + Clone + std::fmt::Debug,
+        F: Fn(&AggCtx, Option<S>, E) -> Result<S, FnError> + Send + Sync + 'static,
+    {
+        self.aggregate.insert(name, AggregateHandler::new(f));
+        self
+    }
+
     /// Whether a handler of any kind has this name.
     pub fn contains(&self, name: &str) -> bool {
-        self.topic.contains_key(name) || self.http.contains_key(name)
+        self.topic.contains_key(name) || self.http.contains_key(name) || self.aggregate.contains_key(name)
+    }
+
+    /// The aggregate fold with this name.
+    pub fn aggregate_handler(&self, name: &str) -> Option<&AggregateHandler> {
+        self.aggregate.get(name)
+    }
+
+    /// Names of all aggregate folds.
+    pub fn aggregate_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.aggregate.keys().copied()
     }
 
     /// The topic handler with this name.

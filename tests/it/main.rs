@@ -1,6 +1,8 @@
 //! Integration tests of kfn against a real broker (see kfn_tests::broker).
 
+mod aggregate;
 mod check;
+mod evolution;
 mod exactly_once;
 mod group;
 mod producer;

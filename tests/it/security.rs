@@ -69,7 +69,7 @@ fn sasl_options(mechanism: Mechanism, password: &str) -> ConnectOptions {
 const SCRAM: [Mechanism; 2] = [Mechanism::ScramSha256, Mechanism::ScramSha512];
 
 #[tokio::test]
-async fn scram_with_the_right_password_creates_produces_and_fetches() {
+async fn scram_with_the_right_password_creates_a_topic_and_produces() {
     let broker = SaslBroker::start().await.expect("SASL broker");
     // Without credentials the broker refuses work: the test really needs SASL.
     let anonymous = Admin::new(Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default()));

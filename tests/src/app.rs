@@ -155,6 +155,11 @@ impl TestApp {
         template.replace("{s}", &self.suffix)
     }
 
+    /// Where the HTTP trigger listens, when the application serves routes.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().and_then(|r| r.listening.http)
+    }
+
     /// The cluster.
     pub fn cluster(&self) -> &Cluster {
         &self.app.cluster
@@ -223,6 +228,26 @@ impl TestApp {
         text.lines()
             .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse::<f64>().ok()))
             .unwrap_or(0.0)
+    }
+
+    /// Stops the functions (finishing in-flight work) and starts a new [`App`]
+    /// on the same functions.toml, topics and registry, with `handlers`: the
+    /// new one keeps nothing of the old one's memory.
+    pub async fn restart(mut self, handlers: kfn_sdk::Registry) -> anyhow::Result<TestApp> {
+        let _ = self.shutdown.send(true);
+        if let Some(running) = self.running.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
+        }
+        let path = self.dir.path().join("functions.toml");
+        let mut config = Config::load_file_only(&path, &handlers).map_err(|e| anyhow!("{e}"))?;
+        config.apply_local_overrides();
+        let app = Arc::new(App::new(config, handlers).await.context("App::new")?);
+        let (shutdown, stop) = watch::channel(false);
+        let running = app::start(app.clone(), &[], stop).await.context("app::start")?;
+        let test =
+            TestApp { app, suffix: self.suffix, dir: self.dir, registry: self.registry, shutdown, running: Some(running) };
+        test.await_assignments().await?;
+        Ok(test)
     }
 
     /// Stops the functions (finishing in-flight work), then the registry.

@@ -29,14 +29,17 @@ use tokio::net::{TcpListener, TcpStream};
 /// Panics (the test fails, it is never skipped) when neither exists or the
 /// binary is not 0.6.0: CI installs it (.ci/run).
 pub fn tansu_sasl_binary() -> PathBuf {
-    let path = match std::env::var_os("KFN_TEST_TANSU_SASL") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo/bin/tansu"),
+    let (path, from) = match std::env::var_os("KFN_TEST_TANSU_SASL") {
+        Some(path) => (PathBuf::from(path), "KFN_TEST_TANSU_SASL"),
+        None => {
+            (PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo/bin/tansu"), "the default path")
+        }
     };
     assert!(
         path.is_file(),
-        "the SASL tests need crates.io tansu 0.6.0 at {} (set KFN_TEST_TANSU_SASL to another path); install it with \
-         `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` (about 10 minutes; .ci/run does it)",
+        "the SASL tests need crates.io tansu 0.6.0, which is not at {} ({from}); install it with \
+         `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` (8-14 minutes; .ci/run does it) \
+         or point KFN_TEST_TANSU_SASL at it",
         path.display()
     );
     let version =
@@ -49,7 +52,7 @@ pub fn tansu_sasl_binary() -> PathBuf {
     }
 }
 
-/// A child process stopped on drop: SIGTERM, then SIGKILL after 5 s.
+/// A child process killed on drop.
 pub struct Child {
     child: std::process::Child,
     log: PathBuf,
@@ -87,18 +90,10 @@ impl Child {
         Ok(())
     }
 
+    /// Kills the process at once: nothing a test needs is left in it (tansu
+    /// commits each SQLite write before it answers), and tansu takes seconds
+    /// to shut down gracefully.
     fn stop(&mut self) {
-        // SAFETY: a signal to our own child.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

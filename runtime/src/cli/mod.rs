@@ -154,19 +154,11 @@ async fn check(
         eprintln!("{} error(s) in the function graph:\n{}", graph.problems.len(), lines.join("\n"));
     }
     // Only on request: CI runs `kfn check` with no registry anywhere.
-    let url = match (registry_url, online) {
-        (Some(url), _) => Some(url),
-        (None, true) => {
-            match config.runtime.schema_registry.clone() {
-                Some(url) => Some(url),
-                None => {
-                    eprintln!("{}: runtime.schema_registry: not set, so --online has no registry to ask (or pass --registry URL)", path.display());
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-        }
-        (None, false) => None,
-    };
+    let url = if online { registry_url.or_else(|| config.runtime.schema_registry.clone()) } else { registry_url };
+    if online && url.is_none() {
+        eprintln!("{}: runtime.schema_registry: not set, so --online has no registry to ask", path.display());
+        return Ok(ExitCode::FAILURE);
+    }
     if let Some(url) = url {
         let client = schema_check::registry::check_client(&url)?;
         let report = schema_check::check_registry(&config, &client).await;
@@ -174,7 +166,10 @@ async fn check(
         for topic in report.topics.iter().filter(|t| t.verdict.is_ok()) {
             println!("  {topic}");
         }
-        let errors: Vec<String> = report.errors().map(|t| format!("  - {t}")).collect();
+        let mut errors: Vec<String> = report.errors().map(|t| format!("  - {t}")).collect();
+        if !report.not_asked.is_empty() {
+            errors.push(format!("  - not asked, as the registry cannot be reached: {}", report.not_asked.join(", ")));
+        }
         if !errors.is_empty() {
             eprintln!("{} error(s) against the schema registry {}:\n{}", errors.len(), report.url, errors.join("\n"));
             passed = false;

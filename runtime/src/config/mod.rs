@@ -303,6 +303,21 @@ pub struct FunctionSpec {
     pub start_from: Option<OffsetReset>,
     /// What the function does, for the event catalog.
     pub doc: Option<String>,
+    /// Set when the function is an aggregate (`handler` is then its fold).
+    pub aggregate: Option<AggregateSpec>,
+}
+
+/// What makes a topic function an aggregate: a fold into a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateSpec {
+    /// The table topic (the output named `table`): compacted, partitioned like the input.
+    pub table: String,
+    /// The tumbling window length, when windowed.
+    pub window: Option<Duration>,
+    /// How long after a window's end its late records are still merged.
+    pub grace: Duration,
+    /// The path of the pull query (`GET path`, `GET path/{key}`), when served.
+    pub query_path: Option<String>,
 }
 
 impl FunctionSpec {

@@ -92,7 +92,11 @@ pub struct RawTopic {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFunction {
-    pub handler: String,
+    pub handler: Option<String>,
+    pub aggregate: Option<String>,
+    pub window: Option<String>,
+    pub grace: Option<String>,
+    pub query: Option<RawQuery>,
     pub input: Option<String>,
     pub trigger: Option<RawTrigger>,
     #[serde(default)]
@@ -130,4 +134,18 @@ pub struct RawRetry {
     pub max_backoff: Option<String>,
     pub multiplier: Option<f64>,
     pub jitter: Option<bool>,
+}
+
+/// `functions.NAME.query` (aggregates only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuery {
+    pub http: RawQueryHttp,
+}
+
+/// `functions.NAME.query.http`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueryHttp {
+    pub path: String,
 }

@@ -14,6 +14,8 @@ use super::error::{Collector, ConfigErrors};
 use super::raw::*;
 use super::*;
 
+mod aggregate;
+
 /// The top level of the file; each section is validated on its own so one
 /// bad section does not hide the errors of the others.
 #[derive(Debug, Deserialize)]
@@ -408,11 +410,20 @@ impl Validator<'_> {
                 }
             };
             if let Some(spec) = self.function(&prefix, name.clone(), raw, topics) {
+                let mut own = Vec::new();
                 if let FunctionKind::Http { method, path } = &spec.kind {
-                    let route = (method.clone(), normalise_route(path));
+                    own.push((format!("{prefix}.trigger.http"), method.clone(), path.clone()));
+                }
+                if let Some(path) = spec.aggregate.as_ref().and_then(|a| a.query_path.as_ref()) {
+                    let field = format!("{prefix}.query.http.path");
+                    own.push((field.clone(), "GET".to_string(), path.clone()));
+                    own.push((field, "GET".to_string(), format!("{}/{{key}}", path.trim_end_matches('/'))));
+                }
+                for (field, method, path) in own {
+                    let route = (method.clone(), normalise_route(&path));
                     if let Some(other) = routes.insert(route, name.clone()) {
                         self.c.push(
-                            format!("{prefix}.trigger.http"),
+                            field,
                             format!("expected a route of its own, but {method} {path} is also the route of function {other}"),
                         );
                     }
@@ -439,28 +450,49 @@ impl Validator<'_> {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             self.c.push(prefix, "expected a function name of letters, digits, '_' and '-'");
         }
-        let kind = match (raw.input, raw.trigger) {
+        let handler = match (&raw.handler, &raw.aggregate) {
+            (Some(handler), None) => handler.clone(),
+            (None, Some(fold)) => fold.clone(),
+            (Some(_), Some(_)) => {
+                self.c.push(prefix, "expected either `handler` or `aggregate` (a fold), not both");
+                return None;
+            }
+            (None, None) => {
+                self.c.push(format!("{prefix}.handler"), "missing: expected `handler` (a function) or `aggregate` (a fold)");
+                return None;
+            }
+        };
+        let kind = match (raw.input.clone(), raw.trigger) {
+            (Some(input), None) if raw.aggregate.is_some() => {
+                self.topic_ref(&format!("{prefix}.input"), &input, topics);
+                self.check_fold(prefix, &input, &handler, topics);
+                FunctionKind::Topic { input }
+            }
             (Some(input), None) => {
                 self.topic_ref(&format!("{prefix}.input"), &input, topics);
-                match self.registry.topic_handler(&raw.handler) {
+                match self.registry.topic_handler(&handler) {
                     Some(handler) => self.check_input_event(prefix, &input, handler.input, topics),
-                    None if self.registry.http_handler(&raw.handler).is_some() => self.c.push(
+                    None if self.registry.http_handler(&handler).is_some() => self.c.push(
                         format!("{prefix}.handler"),
-                        format!("expected a topic handler, but {:?} is an HTTP handler (use trigger.http)", raw.handler),
+                        format!("expected a topic handler, but {handler:?} is an HTTP handler (use trigger.http)"),
                     ),
-                    None => self.unknown_handler(prefix, &raw.handler),
+                    None => self.unknown_handler(prefix, &handler),
                 }
                 FunctionKind::Topic { input }
             }
+            (None, Some(_)) if raw.aggregate.is_some() => {
+                self.c.push(format!("{prefix}.trigger"), "expected `input` (a topic): an aggregate folds an input topic");
+                return None;
+            }
             (None, Some(trigger)) => {
-                if self.registry.http_handler(&raw.handler).is_none() {
-                    if self.registry.topic_handler(&raw.handler).is_some() {
+                if self.registry.http_handler(&handler).is_none() {
+                    if self.registry.topic_handler(&handler).is_some() {
                         self.c.push(
                             format!("{prefix}.handler"),
-                            format!("expected an HTTP handler, but {:?} is a topic handler (use input)", raw.handler),
+                            format!("expected an HTTP handler, but {handler:?} is a topic handler (use input)"),
                         );
                     } else {
-                        self.unknown_handler(prefix, &raw.handler);
+                        self.unknown_handler(prefix, &handler);
                     }
                 }
                 let method = trigger.http.method.to_ascii_uppercase();
@@ -551,9 +583,10 @@ impl Validator<'_> {
                 &[("earliest", OffsetReset::Earliest), ("latest", OffsetReset::Latest)],
             )
         });
+        let aggregate = self.aggregate_spec(prefix, &raw.aggregate, &raw.input, &raw.outputs, &raw.window, &raw.grace, &raw.query, topics);
         Some(FunctionSpec {
             name,
-            handler: raw.handler,
+            handler,
             kind,
             outputs: raw.outputs,
             guarantee,
@@ -563,11 +596,13 @@ impl Validator<'_> {
             dead_letter: raw.dead_letter,
             start_from,
             doc: raw.doc,
+            aggregate,
         })
     }
 
     fn unknown_handler(&mut self, prefix: &str, handler: &str) {
-        let known: Vec<_> = self.registry.topic_names().chain(self.registry.http_names()).collect();
+        let known: Vec<_> =
+            self.registry.topic_names().chain(self.registry.http_names()).chain(self.registry.aggregate_names()).collect();
         self.c.push(
             format!("{prefix}.handler"),
             format!("expected a handler registered in functions/, found {handler:?} (registered: {})", known.join(", ")),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::aggregate::Aggregate;
 use super::assignments::PartitionWorkers;
 use super::committer::Committer;
 use super::dead_letter::DeadLetters;
@@ -33,11 +34,23 @@ pub struct FunctionHandle {
 /// Starts `spec` (a topic function) in `app`; it stops when `shutdown` turns true.
 pub async fn start_function(app: &App, spec: &FunctionSpec, shutdown: watch::Receiver<bool>) -> Result<FunctionHandle, StartError> {
     let input = spec.input().ok_or_else(|| StartError::Other(format!("function {} has no input topic", spec.name)))?;
-    let handler = app
-        .registry
-        .topic_handler(&spec.handler)
-        .ok_or_else(|| StartError::Other(format!("handler {} is not registered", spec.handler)))?
-        .clone();
+    let aggregate = match &spec.aggregate {
+        Some(agg) => {
+            let fold = app
+                .registry
+                .aggregate_handler(&spec.handler)
+                .ok_or_else(|| StartError::Other(format!("fold {} is not registered", spec.handler)))?
+                .clone();
+            Some(Arc::new(Aggregate::new(fold, agg, app.schemas.clone(), spec.retry.clone())))
+        }
+        None => None,
+    };
+    // An aggregate's records go through its fold; the pipeline then holds a handler that is never called.
+    let handler = match (&aggregate, app.registry.topic_handler(&spec.handler)) {
+        (_, Some(h)) => h.clone(),
+        (Some(_), None) => never_called(),
+        (None, None) => return Err(StartError::Other(format!("handler {} is not registered", spec.handler))),
+    };
     let mut outputs = HashMap::new();
     for (name, topic) in &spec.outputs {
         let encoder = app.encoders.get(topic).cloned().ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
@@ -83,9 +96,22 @@ pub async fn start_function(app: &App, spec: &FunctionSpec, shutdown: watch::Rec
             crate::config::Isolation::ReadUncommitted => Isolation::ReadUncommitted,
         },
         reset,
+        aggregate,
     });
     let workers = Arc::new(PartitionWorkers::new(shared, runtime.shutdown_timeout));
     let assignments = member.assignments();
     let task = tokio::spawn(member.run(workers, shutdown));
     Ok(FunctionHandle { name: spec.name.clone(), task, assignments })
+}
+
+/// The pipeline's handler for an aggregate, whose records go through the fold instead.
+fn never_called() -> kfn_sdk::TopicHandler {
+    kfn_sdk::TopicHandler {
+        input: "",
+        call: Arc::new(|_, _, _| {
+            Box::pin(std::future::ready(Err(kfn_sdk::InvokeError::Handler(kfn_sdk::FnError::permanent(
+                "an aggregate's records go through its fold",
+            )))))
+        }),
+    }
 }

@@ -7,6 +7,7 @@
 //!         -> produce (idempotent) then commit, or stage + offsets + commit (transaction)
 //! ```
 
+pub mod aggregate;
 pub mod assignments;
 pub mod committer;
 pub mod dead_letter;

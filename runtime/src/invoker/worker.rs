@@ -14,6 +14,7 @@ use futures::StreamExt;
 use kfn_sdk::{Ctx, Emit};
 use tokio::sync::watch;
 
+use super::aggregate::{Aggregate, PartitionState};
 use super::committer::Committer;
 use super::dead_letter::DeadLetters;
 use super::invoke::{Failure, FailureKind, Pipeline};
@@ -59,6 +60,8 @@ pub struct FunctionShared {
     pub isolation: Isolation,
     /// Where to start without a committed offset.
     pub reset: LogEnd,
+    /// Set for an aggregate: the fold replaces the handler pipeline.
+    pub aggregate: Option<Arc<Aggregate>>,
 }
 
 /// How a batch could not be finished.
@@ -80,6 +83,15 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
             None => return,
         },
         Guarantee::AtLeastOnce => None,
+    };
+    // After the transactional producer: its InitProducerId aborted whatever the
+    // previous owner left open, so the table's read_committed end is decided.
+    let mut state = match &shared.aggregate {
+        Some(aggregate) => match restore_state(&shared, aggregate, &tp, &mut stop).await {
+            Some(s) => Some(s),
+            None => return,
+        },
+        None => None,
     };
     let lag = shared.metrics.lag(&tp.topic, tp.partition);
     tracing::info!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
@@ -113,7 +125,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
         for (i, chunk) in chunks.iter().enumerate() {
             let chunk_next = chunks.get(i + 1).and_then(|c| c.first()).map(|r| r.offset).unwrap_or(next);
             loop {
-                match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref()).await {
+                match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref(), state.as_mut()).await {
                     Ok(()) => {
                         committed = chunk_next;
                         done = chunk_next;
@@ -191,6 +203,35 @@ async fn transactional_producer(shared: &FunctionShared, tp: &TopicPartition, st
     }
 }
 
+/// Restores an aggregate's partition state, retrying until it works or the worker stops.
+async fn restore_state(
+    shared: &FunctionShared,
+    aggregate: &Aggregate,
+    tp: &TopicPartition,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<PartitionState> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let started = Instant::now();
+        match aggregate.restore(&shared.cluster, tp).await {
+            Ok(state) => {
+                tracing::info!(
+                    function = %shared.function, partition = %tp, table = %aggregate.table, rows = state.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64, "aggregate state restored"
+                );
+                return Some(state);
+            }
+            Err(e) => {
+                tracing::warn!(function = %shared.function, partition = %tp, error = %e, "cannot restore the aggregate's state; retrying");
+                if tokio::time::timeout(wait, stop.changed()).await.is_ok() {
+                    return None;
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 async fn process_batch(
     shared: &FunctionShared,
     tp: &TopicPartition,
@@ -198,13 +239,23 @@ async fn process_batch(
     records: &[ConsumedRecord],
     next_offset: i64,
     transactional: Option<&Producer>,
+    state: Option<&mut PartitionState>,
 ) -> Result<(), BatchError> {
-    let results = invoke_all(shared, tp, topic, records).await;
+    let (results, overlay) = match (&shared.aggregate, state.as_deref()) {
+        (Some(aggregate), Some(base)) => {
+            let (results, overlay) = aggregate.fold_all(&shared.function, &shared.metrics, tp, base, records).await;
+            (results, Some(overlay))
+        }
+        _ => (invoke_all(shared, tp, topic, records).await, None),
+    };
     let now = now_ms();
     let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
     for (record, result) in records.iter().zip(results) {
+        // Outputs carry the input's timestamp (event time, as Kafka Streams does),
+        // so windows downstream see when things happened, not when kfn ran.
+        let timestamp = if record.timestamp_ms >= 0 { record.timestamp_ms } else { now };
         let failure = match result {
-            Ok(emit) => match route(shared, &emit, now) {
+            Ok(emit) => match route(shared, &emit, timestamp) {
                 Ok(routed) => {
                     for (out_tp, out) in routed {
                         by_tp.entry(out_tp).or_default().push(out);
@@ -264,6 +315,12 @@ async fn process_batch(
             committed
         }
     };
+    if result.is_ok() {
+        // Only now: the table holds these rows, so the state may include them.
+        if let (Some(state), Some(overlay)) = (state, overlay) {
+            state.apply(overlay);
+        }
+    }
     result.map_err(|e: SendError| if e.is_fenced() { BatchError::Fenced(e.to_string()) } else { BatchError::Retry(e.to_string()) })
 }
 

@@ -11,7 +11,9 @@
 //!
 //! The reading check itself is apache-avro's `SchemaCompatibility::can_read`
 //! (writer, reader): type promotions (int to long, float, double), defaults
-//! for fields the writer lacks, enum symbols, union branches and names.
+//! for fields the writer lacks, enum symbols, union branches and names, on the
+//! underlying types of logical types (see `crate::schema_check::resolution`:
+//! apache-avro alone refuses every schema with a decimal).
 //!
 //! ```
 //! use kfn::registry::compat::{check, CompatibilityLevel};
@@ -28,10 +30,7 @@
 //! ```
 
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
-
-use apache_avro::schema_compatibility::SchemaCompatibility;
 
 use super::schema::AvroSchema;
 
@@ -164,9 +163,7 @@ pub fn check(level: CompatibilityLevel, new: &AvroSchema, previous: &[&AvroSchem
 
 /// Whether data written with `writer` can be read with `reader`.
 fn can_read(writer: &AvroSchema, reader: &AvroSchema) -> Result<(), String> {
-    catch_unwind(AssertUnwindSafe(|| SchemaCompatibility::can_read(writer.parsed(), reader.parsed())))
-        .map_err(|_| "the compatibility checker failed on these schemas".to_string())?
-        .map_err(|e| e.to_string())
+    crate::schema_check::resolution::can_read(writer, reader)
 }
 
 #[cfg(test)]

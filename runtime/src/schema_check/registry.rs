@@ -107,14 +107,16 @@ impl fmt::Display for TopicVerdict {
 pub struct RegistryReport {
     /// The registry asked.
     pub url: String,
-    /// One verdict per topic with a schema.
+    /// One verdict per topic asked about.
     pub topics: Vec<TopicVerdict>,
+    /// Topics not asked about because the registry could not be reached for an earlier one.
+    pub not_asked: Vec<String>,
 }
 
 impl RegistryReport {
     /// Whether every topic's schema is compatible or new.
     pub fn is_ok(&self) -> bool {
-        self.topics.iter().all(|t| t.verdict.is_ok())
+        self.not_asked.is_empty() && self.topics.iter().all(|t| t.verdict.is_ok())
     }
 
     /// The verdicts that fail the check.
@@ -123,35 +125,44 @@ impl RegistryReport {
     }
 }
 
-/// A client for checks: a registry that is down fails the check after about a
-/// second instead of the runtime's twenty, as someone is waiting at a terminal.
+/// A client for checks: a registry that is down fails the check after one
+/// quick retry instead of the runtime's twenty seconds, as someone is waiting.
 pub fn check_client(url: &str) -> Result<RegistryClient, SchemaCheckError> {
-    let retry = ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_millis(500))
-        .with_max_times(2);
+    let retry = ExponentialBuilder::new().with_min_delay(Duration::from_millis(200)).with_max_times(1);
     Ok(RegistryClient::new(url, None)?.with_retry(retry).with_timeout(Duration::from_secs(5)))
 }
 
 /// Asks the registry of `client` about the schema of every topic of `config`.
+///
+/// When the registry cannot be reached (after the client's retries), the
+/// remaining topics are not asked: each would wait and fail the same way.
 pub async fn check_registry(config: &Config, client: &RegistryClient) -> RegistryReport {
     let base = config.base_dir();
-    let mut topics = Vec::new();
+    let mut report = RegistryReport { url: client.url().to_string(), topics: Vec::new(), not_asked: Vec::new() };
+    let mut unreachable = false;
     for topic in config.topics.values() {
         let Some(path) = &topic.schema else { continue };
+        if unreachable {
+            report.not_asked.push(topic.name.clone());
+            continue;
+        }
         let subject = value_subject(&topic.name);
         let verdict = match std::fs::read_to_string(path) {
             Err(e) => Verdict::Unreadable(e.to_string()),
-            Ok(text) => match Verdict::from_answer(client.check_compatibility(&subject, &text).await) {
-                Verdict::Incompatible { level: None, messages } => {
-                    let level = client.subject_config(&subject).await.ok().map(|l| level_name(&l));
-                    Verdict::Incompatible { level, messages }
+            Ok(text) => {
+                let answer = client.check_compatibility(&subject, &text).await;
+                unreachable = answer.as_ref().is_err_and(RegistryError::is_transient);
+                match Verdict::from_answer(answer) {
+                    Verdict::Incompatible { level: None, messages } => {
+                        let level = client.subject_config(&subject).await.ok().map(|l| level_name(&l));
+                        Verdict::Incompatible { level, messages }
+                    }
+                    other => other,
                 }
-                other => other,
-            },
+            }
         };
         tracing::debug!(topic = %topic.name, subject, ok = verdict.is_ok(), "schema checked against the registry");
-        topics.push(TopicVerdict {
+        report.topics.push(TopicVerdict {
             topic: topic.name.clone(),
             subject,
             file: shown(path, base),
@@ -159,7 +170,7 @@ pub async fn check_registry(config: &Config, client: &RegistryClient) -> Registr
             verdict,
         });
     }
-    RegistryReport { url: client.url().to_string(), topics }
+    report
 }
 
 fn level_name(level: &CompatibilityLevel) -> String {
@@ -176,13 +187,16 @@ fn level_name(level: &CompatibilityLevel) -> String {
     .to_string()
 }
 
-/// The error with its causes, as one line.
+/// The error with its causes, as one line; a cause already in the text is not repeated.
 fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = cause.source();
     }
     text

@@ -7,9 +7,10 @@
 //! apache-avro 0.21 answers "inconclusive" for every `decimal`, so on its own
 //! it refuses any change to a record holding money (OrderCreated v1 to v2).
 //! Apache Avro's Java `SchemaCompatibility`, which Confluent's registry runs,
-//! does not look at logical types either: it resolves the underlying types.
-//! That is also what kfn's reader needs: `serde_avro_fast` decodes with the
-//! writer's schema, so a decimal comes out with the writer's scale, exact.
+//! resolves the underlying types as well and does not enforce the decimal
+//! precision and scale rules (AVRO-2078). It is also what kfn's reader
+//! needs: `serde_avro_fast` decodes with the writer's schema, so a decimal
+//! comes out with the writer's scale, exact.
 //!
 //! ```
 //! use kfn::registry::schema::AvroSchema;
@@ -88,11 +89,11 @@ mod tests {
 
     #[test]
     fn decimals_nested_in_arrays_of_records_resolve() {
-        let item = format!(r#"{{"type":"array","items":{{"type":"record","name":"Item","fields":[{{"name":"price","type":{DECIMAL}}}]}}}}"#);
-        let v1 = record(&format!(r#"{{"name":"items","type":{item}}},{{"name":"total","type":{DECIMAL}}}"#));
-        let v2 = record(&format!(
-            r#"{{"name":"items","type":{item}}},{{"name":"total","type":{DECIMAL}}},{{"name":"note","type":["null","string"],"default":null}}"#
-        ));
+        let price = format!(r#"{{"name":"price","type":{DECIMAL}}}"#);
+        let item = format!(r#"{{"type":"array","items":{{"type":"record","name":"Item","fields":[{price}]}}}}"#);
+        let v1_fields = format!(r#"{{"name":"items","type":{item}}},{{"name":"total","type":{DECIMAL}}}"#);
+        let v1 = record(&v1_fields);
+        let v2 = record(&format!(r#"{v1_fields},{{"name":"note","type":["null","string"],"default":null}}"#));
         // apache-avro alone cannot decide (the reason this module exists).
         assert!(SchemaCompatibility::can_read(v1.parsed(), v2.parsed()).is_err());
         assert_eq!(can_read(&v1, &v2), Ok(()));

@@ -189,7 +189,12 @@ fn an_incompatible_verdict_names_the_config_topic_subject_file_level_and_reasons
          orders.created-value, schemas/order_created.avsc) is not compatible with the latest version of the \
          subject under FORWARD: a; b"
     );
-    let report = RegistryReport { url: "http://r".into(), topics: vec![verdict] };
+    let report = RegistryReport { url: "http://r".into(), topics: vec![verdict.clone()], not_asked: vec![] };
     assert!(!report.is_ok());
     assert_eq!(report.errors().count(), 1);
+    let fine = TopicVerdict { verdict: Verdict::NewSubject, ..verdict };
+    let mut report = RegistryReport { url: "http://r".into(), topics: vec![fine], not_asked: vec![] };
+    assert!(report.is_ok());
+    report.not_asked.push("orders.validated".into());
+    assert!(!report.is_ok(), "a topic not asked about is not a pass");
 }

@@ -1,0 +1,67 @@
+//! Restoring a partition's state from the aggregate's table topic.
+//!
+//! Input partition p and table partition p hold the same keys (same count,
+//! same partitioner), so the state of p is table partition p read from its
+//! first offset to its read_committed end, the last value of each key winning.
+
+use std::time::{Duration, Instant};
+
+use super::state::PartitionState;
+use super::AggregateError;
+use crate::avro::SchemaCache;
+use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use crate::kafka::fetch::Isolation;
+use crate::kafka::group::protocol::TopicPartition;
+use crate::kafka::Cluster;
+
+/// A restore that makes no progress this long fails (and is tried again).
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads table partition `table` from its start to its read_committed end into a new state.
+pub async fn restore(
+    cluster: &Cluster,
+    schemas: &SchemaCache,
+    decode: &kfn_sdk::ErasedRowDecode,
+    table: &TopicPartition,
+) -> Result<PartitionState, AggregateError> {
+    let isolation = Isolation::ReadCommitted;
+    let kafka = |e| AggregateError::Kafka { partition: table.to_string(), source: e };
+    let start = list_offset(cluster, table, LogEnd::Earliest, isolation).await.map_err(kafka)?;
+    let mut end = list_offset(cluster, table, LogEnd::Latest, isolation).await.map_err(kafka)?;
+    let mut state = PartitionState::new();
+    let mut reader = PartitionReader::new(cluster.clone(), table.clone(), start, isolation, LogEnd::Earliest);
+    let mut first = true;
+    let mut progress = Instant::now();
+    // The first fetch runs even when ListOffsets says the table is empty:
+    // tansu's answer to ListOffsets(latest) can fall short of a batch's last
+    // records, while a fetch's last stable offset is right.
+    while first || reader.position() < end {
+        let before = reader.position();
+        let batch = reader.next().await.map_err(kafka)?;
+        if std::mem::take(&mut first) {
+            let fetched = if batch.last_stable_offset >= 0 { batch.last_stable_offset } else { batch.high_watermark };
+            end = end.max(fetched);
+        }
+        for record in batch.records.into_iter().filter(|r| r.offset < end) {
+            let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
+            state.observe(record.timestamp_ms);
+            let Some(value) = record.value else {
+                state.remove(&key);
+                continue;
+            };
+            let writer = schemas
+                .resolve(&value)
+                .await
+                .map_err(|e| AggregateError::Row { partition: table.to_string(), offset: record.offset, message: e.to_string() })?;
+            let row = decode(writer.datum, &writer.schema)
+                .map_err(|e| AggregateError::Row { partition: table.to_string(), offset: record.offset, message: e.to_string() })?;
+            state.insert(key, row);
+        }
+        if reader.position() > before {
+            progress = Instant::now();
+        } else if progress.elapsed() > STALL_TIMEOUT {
+            return Err(AggregateError::Stalled { partition: table.to_string(), position: reader.position(), end });
+        }
+    }
+    Ok(state)
+}

@@ -46,7 +46,7 @@ impl ServiceEnv {
 
     /// A consumer subscribed to the input, reading from the earliest offset.
     pub fn consumer(&self) -> anyhow::Result<BaseConsumer> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer = client_config()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group)
             .set("auto.offset.reset", "earliest")
@@ -61,13 +61,22 @@ impl ServiceEnv {
 
     /// A producer with the same compression as kfn's default (lz4).
     pub fn producer(&self) -> anyhow::Result<BaseProducer> {
-        ClientConfig::new()
+        client_config()
             .set("bootstrap.servers", &self.brokers)
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
             .create()
             .context("creating the producer")
     }
+}
+
+/// A librdkafka configuration; `BENCH_RDKAFKA_DEBUG` (e.g. `cgrp,fetch`) turns on its debug log.
+fn client_config() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    if let Ok(debug) = std::env::var("BENCH_RDKAFKA_DEBUG") {
+        config.set("debug", debug);
+    }
+    config
 }
 
 /// What a baseline does to each value between consuming and producing it.

@@ -160,8 +160,8 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
     let mut readiness = Readiness::default();
     let mut routes = Vec::new();
     for spec in app.config.functions.values().filter(|f| selected(&f.name)) {
-        if let Some(path) = spec.aggregate.as_ref().and_then(|a| a.query_path.as_ref().map(|p| (a, p))) {
-            let (aggregate, path) = path;
+        // An aggregate's pull query: a view of its whole table, served on the HTTP trigger.
+        if let Some((aggregate, path)) = spec.aggregate.as_ref().and_then(|a| Some((a, a.query_path.as_ref()?))) {
             let fold = app
                 .registry
                 .aggregate_handler(&spec.handler)

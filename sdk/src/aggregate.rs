@@ -140,7 +140,10 @@ impl AggregateHandler {
                 Some(row) => match row.as_any().downcast_ref::<S>() {
                     Some(s) => Some(s.clone()),
                     None => {
-                        return Err(InvokeError::Decode { event: S::NAME, message: format!("the state is a {}", row.name()) })
+                        return Err(InvokeError::Decode {
+                            event: S::NAME,
+                            message: format!("the state is a {}", row.name()),
+                        })
                     }
                 },
             };

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use kfn_sdk::{Ctx, Emit, Event, FnError, Registry};
-//! # #[derive(serde::Serialize, serde::Deserialize)]
+//! # #[derive(Debug, serde::Serialize, serde::Deserialize)]
 //! # struct Order { order_id: String }
 //! # impl Event for Order { const NAME: &'static str = "Order"; }
 //! async fn validate(ctx: Ctx, order: Order) -> Result<Emit, FnError> {

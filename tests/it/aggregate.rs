@@ -70,7 +70,9 @@ guarantee = "exactly_once"
 }
 
 async fn start(extra: &str) -> TestApp {
-    TestApp::start_with_schemas(&topology(extra), handlers(), &[("tally.avsc", TALLY_SCHEMA)]).await.expect("app starts")
+    TestApp::start_with_schemas(&topology(extra), handlers(), &[("tally.avsc", TALLY_SCHEMA)])
+        .await
+        .expect("app starts")
 }
 
 /// Writes `(key, seq, timestamp)` items, one produce call per partition.
@@ -80,7 +82,11 @@ async fn produce(app: &TestApp, items: &[(&str, i32, i64)]) {
     for (key, seq, ts) in items {
         let value = app.encode(&topic, &Item::new(key, *seq, "ok")).expect("encode");
         let p = app.partition_of(&topic, key.as_bytes()).await.expect("partition");
-        by_partition.entry(p).or_default().push(ProducerRecord::new(Some(Bytes::from(key.to_string())), Some(value), *ts));
+        by_partition.entry(p).or_default().push(ProducerRecord::new(
+            Some(Bytes::from(key.to_string())),
+            Some(value),
+            *ts,
+        ));
     }
     for (p, records) in by_partition {
         app.produce_records(&topic, p, records).await.expect("produce");
@@ -222,9 +228,55 @@ async fn the_pull_query_serves_every_row_and_one_row_by_key() {
     })
     .await;
     let rows: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON array");
-    let expected = [("x", 2, 4), ("y", 1, 2), ("z", 1, 4)].map(|(k, c, s)| serde_json::json!({"key": k, "count": c, "sum": s}));
+    let expected =
+        [("x", 2, 4), ("y", 1, 2), ("z", 1, 4)].map(|(k, c, s)| serde_json::json!({"key": k, "count": c, "sum": s}));
     assert_eq!(rows, expected);
     let (status, _) = http_get(addr, "/tally/nobody").await;
     assert_eq!(status, 404);
     app.stop().await;
+}
+
+/// Loads the aggregate's topology (with `{s}` = "x") after `edit`, expecting an error on `field` mentioning `expected`.
+fn assert_config_error(edit: impl Fn(String) -> String, field: &str, expected: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("schemas")).expect("mkdir");
+    std::fs::write(dir.path().join("schemas/test_item.avsc"), kfn_tests::app::ITEM_SCHEMA).expect("write");
+    std::fs::write(dir.path().join("schemas/tally.avsc"), TALLY_SCHEMA).expect("write");
+    let path = dir.path().join("functions.toml");
+    let text = edit(topology("").replace("{s}", "x"));
+    std::fs::write(&path, &text).expect("write");
+    let mut registry = handlers();
+    registry.handler("plain", |_ctx, item: Item| async move { Ok(kfn_sdk::Emit::one("table", item.id.clone(), item)) });
+    let err = kfn::config::Config::load_file_only(&path, &registry).expect_err("the broken config was accepted");
+    let Some(found) = err.errors().iter().find(|e| e.field == field) else {
+        panic!("no error on {field}:\n{err}\n{text}")
+    };
+    assert!(found.message.contains(expected), "error on {field} says {:?}, expected {expected:?}", found.message);
+}
+
+#[test]
+fn an_aggregate_table_must_be_compacted_and_partitioned_like_its_input() {
+    let field = "functions.tally-x.outputs.table";
+    assert_config_error(|t| t.replace("cleanup_policy = \"compact\"\n", ""), field, "cleanup_policy = \"compact\"");
+    assert_config_error(
+        |t| t.replacen("partitions = 3", "partitions = 2", 1),
+        field,
+        "as many partitions as the input",
+    );
+    assert_config_error(
+        |t| t.replace("outputs = { table = \"tally-x\" }", "outputs = { table = \"tally-x\", more = \"tally-x\" }"),
+        "functions.tally-x.outputs",
+        "exactly one output named `table`",
+    );
+    assert_config_error(
+        |t| t.replace("aggregate = \"tally\"", "aggregate = \"nope\""),
+        "functions.tally-x.aggregate",
+        "registered",
+    );
+    assert_config_error(
+        |t| t.replace("aggregate = \"tally\"", "handler = \"plain\"\nwindow = \"1h\""),
+        "functions.tally-x.window",
+        "only an aggregate",
+    );
+    assert_config_error(|t| t + "window = \"soon\"\n", "functions.tally-x.window", "expected");
 }

@@ -77,7 +77,13 @@ impl TableView {
         self.rows.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, r)| (k.clone(), r.clone())).collect()
     }
 
-    async fn follow(self: Arc<Self>, mut reader: PartitionReader, schemas: Arc<SchemaCache>, decode: ErasedRowDecode, mut shutdown: watch::Receiver<bool>) {
+    async fn follow(
+        self: Arc<Self>,
+        mut reader: PartitionReader,
+        schemas: Arc<SchemaCache>,
+        decode: ErasedRowDecode,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         while !*shutdown.borrow() {
             let batch = tokio::select! {
                 b = reader.next() => b,
@@ -111,7 +117,9 @@ impl TableView {
             Ok(row) => {
                 self.rows.write().unwrap_or_else(|p| p.into_inner()).insert(key, row);
             }
-            Err(error) => tracing::warn!(topic = %self.topic, offset = record.offset, %error, "table row skipped: cannot decode"),
+            Err(error) => {
+                tracing::warn!(topic = %self.topic, offset = record.offset, %error, "table row skipped: cannot decode")
+            }
         }
     }
 }

@@ -19,13 +19,18 @@ impl Validator<'_> {
             Some(handler) => self.check_input_event(prefix, input, handler.input, topics),
             None if self.registry.contains(fold) => self.c.push(
                 format!("{prefix}.aggregate"),
-                format!("expected a fold registered with Registry::aggregate, but {fold:?} is a handler (use `handler`)"),
+                format!(
+                    "expected a fold registered with Registry::aggregate, but {fold:?} is a handler (use `handler`)"
+                ),
             ),
             None => {
                 let known: Vec<_> = self.registry.aggregate_names().collect();
                 self.c.push(
                     format!("{prefix}.aggregate"),
-                    format!("expected a fold registered in functions/, found {fold:?} (registered folds: {})", known.join(", ")),
+                    format!(
+                        "expected a fold registered in functions/, found {fold:?} (registered folds: {})",
+                        known.join(", ")
+                    ),
                 );
             }
         }
@@ -47,7 +52,10 @@ impl Validator<'_> {
         let Some(fold) = fold else {
             for (field, set) in [("window", window.is_some()), ("grace", grace.is_some()), ("query", query.is_some())] {
                 if set {
-                    self.c.push(format!("{prefix}.{field}"), "expected none: only an aggregate (`aggregate = \"fold\"`) has it");
+                    self.c.push(
+                        format!("{prefix}.{field}"),
+                        "expected none: only an aggregate (`aggregate = \"fold\"`) has it",
+                    );
                 }
             }
             return None;
@@ -58,7 +66,10 @@ impl Validator<'_> {
                 let found: Vec<_> = outputs.keys().map(String::as_str).collect();
                 self.c.push(
                     format!("{prefix}.outputs"),
-                    format!("expected exactly one output named `table` (the aggregate's table topic), found [{}]", found.join(", ")),
+                    format!(
+                        "expected exactly one output named `table` (the aggregate's table topic), found [{}]",
+                        found.join(", ")
+                    ),
                 );
                 return None;
             }
@@ -68,7 +79,9 @@ impl Validator<'_> {
             if spec.cleanup_policy != CleanupPolicy::Compact {
                 self.c.push(
                     &field,
-                    format!("expected topic {table:?} to have cleanup_policy = \"compact\": it holds the aggregate's state"),
+                    format!(
+                        "expected topic {table:?} to have cleanup_policy = \"compact\": it holds the aggregate's state"
+                    ),
                 );
             }
             if let Some(input_spec) = input.as_ref().and_then(|i| topics.get(i)) {
@@ -89,7 +102,13 @@ impl Validator<'_> {
                 let found = self.schema_file("", &path);
                 std::mem::swap(&mut self.c, &mut scratch);
                 if found.is_some_and(|found| found != handler.state) {
-                    self.c.push(&field, format!("expected a topic of {} rows for fold {fold:?}, but {table:?} has another schema", handler.state));
+                    self.c.push(
+                        &field,
+                        format!(
+                            "expected a topic of {} rows for fold {fold:?}, but {table:?} has another schema",
+                            handler.state
+                        ),
+                    );
                 }
             }
         }
@@ -102,7 +121,10 @@ impl Validator<'_> {
         });
         let grace = self.duration(&format!("{prefix}.grace"), grace.as_deref(), Duration::ZERO);
         if window.is_none() && !grace.is_zero() {
-            self.c.push(format!("{prefix}.grace"), "expected none: grace applies to windowed aggregates only (set `window`)");
+            self.c.push(
+                format!("{prefix}.grace"),
+                "expected none: grace applies to windowed aggregates only (set `window`)",
+            );
         }
         let query_path = query.as_ref().map(|q| {
             let path = q.http.path.trim_end_matches('/').to_string();

@@ -106,7 +106,11 @@ impl Aggregate {
     }
 
     /// Restores the state of input partition `input` from the table.
-    pub async fn restore(&self, cluster: &crate::kafka::Cluster, input: &TopicPartition) -> Result<PartitionState, AggregateError> {
+    pub async fn restore(
+        &self,
+        cluster: &crate::kafka::Cluster,
+        input: &TopicPartition,
+    ) -> Result<PartitionState, AggregateError> {
         restore(cluster, &self.schemas, &self.handler.decode_row, &self.table_partition(input)).await
     }
 
@@ -173,7 +177,13 @@ impl Aggregate {
     }
 
     /// One fold, retried by policy on retryable errors, with panics caught.
-    async fn fold_one(&self, ctx: &AggCtx, previous: Option<&Row>, value: &[u8], metrics: &FunctionMetrics) -> Result<Row, Failure> {
+    async fn fold_one(
+        &self,
+        ctx: &AggCtx,
+        previous: Option<&Row>,
+        value: &[u8],
+        metrics: &FunctionMetrics,
+    ) -> Result<Row, Failure> {
         let writer = match self.schemas.try_resolve(value) {
             Ok(Some(w)) => w,
             Ok(None) => match self.schemas.resolve(value).await {
@@ -185,11 +195,14 @@ impl Aggregate {
         let mut delays = backoff(&self.retry).build();
         let mut attempt = 1;
         loop {
-            let call = std::panic::catch_unwind(AssertUnwindSafe(|| (self.handler.fold)(ctx, previous, writer.datum, &writer.schema)));
+            let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                (self.handler.fold)(ctx, previous, writer.datum, &writer.schema)
+            }));
             let message = match call {
                 Ok(Ok(row)) => return Ok(row),
                 Ok(Err(InvokeError::Decode { event, message })) => {
-                    let message = format!("cannot decode as {event} (writer schema id {}): {message}", writer.schema_id);
+                    let message =
+                        format!("cannot decode as {event} (writer schema id {}): {message}", writer.schema_id);
                     return Err(Failure { kind: FailureKind::Undecodable, message, attempts: attempt });
                 }
                 Ok(Err(InvokeError::Handler(e))) if e.kind == FnErrorKind::Permanent => {
@@ -199,7 +212,11 @@ impl Aggregate {
                 Err(_) => {
                     metrics.panics.inc();
                     tracing::error!(function = %ctx.function, partition = ctx.partition, offset = ctx.offset, "fold panicked");
-                    return Err(Failure { kind: FailureKind::Panic, message: "the fold panicked".into(), attempts: attempt });
+                    return Err(Failure {
+                        kind: FailureKind::Panic,
+                        message: "the fold panicked".into(),
+                        attempts: attempt,
+                    });
                 }
             };
             match delays.next() {

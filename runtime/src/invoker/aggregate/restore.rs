@@ -49,12 +49,16 @@ pub async fn restore(
                 state.remove(&key);
                 continue;
             };
-            let writer = schemas
-                .resolve(&value)
-                .await
-                .map_err(|e| AggregateError::Row { partition: table.to_string(), offset: record.offset, message: e.to_string() })?;
-            let row = decode(writer.datum, &writer.schema)
-                .map_err(|e| AggregateError::Row { partition: table.to_string(), offset: record.offset, message: e.to_string() })?;
+            let writer = schemas.resolve(&value).await.map_err(|e| AggregateError::Row {
+                partition: table.to_string(),
+                offset: record.offset,
+                message: e.to_string(),
+            })?;
+            let row = decode(writer.datum, &writer.schema).map_err(|e| AggregateError::Row {
+                partition: table.to_string(),
+                offset: record.offset,
+                message: e.to_string(),
+            })?;
             state.insert(key, row);
         }
         if reader.position() > before {

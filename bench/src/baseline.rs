@@ -10,11 +10,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 
 /// Where a baseline reads and writes.
 #[derive(Debug, Clone)]
@@ -45,28 +46,54 @@ impl ServiceEnv {
     }
 
     /// A consumer subscribed to the input, reading from the earliest offset.
-    pub fn consumer(&self) -> anyhow::Result<BaseConsumer> {
-        let consumer: BaseConsumer = client_config()
+    pub fn consumer(&self) -> anyhow::Result<BaseConsumer<StderrLog>> {
+        let consumer: BaseConsumer<StderrLog> = client_config()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group)
             .set("auto.offset.reset", "earliest")
             // The local broker completes a new group's first join after half the session timeout.
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "2000")
-            .create()
+            .create_with_context(StderrLog)
             .context("creating the consumer")?;
         consumer.subscribe(&[&self.input]).context("subscribing")?;
         Ok(consumer)
     }
 
     /// A producer with the same compression as kfn's default (lz4).
-    pub fn producer(&self) -> anyhow::Result<BaseProducer> {
+    pub fn producer(&self) -> anyhow::Result<BaseProducer<StderrLog>> {
         client_config()
             .set("bootstrap.servers", &self.brokers)
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
-            .create()
+            .create_with_context(StderrLog)
             .context("creating the producer")
+    }
+}
+
+/// librdkafka's log and errors on stderr (the service's log file), not through the `log` crate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StderrLog;
+
+impl ClientContext for StderrLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        eprintln!("librdkafka {level:?} {fac}: {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        eprintln!("librdkafka error: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for StderrLog {}
+
+impl ProducerContext for StderrLog {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            eprintln!("delivery failed: {e}");
+        }
     }
 }
 
@@ -74,7 +101,7 @@ impl ServiceEnv {
 fn client_config() -> ClientConfig {
     let mut config = ClientConfig::new();
     if let Ok(debug) = std::env::var("BENCH_RDKAFKA_DEBUG") {
-        config.set("debug", debug);
+        config.set("debug", debug).set("log.queue", "false");
     }
     config
 }

@@ -53,6 +53,12 @@ pub fn schema_files() -> &'static [(&'static str, &'static str)] {
         ("com.tutorial.orders.Notification", "notification.avsc"),
         ("com.tutorial.orders.OrderMetrics", "order_metrics.avsc"),
         ("com.tutorial.orders.ProductSales", "product_sales.avsc"),
+        (
+            "com.tutorial.orders.OrderStatusChanged",
+            "order_status_changed.avsc",
+        ),
+        ("com.tutorial.orders.OrderStatus", "order_status.avsc"),
+        ("com.tutorial.orders.ProductSale", "product_sale.avsc"),
     ]
 }
 
@@ -120,6 +126,9 @@ events!(
     Notification,
     OrderMetrics,
     ProductSales,
+    OrderStatusChanged,
+    OrderStatus,
+    ProductSale,
 );
 
 /// One line of an order: a product, how many, and the price of one unit.
@@ -430,4 +439,105 @@ pub struct ProductSales {
     /// Sum of quantity * unit_price over the units sold, `decimal(18,2)`.
     #[avro_schema(scale = 2, precision = 18)]
     pub total_revenue: Decimal,
+}
+
+/// One line of a created order as a sale of its product
+/// (`analytics.sales-by-product`, keyed by product_id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct ProductSale {
+    /// The order the line belongs to.
+    pub order_id: String,
+    /// Catalog id of the product sold.
+    pub product_id: String,
+    /// How many units were ordered.
+    pub quantity: i32,
+    /// Price of one unit as ordered, `decimal(10,2)`.
+    #[avro_schema(scale = 2, precision = 10)]
+    pub unit_price: Decimal,
+    /// When the order was created, ms since the epoch.
+    #[avro_schema(logical_type = "timestamp-millis")]
+    pub sold_at: i64,
+}
+
+avro_enum! {
+    /// Where an order is in its life; see [`OrderState::is_terminal`].
+    OrderState {
+        /// Accepted by the order API.
+        Created = "created",
+        /// Its products exist and are in stock.
+        Validated = "validated",
+        /// Refused by validation (terminal).
+        Rejected = "rejected",
+        /// Charged successfully.
+        PaymentProcessed = "payment_processed",
+        /// The charge was declined (terminal).
+        PaymentFailed = "payment_failed",
+        /// Stock reserved and a shipment created.
+        ShipmentCreated = "shipment_created",
+        /// Handed to a carrier (terminal).
+        Dispatched = "dispatched",
+    }
+}
+
+impl OrderState {
+    /// Whether the order can leave this status: terminal statuses are final.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Rejected | Self::PaymentFailed | Self::Dispatched
+        )
+    }
+
+    /// The step of the state machine this status is reached at (created is 0,
+    /// dispatched 4): orders changes of the same millisecond.
+    pub fn step(self) -> u8 {
+        match self {
+            Self::Created => 0,
+            Self::Validated => 1,
+            Self::Rejected | Self::PaymentProcessed => 2,
+            Self::PaymentFailed | Self::ShipmentCreated => 3,
+            Self::Dispatched => 4,
+        }
+    }
+}
+
+/// One step of an order's life (`orders.status-changes`, keyed by order_id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct OrderStatusChanged {
+    /// The order whose status changed.
+    pub order_id: String,
+    /// The status the order entered.
+    pub status: OrderState,
+    /// When the order entered it (the causing event's time), ms since the epoch.
+    #[avro_schema(logical_type = "timestamp-millis")]
+    pub at: i64,
+    /// What happened, in words.
+    pub detail: String,
+}
+
+/// One status an order entered, in [`OrderStatus::history`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct StatusChange {
+    /// The status entered.
+    pub status: OrderState,
+    /// When the order entered it, ms since the epoch.
+    #[avro_schema(logical_type = "timestamp-millis")]
+    pub at: i64,
+    /// What happened, in words.
+    pub detail: String,
+}
+
+/// An order's current status and history (table `orders.status`, keyed by order_id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct OrderStatus {
+    /// Id of the order.
+    pub order_id: String,
+    /// The current status.
+    pub status: OrderState,
+    /// Every change, in event-time order.
+    pub history: Vec<StatusChange>,
 }

@@ -11,6 +11,14 @@
 //! | `reserve_inventory` | PaymentProcessed | `reserved` (per item, keyed by product_id), `shipment` |
 //! | `dispatch_shipment` | ShipmentCreated | `dispatched` |
 //! | `notify_rejected`, `notify_payment_failed`, `notify_payment_processed`, `notify_dispatched` | the event named | `outbound` (keyed by customer_id) |
+//! | `track_created`, `track_validated`, `track_rejected`, `track_payment_processed`, `track_payment_failed`, `track_shipment_created`, `track_dispatched` | the event named | `changes` (OrderStatusChanged) |
+//! | `orders_by_window` | OrderCreated | `orders` (keyed by the hour) |
+//! | `sales_by_product` | OrderCreated | `sales` (ProductSale per line, keyed by product_id) |
+//!
+//! and three aggregate folds ([`Registry::aggregate`]): `order_status`
+//! (OrderStatusChanged into OrderStatus, see [`tracking`]), `order_metrics`
+//! (OrderCreated into OrderMetrics per hour) and `product_sales` (ProductSale
+//! into ProductSales, see [`analytics`]).
 //!
 //! Every other output is keyed by order_id. The event types are in [`events`],
 //! their schemas in `schemas/`.
@@ -24,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analytics;
 pub mod catalog;
 pub mod dispatch_shipment;
 pub mod events;
@@ -33,6 +42,7 @@ pub mod order_api;
 pub mod payment_gateway;
 pub mod process_payment;
 pub mod reserve_inventory;
+pub mod tracking;
 pub mod validate_order;
 
 #[cfg(test)]
@@ -52,7 +62,19 @@ pub fn registry() -> Registry {
         .handler("notify_rejected", notify::notify_rejected)
         .handler("notify_payment_failed", notify::notify_payment_failed)
         .handler("notify_payment_processed", notify::notify_payment_processed)
-        .handler("notify_dispatched", notify::notify_dispatched);
+        .handler("notify_dispatched", notify::notify_dispatched)
+        .handler("track_created", tracking::track_created)
+        .handler("track_validated", tracking::track_validated)
+        .handler("track_rejected", tracking::track_rejected)
+        .handler("track_payment_processed", tracking::track_payment_processed)
+        .handler("track_payment_failed", tracking::track_payment_failed)
+        .handler("track_shipment_created", tracking::track_shipment_created)
+        .handler("track_dispatched", tracking::track_dispatched)
+        .aggregate("order_status", tracking::order_status)
+        .handler("orders_by_window", analytics::orders_by_window)
+        .aggregate("order_metrics", analytics::order_metrics)
+        .handler("sales_by_product", analytics::sales_by_product)
+        .aggregate("product_sales", analytics::product_sales);
     registry
 }
 
@@ -86,6 +108,15 @@ mod tests {
             ("notify_payment_failed", "PaymentFailed"),
             ("notify_payment_processed", "PaymentProcessed"),
             ("notify_dispatched", "ShipmentDispatched"),
+            ("track_created", "OrderCreated"),
+            ("track_validated", "OrderValidated"),
+            ("track_rejected", "OrderRejected"),
+            ("track_payment_processed", "PaymentProcessed"),
+            ("track_payment_failed", "PaymentFailed"),
+            ("track_shipment_created", "ShipmentCreated"),
+            ("track_dispatched", "ShipmentDispatched"),
+            ("orders_by_window", "OrderCreated"),
+            ("sales_by_product", "OrderCreated"),
         ];
         assert_eq!(topic, expected.iter().map(|(name, _)| *name).collect());
         for (name, input) in expected {
@@ -98,6 +129,26 @@ mod tests {
             );
         }
         assert_eq!(r.http_names().collect::<Vec<_>>(), ["create_order"]);
+        let folds = [
+            ("order_metrics", "OrderCreated", "OrderMetrics"),
+            ("order_status", "OrderStatusChanged", "OrderStatus"),
+            ("product_sales", "ProductSale", "ProductSales"),
+        ];
+        assert_eq!(
+            r.aggregate_names().collect::<Vec<_>>(),
+            folds.map(|(name, _, _)| name)
+        );
+        for (name, input, state) in folds {
+            let fold = r.aggregate_handler(name).unwrap();
+            assert_eq!(fold.input, format!("com.tutorial.orders.{input}"));
+            assert_eq!(fold.state, format!("com.tutorial.orders.{state}"));
+            for event in [fold.input, fold.state] {
+                assert!(
+                    events::schema_files().iter().any(|(n, _)| *n == event),
+                    "{event}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

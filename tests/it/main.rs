@@ -11,3 +11,4 @@ mod restart;
 mod runtime;
 mod security;
 mod topics;
+mod tracking;

@@ -216,6 +216,35 @@ fn every_event_type_matches_its_schema_file() {
             total_quantity: 1 << 40,
             total_revenue: dec("0"),
         }),
+        check(OrderStatusChanged {
+            order_id: "o-1".into(),
+            status: OrderState::PaymentFailed,
+            at: t,
+            detail: "CARD_DECLINED".into(),
+        }),
+        check(OrderStatus {
+            order_id: "o-1".into(),
+            status: OrderState::Dispatched,
+            history: vec![
+                StatusChange {
+                    status: OrderState::Created,
+                    at: t,
+                    detail: "created".into(),
+                },
+                StatusChange {
+                    status: OrderState::Dispatched,
+                    at: t + 9,
+                    detail: "DHL".into(),
+                },
+            ],
+        }),
+        check(ProductSale {
+            order_id: "o-1".into(),
+            product_id: "SKU-001".into(),
+            quantity: 2,
+            unit_price: dec("19.99"),
+            sold_at: t,
+        }),
     ]
     .into_iter()
     .collect();
@@ -284,6 +313,14 @@ fn every_enum_symbol_round_trips() {
             reason,
             message: reason.to_string(),
             failed_at: 0,
+        });
+    }
+    for &status in OrderState::ALL {
+        round_trip(OrderStatusChanged {
+            order_id: "o".into(),
+            status,
+            at: 0,
+            detail: status.to_string(),
         });
     }
     for &kind in NotificationKind::ALL {

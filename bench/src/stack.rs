@@ -3,11 +3,13 @@
 //! helpers the scenarios need.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use kfn::dev::{ensure_installed, LocalBroker, Storage};
-use kfn::kafka::consumer::{list_offset, LogEnd};
-use kfn::kafka::fetch::Isolation;
+
+use kfn::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use kfn::kafka::fetch::{FetchLimits, Isolation};
 use kfn::kafka::group::protocol::TopicPartition;
 use kfn::kafka::{Admin, Cluster, ConnectOptions, NewTopic};
 use kfn::registry::{RegistryConfig, RegistryServer};
@@ -69,14 +71,29 @@ impl Stack {
         Ok(())
     }
 
-    /// Records committed to `topic` so far: the sum of its partitions' last stable offsets.
+    /// Offsets written to `topic` so far (records, and the transaction markers among them):
+    /// the sum of its partitions' log end offsets.
     pub async fn count(&self, topic: &str, partitions: i32) -> anyhow::Result<i64> {
-        let ends = (0..partitions).map(|p| {
-            let tp = TopicPartition::new(topic, p);
-            async move { list_offset(&self.cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await }
-        });
+        let ends = (0..partitions).map(|p| self.log_end(TopicPartition::new(topic, p)));
         let ends = futures::future::try_join_all(ends).await.with_context(|| format!("counting {topic}"))?;
         Ok(ends.iter().sum())
+    }
+
+    /// The offset after the last record of a partition.
+    ///
+    /// The local broker answers ListOffsets(latest) with the last batch's *base* offset + 1
+    /// (seen with tansu 0.6: 923 where the log ends at 1631), so the last batch is fetched
+    /// too and the end read from it: one small fetch per partition.
+    async fn log_end(&self, tp: TopicPartition) -> Result<i64, kfn::kafka::KafkaError> {
+        let listed = list_offset(&self.cluster, &tp, LogEnd::Latest, Isolation::ReadUncommitted).await?;
+        if listed == 0 {
+            return Ok(0);
+        }
+        let limits = FetchLimits { max_wait: Duration::ZERO, ..FetchLimits::default() };
+        let mut reader = PartitionReader::new(self.cluster.clone(), tp, listed - 1, Isolation::ReadUncommitted, LogEnd::Latest)
+            .with_limits(limits);
+        let last = reader.next().await?;
+        Ok(last.next_fetch_offset.max(listed))
     }
 
     /// Stops the registry, then the broker.

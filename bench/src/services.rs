@@ -48,6 +48,17 @@ pub enum Service {
 }
 
 impl Service {
+    /// The name `kfn-bench --services` takes.
+    pub fn key(&self) -> String {
+        match self {
+            Service::Pipe => "pipe".into(),
+            Service::RustAvro => "rust".into(),
+            Service::Python => "python".into(),
+            Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas } => format!("kfn-alo-{replicas}"),
+            Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas } => format!("kfn-eos-{replicas}"),
+        }
+    }
+
     /// A short name for tables.
     pub fn label(&self) -> String {
         match self {
@@ -110,22 +121,29 @@ impl Processes {
         Ok(())
     }
 
+    /// Whether every kfn replica answers /readyz with 200 (true when there are none).
+    pub async fn all_ready(&self) -> bool {
+        for addr in &self.admin_addrs {
+            if crate::http_load::get_status(&format!("http://{addr}/readyz")).await != Some(200) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Waits until every kfn replica answers /readyz with 200 (it has an assignment).
     pub async fn await_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + limit;
         let addrs = self.admin_addrs.clone();
-        for addr in &addrs {
-            loop {
-                self.check_alive()?;
-                if crate::http_load::get_status(&format!("http://{addr}/readyz")).await == Some(200) {
-                    break;
-                }
-                anyhow::ensure!(tokio::time::Instant::now() < deadline, "{addr} not ready within {limit:?}");
-                // /readyz has no push form: poll it.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        loop {
+            self.check_alive()?;
+            if self.all_ready().await {
+                return Ok(());
             }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{addrs:?} not ready within {limit:?}");
+            // /readyz has no push form: poll it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(())
     }
 
     /// A process started elsewhere, to be measured and killed like the others.
@@ -199,7 +217,9 @@ pub fn start(stack: &Stack, service: Service, wiring: &Wiring) -> anyhow::Result
 /// Starts `kfn-bench-replica run --config <config> <extra args>` with `env` added.
 pub fn start_kfn(stack: &Stack, config: &Path, extra: &[&str], log: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
     let mut command = Command::new(stack.bin_dir.join("kfn-bench-replica"));
-    command.arg("run").arg("--config").arg(config).args(extra).env("KFN_LOG", "warn").stdin(Stdio::null());
+    // KFN_BENCH_LOG=info shows the replicas' group and partition logs in the run directory.
+    let log_filter = std::env::var("KFN_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    command.arg("run").arg("--config").arg(config).args(extra).env("KFN_LOG", log_filter).stdin(Stdio::null());
     for (k, v) in env {
         command.env(k, v);
     }

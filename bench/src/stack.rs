@@ -89,7 +89,7 @@ impl Stack {
         if listed == 0 {
             return Ok(0);
         }
-        let limits = FetchLimits { max_wait: Duration::ZERO, ..FetchLimits::default() };
+        let limits = FetchLimits { max_wait: Duration::from_millis(10), ..FetchLimits::default() };
         let mut reader = PartitionReader::new(self.cluster.clone(), tp, listed - 1, Isolation::ReadUncommitted, LogEnd::Latest)
             .with_limits(limits);
         let last = reader.next().await?;

@@ -48,8 +48,13 @@ pub async fn run_once(stack: &Stack, service: Service, input: &str, partitions: 
     let mut processes = services::start(stack, service, &wiring)?;
     let started = Instant::now();
     let mut samples = Vec::new();
+    // Replicas may get their assignments a moment apart: the window opens once all of them hold one.
+    let mut ready_at = None;
     loop {
         processes.check_alive()?;
+        if ready_at.is_none() && processes.all_ready().await {
+            ready_at = Some(Instant::now());
+        }
         let cpu = processes.cpu_time();
         let count = stack.count(&wiring.output, partitions).await?;
         samples.push(Sample { at: Instant::now(), count, cpu });
@@ -61,10 +66,12 @@ pub async fn run_once(stack: &Stack, service: Service, input: &str, partitions: 
     }
     let peak_rss = processes.peak_rss();
     drop(processes);
-    window(&samples, records).map(|(rate, cpu_s_per_million)| RunResult { rate, cpu_s_per_million, peak_rss })
+    let ready_at = ready_at.unwrap_or(started);
+    let measured: Vec<Sample> = samples.into_iter().filter(|s| s.at >= ready_at).collect();
+    window(&measured, records).map(|(rate, cpu_s_per_million)| RunResult { rate, cpu_s_per_million, peak_rss })
 }
 
-/// Rate and CPU per million records between the samples at 10 % and 90 % of `records`.
+/// Rate and CPU per million records between the first samples at or past 10 % and 90 % of `records`.
 fn window(samples: &[Sample], records: i64) -> anyhow::Result<(f64, f64)> {
     let first = samples.iter().find(|s| s.count * 10 >= records).context("no sample at 10 %")?;
     let last = samples.iter().find(|s| s.count * 10 >= records * 9).context("no sample at 90 %")?;

@@ -107,6 +107,7 @@ pub fn workspace_root() -> std::path::PathBuf {
 pub mod app;
 pub mod group;
 pub mod moto;
+pub mod order_system;
 pub mod proxy;
 pub mod python;
 pub mod security;

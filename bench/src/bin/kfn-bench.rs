@@ -1,6 +1,7 @@
 //! The benchmark: one local broker, every scenario, one table.
 //!
 //! `kfn-bench [--records N] [--repeats R] [--only passthrough,memory,e2e,http]
+//!            [--services pipe,rust,python,kfn-alo-1,kfn-alo-2,kfn-eos-1,kfn-eos-2]
 //!            [--http-seconds S] [--e2e-rate R] [--e2e-seconds S] [--out FILE|-]`
 //!
 //! Run it through `scripts/bench`, which builds the binaries in release mode
@@ -19,6 +20,7 @@ struct Options {
     records: i64,
     repeats: usize,
     only: Vec<String>,
+    services: Vec<String>,
     http_seconds: u64,
     e2e_rate: f64,
     e2e_seconds: u64,
@@ -27,9 +29,10 @@ struct Options {
 
 fn options(root: &Path) -> anyhow::Result<Options> {
     let mut o = Options {
-        records: 200_000,
+        records: 300_000,
         repeats: 3,
         only: Vec::new(),
+        services: Vec::new(),
         http_seconds: 10,
         e2e_rate: 200.0,
         e2e_seconds: 20,
@@ -42,6 +45,7 @@ fn options(root: &Path) -> anyhow::Result<Options> {
             "--records" => o.records = value()?.parse()?,
             "--repeats" => o.repeats = value()?.parse()?,
             "--only" => o.only = value()?.split(',').map(str::to_string).collect(),
+            "--services" => o.services = value()?.split(',').map(str::to_string).collect(),
             "--http-seconds" => o.http_seconds = value()?.parse()?,
             "--e2e-rate" => o.e2e_rate = value()?.parse()?,
             "--e2e-seconds" => o.e2e_seconds = value()?.parse()?,
@@ -82,7 +86,8 @@ async fn main() -> anyhow::Result<()> {
         stack.create_topic("bench.in", PARTITIONS).await?;
         report.record_bytes = orders::fill_topic(&stack, "bench.in", PARTITIONS, o.records as usize).await?;
         eprintln!("kfn-bench: {} records in bench.in", o.records);
-        let mut results: Vec<(Service, Vec<_>)> = SERVICES.iter().map(|s| (*s, Vec::new())).collect();
+        let chosen = SERVICES.iter().filter(|s| o.services.is_empty() || o.services.contains(&s.key()));
+        let mut results: Vec<(Service, Vec<_>)> = chosen.map(|s| (*s, Vec::new())).collect();
         // Rounds run every service once, so a drift of the machine touches all of them alike; round 0 warms up.
         for round in 0..=o.repeats {
             for (i, (service, runs)) in results.iter_mut().enumerate() {

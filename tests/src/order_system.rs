@@ -1,0 +1,266 @@
+//! The shipped order system (functions.toml as it is) run end to end: a
+//! private broker, kfn's schema registry, and N replicas of every function as
+//! child processes of `kfn-test-replica`, each with its own HTTP and admin port.
+//!
+//! The broker is private to the test, so the shipped topic names are used as
+//! they are; only `[runtime]` addresses are rewritten and schema paths made
+//! absolute.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use kfn::avro::{RegistryClient, SchemaCache};
+use kfn::config::Config;
+use kfn::dev::{ensure_installed, LocalBroker, Storage};
+use kfn::kafka::fetch::ConsumedRecord;
+use kfn::kafka::{Admin, Cluster, ConnectOptions};
+use kfn::registry::{RegistryConfig, RegistryServer};
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One replica process; killed when dropped.
+struct Replica(Child);
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The running system: broker, registry and replicas (stopped on drop).
+pub struct OrderSystem {
+    /// The replicas' HTTP trigger addresses (POST /orders, GET /orders/{id}, analytics).
+    pub http: Vec<SocketAddr>,
+    /// The replicas' admin addresses (/readyz, /metrics).
+    pub admin: Vec<SocketAddr>,
+    /// Where the configs and the replicas' logs are (kept after the test).
+    pub dir: PathBuf,
+    /// Every topic of functions.toml.
+    pub topics: Vec<String>,
+    cluster: Cluster,
+    schemas: SchemaCache,
+    // Dropped in field order: replicas first, then the registry, then the broker.
+    replicas: Vec<Replica>,
+    registry: Option<RegistryServer>,
+    _broker: LocalBroker,
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(SocketAddr::from(([127, 0, 0, 1], kfn::dev::ports::free_port()?)))
+}
+
+/// The shipped functions.toml with `[runtime]`'s addresses replaced and
+/// schema paths made absolute (Config resolves them against the file's directory).
+fn rewrite_config(shipped: &str, root: &Path, broker: &str, registry: &str, http: SocketAddr, admin: SocketAddr) -> anyhow::Result<String> {
+    let replacements = [
+        ("brokers = ", format!("brokers = [\"{broker}\"]")),
+        ("schema_registry = ", format!("schema_registry = \"{registry}\"")),
+        ("http_addr = ", format!("http_addr = \"{http}\"")),
+        ("admin_addr = ", format!("admin_addr = \"{admin}\"")),
+    ];
+    let mut replaced = [0usize; 4];
+    let schemas = format!("schema = \"{}/schemas/", root.display());
+    let mut out = String::with_capacity(shipped.len() + 4096);
+    for line in shipped.lines() {
+        let mut line = line.replace("schema = \"schemas/", &schemas);
+        for (i, (prefix, new)) in replacements.iter().enumerate() {
+            if line.starts_with(prefix) {
+                line = new.clone();
+                replaced[i] += 1;
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if replaced != [1; 4] {
+        bail!("functions.toml: expected one line each of brokers, schema_registry, http_addr, admin_addr; found {replaced:?}");
+    }
+    Ok(out)
+}
+
+impl OrderSystem {
+    /// Starts a private broker, creates every topic of the shipped
+    /// functions.toml (with its `[local]` overrides), starts the registry and
+    /// `replicas` processes of `replica_binary` (the integration tests'
+    /// `CARGO_BIN_EXE_kfn-test-replica`), and waits until each answers /readyz.
+    pub async fn start(replica_binary: &Path, replicas: usize) -> anyhow::Result<OrderSystem> {
+        crate::init_logs();
+        let binary = ensure_installed()?;
+        let port = kfn::dev::ports::free_port()?;
+        let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+        let broker = LocalBroker::start(binary, port, Storage::Memory, quiet).await.context("starting tansu")?;
+        let cluster = Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default());
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let registry = RegistryServer::start(cluster.clone(), listener, RegistryConfig::default())
+            .await
+            .context("starting the schema registry")?;
+        let registry_url = format!("http://{}", registry.local_addr());
+
+        let dir = std::env::temp_dir().join(crate::unique("kfn-order-system"));
+        std::fs::create_dir_all(&dir)?;
+        let root = crate::workspace_root();
+        let shipped = std::fs::read_to_string(root.join("functions.toml")).context("reading functions.toml")?;
+        let handlers = kfn_functions::registry();
+
+        let mut configs = Vec::new();
+        let (mut http, mut admin) = (Vec::new(), Vec::new());
+        for n in 0..replicas {
+            let (h, a) = (free_addr()?, free_addr()?);
+            let text = rewrite_config(&shipped, &root, broker.addr(), &registry_url, h, a)?;
+            let path = dir.join(format!("replica-{n}.toml"));
+            std::fs::write(&path, text)?;
+            configs.push(path);
+            http.push(h);
+            admin.push(a);
+        }
+        let mut config = Config::load_file_only(&configs[0], &handlers).map_err(|e| anyhow!("{e}"))?;
+        config.apply_local_overrides();
+        Admin::new(cluster.clone()).ensure_topics(config.topics.values()).await.context("creating the topics")?;
+        let topics: Vec<String> = config.topics.keys().cloned().collect();
+
+        let mut running = Vec::new();
+        for (n, path) in configs.iter().enumerate() {
+            let log = std::fs::File::create(dir.join(format!("replica-{n}.log")))?;
+            let child = Command::new(replica_binary)
+                .args(["run", "--config"])
+                .arg(path)
+                .env("KFN_LOG", std::env::var("KFN_TEST_REPLICA_LOG").unwrap_or_else(|_| "warn".into()))
+                .env_remove("KFN_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("starting a replica")?;
+            running.push(Replica(child));
+        }
+        let schemas = SchemaCache::new(RegistryClient::new(&registry_url, None)?);
+        let system = OrderSystem {
+            http,
+            admin,
+            dir,
+            topics,
+            cluster,
+            schemas,
+            replicas: running,
+            registry: Some(registry),
+            _broker: broker,
+        };
+        eprintln!("order system: {} replica(s), configs and logs in {}", replicas, system.dir.display());
+        system.await_ready(Duration::from_secs(120)).await?;
+        Ok(system)
+    }
+
+    /// Waits until every replica answers 200 on /readyz (each function holds an assignment).
+    async fn await_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        for addr in &self.admin {
+            loop {
+                if let Ok((200, _)) = request(*addr, "GET", "/readyz", &[], b"").await {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let answer = request(*addr, "GET", "/readyz", &[], b"").await;
+                    bail!("replica {addr} not ready within {limit:?}: {answer:?}; logs in {}", self.dir.display());
+                }
+                // /readyz has no change notification: poll it.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The broker's cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Every committed record of `topic` (read_committed, to the end of the log).
+    pub async fn read(&self, topic: &str) -> anyhow::Result<Vec<ConsumedRecord>> {
+        let records = kfn::invoker::replay::read_topic(&self.cluster, topic).await?;
+        Ok(records.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Every committed value of `topic`, decoded as `E` with its writer's schema from the registry.
+    pub async fn read_events<E: DeserializeOwned>(&self, topic: &str) -> anyhow::Result<Vec<E>> {
+        let mut out = Vec::new();
+        for record in self.read(topic).await? {
+            let value = record.value.ok_or_else(|| anyhow!("{topic}: a record without a value"))?;
+            let datum = self.schemas.resolve(&value).await?;
+            out.push(datum.decode::<E>().with_context(|| format!("decoding a record of {topic}"))?);
+        }
+        Ok(out)
+    }
+
+    /// Whether every replica process is still running.
+    pub fn replicas_alive(&mut self) -> bool {
+        self.replicas.iter_mut().all(|r| matches!(r.0.try_wait(), Ok(None)))
+    }
+
+    /// Stops the replicas (SIGTERM, graceful), then the registry and the broker.
+    pub async fn stop(mut self) {
+        for r in &self.replicas {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(r.0.id() as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let replicas = std::mem::take(&mut self.replicas);
+        let _ = tokio::task::spawn_blocking(move || {
+            for mut r in replicas {
+                let _ = r.0.wait();
+            }
+        })
+        .await;
+        if let Some(registry) = self.registry.take() {
+            registry.stop().await;
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8_lossy(&response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no status line in {response:?}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    // The server may answer chunked: join the chunks.
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}

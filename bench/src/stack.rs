@@ -71,6 +71,23 @@ impl Stack {
         Ok(())
     }
 
+    /// Deletes topics, so a long run does not fill the broker's memory.
+    pub async fn delete_topics(&self, names: &[&str]) -> anyhow::Result<()> {
+        use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let conn = self.cluster.controller().await?;
+        // Up to v5 topics go by name alone; v6 would want `topics` instead.
+        let version = conn.version_capped::<DeleteTopicsRequest>(5)?;
+        let request = DeleteTopicsRequest::default()
+            .with_topic_names(names.iter().map(|n| TopicName(StrBytes::from_string(n.to_string()))).collect())
+            .with_timeout_ms(30_000);
+        let response = conn.send_version(&request, version, Duration::ZERO).await?;
+        for r in response.responses {
+            anyhow::ensure!(r.error_code == 0, "deleting {:?}: error code {}", r.name, r.error_code);
+        }
+        Ok(())
+    }
+
     /// Offsets written to `topic` so far (records, and the transaction markers among them):
     /// the sum of its partitions' log end offsets.
     pub async fn count(&self, topic: &str, partitions: i32) -> anyhow::Result<i64> {

@@ -12,7 +12,7 @@ use crate::services::{self, Service, Wiring};
 use crate::stack::Stack;
 
 /// How often the output is counted.
-const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+const SAMPLE_EVERY: Duration = Duration::from_millis(25);
 /// The longest one run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 
@@ -66,6 +66,7 @@ pub async fn run_once(stack: &Stack, service: Service, input: &str, partitions: 
     }
     let peak_rss = processes.peak_rss();
     drop(processes);
+    stack.delete_topics(&[&wiring.output, &wiring.dead_letter]).await?;
     let ready_at = ready_at.unwrap_or(started);
     let measured: Vec<Sample> = samples.into_iter().filter(|s| s.at >= ready_at).collect();
     window(&measured, records).map(|(rate, cpu_s_per_million)| RunResult { rate, cpu_s_per_million, peak_rss })

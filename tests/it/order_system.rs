@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kfn_functions::catalog::PRODUCTS;
 use kfn_functions::events::{
-    Notification, NotificationKind, OrderCreated, OrderRejected, PaymentFailed, PaymentFailureReason,
-    PaymentProcessed, RejectionReason, ShipmentDispatched,
+    Notification, NotificationKind, OrderCreated, OrderRejected, PaymentFailed, PaymentFailureReason, PaymentProcessed,
+    RejectionReason, ShipmentDispatched,
 };
 use kfn_tests::order_system::{request, OrderSystem};
 use rust_decimal::Decimal;
@@ -100,7 +100,7 @@ impl Terminal {
             Terminal::Rejected => &[NotificationKind::OrderRejected],
             Terminal::PaymentFailed => &[NotificationKind::PaymentFailed],
             // notify_payment_processed confirms the charge, notify_dispatched the shipment.
-            Terminal::Dispatched => &[NotificationKind::ShipmentDispatched],
+            Terminal::Dispatched => &[NotificationKind::PaymentConfirmed, NotificationKind::ShipmentDispatched],
         }
     }
 
@@ -164,11 +164,13 @@ impl Spec {
             .enumerate()
             .map(|(l, (product, quantity, price))| {
                 let quantity = if self.kind == Kind::ZeroQuantity && l == 0 { 0 } else { *quantity };
-                let price = if self.kind == Kind::ThreeDecimals && l == 0 { format!("{price}5") } else { price.to_string() };
+                let price =
+                    if self.kind == Kind::ThreeDecimals && l == 0 { format!("{price}5") } else { price.to_string() };
                 json!({"product_id": product, "quantity": quantity, "unit_price": price})
             })
             .collect();
-        let body = json!({"customer_id": self.customer_id, "items": items, "shipping_address": format!("{} Main St", self.i)});
+        let body =
+            json!({"customer_id": self.customer_id, "items": items, "shipping_address": format!("{} Main St", self.i)});
         match self.kind {
             Kind::BadJson => ("application/json", body.to_string()[..20].to_string()),
             Kind::WrongContentType => ("text/plain", body.to_string()),
@@ -240,7 +242,9 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 async fn the_order_system_settles_every_order_once(replicas: usize) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let mut system = OrderSystem::start(std::path::Path::new(env!("CARGO_BIN_EXE_kfn-test-replica")), replicas).await.expect("the order system starts");
+    let mut system = OrderSystem::start(std::path::Path::new(env!("CARGO_BIN_EXE_kfn-test-replica")), replicas)
+        .await
+        .expect("the order system starts");
     eprintln!("order system ready after {:?}", started.elapsed());
     let run = kfn_tests::unique("idem");
 
@@ -262,7 +266,8 @@ async fn the_order_system_settles_every_order_once(replicas: usize) {
                 let error: Value = serde_json::from_str(&a.body).expect("a JSON error");
                 assert!(error["error"].is_string(), "{}", a.body);
                 if status == 422 {
-                    let field = if a.spec.kind == Kind::ZeroQuantity { "items[0].quantity" } else { "items[0].unit_price" };
+                    let field =
+                        if a.spec.kind == Kind::ZeroQuantity { "items[0].quantity" } else { "items[0].unit_price" };
                     assert_eq!(error["field"], field, "{}", a.body);
                 }
             }
@@ -362,8 +367,7 @@ async fn the_order_system_settles_every_order_once(replicas: usize) {
     assert_eq!(terminals.len(), accepted.len(), "terminal events of orders nobody accepted");
 
     // --- No order charged twice: one PaymentProcessed per dispatched order, none for the others.
-    let processed: Vec<PaymentProcessed> =
-        system.read_events("payments.processed").await.expect("payments.processed");
+    let processed: Vec<PaymentProcessed> = system.read_events("payments.processed").await.expect("payments.processed");
     let charges = count_by(processed.iter().map(|p| p.order_id.as_str()));
     for (id, spec) in &accepted {
         let expected = usize::from(spec.kind.terminal() == Terminal::Dispatched);

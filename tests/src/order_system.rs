@@ -55,7 +55,14 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 
 /// The shipped functions.toml with `[runtime]`'s addresses replaced and
 /// schema paths made absolute (Config resolves them against the file's directory).
-fn rewrite_config(shipped: &str, root: &Path, broker: &str, registry: &str, http: SocketAddr, admin: SocketAddr) -> anyhow::Result<String> {
+fn rewrite_config(
+    shipped: &str,
+    root: &Path,
+    broker: &str,
+    registry: &str,
+    http: SocketAddr,
+    admin: SocketAddr,
+) -> anyhow::Result<String> {
     let replacements = [
         ("brokers = ", format!("brokers = [\"{broker}\"]")),
         ("schema_registry = ", format!("schema_registry = \"{registry}\"")),
@@ -230,7 +237,8 @@ pub async fn request(
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

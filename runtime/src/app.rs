@@ -166,7 +166,7 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                 .registry
                 .aggregate_handler(&spec.handler)
                 .ok_or_else(|| StartError::Other(format!("fold {} is not registered", spec.handler)))?;
-            let view = TableView::start(&app.cluster, app.schemas.clone(), fold.decode_row.clone(), &aggregate.table, shutdown.clone()).await?;
+            let view = TableView::start_exporting(&app.cluster, app.schemas.clone(), fold.decode_row.clone(), &aggregate.table, Some(app.metrics.table_values.clone()), shutdown.clone()).await?;
             routes.extend(query_routes(&spec.name, path, view));
         }
         match &spec.kind {

@@ -58,6 +58,20 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+/// Labels of table values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    /// The table topic.
+    pub table: String,
+    /// The row's key.
+    pub key: String,
+    /// The numeric field.
+    pub field: String,
+}
+
+/// A gauge holding a float.
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Every metric of one kfn process.
 #[derive(Clone)]
 pub struct Metrics {
@@ -86,6 +100,8 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     /// kfn_late_events_total{function}.
     pub late_events: Family<FunctionLabels, Counter>,
+    /// kfn_table_value{table,key,field}: numeric fields of queryable tables (analytics).
+    pub table_values: Family<TableLabels, FloatGauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -113,6 +129,7 @@ impl Metrics {
         let slow_handlers = Family::<FunctionLabels, Counter>::default();
         let panics = Family::<FunctionLabels, Counter>::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
+        let table_values = Family::<TableLabels, FloatGauge>::default();
         let late_events = Family::<FunctionLabels, Counter>::default();
         registry.register("kfn_invocations", "Handler invocations by outcome", invocations.clone());
         registry.register("kfn_handler_duration_seconds", "Time spent in handlers", handler_duration.clone());
@@ -125,6 +142,7 @@ impl Metrics {
         registry.register("kfn_slow_handlers", "Handler calls slower than runtime.slow_handler", slow_handlers.clone());
         registry.register("kfn_handler_panics", "Handler calls that panicked", panics.clone());
         registry.register("kfn_http_requests", "HTTP trigger requests by route and status", http_requests.clone());
+        registry.register("kfn_table_value", "Numeric fields of the rows of queryable tables", table_values.clone());
         registry.register("kfn_late_events", "Records an aggregate dropped: their window closed (past grace)", late_events.clone());
         Self {
             registry: Arc::new(registry),
@@ -140,6 +158,7 @@ impl Metrics {
             panics,
             http_requests,
             late_events,
+            table_values,
         }
     }
 

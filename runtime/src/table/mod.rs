@@ -30,11 +30,14 @@ use crate::kafka::consumer::{LogEnd, PartitionReader};
 use crate::kafka::fetch::{ConsumedRecord, Isolation};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::{Cluster, KafkaError};
+use crate::metrics::{FloatGauge, TableLabels};
+use prometheus_client::metrics::family::Family;
 
 /// The latest rows of one table topic.
 pub struct TableView {
     topic: String,
     rows: RwLock<BTreeMap<String, Row>>,
+    gauges: Option<Family<TableLabels, FloatGauge>>,
 }
 
 impl TableView {
@@ -46,8 +49,22 @@ impl TableView {
         topic: &str,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, KafkaError> {
+        Self::start_exporting(cluster, schemas, decode, topic, None, shutdown).await
+    }
+
+    /// Like [`TableView::start`], also exporting each row's numeric top-level fields as
+    /// `kfn_table_value{table,key,field}` gauges (timestamps, fields ending in `_at`,
+    /// `_start` or `_end`, are left out).
+    pub async fn start_exporting(
+        cluster: &Cluster,
+        schemas: Arc<SchemaCache>,
+        decode: ErasedRowDecode,
+        topic: &str,
+        gauges: Option<Family<TableLabels, FloatGauge>>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>, KafkaError> {
         let info = cluster.topic(topic).await?;
-        let view = Arc::new(Self { topic: topic.to_string(), rows: RwLock::default() });
+        let view = Arc::new(Self { topic: topic.to_string(), rows: RwLock::default(), gauges });
         for p in &info.partitions {
             let tp = TopicPartition::new(topic, p.partition);
             let reader = PartitionReader::new(cluster.clone(), tp, 0, Isolation::ReadCommitted, LogEnd::Earliest);
@@ -115,10 +132,30 @@ impl TableView {
         };
         match row {
             Ok(row) => {
+                if let Some(gauges) = &self.gauges {
+                    self.export(gauges, &key, &row.to_json());
+                }
                 self.rows.write().unwrap_or_else(|p| p.into_inner()).insert(key, row);
             }
             Err(error) => {
                 tracing::warn!(topic = %self.topic, offset = record.offset, %error, "table row skipped: cannot decode")
+            }
+        }
+    }
+}
+
+impl TableView {
+    fn export(&self, gauges: &Family<TableLabels, FloatGauge>, key: &str, row: &serde_json::Value) {
+        let Some(fields) = row.as_object() else { return };
+        for (field, value) in fields {
+            if field.ends_with("_at") || field.ends_with("_start") || field.ends_with("_end") {
+                continue;
+            }
+            // Decimals come as strings ("12.50"), counts as numbers.
+            let number = value.as_f64().or_else(|| value.as_str().and_then(|s| s.parse::<f64>().ok()));
+            if let Some(number) = number {
+                let labels = TableLabels { table: self.topic.clone(), key: key.to_string(), field: field.clone() };
+                gauges.get_or_create(&labels).set(number);
             }
         }
     }

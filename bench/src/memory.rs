@@ -31,7 +31,7 @@ pub async fn measure(stack: &Stack, partitions: i32, records: usize) -> anyhow::
         stack.create_topic(topic, partitions).await?;
     }
     stack.create_topic(&wiring.dead_letter, 1).await?;
-    let service = Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 1 };
+    let service = Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 1, before: false };
     let mut processes = services::start(stack, service, &wiring)?;
     processes.await_ready(Duration::from_secs(60)).await?;
     // Idle means a while with nothing to do: give the fetch loops a few seconds of empty polls.

@@ -40,7 +40,7 @@ pub async fn start(stack: &Stack, only: &[&str], log: &str) -> anyhow::Result<Or
     for name in only {
         extra.extend(["--only", name]);
     }
-    let child = start_kfn(stack, &file, &extra, log, &env)?;
+    let child = start_kfn(stack, &stack.bin_dir.join("kfn-bench-replica"), &file, &extra, log, &env)?;
     let mut processes = Processes::adopt(child, Some(admin));
     processes.await_ready(Duration::from_secs(120)).await?;
     Ok(OrderSystem { processes, http: format!("http://{http}") })

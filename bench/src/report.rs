@@ -71,8 +71,8 @@ pub struct Report {
     pub memory: Option<MemoryResult>,
     /// HTTP runs per server.
     pub http: Vec<(String, Vec<HttpRun>)>,
-    /// End-to-end: offered rate, phases, and the order system's peak RSS.
-    pub e2e: Option<(f64, Vec<Phase>, u64)>,
+    /// End-to-end per offered rate: the rate, its phases, and the order system's peak RSS so far.
+    pub e2e: Vec<(f64, Vec<Phase>, u64)>,
 }
 
 fn thousands(v: f64) -> String {
@@ -154,7 +154,7 @@ impl Report {
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
         let rate = |r: &RunResult| r.rate;
         let cpu = |r: &RunResult| r.cpu_s_per_million;
-        for (service, _) in self.throughput.iter().filter(|(s, _)| matches!(s, Service::Kfn { .. })) {
+        for (service, _) in self.throughput.iter().filter(|(s, _)| matches!(s, Service::Kfn { before: false, .. })) {
             let (kr, kc) = (self.median(*service, rate), self.median(*service, cpu));
             let mut row = format!("| {} ", service.label());
             for base in [Service::Pipe, Service::RustAvro, Service::Python] {
@@ -164,6 +164,39 @@ impl Report {
                 row += &format!("| {} ", ratio(kc, self.median(base, cpu)));
             }
             let _ = writeln!(md, "{row}|");
+        }
+        let _ = writeln!(md);
+        self.before_after(md);
+    }
+
+    /// After / before for each kfn service that also ran with the replica built before a change.
+    fn before_after(&self, md: &mut String) {
+        let pairs: Vec<(Service, Service)> = self
+            .throughput
+            .iter()
+            .filter_map(|(s, _)| match *s {
+                Service::Kfn { guarantee, replicas, before: true } => {
+                    Some((*s, Service::Kfn { guarantee, replicas, before: false }))
+                }
+                _ => None,
+            })
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "Runtime change, same rounds (after / before; throughput above 1 and CPU below 1 are better):\n");
+        let _ = writeln!(md, "| kfn | records/s after / before | CPU per record after / before |");
+        let _ = writeln!(md, "|---|---:|---:|");
+        let rate = |r: &RunResult| r.rate;
+        let cpu = |r: &RunResult| r.cpu_s_per_million;
+        for (before, after) in pairs {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                after.label(),
+                ratio(self.median(after, rate), self.median(before, rate)),
+                ratio(self.median(after, cpu), self.median(before, cpu))
+            );
         }
         let _ = writeln!(md);
     }
@@ -191,30 +224,32 @@ impl Report {
     }
 
     fn e2e_section(&self, md: &mut String) {
-        let Some((rate, phases, rss)) = &self.e2e else { return };
-        let _ = writeln!(md, "### End to end: POST /orders to shipments.dispatched at {rate:.0} orders/s\n");
-        let _ = writeln!(md, "| repeat | accepted | missing | p50 ms | p99 ms | max ms |");
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
-        for (i, p) in phases.iter().enumerate() {
+        for (rate, phases, rss) in &self.e2e {
+            let _ = writeln!(md, "### End to end: POST /orders to shipments.dispatched at {rate:.0} orders/s\n");
+            let _ = writeln!(md, "| repeat | accepted | missing | p50 ms | p99 ms | max ms |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+            for (i, p) in phases.iter().enumerate() {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                    i + 1,
+                    p.accepted,
+                    p.missing,
+                    p.latency(50.0),
+                    p.latency(99.0),
+                    p.latency(100.0)
+                );
+            }
+            let s = |f: fn(&Phase) -> f64| Summary::of(&phases.iter().map(f).collect::<Vec<_>>());
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
-                i + 1,
-                p.accepted,
-                p.missing,
-                p.latency(50.0),
-                p.latency(99.0),
-                p.latency(100.0)
+                "\nMedian of the repeats: p50 {}, p99 {} ms. Peak RSS of the order system's process \
+                 (9 functions and the HTTP trigger) so far: {:.0} MiB.\n",
+                s(|p| p.latency(50.0)).map(|s| range(&s, 1, false)).unwrap_or_default(),
+                s(|p| p.latency(99.0)).map(|s| range(&s, 1, false)).unwrap_or_default(),
+                *rss as f64 / MIB
             );
         }
-        let s = |f: fn(&Phase) -> f64| Summary::of(&phases.iter().map(f).collect::<Vec<_>>());
-        let _ = writeln!(
-            md,
-            "\nMedian of the repeats: p50 {}, p99 {} ms. Peak RSS of the order system's process (9 functions and the HTTP trigger): {:.0} MiB.\n",
-            s(|p| p.latency(50.0)).map(|s| range(&s, 1, false)).unwrap_or_default(),
-            s(|p| p.latency(99.0)).map(|s| range(&s, 1, false)).unwrap_or_default(),
-            *rss as f64 / MIB
-        );
     }
 
     fn memory_section(&self, md: &mut String) {

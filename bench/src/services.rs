@@ -44,6 +44,8 @@ pub enum Service {
         guarantee: Guarantee,
         /// How many replicas (processes) share the group.
         replicas: usize,
+        /// Run the replica build given by `KFN_BENCH_BEFORE` (the runtime before a change).
+        before: bool,
     },
 }
 
@@ -54,8 +56,10 @@ impl Service {
             Service::Pipe => "pipe".into(),
             Service::RustAvro => "rust".into(),
             Service::Python => "python".into(),
-            Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas } => format!("kfn-alo-{replicas}"),
-            Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas } => format!("kfn-eos-{replicas}"),
+            Service::Kfn { guarantee, replicas, before } => {
+                let g = if *guarantee == Guarantee::AtLeastOnce { "alo" } else { "eos" };
+                format!("kfn-{g}-{replicas}{}", if *before { "-before" } else { "" })
+            }
         }
     }
 
@@ -65,9 +69,10 @@ impl Service {
             Service::Pipe => "limit: librdkafka raw pipe".into(),
             Service::RustAvro => "Rust on rdkafka + serde_avro_fast".into(),
             Service::Python => "Python on confluent-kafka + Avro".into(),
-            Service::Kfn { guarantee, replicas } => {
+            Service::Kfn { guarantee, replicas, before } => {
                 let s = if *replicas == 1 { "" } else { "s" };
-                format!("kfn {}, {replicas} replica{s}", guarantee.as_str())
+                let when = if *before { " (before)" } else { "" };
+                format!("kfn {}, {replicas} replica{s}{when}", guarantee.as_str())
             }
         }
     }
@@ -200,13 +205,14 @@ pub fn start(stack: &Stack, service: Service, wiring: &Wiring) -> anyhow::Result
         Service::Pipe => baseline(stack.bin_dir.join("rdkafka-pipe"), &[]),
         Service::RustAvro => baseline(stack.bin_dir.join("rdkafka-avro"), &[]),
         Service::Python => baseline(python(), &[stack.root.join("bench/python/passthrough.py")]),
-        Service::Kfn { guarantee, replicas } => {
+        Service::Kfn { guarantee, replicas, before } => {
             let mut processes = Processes { children: Vec::new(), admin_addrs: Vec::new() };
             for r in 0..replicas {
                 let admin = format!("127.0.0.1:{}", kfn::dev::ports::free_port()?);
                 let config = stack.run_dir.join(format!("{}-{r}.toml", wiring.name));
                 std::fs::write(&config, passthrough_config(stack, wiring, guarantee, &admin))?;
-                processes.children.push(start_kfn(stack, &config, &[], &format!("{}-{r}", wiring.name), &[])?);
+                let binary = if before { before_binary()? } else { stack.bin_dir.join("kfn-bench-replica") };
+                processes.children.push(start_kfn(stack, &binary, &config, &[], &format!("{}-{r}", wiring.name), &[])?);
                 processes.admin_addrs.push(admin);
             }
             Ok(processes)
@@ -214,9 +220,14 @@ pub fn start(stack: &Stack, service: Service, wiring: &Wiring) -> anyhow::Result
     }
 }
 
-/// Starts `kfn-bench-replica run --config <config> <extra args>` with `env` added.
-pub fn start_kfn(stack: &Stack, config: &Path, extra: &[&str], log: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
-    let mut command = Command::new(stack.bin_dir.join("kfn-bench-replica"));
+/// The replica built from the runtime before a change: `KFN_BENCH_BEFORE`.
+pub fn before_binary() -> anyhow::Result<PathBuf> {
+    std::env::var_os("KFN_BENCH_BEFORE").map(PathBuf::from).context("KFN_BENCH_BEFORE (a kfn-bench-replica built before the change) is not set")
+}
+
+/// Starts `<binary> run --config <config> <extra args>` (a kfn-bench-replica) with `env` added.
+pub fn start_kfn(stack: &Stack, binary: &Path, config: &Path, extra: &[&str], log: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
+    let mut command = Command::new(binary);
     // KFN_BENCH_LOG=info shows the replicas' group and partition logs in the run directory.
     let log_filter = std::env::var("KFN_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     command.arg("run").arg("--config").arg(config).args(extra).env("KFN_LOG", log_filter).stdin(Stdio::null());

@@ -34,11 +34,7 @@ pub async fn orders_by_window(ctx: Ctx, order: OrderCreated) -> Result<Emit, FnE
 }
 
 /// The `order_metrics` fold: one more order in its window.
-pub fn order_metrics(
-    ctx: &AggCtx,
-    state: Option<OrderMetrics>,
-    order: OrderCreated,
-) -> Result<OrderMetrics, FnError> {
+pub fn order_metrics(ctx: &AggCtx, state: Option<OrderMetrics>, order: OrderCreated) -> Result<OrderMetrics, FnError> {
     let Some(window) = ctx.window else {
         return Err(FnError::permanent(format!(
             "function {}: order_metrics needs a windowed aggregate (`window = \"1h\"`)",
@@ -71,10 +67,7 @@ pub async fn sales_by_product(_ctx: Ctx, order: OrderCreated) -> Result<Emit, Fn
     let mut emit = Emit::none();
     for item in order.items {
         if item.product_id.is_empty() {
-            return Err(FnError::permanent(format!(
-                "order {} has a line without product_id",
-                order.order_id
-            )));
+            return Err(FnError::permanent(format!("order {} has a line without product_id", order.order_id)));
         }
         let sale = ProductSale {
             order_id: order.order_id.clone(),
@@ -89,11 +82,7 @@ pub async fn sales_by_product(_ctx: Ctx, order: OrderCreated) -> Result<Emit, Fn
 }
 
 /// The `product_sales` fold: adds a sale to its product's totals.
-pub fn product_sales(
-    _ctx: &AggCtx,
-    state: Option<ProductSales>,
-    sale: ProductSale,
-) -> Result<ProductSales, FnError> {
+pub fn product_sales(_ctx: &AggCtx, state: Option<ProductSales>, sale: ProductSale) -> Result<ProductSales, FnError> {
     let mut totals = state.unwrap_or_else(|| ProductSales {
         product_id: sale.product_id.clone(),
         total_quantity: 0,
@@ -115,11 +104,7 @@ mod tests {
     fn order(id: &str, items: &[(&str, i32, &str)]) -> OrderCreated {
         let items: Vec<OrderItem> = items
             .iter()
-            .map(|(p, q, price)| OrderItem {
-                product_id: (*p).into(),
-                quantity: *q,
-                unit_price: dec(price),
-            })
+            .map(|(p, q, price)| OrderItem { product_id: (*p).into(), quantity: *q, unit_price: dec(price) })
             .collect();
         OrderCreated {
             order_id: id.into(),
@@ -153,13 +138,8 @@ mod tests {
 
     #[tokio::test]
     async fn orders_are_keyed_by_the_hour_of_their_record() {
-        let ctx = Ctx {
-            timestamp_ms: 3 * HOUR_MS + 59_999,
-            ..Ctx::default()
-        };
-        let emit = orders_by_window(ctx, order("o-1", &[("SKU-001", 1, "2.50")]))
-            .await
-            .unwrap();
+        let ctx = Ctx { timestamp_ms: 3 * HOUR_MS + 59_999, ..Ctx::default() };
+        let emit = orders_by_window(ctx, order("o-1", &[("SKU-001", 1, "2.50")])).await.unwrap();
         let (key, again) = single::<OrderCreated>(&emit, "orders");
         assert_eq!(key, (3 * HOUR_MS).to_string());
         assert_eq!(again, order("o-1", &[("SKU-001", 1, "2.50")]));
@@ -167,10 +147,7 @@ mod tests {
 
     #[test]
     fn metrics_count_sum_and_average_per_window() {
-        let window = Window {
-            start_ms: HOUR_MS,
-            end_ms: 2 * HOUR_MS,
-        };
+        let window = Window { start_ms: HOUR_MS, end_ms: 2 * HOUR_MS };
         let ctx = agg_ctx(Some(window));
         let totals = ["10.00", "20.00", "0.01"];
         let metrics = totals.iter().fold(None, |state, total| {
@@ -195,32 +172,16 @@ mod tests {
 
     #[tokio::test]
     async fn every_line_is_a_sale_keyed_by_product() {
-        let o = order(
-            "o-1",
-            &[
-                ("SKU-001", 2, "19.99"),
-                ("SKU-002", 1, "5.00"),
-                ("SKU-001", 1, "19.99"),
-            ],
-        );
+        let o = order("o-1", &[("SKU-001", 2, "19.99"), ("SKU-002", 1, "5.00"), ("SKU-001", 1, "19.99")]);
         let emit = sales_by_product(Ctx::default(), o).await.unwrap();
         let sales = emitted::<ProductSale>(&emit, "sales");
-        let keys: Vec<_> = sales
-            .iter()
-            .map(|(k, s)| (k.as_str(), s.quantity))
-            .collect();
+        let keys: Vec<_> = sales.iter().map(|(k, s)| (k.as_str(), s.quantity)).collect();
         assert_eq!(keys, [("SKU-001", 2), ("SKU-002", 1), ("SKU-001", 1)]);
-        assert!(sales
-            .iter()
-            .all(|(k, s)| *k == s.product_id && s.order_id == "o-1" && s.sold_at == 7));
+        assert!(sales.iter().all(|(k, s)| *k == s.product_id && s.order_id == "o-1" && s.sold_at == 7));
 
-        let empty = sales_by_product(Ctx::default(), order("o-2", &[]))
-            .await
-            .unwrap();
+        let empty = sales_by_product(Ctx::default(), order("o-2", &[])).await.unwrap();
         assert!(empty.is_empty());
-        let err = sales_by_product(Ctx::default(), order("o-3", &[("", 1, "1.00")]))
-            .await
-            .unwrap_err();
+        let err = sales_by_product(Ctx::default(), order("o-3", &[("", 1, "1.00")])).await.unwrap_err();
         assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
     }
 
@@ -238,11 +199,7 @@ mod tests {
         let second = product_sales(&ctx, Some(first), sale(3, "0.05")).unwrap();
         assert_eq!(
             second,
-            ProductSales {
-                product_id: "SKU-001".into(),
-                total_quantity: 5,
-                total_revenue: dec("40.13")
-            }
+            ProductSales { product_id: "SKU-001".into(), total_quantity: 5, total_revenue: dec("40.13") }
         );
     }
 }

@@ -57,12 +57,7 @@ mod tests {
     fn ids_are_unique_and_found() {
         for p in PRODUCTS {
             assert_eq!(product(p.id), Some(p));
-            assert_eq!(
-                PRODUCTS.iter().filter(|q| q.id == p.id).count(),
-                1,
-                "{}",
-                p.id
-            );
+            assert_eq!(PRODUCTS.iter().filter(|q| q.id == p.id).count(), 1, "{}", p.id);
             assert!(p.stock > 0 && p.price_cents > 0);
         }
         assert_eq!(product("SKU-404"), None);
@@ -70,9 +65,6 @@ mod tests {
 
     #[test]
     fn prices_are_in_cents() {
-        assert_eq!(
-            product("SKU-001").unwrap().price(),
-            "19.99".parse::<Decimal>().unwrap()
-        );
+        assert_eq!(product("SKU-001").unwrap().price(), "19.99".parse::<Decimal>().unwrap());
     }
 }

@@ -33,30 +33,15 @@ pub fn schema_files() -> &'static [(&'static str, &'static str)] {
         ("com.tutorial.orders.OrderCreated", "order_created.avsc"),
         ("com.tutorial.orders.OrderValidated", "order_validated.avsc"),
         ("com.tutorial.orders.OrderRejected", "order_rejected.avsc"),
-        (
-            "com.tutorial.orders.PaymentProcessed",
-            "payment_processed.avsc",
-        ),
+        ("com.tutorial.orders.PaymentProcessed", "payment_processed.avsc"),
         ("com.tutorial.orders.PaymentFailed", "payment_failed.avsc"),
-        (
-            "com.tutorial.orders.InventoryReserved",
-            "inventory_reserved.avsc",
-        ),
-        (
-            "com.tutorial.orders.ShipmentCreated",
-            "shipment_created.avsc",
-        ),
-        (
-            "com.tutorial.orders.ShipmentDispatched",
-            "shipment_dispatched.avsc",
-        ),
+        ("com.tutorial.orders.InventoryReserved", "inventory_reserved.avsc"),
+        ("com.tutorial.orders.ShipmentCreated", "shipment_created.avsc"),
+        ("com.tutorial.orders.ShipmentDispatched", "shipment_dispatched.avsc"),
         ("com.tutorial.orders.Notification", "notification.avsc"),
         ("com.tutorial.orders.OrderMetrics", "order_metrics.avsc"),
         ("com.tutorial.orders.ProductSales", "product_sales.avsc"),
-        (
-            "com.tutorial.orders.OrderStatusChanged",
-            "order_status_changed.avsc",
-        ),
+        ("com.tutorial.orders.OrderStatusChanged", "order_status_changed.avsc"),
         ("com.tutorial.orders.OrderStatus", "order_status.avsc"),
         ("com.tutorial.orders.ProductSale", "product_sale.avsc"),
     ]
@@ -483,10 +468,7 @@ avro_enum! {
 impl OrderState {
     /// Whether the order can leave this status: terminal statuses are final.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Rejected | Self::PaymentFailed | Self::Dispatched
-        )
+        matches!(self, Self::Rejected | Self::PaymentFailed | Self::Dispatched)
     }
 
     /// The step of the state machine this status is reached at (created is 0,

@@ -123,10 +123,7 @@ mod tests {
             let input_name = r.topic_handler(name).unwrap().input;
             assert_eq!(input_name, format!("com.tutorial.orders.{input}"));
             // Every input type has a schema file.
-            assert!(
-                events::schema_files().iter().any(|(n, _)| *n == input_name),
-                "{input_name}"
-            );
+            assert!(events::schema_files().iter().any(|(n, _)| *n == input_name), "{input_name}");
         }
         assert_eq!(r.http_names().collect::<Vec<_>>(), ["create_order"]);
         let folds = [
@@ -134,19 +131,13 @@ mod tests {
             ("order_status", "OrderStatusChanged", "OrderStatus"),
             ("product_sales", "ProductSale", "ProductSales"),
         ];
-        assert_eq!(
-            r.aggregate_names().collect::<Vec<_>>(),
-            folds.map(|(name, _, _)| name)
-        );
+        assert_eq!(r.aggregate_names().collect::<Vec<_>>(), folds.map(|(name, _, _)| name));
         for (name, input, state) in folds {
             let fold = r.aggregate_handler(name).unwrap();
             assert_eq!(fold.input, format!("com.tutorial.orders.{input}"));
             assert_eq!(fold.state, format!("com.tutorial.orders.{state}"));
             for event in [fold.input, fold.state] {
-                assert!(
-                    events::schema_files().iter().any(|(n, _)| *n == event),
-                    "{event}"
-                );
+                assert!(events::schema_files().iter().any(|(n, _)| *n == event), "{event}");
             }
         }
     }
@@ -156,44 +147,21 @@ mod tests {
         let order = OrderCreated {
             order_id: "lib-1".into(),
             customer_id: "c-1".into(),
-            items: vec![OrderItem {
-                product_id: "SKU-002".into(),
-                quantity: 1,
-                unit_price: dec("129.00"),
-            }],
+            items: vec![OrderItem { product_id: "SKU-002".into(), quantity: 1, unit_price: dec("129.00") }],
             total_amount: dec("129.00"),
             shipping_address: "1 Main St".into(),
             created_at: 5,
         };
         let schema = schema_of(OrderCreated::NAME);
-        let datum = serde_avro_fast::to_datum_vec(
-            &order,
-            &mut serde_avro_fast::ser::SerializerConfig::new(&schema),
-        )
-        .unwrap();
+        let datum =
+            serde_avro_fast::to_datum_vec(&order, &mut serde_avro_fast::ser::SerializerConfig::new(&schema)).unwrap();
         let handler = registry().topic_handler("validate_order").unwrap().clone();
-        let emit = (handler.call)(Ctx::default(), &datum, &schema)
-            .await
-            .unwrap();
+        let emit = (handler.call)(Ctx::default(), &datum, &schema).await.unwrap();
         let (key, validated) = single::<OrderValidated>(&emit, "validated");
-        assert_eq!(
-            (key.as_str(), validated.total_amount),
-            ("lib-1", dec("129.00"))
-        );
+        assert_eq!((key.as_str(), validated.total_amount), ("lib-1", dec("129.00")));
 
         // Bytes that are not an OrderCreated are a decode error, not a handler call.
-        let err = (handler.call)(Ctx::default(), &datum[..3], &schema)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                InvokeError::Decode {
-                    event: OrderCreated::NAME,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        let err = (handler.call)(Ctx::default(), &datum[..3], &schema).await.unwrap_err();
+        assert!(matches!(err, InvokeError::Decode { event: OrderCreated::NAME, .. }), "{err:?}");
     }
 }

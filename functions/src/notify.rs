@@ -11,8 +11,8 @@
 use kfn_sdk::{Ctx, Emit, FnError};
 
 use crate::events::{
-    Notification, NotificationChannel, NotificationKind, OrderRejected, PaymentFailed,
-    PaymentProcessed, ShipmentDispatched,
+    Notification, NotificationChannel, NotificationKind, OrderRejected, PaymentFailed, PaymentProcessed,
+    ShipmentDispatched,
 };
 
 /// The notification of `kind` about `order_id` for `customer_id`.
@@ -26,9 +26,7 @@ pub fn notification(
     message: String,
 ) -> Result<Emit, FnError> {
     if customer_id.is_empty() || order_id.is_empty() {
-        return Err(FnError::permanent(format!(
-            "a {kind} event without customer_id or order_id cannot be notified"
-        )));
+        return Err(FnError::permanent(format!("a {kind} event without customer_id or order_id cannot be notified")));
     }
     let channel = match kind {
         NotificationKind::ShipmentDispatched => NotificationChannel::Sms,
@@ -48,58 +46,27 @@ pub fn notification(
 
 /// The `notify_rejected` handler.
 pub async fn notify_rejected(_ctx: Ctx, e: OrderRejected) -> Result<Emit, FnError> {
-    let message = format!(
-        "Your order {} could not be accepted: {}.",
-        e.order_id, e.message
-    );
-    notification(
-        &e.customer_id,
-        &e.order_id,
-        NotificationKind::OrderRejected,
-        message,
-    )
+    let message = format!("Your order {} could not be accepted: {}.", e.order_id, e.message);
+    notification(&e.customer_id, &e.order_id, NotificationKind::OrderRejected, message)
 }
 
 /// The `notify_payment_failed` handler.
 pub async fn notify_payment_failed(_ctx: Ctx, e: PaymentFailed) -> Result<Emit, FnError> {
-    let message = format!(
-        "We could not charge {} for your order {}: {}.",
-        e.amount, e.order_id, e.message
-    );
-    notification(
-        &e.customer_id,
-        &e.order_id,
-        NotificationKind::PaymentFailed,
-        message,
-    )
+    let message = format!("We could not charge {} for your order {}: {}.", e.amount, e.order_id, e.message);
+    notification(&e.customer_id, &e.order_id, NotificationKind::PaymentFailed, message)
 }
 
 /// The `notify_payment_processed` handler.
 pub async fn notify_payment_processed(_ctx: Ctx, e: PaymentProcessed) -> Result<Emit, FnError> {
-    let message = format!(
-        "We received your payment of {} for order {}; it is being prepared.",
-        e.amount, e.order_id
-    );
-    notification(
-        &e.customer_id,
-        &e.order_id,
-        NotificationKind::PaymentConfirmed,
-        message,
-    )
+    let message = format!("We received your payment of {} for order {}; it is being prepared.", e.amount, e.order_id);
+    notification(&e.customer_id, &e.order_id, NotificationKind::PaymentConfirmed, message)
 }
 
 /// The `notify_dispatched` handler.
 pub async fn notify_dispatched(_ctx: Ctx, e: ShipmentDispatched) -> Result<Emit, FnError> {
-    let message = format!(
-        "Your order {} is on its way with {}, tracking number {}.",
-        e.order_id, e.carrier, e.tracking_number
-    );
-    notification(
-        &e.customer_id,
-        &e.order_id,
-        NotificationKind::ShipmentDispatched,
-        message,
-    )
+    let message =
+        format!("Your order {} is on its way with {}, tracking number {}.", e.order_id, e.carrier, e.tracking_number);
+    notification(&e.customer_id, &e.order_id, NotificationKind::ShipmentDispatched, message)
 }
 
 #[cfg(test)]
@@ -111,17 +78,10 @@ mod tests {
     fn check(emit: &Emit, kind: NotificationKind, channel: NotificationChannel, needle: &str) {
         let (key, n) = single::<Notification>(emit, "outbound");
         assert_eq!(key, "c-1");
-        assert_eq!(
-            (n.customer_id.as_str(), n.order_id.as_str()),
-            ("c-1", "o-1")
-        );
+        assert_eq!((n.customer_id.as_str(), n.order_id.as_str()), ("c-1", "o-1"));
         assert_eq!((n.kind, n.channel), (kind, channel));
         assert_eq!(n.notification_id, format!("o-1/{kind}"));
-        assert!(
-            n.message.contains("o-1") && n.message.contains(needle),
-            "{}",
-            n.message
-        );
+        assert!(n.message.contains("o-1") && n.message.contains(needle), "{}", n.message);
     }
 
     #[tokio::test]
@@ -136,12 +96,7 @@ mod tests {
             rejected_at: 1,
         };
         let emit = notify_rejected(Ctx::default(), rejected).await.unwrap();
-        check(
-            &emit,
-            NotificationKind::OrderRejected,
-            NotificationChannel::Email,
-            "3 in stock",
-        );
+        check(&emit, NotificationKind::OrderRejected, NotificationChannel::Email, "3 in stock");
 
         let failed = PaymentFailed {
             order_id: "o-1".into(),
@@ -152,12 +107,7 @@ mod tests {
             failed_at: 1,
         };
         let emit = notify_payment_failed(Ctx::default(), failed).await.unwrap();
-        check(
-            &emit,
-            NotificationKind::PaymentFailed,
-            NotificationChannel::Email,
-            "6000.00",
-        );
+        check(&emit, NotificationKind::PaymentFailed, NotificationChannel::Email, "6000.00");
 
         let processed = PaymentProcessed {
             order_id: "o-1".into(),
@@ -168,15 +118,8 @@ mod tests {
             shipping_address: "1 Main St".into(),
             processed_at: 1,
         };
-        let emit = notify_payment_processed(Ctx::default(), processed)
-            .await
-            .unwrap();
-        check(
-            &emit,
-            NotificationKind::PaymentConfirmed,
-            NotificationChannel::Email,
-            "19.99",
-        );
+        let emit = notify_payment_processed(Ctx::default(), processed).await.unwrap();
+        check(&emit, NotificationKind::PaymentConfirmed, NotificationChannel::Email, "19.99");
 
         let dispatched = ShipmentDispatched {
             shipment_id: "shp-o-1".into(),
@@ -187,18 +130,12 @@ mod tests {
             dispatched_at: 1,
         };
         let emit = notify_dispatched(Ctx::default(), dispatched).await.unwrap();
-        check(
-            &emit,
-            NotificationKind::ShipmentDispatched,
-            NotificationChannel::Sms,
-            "UP0123",
-        );
+        check(&emit, NotificationKind::ShipmentDispatched, NotificationChannel::Sms, "UP0123");
     }
 
     #[test]
     fn an_event_without_customer_is_a_permanent_failure() {
-        let err =
-            notification("", "o-1", NotificationKind::PaymentFailed, String::new()).unwrap_err();
+        let err = notification("", "o-1", NotificationKind::PaymentFailed, String::new()).unwrap_err();
         assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
     }
 }

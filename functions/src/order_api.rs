@@ -33,10 +33,7 @@ pub struct InvalidField {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> InvalidField {
-    InvalidField {
-        field: field.into(),
-        message: message.into(),
-    }
+    InvalidField { field: field.into(), message: message.into() }
 }
 
 /// An order request that passed every check, not yet given an id.
@@ -52,12 +49,7 @@ pub struct OrderRequest {
     pub shipping_address: String,
 }
 
-fn text(
-    body: &Map<String, Value>,
-    name: &str,
-    path: &str,
-    max_chars: usize,
-) -> Result<String, InvalidField> {
+fn text(body: &Map<String, Value>, name: &str, path: &str, max_chars: usize) -> Result<String, InvalidField> {
     match body.get(name) {
         None | Some(Value::Null) => Err(invalid(path, "is required")),
         Some(Value::String(s)) => {
@@ -115,9 +107,7 @@ fn price(value: Option<&Value>, path: &str) -> Result<Decimal, InvalidField> {
 
 /// Checks a request body (already parsed as JSON) and computes its total.
 pub fn parse_order(body: &Value) -> Result<OrderRequest, InvalidField> {
-    let body = body
-        .as_object()
-        .ok_or_else(|| invalid("", "the body must be a JSON object"))?;
+    let body = body.as_object().ok_or_else(|| invalid("", "the body must be a JSON object"))?;
     let customer_id = text(body, "customer_id", "customer_id", limits::MAX_ID_CHARS)?;
     let raw_items = match body.get("items") {
         None | Some(Value::Null) => return Err(invalid("items", "is required")),
@@ -128,49 +118,29 @@ pub fn parse_order(body: &Value) -> Result<OrderRequest, InvalidField> {
         return Err(invalid("items", "must have at least 1 item"));
     }
     if raw_items.len() > limits::MAX_ITEMS {
-        return Err(invalid(
-            "items",
-            format!("must have at most {} items", limits::MAX_ITEMS),
-        ));
+        return Err(invalid("items", format!("must have at most {} items", limits::MAX_ITEMS)));
     }
     let mut items = Vec::with_capacity(raw_items.len());
     for (i, raw) in raw_items.iter().enumerate() {
         let path = |name: &str| format!("items[{i}].{name}");
-        let raw = raw
-            .as_object()
-            .ok_or_else(|| invalid(format!("items[{i}]"), "must be an object"))?;
+        let raw = raw.as_object().ok_or_else(|| invalid(format!("items[{i}]"), "must be an object"))?;
         items.push(OrderItem {
             product_id: text(raw, "product_id", &path("product_id"), limits::MAX_ID_CHARS)?,
             quantity: quantity(raw.get("quantity"), &path("quantity"))?,
             unit_price: price(raw.get("unit_price"), &path("unit_price"))?,
         });
     }
-    let shipping_address = text(
-        body,
-        "shipping_address",
-        "shipping_address",
-        limits::MAX_ADDRESS_CHARS,
-    )?;
+    let shipping_address = text(body, "shipping_address", "shipping_address", limits::MAX_ADDRESS_CHARS)?;
     // At most 100 lines of 10^4 units below 10^8 each: far inside Decimal's range.
     let total_amount: Decimal = items.iter().map(OrderItem::line_total).sum();
     if total_amount >= limits::amount_bound() {
-        return Err(invalid(
-            "items",
-            format!("the order's total {total_amount} must be below 100000000"),
-        ));
+        return Err(invalid("items", format!("the order's total {total_amount} must be below 100000000")));
     }
-    Ok(OrderRequest {
-        customer_id,
-        items,
-        total_amount,
-        shipping_address,
-    })
+    Ok(OrderRequest { customer_id, items, total_amount, shipping_address })
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
-    let media_type = content_type
-        .and_then(|ct| ct.split(';').next())
-        .map(str::trim);
+    let media_type = content_type.and_then(|ct| ct.split(';').next()).map(str::trim);
     media_type.is_some_and(|mt| mt.eq_ignore_ascii_case("application/json"))
 }
 
@@ -189,9 +159,7 @@ pub async fn create_order(req: HttpRequest) -> HttpReply {
     let order = match parse_order(&body) {
         Ok(order) => order,
         Err(e) if e.field.is_empty() => return HttpReply::error(422, None, &e.message),
-        Err(e) => {
-            return HttpReply::error(422, Some(&e.field), &format!("{} {}", e.field, e.message))
-        }
+        Err(e) => return HttpReply::error(422, Some(&e.field), &format!("{} {}", e.field, e.message)),
     };
     let order_id = uuid::Uuid::new_v4().to_string();
     tracing::debug!(order_id = %order_id, customer_id = %order.customer_id, "order accepted");
@@ -204,11 +172,7 @@ pub async fn create_order(req: HttpRequest) -> HttpReply {
         created_at: crate::now_millis(),
     };
     let body = serde_json::json!({ "order_id": order_id }).to_string();
-    HttpReply {
-        status: 202,
-        body,
-        emit: Emit::one("created", order_id, created),
-    }
+    HttpReply { status: 202, body, emit: Emit::one("created", order_id, created) }
 }
 
 #[cfg(test)]

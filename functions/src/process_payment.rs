@@ -14,17 +14,10 @@ use crate::payment_gateway::{self, ChargeOutcome};
 /// The `process_payment` handler.
 pub async fn process_payment(ctx: Ctx, order: OrderValidated) -> Result<Emit, FnError> {
     if order.order_id.is_empty() {
-        return Err(FnError::permanent(
-            "the order has no order_id, which the charge needs as its idempotency key",
-        ));
+        return Err(FnError::permanent("the order has no order_id, which the charge needs as its idempotency key"));
     }
-    let outcome = payment_gateway::charge(
-        &order.order_id,
-        &order.customer_id,
-        order.total_amount,
-        ctx.attempt,
-    )
-    .map_err(|e| FnError::retryable(e.to_string()))?;
+    let outcome = payment_gateway::charge(&order.order_id, &order.customer_id, order.total_amount, ctx.attempt)
+        .map_err(|e| FnError::retryable(e.to_string()))?;
     let key = order.order_id.clone();
     match outcome {
         ChargeOutcome::Charged { payment_id } => {
@@ -68,11 +61,7 @@ mod tests {
         OrderValidated {
             order_id: order_id.into(),
             customer_id: customer_id.into(),
-            items: vec![OrderItem {
-                product_id: "SKU-012".into(),
-                quantity: 1,
-                unit_price: dec(total),
-            }],
+            items: vec![OrderItem { product_id: "SKU-012".into(), quantity: 1, unit_price: dec(total) }],
             total_amount: dec(total),
             shipping_address: "1 Main St".into(),
             created_at: 1,
@@ -81,10 +70,7 @@ mod tests {
     }
 
     fn attempt(n: u32) -> Ctx {
-        Ctx {
-            attempt: n,
-            ..Ctx::default()
-        }
+        Ctx { attempt: n, ..Ctx::default() }
     }
 
     #[tokio::test]
@@ -93,22 +79,15 @@ mod tests {
         let emit = process_payment(attempt(1), o.clone()).await.unwrap();
         let (key, p) = single::<PaymentProcessed>(&emit, "processed");
         assert_eq!(key, "pp-ok");
-        assert_eq!(
-            (p.amount, p.items, p.shipping_address),
-            (o.total_amount, o.items, o.shipping_address)
-        );
+        assert_eq!((p.amount, p.items, p.shipping_address), (o.total_amount, o.items, o.shipping_address));
         assert!(p.payment_id.starts_with("pay-"));
         assert_eq!(charges_for("pp-ok"), 1);
     }
 
     #[tokio::test]
     async fn a_redelivered_order_gets_the_same_payment_and_is_charged_once() {
-        let first = process_payment(attempt(1), order("pp-redeliver", "c-1", "50.00"))
-            .await
-            .unwrap();
-        let again = process_payment(attempt(1), order("pp-redeliver", "c-1", "50.00"))
-            .await
-            .unwrap();
+        let first = process_payment(attempt(1), order("pp-redeliver", "c-1", "50.00")).await.unwrap();
+        let again = process_payment(attempt(1), order("pp-redeliver", "c-1", "50.00")).await.unwrap();
         let (_, first) = single::<PaymentProcessed>(&first, "processed");
         let (_, again) = single::<PaymentProcessed>(&again, "processed");
         assert_eq!(first.payment_id, again.payment_id);
@@ -119,15 +98,11 @@ mod tests {
     #[tokio::test]
     async fn a_flaky_gateway_is_retryable_until_the_third_attempt() {
         for n in 1..=2 {
-            let err = process_payment(attempt(n), order("pp-flaky", "flaky-c", "50.00"))
-                .await
-                .unwrap_err();
+            let err = process_payment(attempt(n), order("pp-flaky", "flaky-c", "50.00")).await.unwrap_err();
             assert_eq!(err.kind, FnErrorKind::Retryable);
             assert!(err.message.contains("pp-flaky"), "{}", err.message);
         }
-        let emit = process_payment(attempt(3), order("pp-flaky", "flaky-c", "50.00"))
-            .await
-            .unwrap();
+        let emit = process_payment(attempt(3), order("pp-flaky", "flaky-c", "50.00")).await.unwrap();
         single::<PaymentProcessed>(&emit, "processed");
         assert_eq!(gateway_calls_for("pp-flaky"), 3);
         assert_eq!(charges_for("pp-flaky"), 1);
@@ -135,22 +110,12 @@ mod tests {
 
     #[tokio::test]
     async fn declines_go_to_failed() {
-        let emit = process_payment(attempt(1), order("pp-declined", "declined-c", "50.00"))
-            .await
-            .unwrap();
+        let emit = process_payment(attempt(1), order("pp-declined", "declined-c", "50.00")).await.unwrap();
         let (key, f) = single::<PaymentFailed>(&emit, "failed");
-        assert_eq!(
-            (key.as_str(), f.reason),
-            ("pp-declined", PaymentFailureReason::CardDeclined)
-        );
-        let emit = process_payment(attempt(1), order("pp-limit", "c-1", "5000.01"))
-            .await
-            .unwrap();
+        assert_eq!((key.as_str(), f.reason), ("pp-declined", PaymentFailureReason::CardDeclined));
+        let emit = process_payment(attempt(1), order("pp-limit", "c-1", "5000.01")).await.unwrap();
         let (_, f) = single::<PaymentFailed>(&emit, "failed");
-        assert_eq!(
-            (f.reason, f.amount),
-            (PaymentFailureReason::AmountLimitExceeded, dec("5000.01"))
-        );
+        assert_eq!((f.reason, f.amount), (PaymentFailureReason::AmountLimitExceeded, dec("5000.01")));
         assert_eq!(charges_for("pp-declined") + charges_for("pp-limit"), 0);
     }
 }

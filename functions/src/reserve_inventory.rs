@@ -18,10 +18,7 @@ pub fn shipment_id(order_id: &str) -> String {
 /// The `reserve_inventory` handler.
 pub async fn reserve_inventory(ctx: Ctx, payment: PaymentProcessed) -> Result<Emit, FnError> {
     if payment.order_id.is_empty() || payment.items.is_empty() {
-        let message = format!(
-            "payment {} has no order_id or no items: nothing to reserve or ship",
-            payment.payment_id
-        );
+        let message = format!("payment {} has no order_id or no items: nothing to reserve or ship", payment.payment_id);
         return Err(FnError::permanent(message));
     }
     let now = crate::now_millis();
@@ -45,10 +42,7 @@ pub async fn reserve_inventory(ctx: Ctx, payment: PaymentProcessed) -> Result<Em
         items: payment
             .items
             .into_iter()
-            .map(|item| ShipmentItem {
-                product_id: item.product_id,
-                quantity: item.quantity,
-            })
+            .map(|item| ShipmentItem { product_id: item.product_id, quantity: item.quantity })
             .collect(),
         shipping_address: payment.shipping_address,
         created_at: now,
@@ -77,57 +71,33 @@ mod tests {
     }
 
     fn item(product_id: &str, quantity: i32, price: &str) -> OrderItem {
-        OrderItem {
-            product_id: product_id.into(),
-            quantity,
-            unit_price: dec(price),
-        }
+        OrderItem { product_id: product_id.into(), quantity, unit_price: dec(price) }
     }
 
     #[tokio::test]
     async fn one_reservation_per_line_keyed_by_product_and_one_shipment() {
-        let p = payment(vec![
-            item("SKU-001", 2, "19.99"),
-            item("SKU-005", 1, "25.00"),
-        ]);
+        let p = payment(vec![item("SKU-001", 2, "19.99"), item("SKU-005", 1, "25.00")]);
         let emit = reserve_inventory(Ctx::default(), p).await.unwrap();
         assert_eq!(emit.events.len(), 3);
         let reserved = emitted::<InventoryReserved>(&emit, "reserved");
-        let keys: Vec<_> = reserved
-            .iter()
-            .map(|(k, r)| (k.as_str(), r.quantity, r.unit_price))
-            .collect();
-        assert_eq!(
-            keys,
-            [("SKU-001", 2, dec("19.99")), ("SKU-005", 1, dec("25.00"))]
-        );
-        let ids: Vec<_> = reserved
-            .iter()
-            .map(|(_, r)| r.reservation_id.as_str())
-            .collect();
+        let keys: Vec<_> = reserved.iter().map(|(k, r)| (k.as_str(), r.quantity, r.unit_price)).collect();
+        assert_eq!(keys, [("SKU-001", 2, dec("19.99")), ("SKU-005", 1, dec("25.00"))]);
+        let ids: Vec<_> = reserved.iter().map(|(_, r)| r.reservation_id.as_str()).collect();
         assert_eq!(ids, ["o-7/0", "o-7/1"]);
-        assert!(reserved
-            .iter()
-            .all(|(_, r)| r.order_id == "o-7" && r.customer_id == "c-7"));
+        assert!(reserved.iter().all(|(_, r)| r.order_id == "o-7" && r.customer_id == "c-7"));
 
         let shipments = emitted::<ShipmentCreated>(&emit, "shipment");
         assert_eq!(shipments.len(), 1);
         let (key, s) = &shipments[0];
         assert_eq!((key.as_str(), s.shipment_id.as_str()), ("o-7", "shp-o-7"));
         assert_eq!(s.shipping_address, "7 Side St");
-        let lines: Vec<_> = s
-            .items
-            .iter()
-            .map(|i| (i.product_id.as_str(), i.quantity))
-            .collect();
+        let lines: Vec<_> = s.items.iter().map(|i| (i.product_id.as_str(), i.quantity)).collect();
         assert_eq!(lines, [("SKU-001", 2), ("SKU-005", 1)]);
     }
 
     #[tokio::test]
     async fn a_payment_without_items_is_a_permanent_failure() {
-        let err = reserve_inventory(Ctx::default(), payment(vec![]))
-            .await
-            .unwrap_err();
+        let err = reserve_inventory(Ctx::default(), payment(vec![])).await.unwrap_err();
         assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
         assert!(err.message.contains("pay-7"), "{}", err.message);
     }

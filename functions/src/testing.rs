@@ -19,9 +19,7 @@ pub fn dec(s: &str) -> Decimal {
 /// The parsed schema file of an event type.
 pub fn schema_of(name: &str) -> serde_avro_fast::Schema {
     let (_, file) = schema_files().iter().find(|(n, _)| *n == name).unwrap();
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../schemas")
-        .join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas").join(file);
     std::fs::read_to_string(path).unwrap().parse().unwrap()
 }
 
@@ -45,7 +43,5 @@ pub fn emitted<E: Event>(emit: &Emit, output: &str) -> Vec<(String, E)> {
 /// The key and event of an emit that holds exactly one event, on `output`.
 pub fn single<E: Event>(emit: &Emit, output: &str) -> (String, E) {
     assert_eq!(emit.events.len(), 1, "{emit:?}");
-    emitted(emit, output)
-        .pop()
-        .unwrap_or_else(|| panic!("nothing on {output}: {emit:?}"))
+    emitted(emit, output).pop().unwrap_or_else(|| panic!("nothing on {output}: {emit:?}"))
 }

@@ -18,39 +18,22 @@
 use kfn_sdk::{AggCtx, Ctx, Emit, FnError};
 
 use crate::events::{
-    OrderCreated, OrderRejected, OrderState, OrderStatus, OrderStatusChanged, OrderValidated,
-    PaymentFailed, PaymentProcessed, ShipmentCreated, ShipmentDispatched, StatusChange,
+    OrderCreated, OrderRejected, OrderState, OrderStatus, OrderStatusChanged, OrderValidated, PaymentFailed,
+    PaymentProcessed, ShipmentCreated, ShipmentDispatched, StatusChange,
 };
 
 /// The change of `order_id` to `status` on output `changes`, keyed by order_id.
-pub fn change(
-    order_id: &str,
-    status: OrderState,
-    at: i64,
-    detail: String,
-) -> Result<Emit, FnError> {
+pub fn change(order_id: &str, status: OrderState, at: i64, detail: String) -> Result<Emit, FnError> {
     if order_id.is_empty() {
-        return Err(FnError::permanent(format!(
-            "a {status} event without order_id cannot be tracked"
-        )));
+        return Err(FnError::permanent(format!("a {status} event without order_id cannot be tracked")));
     }
-    let changed = OrderStatusChanged {
-        order_id: order_id.to_owned(),
-        status,
-        at,
-        detail,
-    };
+    let changed = OrderStatusChanged { order_id: order_id.to_owned(), status, at, detail };
     Ok(Emit::one("changes", order_id.to_owned(), changed))
 }
 
 /// The `track_created` handler (OrderCreated).
 pub async fn track_created(_ctx: Ctx, e: OrderCreated) -> Result<Emit, FnError> {
-    let detail = format!(
-        "{} item(s), total {}, customer {}",
-        e.items.len(),
-        e.total_amount,
-        e.customer_id
-    );
+    let detail = format!("{} item(s), total {}, customer {}", e.items.len(), e.total_amount, e.customer_id);
     change(&e.order_id, OrderState::Created, e.created_at, detail)
 }
 
@@ -69,12 +52,7 @@ pub async fn track_rejected(_ctx: Ctx, e: OrderRejected) -> Result<Emit, FnError
 /// The `track_payment_processed` handler (PaymentProcessed).
 pub async fn track_payment_processed(_ctx: Ctx, e: PaymentProcessed) -> Result<Emit, FnError> {
     let detail = format!("payment {} of {}", e.payment_id, e.amount);
-    change(
-        &e.order_id,
-        OrderState::PaymentProcessed,
-        e.processed_at,
-        detail,
-    )
+    change(&e.order_id, OrderState::PaymentProcessed, e.processed_at, detail)
 }
 
 /// The `track_payment_failed` handler (PaymentFailed).
@@ -86,20 +64,12 @@ pub async fn track_payment_failed(_ctx: Ctx, e: PaymentFailed) -> Result<Emit, F
 /// The `track_shipment_created` handler (ShipmentCreated).
 pub async fn track_shipment_created(_ctx: Ctx, e: ShipmentCreated) -> Result<Emit, FnError> {
     let detail = format!("shipment {}", e.shipment_id);
-    change(
-        &e.order_id,
-        OrderState::ShipmentCreated,
-        e.created_at,
-        detail,
-    )
+    change(&e.order_id, OrderState::ShipmentCreated, e.created_at, detail)
 }
 
 /// The `track_dispatched` handler (ShipmentDispatched).
 pub async fn track_dispatched(_ctx: Ctx, e: ShipmentDispatched) -> Result<Emit, FnError> {
-    let detail = format!(
-        "shipment {} with {}, tracking number {}",
-        e.shipment_id, e.carrier, e.tracking_number
-    );
+    let detail = format!("shipment {} with {}, tracking number {}", e.shipment_id, e.carrier, e.tracking_number);
     change(&e.order_id, OrderState::Dispatched, e.dispatched_at, detail)
 }
 
@@ -121,23 +91,13 @@ pub fn order_status(
             change.order_id, status.order_id
         )));
     }
-    let entry = StatusChange {
-        status: change.status,
-        at: change.at,
-        detail: change.detail,
-    };
+    let entry = StatusChange { status: change.status, at: change.at, detail: change.detail };
     let place = |c: &StatusChange| (c.at, c.status.step());
-    if status
-        .history
-        .iter()
-        .any(|c| c.status == entry.status && c.at == entry.at)
-    {
+    if status.history.iter().any(|c| c.status == entry.status && c.at == entry.at) {
         return Ok(status);
     }
     // After every change that sorts before it or with it: arrival order breaks full ties.
-    let index = status
-        .history
-        .partition_point(|c| place(c) <= place(&entry));
+    let index = status.history.partition_point(|c| place(c) <= place(&entry));
     status.history.insert(index, entry);
     status.status = current(&status.history).unwrap_or(change.status);
     Ok(status)
@@ -145,11 +105,7 @@ pub fn order_status(
 
 /// The first terminal status in event time, else the last status.
 fn current(history: &[StatusChange]) -> Option<OrderState> {
-    history
-        .iter()
-        .find(|c| c.status.is_terminal())
-        .or_else(|| history.last())
-        .map(|c| c.status)
+    history.iter().find(|c| c.status.is_terminal()).or_else(|| history.last()).map(|c| c.status)
 }
 
 #[cfg(test)]
@@ -159,11 +115,7 @@ mod tests {
     use crate::testing::{dec, single};
 
     fn items() -> Vec<OrderItem> {
-        vec![OrderItem {
-            product_id: "SKU-001".into(),
-            quantity: 2,
-            unit_price: dec("19.99"),
-        }]
+        vec![OrderItem { product_id: "SKU-001".into(), quantity: 2, unit_price: dec("19.99") }]
     }
 
     /// One event of each order topic for order o-1, at times 10, 20, ...
@@ -244,10 +196,7 @@ mod tests {
                     shipment_id: "shp-o-1".into(),
                     order_id: "o-1".into(),
                     customer_id: "c-1".into(),
-                    items: vec![ShipmentItem {
-                        product_id: "SKU-001".into(),
-                        quantity: 2,
-                    }],
+                    items: vec![ShipmentItem { product_id: "SKU-001".into(), quantity: 2 }],
                     shipping_address: "1 Main St".into(),
                     created_at: 60,
                 },
@@ -271,12 +220,7 @@ mod tests {
     }
 
     fn changed(status: OrderState, at: i64) -> OrderStatusChanged {
-        OrderStatusChanged {
-            order_id: "o-1".into(),
-            status,
-            at,
-            detail: status.to_string(),
-        }
+        OrderStatusChanged { order_id: "o-1".into(), status, at, detail: status.to_string() }
     }
 
     fn fold_all(changes: impl IntoIterator<Item = OrderStatusChanged>) -> OrderStatus {
@@ -289,10 +233,7 @@ mod tests {
             timestamp_ms: 0,
             window: None,
         };
-        changes
-            .into_iter()
-            .fold(None, |state, c| Some(order_status(&ctx, state, c).unwrap()))
-            .unwrap()
+        changes.into_iter().fold(None, |state, c| Some(order_status(&ctx, state, c).unwrap())).unwrap()
     }
 
     fn statuses(s: &OrderStatus) -> Vec<OrderState> {
@@ -302,28 +243,13 @@ mod tests {
     #[tokio::test]
     async fn every_order_event_becomes_a_change_keyed_by_order_id() {
         let emits = every_change().await;
-        let changes: Vec<_> = emits
-            .iter()
-            .map(|e| single::<OrderStatusChanged>(e, "changes"))
-            .collect();
-        assert!(changes
-            .iter()
-            .all(|(key, c)| key == "o-1" && c.order_id == "o-1"));
+        let changes: Vec<_> = emits.iter().map(|e| single::<OrderStatusChanged>(e, "changes")).collect();
+        assert!(changes.iter().all(|(key, c)| key == "o-1" && c.order_id == "o-1"));
         let got: Vec<_> = changes.iter().map(|(_, c)| (c.status, c.at)).collect();
-        let expected: Vec<_> = OrderState::ALL
-            .iter()
-            .zip([10, 20, 30, 40, 50, 60, 70])
-            .map(|(s, at)| (*s, at))
-            .collect();
+        let expected: Vec<_> =
+            OrderState::ALL.iter().zip([10, 20, 30, 40, 50, 60, 70]).map(|(s, at)| (*s, at)).collect();
         assert_eq!(got, expected);
-        let detail = |status| {
-            &changes
-                .iter()
-                .find(|(_, c)| c.status == status)
-                .unwrap()
-                .1
-                .detail
-        };
+        let detail = |status| &changes.iter().find(|(_, c)| c.status == status).unwrap().1.detail;
         assert!(detail(OrderState::Rejected).contains("UNKNOWN_PRODUCT"));
         assert!(detail(OrderState::PaymentProcessed).contains("pay-1"));
         assert!(detail(OrderState::Dispatched).contains("DH0"));
@@ -347,16 +273,7 @@ mod tests {
         ];
         let expected = fold_all(in_order.clone());
         assert_eq!(expected.status, Dispatched);
-        assert_eq!(
-            statuses(&expected),
-            [
-                Created,
-                Validated,
-                PaymentProcessed,
-                ShipmentCreated,
-                Dispatched
-            ]
-        );
+        assert_eq!(statuses(&expected), [Created, Validated, PaymentProcessed, ShipmentCreated, Dispatched]);
         // Every rotation and the reverse arrive at the same row.
         for shift in 1..in_order.len() {
             let mut arrival = in_order.to_vec();
@@ -380,12 +297,7 @@ mod tests {
     #[test]
     fn a_redelivered_change_is_folded_once() {
         use OrderState::*;
-        let row = fold_all([
-            changed(Created, 10),
-            changed(Created, 10),
-            changed(Validated, 20),
-            changed(Created, 10),
-        ]);
+        let row = fold_all([changed(Created, 10), changed(Created, 10), changed(Validated, 20), changed(Created, 10)]);
         assert_eq!(statuses(&row), [Created, Validated]);
     }
 
@@ -393,11 +305,7 @@ mod tests {
     fn a_terminal_status_is_final() {
         use OrderState::*;
         // Clock skew: the rejection is stamped before a change that sorts after it.
-        let row = fold_all([
-            changed(Created, 10),
-            changed(Rejected, 20),
-            changed(Validated, 25),
-        ]);
+        let row = fold_all([changed(Created, 10), changed(Rejected, 20), changed(Validated, 25)]);
         assert_eq!(row.status, Rejected);
         assert_eq!(statuses(&row), [Created, Rejected, Validated]);
         assert!(Rejected.is_terminal() && PaymentFailed.is_terminal() && Dispatched.is_terminal());

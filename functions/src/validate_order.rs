@@ -27,19 +27,11 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(reason: RejectionReason, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            product_id: None,
-        }
+        Self { reason, message: message.into(), product_id: None }
     }
 
     fn about(reason: RejectionReason, product_id: &str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            product_id: Some(product_id.to_owned()),
-        }
+        Self { reason, message: message.into(), product_id: Some(product_id.to_owned()) }
     }
 }
 
@@ -50,20 +42,13 @@ pub fn check(order: &OrderCreated) -> Result<(), Rejection> {
         return Err(Rejection::new(InvalidField, format!("customer_id {e}")));
     }
     if let Err(e) = limits::check_text(&order.shipping_address, limits::MAX_ADDRESS_CHARS) {
-        return Err(Rejection::new(
-            InvalidField,
-            format!("shipping_address {e}"),
-        ));
+        return Err(Rejection::new(InvalidField, format!("shipping_address {e}")));
     }
     if order.items.is_empty() {
         return Err(Rejection::new(EmptyOrder, "the order has no items"));
     }
     if order.items.len() > limits::MAX_ITEMS {
-        let message = format!(
-            "the order has {} items, at most {} are allowed",
-            order.items.len(),
-            limits::MAX_ITEMS
-        );
+        let message = format!("the order has {} items, at most {} are allowed", order.items.len(), limits::MAX_ITEMS);
         return Err(Rejection::new(TooManyItems, message));
     }
 
@@ -72,19 +57,11 @@ pub fn check(order: &OrderCreated) -> Result<(), Rejection> {
     for (i, item) in order.items.iter().enumerate() {
         let id = item.product_id.as_str();
         if !(1..=limits::MAX_QUANTITY).contains(&item.quantity) {
-            let message = format!(
-                "items[{i}].quantity is {}, must be 1 to {}",
-                item.quantity,
-                limits::MAX_QUANTITY
-            );
+            let message = format!("items[{i}].quantity is {}, must be 1 to {}", item.quantity, limits::MAX_QUANTITY);
             return Err(Rejection::about(InvalidQuantity, id, message));
         }
         let Some(product) = catalog::product(id) else {
-            return Err(Rejection::about(
-                UnknownProduct,
-                id,
-                format!("items[{i}]: no product {id} in the catalog"),
-            ));
+            return Err(Rejection::about(UnknownProduct, id, format!("items[{i}]: no product {id} in the catalog")));
         };
         if item.unit_price != product.price() {
             let message = format!(
@@ -108,19 +85,13 @@ pub fn check(order: &OrderCreated) -> Result<(), Rejection> {
     }
 
     if !limits::fits_amount(order.total_amount) {
-        let message = format!(
-            "total_amount {} does not fit decimal(10,2) or is negative",
-            order.total_amount
-        );
+        let message = format!("total_amount {} does not fit decimal(10,2) or is negative", order.total_amount);
         return Err(Rejection::new(TotalOutOfRange, message));
     }
     // Quantities and catalog prices are bounded, so this sum cannot overflow.
     let sum: Decimal = order.items.iter().map(|item| item.line_total()).sum();
     if sum != order.total_amount {
-        let message = format!(
-            "total_amount {} is not the sum of the lines, {sum}",
-            order.total_amount
-        );
+        let message = format!("total_amount {} is not the sum of the lines, {sum}", order.total_amount);
         return Err(Rejection::new(TotalMismatch, message));
     }
     Ok(())
@@ -129,9 +100,7 @@ pub fn check(order: &OrderCreated) -> Result<(), Rejection> {
 /// The `validate_order` handler.
 pub async fn validate_order(ctx: Ctx, order: OrderCreated) -> Result<Emit, FnError> {
     if order.order_id.is_empty() {
-        return Err(FnError::permanent(
-            "the order has no order_id, so it can be neither validated nor rejected",
-        ));
+        return Err(FnError::permanent("the order has no order_id, so it can be neither validated nor rejected"));
     }
     let key = order.order_id.clone();
     match check(&order) {
@@ -173,11 +142,7 @@ mod tests {
 
     fn item(product_id: &str, quantity: i32) -> OrderItem {
         let unit_price = catalog::product(product_id).map_or(dec("1.00"), |p| p.price());
-        OrderItem {
-            product_id: product_id.into(),
-            quantity,
-            unit_price,
-        }
+        OrderItem { product_id: product_id.into(), quantity, unit_price }
     }
 
     fn order(items: Vec<OrderItem>) -> OrderCreated {
@@ -211,12 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_product_is_rejected_with_its_id() {
-        let emit = validate_order(
-            Ctx::default(),
-            order(vec![item("SKU-001", 1), item("SKU-404", 1)]),
-        )
-        .await
-        .unwrap();
+        let emit = validate_order(Ctx::default(), order(vec![item("SKU-001", 1), item("SKU-404", 1)])).await.unwrap();
         assert!(emitted::<OrderValidated>(&emit, "validated").is_empty());
         let (key, r) = single::<OrderRejected>(&emit, "rejected");
         assert_eq!(key, "o-1");
@@ -229,26 +189,17 @@ mod tests {
     fn stock_is_checked_over_all_lines_of_a_product() {
         assert!(check(&order(vec![item("SKU-011", 3)])).is_ok());
         assert_eq!(reason(&order(vec![item("SKU-011", 4)])), InsufficientStock);
-        assert_eq!(
-            reason(&order(vec![item("SKU-011", 2), item("SKU-011", 2)])),
-            InsufficientStock
-        );
+        assert_eq!(reason(&order(vec![item("SKU-011", 2), item("SKU-011", 2)])), InsufficientStock);
     }
 
     #[test]
     fn limits_are_enforced() {
         assert_eq!(reason(&order(vec![])), EmptyOrder);
-        assert_eq!(
-            reason(&order(vec![item("SKU-008", 1); limits::MAX_ITEMS + 1])),
-            TooManyItems
-        );
+        assert_eq!(reason(&order(vec![item("SKU-008", 1); limits::MAX_ITEMS + 1])), TooManyItems);
         assert!(check(&order(vec![item("SKU-008", 1); limits::MAX_ITEMS])).is_ok());
         assert_eq!(reason(&order(vec![item("SKU-001", 0)])), InvalidQuantity);
         assert_eq!(reason(&order(vec![item("SKU-001", -3)])), InvalidQuantity);
-        assert_eq!(
-            reason(&order(vec![item("SKU-012", limits::MAX_QUANTITY + 1)])),
-            InvalidQuantity
-        );
+        assert_eq!(reason(&order(vec![item("SKU-012", limits::MAX_QUANTITY + 1)])), InvalidQuantity);
         let mut o = order(vec![item("SKU-001", 1)]);
         o.customer_id = " ".into();
         assert_eq!(reason(&o), InvalidField);

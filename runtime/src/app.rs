@@ -71,11 +71,9 @@ impl App {
     /// Connects, registers every topic's schema, and starts the shared producer.
     pub async fn new(config: Config, registry: kfn_sdk::Registry) -> Result<Self, StartError> {
         let cluster = Cluster::from_config(&config)?;
-        let url = config
-            .runtime
-            .schema_registry
-            .clone()
-            .ok_or_else(|| StartError::Other("runtime.schema_registry is not set: kfn needs a schema registry".into()))?;
+        let url = config.runtime.schema_registry.clone().ok_or_else(|| {
+            StartError::Other("runtime.schema_registry is not set: kfn needs a schema registry".into())
+        })?;
         let client = RegistryClient::new(&url, None)?;
         let mut encoders = HashMap::new();
         let schemas = Arc::new(SchemaCache::new(client));
@@ -166,7 +164,15 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                 .registry
                 .aggregate_handler(&spec.handler)
                 .ok_or_else(|| StartError::Other(format!("fold {} is not registered", spec.handler)))?;
-            let view = TableView::start_exporting(&app.cluster, app.schemas.clone(), fold.decode_row.clone(), &aggregate.table, Some(app.metrics.table_values.clone()), shutdown.clone()).await?;
+            let view = TableView::start_exporting(
+                &app.cluster,
+                app.schemas.clone(),
+                fold.decode_row.clone(),
+                &aggregate.table,
+                Some(app.metrics.table_values.clone()),
+                shutdown.clone(),
+            )
+            .await?;
             routes.extend(query_routes(&spec.name, path, view));
         }
         match &spec.kind {
@@ -183,8 +189,11 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                     .clone();
                 let mut outputs = HashMap::new();
                 for (name, topic) in &spec.outputs {
-                    let encoder =
-                        app.encoders.get(topic).cloned().ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
+                    let encoder = app
+                        .encoders
+                        .get(topic)
+                        .cloned()
+                        .ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
                     let partitions = app.partitions(topic).await?;
                     outputs.insert(name.clone(), Arc::new(Output { topic: topic.clone(), partitions, encoder }));
                 }
@@ -203,16 +212,27 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
         None
     } else {
         let addr = &app.config.runtime.http_addr;
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
         let local = listener.local_addr().map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
-        let trigger = Arc::new(HttpTrigger::new(routes, app.producer.clone(), app.metrics.clone(), app.config.runtime.max_http_body));
+        let trigger = Arc::new(HttpTrigger::new(
+            routes,
+            app.producer.clone(),
+            app.metrics.clone(),
+            app.config.runtime.max_http_body,
+        ));
         servers.push(tokio::spawn(trigger.serve(listener, shutdown.clone())));
         Some(local)
     };
     let addr = &app.config.runtime.admin_addr;
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
     let admin = listener.local_addr().map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
-    servers.push(tokio::spawn(crate::endpoints::serve(listener, app.metrics.clone(), readiness.clone(), shutdown.clone())));
+    servers.push(tokio::spawn(crate::endpoints::serve(
+        listener,
+        app.metrics.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )));
     let names = app.config.functions.values().filter(|f| selected(&f.name)).map(|f| f.name.clone()).collect();
     Ok(Running { listening: Listening { http, admin, functions: names }, functions, servers, readiness })
 }

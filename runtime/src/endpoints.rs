@@ -39,7 +39,10 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, readiness: Readiness
                 if waiting.is_empty() {
                     server::json(200, "{\"status\":\"ready\"}")
                 } else {
-                    server::json(503, serde_json::json!({ "status": "waiting for assignment", "functions": waiting }).to_string())
+                    server::json(
+                        503,
+                        serde_json::json!({ "status": "waiting for assignment", "functions": waiting }).to_string(),
+                    )
                 }
             }
             _ => server::json(404, "{\"error\":\"not found: try /metrics, /healthz or /readyz\"}"),

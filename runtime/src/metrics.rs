@@ -119,12 +119,14 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let invocations = Family::<OutcomeLabels, Counter>::default();
-        let handler_duration = Family::<FunctionLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let handler_duration =
+            Family::<FunctionLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let retries = Family::<FunctionLabels, Counter>::default();
         let dead_letters = Family::<ReasonLabels, Counter>::default();
         let consumer_lag = Family::<PartitionLabels, Gauge>::default();
         let rebalances = Family::<FunctionLabels, Counter>::default();
-        let produce_duration = Family::<FunctionLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let produce_duration =
+            Family::<FunctionLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let inflight = Family::<FunctionLabels, Gauge>::default();
         let slow_handlers = Family::<FunctionLabels, Counter>::default();
         let panics = Family::<FunctionLabels, Counter>::default();
@@ -137,13 +139,21 @@ impl Metrics {
         registry.register("kfn_dead_letters", "Records written to dead-letter topics", dead_letters.clone());
         registry.register("kfn_consumer_lag", "Records between the position and the log end", consumer_lag.clone());
         registry.register("kfn_rebalances", "Partition assignments received", rebalances.clone());
-        registry.register("kfn_produce_duration_seconds", "Time to produce a batch's outputs", produce_duration.clone());
+        registry.register(
+            "kfn_produce_duration_seconds",
+            "Time to produce a batch's outputs",
+            produce_duration.clone(),
+        );
         registry.register("kfn_inflight_records", "Records being processed", inflight.clone());
         registry.register("kfn_slow_handlers", "Handler calls slower than runtime.slow_handler", slow_handlers.clone());
         registry.register("kfn_handler_panics", "Handler calls that panicked", panics.clone());
         registry.register("kfn_http_requests", "HTTP trigger requests by route and status", http_requests.clone());
         registry.register("kfn_table_value", "Numeric fields of the rows of queryable tables", table_values.clone());
-        registry.register("kfn_late_events", "Records an aggregate dropped: their window closed (past grace)", late_events.clone());
+        registry.register(
+            "kfn_late_events",
+            "Records an aggregate dropped: their window closed (past grace)",
+            late_events.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             invocations,
@@ -173,7 +183,9 @@ impl Metrics {
     /// The handles of one function's metrics, resolved once.
     pub fn function(&self, function: &str) -> FunctionMetrics {
         let f = FunctionLabels { function: function.to_string() };
-        let outcome = |o: &str| self.invocations.get_or_create(&OutcomeLabels { function: function.into(), outcome: o.into() }).clone();
+        let outcome = |o: &str| {
+            self.invocations.get_or_create(&OutcomeLabels { function: function.into(), outcome: o.into() }).clone()
+        };
         FunctionMetrics {
             ok: outcome("ok"),
             failed: outcome("failed"),

@@ -57,4 +57,3 @@ impl HttpReply {
         Self::json(status, body.to_string())
     }
 }
-

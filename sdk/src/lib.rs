@@ -69,9 +69,6 @@ impl Ctx {
 
     /// The value of the first header with this name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name == name)
-            .and_then(|h| h.value.as_deref())
+        self.headers.iter().find(|h| h.name == name).and_then(|h| h.value.as_deref())
     }
 }

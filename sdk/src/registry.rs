@@ -59,8 +59,8 @@ impl Registry {
         Fut: Future<Output = Result<Emit, FnError>> + Send + 'static,
     {
         let f = Arc::new(f);
-        let call: ErasedHandler = Arc::new(move |ctx, datum, schema| {
-            match serde_avro_fast::from_datum_slice::<E>(datum, schema) {
+        let call: ErasedHandler =
+            Arc::new(move |ctx, datum, schema| match serde_avro_fast::from_datum_slice::<E>(datum, schema) {
                 Ok(event) => {
                     let fut = f(ctx, event);
                     Box::pin(async move { fut.await.map_err(InvokeError::Handler) })
@@ -69,8 +69,7 @@ impl Registry {
                     let err = InvokeError::Decode { event: E::NAME, message: e.to_string() };
                     Box::pin(std::future::ready(Err(err)))
                 }
-            }
-        });
+            });
         self.topic.insert(name, TopicHandler { input: E::NAME, call });
         self
     }

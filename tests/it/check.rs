@@ -48,7 +48,11 @@ fn assert_error(text: &str, field: &str, expected: &str) {
         panic!("no error on field {field}; errors were:\n{err}");
     };
     assert_eq!(Path::new(&found.source), file, "the error names the file");
-    assert!(found.message.contains(expected), "error on {field} says {:?}, expected it to mention {expected:?}", found.message);
+    assert!(
+        found.message.contains(expected),
+        "error on {field} says {:?}, expected it to mention {expected:?}",
+        found.message
+    );
     let shown = err.to_string();
     assert!(shown.contains(&file.display().to_string()) && shown.contains(field), "{shown}");
 }
@@ -75,7 +79,8 @@ fn local_overrides_are_explicit() {
 
 #[test]
 fn a_typo_in_a_field_name_is_an_error() {
-    let text = variant("retry = { max_attempts = 5, backoff = \"100ms\"", "retry = { max_atempts = 5, backoff = \"100ms\"");
+    let text =
+        variant("retry = { max_attempts = 5, backoff = \"100ms\"", "retry = { max_atempts = 5, backoff = \"100ms\"");
     assert_error(&text, "functions.validation.retry.max_atempts", "unknown field");
 }
 
@@ -158,8 +163,11 @@ fn a_missing_schema_file_is_an_error() {
 fn an_invalid_schema_is_an_error() {
     let text = variant("schema = \"schemas/order_created.avsc\"", "schema = \"schemas/broken.avsc\"");
     let (dir, _) = load(&text);
-    std::fs::write(dir.path().join("schemas/broken.avsc"), r#"{"type": "record", "name": "X", "fields": [{"name": "a"}]}"#)
-        .expect("write");
+    std::fs::write(
+        dir.path().join("schemas/broken.avsc"),
+        r#"{"type": "record", "name": "X", "fields": [{"name": "a"}]}"#,
+    )
+    .expect("write");
     let err = Config::load_file_only(&dir.path().join("functions.toml"), &registry()).expect_err("accepted");
     let e = err.errors().iter().find(|e| e.field == "topics.\"orders.created\".schema").expect("schema error");
     assert!(e.message.contains("valid Avro schema"), "{}", e.message);
@@ -188,7 +196,8 @@ fn a_password_in_the_file_is_an_error() {
 
 #[test]
 fn every_error_is_reported_not_only_the_first() {
-    let text = variant("partitions = 6", "partitions = 0").replacen("handler = \"validate_order\"", "handler = \"nope\"", 1);
+    let text =
+        variant("partitions = 6", "partitions = 0").replacen("handler = \"validate_order\"", "handler = \"nope\"", 1);
     let (_dir, result) = load(&text);
     let err = result.expect_err("accepted");
     let fields: Vec<_> = err.errors().iter().map(|e| e.field.as_str()).collect();
@@ -205,13 +214,23 @@ fn the_check_command_exits_with_the_verdict() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains(": ok ("));
 
-    let text = variant("partitions = 6", "partitions = 0").replacen("guarantee = \"exactly_once\"", "guarantee = \"twice\"", 1);
+    let text = variant("partitions = 6", "partitions = 0").replacen(
+        "guarantee = \"exactly_once\"",
+        "guarantee = \"twice\"",
+        1,
+    );
     let (dir, _) = load(&text);
     let broken = dir.path().join("functions.toml");
     let out = std::process::Command::new(kfn).args(["check", "--config"]).arg(&broken).output().expect("run kfn check");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 error(s)"), "{stderr}");
-    assert!(stderr.contains(&format!("{}: topics.\"orders.created\".partitions: expected an integer from 1 to 100000, found 0", broken.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: topics.\"orders.created\".partitions: expected an integer from 1 to 100000, found 0",
+            broken.display()
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("functions.validation.guarantee: expected one of"), "{stderr}");
 }

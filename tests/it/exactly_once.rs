@@ -115,7 +115,11 @@ fn order(i: usize) -> OrderCreated {
     OrderCreated {
         order_id: format!("order-{i:05}"),
         customer_id: format!("customer-{}", i % 97),
-        items: vec![OrderItem { product_id: "SKU-001".into(), quantity: 1 + (i % 3) as i32, unit_price: Decimal::new(1999, 2) }],
+        items: vec![OrderItem {
+            product_id: "SKU-001".into(),
+            quantity: 1 + (i % 3) as i32,
+            unit_price: Decimal::new(1999, 2),
+        }],
         total_amount: Decimal::new(1999 * (1 + (i % 3) as i64), 2),
         shipping_address: "1 Main St".into(),
         created_at: 1_700_000_000_000 + i as i64,
@@ -213,7 +217,8 @@ dead_letter = "{dlq}"
     .expect("write config");
 
     let replica = Replica::start(&config, &dir.join("first.log"));
-    let at_kill = await_committed(&format!("kfn.{function}"), &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
+    let at_kill =
+        await_committed(&format!("kfn.{function}"), &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
     match stop {
         Stop::Kill => replica.kill9(),
         Stop::Term => replica.terminate(),

@@ -35,7 +35,12 @@ fn balanced(sizes: &[usize]) -> impl Fn(&[BTreeSet<i32>]) -> bool + '_ {
 
 /// Values seen, with the member names stripped.
 fn values(seen: &Seen) -> Vec<String> {
-    seen.lock().expect("lock").values().flatten().map(|v| v.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default()).collect()
+    seen.lock()
+        .expect("lock")
+        .values()
+        .flatten()
+        .map(|v| v.split_once(':').map(|(_, v)| v.to_string()).unwrap_or_default())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +74,11 @@ async fn members_share_partitions_and_survive_a_crash_and_a_restart() {
             if expected.iter().all(|e| got.contains(e)) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "records missing: {:?}", expected.iter().filter(|e| !got.contains(*e)).collect::<Vec<_>>());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "records missing: {:?}",
+                expected.iter().filter(|e| !got.contains(*e)).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -98,7 +107,10 @@ async fn members_share_partitions_and_survive_a_crash_and_a_restart() {
     restarted_sorted.sort();
     let mut third_sorted = third.clone();
     third_sorted.sort();
-    assert_eq!(restarted_sorted, third_sorted, "after a clean restart only new records are read (seen before: {before_restart})");
+    assert_eq!(
+        restarted_sorted, third_sorted,
+        "after a clean restart only new records are read (seen before: {before_restart})"
+    );
     d.stop().await;
     e.stop().await;
 }

@@ -36,7 +36,12 @@ async fn retried_after_lost_answer(idempotent: bool) -> (Vec<String>, usize) {
     let cluster = Cluster::new(vec![bootstrap.clone()], ConnectOptions::default());
     let topic = kfn_tests::unique("idem");
     kfn::kafka::Admin::new(cluster.clone())
-        .create_topics(&[kfn::kafka::NewTopic { name: topic.clone(), partitions: 1, replication: 1, configs: Default::default() }])
+        .create_topics(&[kfn::kafka::NewTopic {
+            name: topic.clone(),
+            partitions: 1,
+            replication: 1,
+            configs: Default::default(),
+        }])
         .await
         .expect("create topic");
     let config = ProducerConfig { idempotent, ..ProducerConfig::default() };

@@ -29,8 +29,13 @@ async fn produce(producer: &Producer, topic: &str, tag: &str) -> Vec<String> {
 async fn await_seen(seen: &Seen, expected: &[String]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
-        let got: BTreeSet<String> =
-            seen.lock().expect("lock").values().flatten().filter_map(|v| v.split_once(':').map(|(_, v)| v.to_string())).collect();
+        let got: BTreeSet<String> = seen
+            .lock()
+            .expect("lock")
+            .values()
+            .flatten()
+            .filter_map(|v| v.split_once(':').map(|(_, v)| v.to_string()))
+            .collect();
         let missing: Vec<_> = expected.iter().filter(|e| !got.contains(*e)).collect();
         if missing.is_empty() {
             return;
@@ -64,7 +69,10 @@ async fn a_member_survives_a_broker_restart() {
     let broker = LocalBroker::start(binary, port, storage, true).await.expect("broker again");
     expected.extend(produce(&producer, &topic, "after").await);
     await_seen(&seen, &expected).await;
-    await_members(&[&member], Duration::from_secs(60), "the member holds its partitions again", |now| now[0].len() == 3).await;
+    await_members(&[&member], Duration::from_secs(60), "the member holds its partitions again", |now| {
+        now[0].len() == 3
+    })
+    .await;
     member.stop().await;
     broker.stop();
 }

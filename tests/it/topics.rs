@@ -12,8 +12,11 @@ async fn topics_are_created_with_partitions_and_configs() {
             name: name.clone(),
             partitions: 6,
             replication: 1,
-            configs: [("retention.ms".to_string(), "604800000".to_string()), ("cleanup.policy".into(), "delete".into())]
-                .into(),
+            configs: [
+                ("retention.ms".to_string(), "604800000".to_string()),
+                ("cleanup.policy".into(), "delete".into()),
+            ]
+            .into(),
         },
         NewTopic {
             name: compacted.clone(),
@@ -42,7 +45,8 @@ async fn topics_are_created_with_partitions_and_configs() {
 async fn the_declared_topics_are_created_from_functions_toml() {
     let registry = kfn_functions::registry();
     let mut config =
-        kfn::config::Config::load_file_only(&kfn_tests::workspace_root().join("functions.toml"), &registry).expect("config");
+        kfn::config::Config::load_file_only(&kfn_tests::workspace_root().join("functions.toml"), &registry)
+            .expect("config");
     config.apply_local_overrides();
     // Unique names, so this test does not collide with others on the same broker.
     let suffix = kfn_tests::unique("");

@@ -251,7 +251,8 @@ async fn analytics_tables_sum_exactly_the_orders_written() {
     let row: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(row["total_quantity"].as_i64(), Some(expected["SKU-002"].0));
     // The same figures are exported as Prometheus gauges.
-    let sample = format!("kfn_table_value{{table=\"{}\",key=\"SKU-002\",field=\"total_quantity\"}}", app.name("top-{s}"));
+    let sample =
+        format!("kfn_table_value{{table=\"{}\",key=\"SKU-002\",field=\"total_quantity\"}}", app.name("top-{s}"));
     assert_eq!(app.metric(&sample), expected["SKU-002"].0 as f64, "{}", app.app.metrics.render());
 
     // The orders fall in one hour window, or two if the test straddles an hour.

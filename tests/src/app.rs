@@ -244,8 +244,14 @@ impl TestApp {
         let app = Arc::new(App::new(config, handlers).await.context("App::new")?);
         let (shutdown, stop) = watch::channel(false);
         let running = app::start(app.clone(), &[], stop).await.context("app::start")?;
-        let test =
-            TestApp { app, suffix: self.suffix, dir: self.dir, registry: self.registry, shutdown, running: Some(running) };
+        let test = TestApp {
+            app,
+            suffix: self.suffix,
+            dir: self.dir,
+            registry: self.registry,
+            shutdown,
+            running: Some(running),
+        };
         test.await_assignments().await?;
         Ok(test)
     }

@@ -37,7 +37,15 @@ impl RebalanceListener for Listener {
             let mut readers = self.readers.lock().expect("lock");
             for tp in partitions {
                 let (stop_tx, stop) = watch::channel(false);
-                let handle = tokio::spawn(read(self.cluster.clone(), self.group.clone(), self.state.clone(), tp.clone(), self.seen.clone(), self.member.clone(), stop));
+                let handle = tokio::spawn(read(
+                    self.cluster.clone(),
+                    self.group.clone(),
+                    self.state.clone(),
+                    tp.clone(),
+                    self.seen.clone(),
+                    self.member.clone(),
+                    stop,
+                ));
                 readers.insert(tp.clone(), (stop_tx, handle));
             }
         })
@@ -175,7 +183,12 @@ impl TestMember {
 }
 
 /// Waits (polling the members' state; no fixed sleep) until `check` holds, or panics after `limit`.
-pub async fn await_members(members: &[&TestMember], limit: Duration, what: &str, check: impl Fn(&[BTreeSet<i32>]) -> bool) {
+pub async fn await_members(
+    members: &[&TestMember],
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&[BTreeSet<i32>]) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let now: Vec<_> = members.iter().map(|m| m.partitions()).collect();

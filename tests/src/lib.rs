@@ -78,10 +78,8 @@ pub fn cluster() -> Cluster {
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}-{}-{n}-{nanos}", std::process::id())
 }
 
@@ -89,12 +87,7 @@ pub fn unique(prefix: &str) -> String {
 pub async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
     let admin = Admin::new(cluster());
     admin
-        .create_topics(&[NewTopic {
-            name: name.to_string(),
-            partitions,
-            replication: 1,
-            configs: Default::default(),
-        }])
+        .create_topics(&[NewTopic { name: name.to_string(), partitions, replication: 1, configs: Default::default() }])
         .await?;
     Ok(())
 }

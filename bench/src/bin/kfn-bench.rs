@@ -2,7 +2,10 @@
 //!
 //! `kfn-bench [--records N] [--repeats R] [--only passthrough,memory,e2e,http]
 //!            [--services pipe,rust,python,kfn-alo-1,kfn-alo-2,kfn-eos-1,kfn-eos-2]
-//!            [--http-seconds S] [--e2e-rate R] [--e2e-seconds S] [--out FILE|-]`
+//!            [--http-seconds S] [--e2e-rate R1,R2] [--e2e-seconds S] [--out FILE|-]`
+//!
+//! `KFN_BENCH_BEFORE=<a kfn-bench-replica built before a runtime change>`
+//! adds each kfn passthrough with that build, for a before/after table.
 //!
 //! Run it through `scripts/bench`, which builds the binaries in release mode
 //! and prepares the Python service's virtualenv.
@@ -22,7 +25,7 @@ struct Options {
     only: Vec<String>,
     services: Vec<String>,
     http_seconds: u64,
-    e2e_rate: f64,
+    e2e_rates: Vec<f64>,
     e2e_seconds: u64,
     out: Option<PathBuf>,
 }
@@ -34,7 +37,7 @@ fn options(root: &Path) -> anyhow::Result<Options> {
         only: Vec::new(),
         services: Vec::new(),
         http_seconds: 10,
-        e2e_rate: 200.0,
+        e2e_rates: vec![50.0, 200.0],
         e2e_seconds: 20,
         out: Some(root.join("docs/benchmarks.md")),
     };
@@ -47,7 +50,7 @@ fn options(root: &Path) -> anyhow::Result<Options> {
             "--only" => o.only = value()?.split(',').map(str::to_string).collect(),
             "--services" => o.services = value()?.split(',').map(str::to_string).collect(),
             "--http-seconds" => o.http_seconds = value()?.parse()?,
-            "--e2e-rate" => o.e2e_rate = value()?.parse()?,
+            "--e2e-rate" => o.e2e_rates = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--e2e-seconds" => o.e2e_seconds = value()?.parse()?,
             "--out" => o.out = Some(value()?).filter(|v| v != "-").map(PathBuf::from),
             other => anyhow::bail!("unknown argument {other}; see the doc comment of bench/src/bin/kfn-bench.rs"),
@@ -63,10 +66,10 @@ const SERVICES: [Service; 7] = [
     Service::Pipe,
     Service::RustAvro,
     Service::Python,
-    Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 1 },
-    Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 2 },
-    Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 1 },
-    Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 2 },
+    Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 1, before: false },
+    Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 2, before: false },
+    Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 1, before: false },
+    Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 2, before: false },
 ];
 
 #[tokio::main]
@@ -87,7 +90,15 @@ async fn main() -> anyhow::Result<()> {
         report.record_bytes = orders::fill_topic(&stack, "bench.in", PARTITIONS, o.records as usize).await?;
         eprintln!("kfn-bench: {} records in bench.in", o.records);
         let chosen = SERVICES.iter().filter(|s| o.services.is_empty() || o.services.contains(&s.key()));
-        let mut results: Vec<(Service, Vec<_>)> = chosen.map(|s| (*s, Vec::new())).collect();
+        // With KFN_BENCH_BEFORE, each kfn service also runs with the replica built before a change, in the same rounds.
+        let compare = std::env::var_os("KFN_BENCH_BEFORE").is_some();
+        let mut results: Vec<(Service, Vec<_>)> = Vec::new();
+        for service in chosen {
+            results.push((*service, Vec::new()));
+            if let (true, Service::Kfn { guarantee, replicas, .. }) = (compare, service) {
+                results.push((Service::Kfn { guarantee: *guarantee, replicas: *replicas, before: true }, Vec::new()));
+            }
+        }
         // Rounds run every service once, so a drift of the machine touches all of them alike; round 0 warms up.
         for round in 0..=o.repeats {
             for (i, (service, runs)) in results.iter_mut().enumerate() {
@@ -114,9 +125,14 @@ async fn main() -> anyhow::Result<()> {
     if wants("e2e") {
         let mut system = order_system::start(&stack, &[], "order-system").await?;
         let seconds = Duration::from_secs(o.e2e_seconds);
-        let phases = e2e::run(&stack, &system.http, o.e2e_rate, Duration::from_secs(5), seconds, o.repeats).await?;
-        system.processes.check_alive()?;
-        report.e2e = Some((o.e2e_rate, phases, system.processes.peak_rss()));
+        // Rates in increasing order: a rate the system cannot sustain leaves a backlog behind.
+        let mut rates = o.e2e_rates.clone();
+        rates.sort_by(f64::total_cmp);
+        for rate in rates {
+            let phases = e2e::run(&stack, &system.http, rate, Duration::from_secs(5), seconds, o.repeats).await?;
+            system.processes.check_alive()?;
+            report.e2e.push((rate, phases, system.processes.peak_rss()));
+        }
     }
     if wants("http") {
         let (warm_up, seconds) = (Duration::from_secs(3), Duration::from_secs(o.http_seconds));

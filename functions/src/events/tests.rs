@@ -19,11 +19,7 @@ fn dec(s: &str) -> Decimal {
 }
 
 fn item(product_id: &str, quantity: i32, unit_price: &str) -> OrderItem {
-    OrderItem {
-        product_id: product_id.into(),
-        quantity,
-        unit_price: dec(unit_price),
-    }
+    OrderItem { product_id: product_id.into(), quantity, unit_price: dec(unit_price) }
 }
 
 /// Every record, enum and field of a schema's JSON has a non-empty "doc".
@@ -39,11 +35,7 @@ fn assert_documented(file: &str, node: &Value) {
             if let Some(Value::Array(fields)) = map.get("fields") {
                 for field in fields {
                     let doc = field.get("doc").and_then(Value::as_str).unwrap_or("");
-                    assert!(
-                        !doc.trim().is_empty(),
-                        "{file}: field {} has no doc",
-                        field["name"]
-                    );
+                    assert!(!doc.trim().is_empty(), "{file}: field {} has no doc", field["name"]);
                     assert_documented(file, &field["type"]);
                 }
             }
@@ -88,40 +80,25 @@ where
     // ... and apache-avro's Parsing Canonical Form agrees.
     let derived_json = serde_json::to_string(&derived).unwrap();
     let derived_apache = apache_avro::Schema::parse_str(&derived_json).unwrap();
-    assert_eq!(
-        derived_apache.canonical_form(),
-        apache.canonical_form(),
-        "{file}"
-    );
+    assert_eq!(derived_apache.canonical_form(), apache.canonical_form(), "{file}");
 
     // The sample round-trips through serde_avro_fast with the file's schema.
-    let bytes = serde_avro_fast::to_datum_vec(
-        &sample,
-        &mut serde_avro_fast::ser::SerializerConfig::new(&fast),
-    )
-    .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let bytes = serde_avro_fast::to_datum_vec(&sample, &mut serde_avro_fast::ser::SerializerConfig::new(&fast))
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
     let back: E = serde_avro_fast::from_datum_slice(&bytes, &fast).unwrap();
     assert_eq!(back, sample, "{file}");
 
     // apache-avro reads those bytes as a valid datum and writes the same bytes.
     let value = apache_avro::from_avro_datum(&apache, &mut bytes.as_slice(), None).unwrap();
     assert!(value.validate(&apache), "{file}: {value:?}");
-    assert_eq!(
-        apache_avro::to_avro_datum(&apache, value).unwrap(),
-        bytes,
-        "{file}"
-    );
+    assert_eq!(apache_avro::to_avro_datum(&apache, value).unwrap(), bytes, "{file}");
     file
 }
 
 #[test]
 fn every_event_type_matches_its_schema_file() {
     let t = 1_700_000_000_123;
-    let items = vec![
-        item("SKU-001", 2, "19.99"),
-        item("SKU-002", 1, "1250.00"),
-        item("SKU-003", 3, "0.05"),
-    ];
+    let items = vec![item("SKU-001", 2, "19.99"), item("SKU-002", 1, "1250.00"), item("SKU-003", 3, "0.05")];
     let total = dec("1290.13");
     let checked: BTreeSet<&str> = [
         check(OrderCreated {
@@ -180,10 +157,7 @@ fn every_event_type_matches_its_schema_file() {
             shipment_id: "shp-o-1".into(),
             order_id: "o-1".into(),
             customer_id: "c-1".into(),
-            items: vec![ShipmentItem {
-                product_id: "SKU-001".into(),
-                quantity: 2,
-            }],
+            items: vec![ShipmentItem { product_id: "SKU-001".into(), quantity: 2 }],
             shipping_address: "1 Main St".into(),
             created_at: t,
         }),
@@ -211,11 +185,7 @@ fn every_event_type_matches_its_schema_file() {
             total_revenue: dec("1234567890123.45"),
             avg_order_value: dec("411522630041.15"),
         }),
-        check(ProductSales {
-            product_id: "SKU-001".into(),
-            total_quantity: 1 << 40,
-            total_revenue: dec("0"),
-        }),
+        check(ProductSales { product_id: "SKU-001".into(), total_quantity: 1 << 40, total_revenue: dec("0") }),
         check(OrderStatusChanged {
             order_id: "o-1".into(),
             status: OrderState::PaymentFailed,
@@ -226,16 +196,8 @@ fn every_event_type_matches_its_schema_file() {
             order_id: "o-1".into(),
             status: OrderState::Dispatched,
             history: vec![
-                StatusChange {
-                    status: OrderState::Created,
-                    at: t,
-                    detail: "created".into(),
-                },
-                StatusChange {
-                    status: OrderState::Dispatched,
-                    at: t + 9,
-                    detail: "DHL".into(),
-                },
+                StatusChange { status: OrderState::Created, at: t, detail: "created".into() },
+                StatusChange { status: OrderState::Dispatched, at: t + 9, detail: "DHL".into() },
             ],
         }),
         check(ProductSale {
@@ -249,10 +211,7 @@ fn every_event_type_matches_its_schema_file() {
     .into_iter()
     .collect();
     let listed: BTreeSet<&str> = schema_files().iter().map(|(_, file)| *file).collect();
-    assert_eq!(
-        checked, listed,
-        "every file in schema_files() must be checked"
-    );
+    assert_eq!(checked, listed, "every file in schema_files() must be checked");
 }
 
 #[test]
@@ -262,34 +221,18 @@ fn schema_files_lists_every_file_in_the_schemas_folder() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".avsc"))
         .collect();
-    let listed: BTreeSet<String> = schema_files()
-        .iter()
-        .map(|(_, file)| file.to_string())
-        .collect();
+    let listed: BTreeSet<String> = schema_files().iter().map(|(_, file)| file.to_string()).collect();
     assert_eq!(on_disk, listed);
 }
 
 fn round_trip<E: Event + PartialEq + std::fmt::Debug>(sample: E) {
-    let text = std::fs::read_to_string(
-        schemas_dir().join(
-            schema_files()
-                .iter()
-                .find(|(n, _)| *n == E::NAME)
-                .unwrap()
-                .1,
-        ),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(schemas_dir().join(schema_files().iter().find(|(n, _)| *n == E::NAME).unwrap().1))
+            .unwrap();
     let schema: serde_avro_fast::Schema = text.parse().unwrap();
-    let bytes = serde_avro_fast::to_datum_vec(
-        &sample,
-        &mut serde_avro_fast::ser::SerializerConfig::new(&schema),
-    )
-    .unwrap();
-    assert_eq!(
-        serde_avro_fast::from_datum_slice::<E>(&bytes, &schema).unwrap(),
-        sample
-    );
+    let bytes =
+        serde_avro_fast::to_datum_vec(&sample, &mut serde_avro_fast::ser::SerializerConfig::new(&schema)).unwrap();
+    assert_eq!(serde_avro_fast::from_datum_slice::<E>(&bytes, &schema).unwrap(), sample);
 }
 
 #[test]
@@ -316,12 +259,7 @@ fn every_enum_symbol_round_trips() {
         });
     }
     for &status in OrderState::ALL {
-        round_trip(OrderStatusChanged {
-            order_id: "o".into(),
-            status,
-            at: 0,
-            detail: status.to_string(),
-        });
+        round_trip(OrderStatusChanged { order_id: "o".into(), status, at: 0, detail: status.to_string() });
     }
     for &kind in NotificationKind::ALL {
         for &channel in NotificationChannel::ALL {
@@ -342,17 +280,10 @@ fn every_enum_symbol_round_trips() {
 fn a_drifted_schema_is_detected() {
     // The comparison must see a logical type the canonical form drops.
     let text = std::fs::read_to_string(schemas_dir().join("order_created.avsc")).unwrap();
-    let drifted = text.replacen(
-        r#""logicalType": "timestamp-millis""#,
-        r#""logicalType": "timestamp-micros""#,
-        1,
-    );
+    let drifted = text.replacen(r#""logicalType": "timestamp-millis""#, r#""logicalType": "timestamp-micros""#, 1);
     assert_ne!(drifted, text);
     let drifted: SchemaMut = drifted.parse().unwrap();
-    assert_ne!(
-        serde_json::to_value(OrderCreated::schema_mut()).unwrap(),
-        serde_json::to_value(&drifted).unwrap()
-    );
+    assert_ne!(serde_json::to_value(OrderCreated::schema_mut()).unwrap(), serde_json::to_value(&drifted).unwrap());
 }
 
 #[test]

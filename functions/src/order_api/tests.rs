@@ -47,67 +47,37 @@ async fn a_good_order_is_accepted_and_emitted_keyed_by_its_id() {
     let reply = post(&good_body()).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let order_id = reply_json(&reply)["order_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        uuid::Uuid::parse_str(&order_id).unwrap().get_version_num(),
-        4
-    );
+    assert_eq!(uuid::Uuid::parse_str(&order_id).unwrap().get_version_num(), 4);
 
     let (key, created) = single::<OrderCreated>(&reply.emit, "created");
     assert_eq!(key, order_id);
     assert_eq!(created.order_id, order_id);
     assert_eq!(created.customer_id, "c-1");
     assert_eq!(created.shipping_address, "1 Main St, Springfield");
-    let lines: Vec<_> = created
-        .items
-        .iter()
-        .map(|i| (i.product_id.as_str(), i.quantity, i.unit_price))
-        .collect();
-    assert_eq!(
-        lines,
-        [
-            ("SKU-001", 2, dec("19.99")),
-            ("SKU-008", 3, dec("4.99")),
-            ("SKU-012", 1, dec("50.00"))
-        ]
-    );
+    let lines: Vec<_> = created.items.iter().map(|i| (i.product_id.as_str(), i.quantity, i.unit_price)).collect();
+    assert_eq!(lines, [("SKU-001", 2, dec("19.99")), ("SKU-008", 3, dec("4.99")), ("SKU-012", 1, dec("50.00"))]);
     assert_eq!(created.total_amount, dec("104.95"));
     assert!(created.created_at >= before && created.created_at <= crate::now_millis());
 
     let second = post(&good_body()).await;
-    assert_ne!(
-        reply_json(&second)["order_id"],
-        order_id,
-        "every order gets its own id"
-    );
+    assert_ne!(reply_json(&second)["order_id"], order_id, "every order gets its own id");
 }
 
 #[tokio::test]
 async fn content_type_method_and_syntax_are_checked_first() {
     let body = good_body().to_string();
-    for ct in [
-        None,
-        Some("text/plain"),
-        Some("application/jsonx"),
-        Some(""),
-    ] {
+    for ct in [None, Some("text/plain"), Some("application/jsonx"), Some("")] {
         let reply = create_order(request(ct, &body)).await;
         assert_eq!(reply.status, 415, "{ct:?}");
         assert!(reply.emit.is_empty());
     }
     for ct in ["application/json; charset=utf-8", "Application/JSON"] {
-        assert_eq!(
-            create_order(request(Some(ct), &body)).await.status,
-            202,
-            "{ct}"
-        );
+        assert_eq!(create_order(request(Some(ct), &body)).await.status, 202, "{ct}");
     }
     for broken in ["", "{", "{\"customer_id\": }", "nul"] {
         let reply = create_order(request(Some("application/json"), broken)).await;
         assert_eq!(reply.status, 400, "{broken:?}");
-        assert!(reply_json(&reply)["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("malformed JSON"));
+        assert!(reply_json(&reply)["error"].as_str().unwrap().starts_with("malformed JSON"));
         assert!(reply.emit.is_empty());
     }
     let mut get = request(Some("application/json"), &body);
@@ -118,9 +88,8 @@ async fn content_type_method_and_syntax_are_checked_first() {
 #[tokio::test]
 async fn invalid_values_are_422_with_the_field_path() {
     let long_id = "x".repeat(limits::MAX_ID_CHARS + 1);
-    let too_many: Vec<Value> = (0..=limits::MAX_ITEMS)
-        .map(|_| json!({"product_id": "SKU-008", "quantity": 1, "unit_price": 4.99}))
-        .collect();
+    let too_many: Vec<Value> =
+        (0..=limits::MAX_ITEMS).map(|_| json!({"product_id": "SKU-008", "quantity": 1, "unit_price": 4.99})).collect();
     let cases: Vec<(&str, Value, Value)> = vec![
         ("customer_id", json!("customer_id"), Value::Null),
         ("customer_id", json!("customer_id"), json!("  ")),
@@ -131,81 +100,21 @@ async fn invalid_values_are_422_with_the_field_path() {
         ("items", json!("items"), json!("SKU-001")),
         ("items", json!("items"), json!(too_many)),
         ("items[0]", json!("items"), json!([7])),
-        (
-            "items[2].quantity",
-            json!(["items", 2, "quantity"]),
-            json!(0),
-        ),
-        (
-            "items[2].quantity",
-            json!(["items", 2, "quantity"]),
-            json!(-1),
-        ),
-        (
-            "items[2].quantity",
-            json!(["items", 2, "quantity"]),
-            json!(1.5),
-        ),
-        (
-            "items[2].quantity",
-            json!(["items", 2, "quantity"]),
-            json!("2"),
-        ),
-        (
-            "items[2].quantity",
-            json!(["items", 2, "quantity"]),
-            json!(limits::MAX_QUANTITY + 1),
-        ),
-        (
-            "items[2].quantity",
-            json!(["items", 2, "quantity"]),
-            Value::Null,
-        ),
-        (
-            "items[2].quantity",
-            json!(["items", 2, "quantity"]),
-            json!(u64::MAX),
-        ),
-        (
-            "items[1].unit_price",
-            json!(["items", 1, "unit_price"]),
-            json!(-0.01),
-        ),
-        (
-            "items[1].unit_price",
-            json!(["items", 1, "unit_price"]),
-            json!(1.999),
-        ),
-        (
-            "items[1].unit_price",
-            json!(["items", 1, "unit_price"]),
-            json!("1.999"),
-        ),
-        (
-            "items[1].unit_price",
-            json!(["items", 1, "unit_price"]),
-            json!("abc"),
-        ),
-        (
-            "items[1].unit_price",
-            json!(["items", 1, "unit_price"]),
-            json!(true),
-        ),
-        (
-            "items[1].unit_price",
-            json!(["items", 1, "unit_price"]),
-            json!(100_000_000),
-        ),
-        (
-            "items[1].unit_price",
-            json!(["items", 1, "unit_price"]),
-            json!(1e300),
-        ),
-        (
-            "items[0].product_id",
-            json!(["items", 0, "product_id"]),
-            json!(""),
-        ),
+        ("items[2].quantity", json!(["items", 2, "quantity"]), json!(0)),
+        ("items[2].quantity", json!(["items", 2, "quantity"]), json!(-1)),
+        ("items[2].quantity", json!(["items", 2, "quantity"]), json!(1.5)),
+        ("items[2].quantity", json!(["items", 2, "quantity"]), json!("2")),
+        ("items[2].quantity", json!(["items", 2, "quantity"]), json!(limits::MAX_QUANTITY + 1)),
+        ("items[2].quantity", json!(["items", 2, "quantity"]), Value::Null),
+        ("items[2].quantity", json!(["items", 2, "quantity"]), json!(u64::MAX)),
+        ("items[1].unit_price", json!(["items", 1, "unit_price"]), json!(-0.01)),
+        ("items[1].unit_price", json!(["items", 1, "unit_price"]), json!(1.999)),
+        ("items[1].unit_price", json!(["items", 1, "unit_price"]), json!("1.999")),
+        ("items[1].unit_price", json!(["items", 1, "unit_price"]), json!("abc")),
+        ("items[1].unit_price", json!(["items", 1, "unit_price"]), json!(true)),
+        ("items[1].unit_price", json!(["items", 1, "unit_price"]), json!(100_000_000)),
+        ("items[1].unit_price", json!(["items", 1, "unit_price"]), json!(1e300)),
+        ("items[0].product_id", json!(["items", 0, "product_id"]), json!("")),
     ];
     for (field, at, value) in cases {
         let mut body = good_body();
@@ -221,10 +130,7 @@ async fn invalid_values_are_422_with_the_field_path() {
         assert_eq!(reply.status, 422, "{field} = {value}: {}", reply.body);
         let answer = reply_json(&reply);
         assert_eq!(answer["field"], field, "{field} = {value}: {answer}");
-        assert!(
-            answer["error"].as_str().unwrap().starts_with(field),
-            "{answer}"
-        );
+        assert!(answer["error"].as_str().unwrap().starts_with(field), "{answer}");
         assert!(reply.emit.is_empty());
     }
 }
@@ -245,21 +151,14 @@ async fn a_total_beyond_decimal_10_2_is_422_on_items() {
 
     let mut body = body;
     body["items"][1]["unit_price"] = json!(0);
-    assert_eq!(
-        post(&body).await.status,
-        202,
-        "99999999.99 is the largest total"
-    );
+    assert_eq!(post(&body).await.status, 202, "99999999.99 is the largest total");
 }
 
 #[tokio::test]
 async fn a_body_that_is_not_an_object_is_422_without_a_field() {
     let reply = post(&json!([1, 2])).await;
     assert_eq!(reply.status, 422);
-    assert_eq!(
-        reply_json(&reply),
-        json!({"error": "the body must be a JSON object"})
-    );
+    assert_eq!(reply_json(&reply), json!({"error": "the body must be a JSON object"}));
 }
 
 #[test]

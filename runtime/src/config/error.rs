@@ -89,7 +89,9 @@ impl Collector {
             }
             let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
                 Some(figment::Source::File(_)) | None => self.file.clone(),
-                Some(other) => format!("{} ({other})", e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default()),
+                Some(other) => {
+                    format!("{} ({other})", e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default())
+                }
             };
             let message = match &e.kind {
                 figment::error::Kind::UnknownField(name, expected) => {

@@ -62,14 +62,7 @@ fn load_with(path: &Path, registry: &kfn_sdk::Registry, env: Option<Env>) -> Res
     let topics = v.topics(top.topics);
     let functions = v.functions(top.functions, &topics);
     v.c.finish()?;
-    Ok(Config {
-        file: path.to_path_buf(),
-        runtime,
-        security,
-        local,
-        topics,
-        functions,
-    })
+    Ok(Config { file: path.to_path_buf(), runtime, security, local, topics, functions })
 }
 
 struct Validator<'a> {
@@ -125,18 +118,23 @@ impl Validator<'_> {
                 self.c.push(format!("runtime.brokers[{i}]"), format!("expected \"host:port\", found {b:?}"));
             }
         }
-        let session_timeout = self.duration("runtime.session_timeout", raw.session_timeout.as_deref(), Duration::from_secs(10));
-        let heartbeat_interval = self.duration("runtime.heartbeat_interval", raw.heartbeat_interval.as_deref(), session_timeout / 5);
+        let session_timeout =
+            self.duration("runtime.session_timeout", raw.session_timeout.as_deref(), Duration::from_secs(10));
+        let heartbeat_interval =
+            self.duration("runtime.heartbeat_interval", raw.heartbeat_interval.as_deref(), session_timeout / 5);
         if heartbeat_interval >= session_timeout {
             self.c.push(
                 "runtime.heartbeat_interval",
-                format!("expected less than runtime.session_timeout ({session_timeout:?}), found {heartbeat_interval:?}"),
+                format!(
+                    "expected less than runtime.session_timeout ({session_timeout:?}), found {heartbeat_interval:?}"
+                ),
             );
         }
         if session_timeout < Duration::from_secs(1) {
             self.c.push("runtime.session_timeout", format!("expected at least 1s, found {session_timeout:?}"));
         }
-        let rebalance_timeout = self.duration("runtime.rebalance_timeout", raw.rebalance_timeout.as_deref(), Duration::from_secs(30));
+        let rebalance_timeout =
+            self.duration("runtime.rebalance_timeout", raw.rebalance_timeout.as_deref(), Duration::from_secs(30));
         let auto_offset_reset = self.choice(
             "runtime.auto_offset_reset",
             raw.auto_offset_reset.as_deref(),
@@ -150,7 +148,8 @@ impl Validator<'_> {
             &[("read_committed", Isolation::ReadCommitted), ("read_uncommitted", Isolation::ReadUncommitted)],
         );
         let slow_handler = self.duration("runtime.slow_handler", raw.slow_handler.as_deref(), Duration::from_secs(5));
-        let shutdown_timeout = self.duration("runtime.shutdown_timeout", raw.shutdown_timeout.as_deref(), Duration::from_secs(10));
+        let shutdown_timeout =
+            self.duration("runtime.shutdown_timeout", raw.shutdown_timeout.as_deref(), Duration::from_secs(10));
         let max_http_body = match raw.max_http_body.as_deref().map(parse_size) {
             None => 64 * 1024,
             Some(Ok(n)) => n,
@@ -200,7 +199,13 @@ impl Validator<'_> {
             Compression::Lz4,
             &[("none", Compression::None), ("lz4", Compression::Lz4), ("zstd", Compression::Zstd)],
         );
-        ProducerSettings { linger, max_batch_bytes, compression, idempotent: raw.idempotent.unwrap_or(true), request_timeout }
+        ProducerSettings {
+            linger,
+            max_batch_bytes,
+            compression,
+            idempotent: raw.idempotent.unwrap_or(true),
+            request_timeout,
+        }
     }
 
     fn security(&mut self, value: Option<Value>) -> SecuritySettings {
@@ -220,11 +225,17 @@ impl Validator<'_> {
         let wants_tls = matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
         let sasl = match (raw.sasl, wants_sasl) {
             (None, true) => {
-                self.c.push("security.sasl", "expected a table { mechanism, username, password_env } for a SASL protocol");
+                self.c.push(
+                    "security.sasl",
+                    "expected a table { mechanism, username, password_env } for a SASL protocol",
+                );
                 None
             }
             (Some(_), false) => {
-                self.c.push("security.sasl", "set, but security.protocol does not use SASL (use SASL_PLAINTEXT or SASL_SSL)");
+                self.c.push(
+                    "security.sasl",
+                    "set, but security.protocol does not use SASL (use SASL_PLAINTEXT or SASL_SSL)",
+                );
                 None
             }
             (Some(s), true) => self.sasl(s),
@@ -270,7 +281,10 @@ impl Validator<'_> {
         let mut file = |field: &str, name: Option<String>| -> Option<PathBuf> {
             let path = self.base.join(name?);
             if !path.is_file() {
-                self.c.push(format!("security.tls.{field}"), format!("expected a PEM file, {} does not exist", path.display()));
+                self.c.push(
+                    format!("security.tls.{field}"),
+                    format!("expected a PEM file, {} does not exist", path.display()),
+                );
             }
             Some(path)
         };
@@ -323,14 +337,20 @@ impl Validator<'_> {
         let partitions = match i32::try_from(raw.partitions) {
             Ok(p) if (1..=100_000).contains(&p) => p,
             _ => {
-                self.c.push(format!("{prefix}.partitions"), format!("expected an integer from 1 to 100000, found {}", raw.partitions));
+                self.c.push(
+                    format!("{prefix}.partitions"),
+                    format!("expected an integer from 1 to 100000, found {}", raw.partitions),
+                );
                 1
             }
         };
         let replication = match i16::try_from(raw.replication) {
             Ok(r) if r >= 1 => r,
             _ => {
-                self.c.push(format!("{prefix}.replication"), format!("expected an integer of at least 1, found {}", raw.replication));
+                self.c.push(
+                    format!("{prefix}.replication"),
+                    format!("expected an integer of at least 1, found {}", raw.replication),
+                );
                 1
             }
         };
@@ -368,7 +388,17 @@ impl Validator<'_> {
         if let Some(path) = &schema {
             self.schema_file(&format!("{prefix}.schema"), path);
         }
-        Some(TopicSpec { name, partitions, replication, retention, cleanup_policy, key: raw.key, schema, configs, doc: raw.doc })
+        Some(TopicSpec {
+            name,
+            partitions,
+            replication,
+            retention,
+            cleanup_policy,
+            key: raw.key,
+            schema,
+            configs,
+            doc: raw.doc,
+        })
     }
 
     /// Checks that a schema file exists and is a valid Avro record schema.
@@ -458,7 +488,10 @@ impl Validator<'_> {
                 return None;
             }
             (None, None) => {
-                self.c.push(format!("{prefix}.handler"), "missing: expected `handler` (a function) or `aggregate` (a fold)");
+                self.c.push(
+                    format!("{prefix}.handler"),
+                    "missing: expected `handler` (a function) or `aggregate` (a fold)",
+                );
                 return None;
             }
         };
@@ -481,7 +514,8 @@ impl Validator<'_> {
                 FunctionKind::Topic { input }
             }
             (None, Some(_)) if raw.aggregate.is_some() => {
-                self.c.push(format!("{prefix}.trigger"), "expected `input` (a topic): an aggregate folds an input topic");
+                self.c
+                    .push(format!("{prefix}.trigger"), "expected `input` (a topic): an aggregate folds an input topic");
                 return None;
             }
             (None, Some(trigger)) => {
@@ -523,7 +557,10 @@ impl Validator<'_> {
             let field = format!("{prefix}.outputs.{output}");
             self.topic_ref(&field, topic, topics);
             if topics.get(topic).is_some_and(|t| t.schema.is_none()) {
-                self.c.push(&field, format!("expected topic {topic:?} to declare a schema: function {name} writes events to it"));
+                self.c.push(
+                    &field,
+                    format!("expected topic {topic:?} to declare a schema: function {name} writes events to it"),
+                );
             }
         }
         let guarantee = self.choice(
@@ -542,7 +579,10 @@ impl Validator<'_> {
             None => 256,
             Some(n) if (1..=100_000).contains(&n) => n as usize,
             Some(n) => {
-                self.c.push(format!("{prefix}.max_in_flight"), format!("expected an integer from 1 to 100000, found {n}"));
+                self.c.push(
+                    format!("{prefix}.max_in_flight"),
+                    format!("expected an integer from 1 to 100000, found {n}"),
+                );
                 256
             }
         };
@@ -555,7 +595,10 @@ impl Validator<'_> {
             let field = format!("{prefix}.dead_letter");
             self.topic_ref(&field, dlq, topics);
             if input.as_deref() == Some(dlq.as_str()) || raw.outputs.values().any(|o| o == dlq) {
-                self.c.push(&field, format!("expected a topic of its own, but {dlq:?} is also this function's input or output"));
+                self.c.push(
+                    &field,
+                    format!("expected a topic of its own, but {dlq:?} is also this function's input or output"),
+                );
             }
         }
         if input.is_some() && raw.dead_letter.is_none() {
@@ -583,7 +626,16 @@ impl Validator<'_> {
                 &[("earliest", OffsetReset::Earliest), ("latest", OffsetReset::Latest)],
             )
         });
-        let aggregate = self.aggregate_spec(prefix, &raw.aggregate, &raw.input, &raw.outputs, &raw.window, &raw.grace, &raw.query, topics);
+        let aggregate = self.aggregate_spec(
+            prefix,
+            &raw.aggregate,
+            &raw.input,
+            &raw.outputs,
+            &raw.window,
+            &raw.grace,
+            &raw.query,
+            topics,
+        );
         Some(FunctionSpec {
             name,
             handler,
@@ -601,11 +653,18 @@ impl Validator<'_> {
     }
 
     fn unknown_handler(&mut self, prefix: &str, handler: &str) {
-        let known: Vec<_> =
-            self.registry.topic_names().chain(self.registry.http_names()).chain(self.registry.aggregate_names()).collect();
+        let known: Vec<_> = self
+            .registry
+            .topic_names()
+            .chain(self.registry.http_names())
+            .chain(self.registry.aggregate_names())
+            .collect();
         self.c.push(
             format!("{prefix}.handler"),
-            format!("expected a handler registered in functions/, found {handler:?} (registered: {})", known.join(", ")),
+            format!(
+                "expected a handler registered in functions/, found {handler:?} (registered: {})",
+                known.join(", ")
+            ),
         );
     }
 
@@ -637,12 +696,16 @@ impl Validator<'_> {
         let max_attempts = match u32::try_from(raw.max_attempts) {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
-                self.c.push(format!("{prefix}.max_attempts"), format!("expected an integer from 1 to 1000, found {}", raw.max_attempts));
+                self.c.push(
+                    format!("{prefix}.max_attempts"),
+                    format!("expected an integer from 1 to 1000, found {}", raw.max_attempts),
+                );
                 1
             }
         };
         let backoff = self.duration(&format!("{prefix}.backoff"), raw.backoff.as_deref(), d.backoff);
-        let max_backoff = self.duration(&format!("{prefix}.max_backoff"), raw.max_backoff.as_deref(), d.max_backoff.max(backoff));
+        let max_backoff =
+            self.duration(&format!("{prefix}.max_backoff"), raw.max_backoff.as_deref(), d.max_backoff.max(backoff));
         if max_backoff < backoff {
             self.c.push(
                 format!("{prefix}.max_backoff"),
@@ -654,7 +717,10 @@ impl Validator<'_> {
         }
         let multiplier = raw.multiplier.unwrap_or(d.multiplier);
         if !(1.0..=100.0).contains(&multiplier) {
-            self.c.push(format!("{prefix}.multiplier"), format!("expected a number from 1.0 to 100.0, found {multiplier}"));
+            self.c.push(
+                format!("{prefix}.multiplier"),
+                format!("expected a number from 1.0 to 100.0, found {multiplier}"),
+            );
         }
         RetryPolicy { max_attempts, backoff, max_backoff, multiplier, jitter: raw.jitter.unwrap_or(d.jitter) }
     }

@@ -116,9 +116,7 @@ impl LocalBroker {
         match spawned_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(source)) => return Err(BrokerError::Spawn { binary, source }),
-            Err(_) => {
-                return Err(BrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") })
-            }
+            Err(_) => return Err(BrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") }),
         }
         let broker = LocalBroker { addr, control: Some(control_tx), exited: exited_rx };
         broker.wait_ready(Duration::from_secs(60)).await?;

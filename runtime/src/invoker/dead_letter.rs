@@ -53,7 +53,12 @@ pub struct DeadLetters {
 
 impl DeadLetters {
     /// The dead letter of `record` (read from `input`) that failed with `failure`.
-    pub fn record(&self, input: &TopicPartition, record: &ConsumedRecord, failure: &Failure) -> (TopicPartition, ProducerRecord) {
+    pub fn record(
+        &self,
+        input: &TopicPartition,
+        record: &ConsumedRecord,
+        failure: &Failure,
+    ) -> (TopicPartition, ProducerRecord) {
         let partition = match &record.key {
             Some(key) => partition_for_key(key, self.partitions),
             None => input.partition % self.partitions.max(1),

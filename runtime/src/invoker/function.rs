@@ -32,7 +32,11 @@ pub struct FunctionHandle {
 }
 
 /// Starts `spec` (a topic function) in `app`; it stops when `shutdown` turns true.
-pub async fn start_function(app: &App, spec: &FunctionSpec, shutdown: watch::Receiver<bool>) -> Result<FunctionHandle, StartError> {
+pub async fn start_function(
+    app: &App,
+    spec: &FunctionSpec,
+    shutdown: watch::Receiver<bool>,
+) -> Result<FunctionHandle, StartError> {
     let input = spec.input().ok_or_else(|| StartError::Other(format!("function {} has no input topic", spec.name)))?;
     let aggregate = match &spec.aggregate {
         Some(agg) => {
@@ -53,7 +57,11 @@ pub async fn start_function(app: &App, spec: &FunctionSpec, shutdown: watch::Rec
     };
     let mut outputs = HashMap::new();
     for (name, topic) in &spec.outputs {
-        let encoder = app.encoders.get(topic).cloned().ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
+        let encoder = app
+            .encoders
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
         let partitions = app.partitions(topic).await?;
         outputs.insert(name.clone(), Arc::new(Output { topic: topic.clone(), partitions, encoder }));
     }
@@ -61,7 +69,8 @@ pub async fn start_function(app: &App, spec: &FunctionSpec, shutdown: watch::Rec
         .dead_letter
         .clone()
         .ok_or_else(|| StartError::Other(format!("function {} has no dead_letter topic", spec.name)))?;
-    let dead_letters = DeadLetters { partitions: app.partitions(&dlq_topic).await?, topic: dlq_topic, function: spec.name.clone() };
+    let dead_letters =
+        DeadLetters { partitions: app.partitions(&dlq_topic).await?, topic: dlq_topic, function: spec.name.clone() };
     let runtime = &app.config.runtime;
     let metrics = app.metrics.function(&spec.name);
     let member = GroupMember::new(
@@ -80,7 +89,12 @@ pub async fn start_function(app: &App, spec: &FunctionSpec, shutdown: watch::Rec
     };
     let shared = Arc::new(FunctionShared {
         function: Arc::from(spec.name.as_str()),
-        pipeline: pipeline(HandlerCall::new(handler, app.schemas.clone()), spec.retry.clone(), metrics.clone(), runtime.slow_handler),
+        pipeline: pipeline(
+            HandlerCall::new(handler, app.schemas.clone()),
+            spec.retry.clone(),
+            metrics.clone(),
+            runtime.slow_handler,
+        ),
         outputs: Outputs::new(&spec.name, outputs),
         dead_letters,
         metrics,

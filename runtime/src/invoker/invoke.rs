@@ -134,7 +134,8 @@ pub struct Observe<I> {
 impl<I: Invoke> Invoke for Observe<I> {
     fn call<'a>(&'a self, ctx: Ctx, value: &'a [u8]) -> BoxFuture<'a, Result<Emit, AttemptError>> {
         Box::pin(async move {
-            let (function, topic, partition, offset) = (ctx.function.clone(), ctx.topic.clone(), ctx.partition, ctx.offset);
+            let (function, topic, partition, offset) =
+                (ctx.function.clone(), ctx.topic.clone(), ctx.partition, ctx.offset);
             self.metrics.inflight.inc();
             let start = Instant::now();
             let result = self.inner.call(ctx, value).await;

@@ -125,7 +125,9 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
         for (i, chunk) in chunks.iter().enumerate() {
             let chunk_next = chunks.get(i + 1).and_then(|c| c.first()).map(|r| r.offset).unwrap_or(next);
             loop {
-                match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref(), state.as_mut()).await {
+                match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref(), state.as_mut())
+                    .await
+                {
                     Ok(()) => {
                         committed = chunk_next;
                         done = chunk_next;
@@ -185,7 +187,11 @@ async fn start_offset(shared: &FunctionShared, tp: &TopicPartition, stop: &mut w
 /// Its InitProducerId fences the previous owner of the partition (a zombie
 /// whose session expired), so two members can never both commit outputs for
 /// the same input records.
-async fn transactional_producer(shared: &FunctionShared, tp: &TopicPartition, stop: &mut watch::Receiver<bool>) -> Option<Producer> {
+async fn transactional_producer(
+    shared: &FunctionShared,
+    tp: &TopicPartition,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Producer> {
     let config = ProducerConfig {
         transactional_id: Some(format!("kfn.{}.{}.{}", shared.function, tp.topic, tp.partition)),
         ..shared.producer_config.clone()
@@ -280,7 +286,8 @@ async fn process_batch(
     let start = Instant::now();
     let result = match transactional {
         None => {
-            let sends = by_tp.iter().map(|(tp, recs)| shared.producer.send(tp, recs.clone()));
+            // The records move into the producer: no copy of each batch's record list.
+            let sends = by_tp.into_iter().map(|(tp, recs)| async move { shared.producer.send(&tp, recs).await });
             match futures::future::try_join_all(sends).await {
                 Ok(_) => {
                     shared.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
@@ -321,7 +328,9 @@ async fn process_batch(
             state.apply(overlay);
         }
     }
-    result.map_err(|e: SendError| if e.is_fenced() { BatchError::Fenced(e.to_string()) } else { BatchError::Retry(e.to_string()) })
+    result.map_err(
+        |e: SendError| if e.is_fenced() { BatchError::Fenced(e.to_string()) } else { BatchError::Retry(e.to_string()) },
+    )
 }
 
 fn route(shared: &FunctionShared, emit: &Emit, now: i64) -> Result<Vec<(TopicPartition, ProducerRecord)>, String> {
@@ -384,7 +393,11 @@ async fn invoke_all(
             }
             results
                 .into_iter()
-                .map(|r| r.unwrap_or_else(|| Err(Failure { kind: FailureKind::Panic, message: "lost result".into(), attempts: 0 })))
+                .map(|r| {
+                    r.unwrap_or_else(|| {
+                        Err(Failure { kind: FailureKind::Panic, message: "lost result".into(), attempts: 0 })
+                    })
+                })
                 .collect()
         }
     }

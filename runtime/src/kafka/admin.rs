@@ -106,7 +106,11 @@ impl Admin {
                 36 => CreateOutcome::AlreadyExists, // TOPIC_ALREADY_EXISTS
                 code => {
                     let detail = result.error_message.map(|m| format!(" ({m})")).unwrap_or_default();
-                    return Err(KafkaError::Broker { api: "CreateTopics", code, context: format!("topic {name}{detail}") });
+                    return Err(KafkaError::Broker {
+                        api: "CreateTopics",
+                        code,
+                        context: format!("topic {name}{detail}"),
+                    });
                 }
             };
             self.cluster.invalidate(&name);

@@ -164,7 +164,9 @@ impl Cluster {
             Some(
                 topics
                     .iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.to_string())))))
+                    .map(|t| {
+                        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))
+                    })
                     .collect(),
             )
         });
@@ -180,7 +182,11 @@ impl Cluster {
             if t.error_code != 0 {
                 state.topics.remove(&name);
                 if !topics.is_empty() {
-                    return Err(KafkaError::Broker { api: "Metadata", code: t.error_code, context: format!("topic {name}") });
+                    return Err(KafkaError::Broker {
+                        api: "Metadata",
+                        code: t.error_code,
+                        context: format!("topic {name}"),
+                    });
                 }
                 continue;
             }

@@ -137,11 +137,38 @@ fn api_key_name(key: ApiKey) -> &'static str {
         ($($k:ident),*) => { match key { $(ApiKey::$k => stringify!($k),)* _ => "Other" } };
     }
     names!(
-        Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator, JoinGroup, Heartbeat,
-        LeaveGroup, SyncGroup, DescribeGroups, ListGroups, SaslHandshake, ApiVersions, CreateTopics, DeleteTopics,
-        DeleteRecords, InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeAcls,
-        CreateAcls, DeleteAcls, DescribeConfigs, AlterConfigs, SaslAuthenticate, CreatePartitions,
-        IncrementalAlterConfigs, DescribeCluster
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        SaslHandshake,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
+        DescribeConfigs,
+        AlterConfigs,
+        SaslAuthenticate,
+        CreatePartitions,
+        IncrementalAlterConfigs,
+        DescribeCluster
     )
 }
 

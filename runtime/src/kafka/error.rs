@@ -41,7 +41,9 @@ pub enum KafkaError {
         api: &'static str,
     },
     /// No version of an API is understood by both sides.
-    #[error("broker {broker} supports {api} versions {broker_min}..={broker_max}, kfn supports {ours_min}..={ours_max}")]
+    #[error(
+        "broker {broker} supports {api} versions {broker_min}..={broker_max}, kfn supports {ours_min}..={ours_max}"
+    )]
     NoCommonVersion {
         /// host:port.
         broker: String,

@@ -4,15 +4,15 @@
 //! producers; API keys and wire versions stay in here.
 
 pub mod acl;
-pub mod fetch;
-pub mod group;
-pub mod producer;
-pub mod security;
 pub mod admin;
 pub mod cluster;
 pub mod conn;
 pub mod consumer;
 pub mod error;
+pub mod fetch;
+pub mod group;
+pub mod producer;
+pub mod security;
 
 pub use admin::{Admin, CreateOutcome, NewTopic, TopicDescription};
 pub use cluster::{Cluster, CoordinatorKind};

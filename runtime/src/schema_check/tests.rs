@@ -92,7 +92,8 @@ fn a_removed_field_the_handler_needs_is_an_error_naming_everything() {
     let report = graph_of("schemas/evolution/order_created_removed_field.avsc");
     // Every handler reading orders.created is reported, validation among them.
     assert_eq!(report.problems.len(), consumers_of_orders_created().len(), "{:?}", report.problems);
-    let problem = report.problems.iter().find(|p| p.field == "functions.validation.input").expect("validation reported");
+    let problem =
+        report.problems.iter().find(|p| p.field == "functions.validation.input").expect("validation reported");
     assert_eq!(problem.field, "functions.validation.input");
     assert!(problem.source.ends_with("functions.toml"), "{problem}");
     for part in [

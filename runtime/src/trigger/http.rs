@@ -154,7 +154,10 @@ impl HttpTrigger {
         if reply.emit.is_empty() {
             return Ok((reply.status, reply.body));
         }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
         for emitted in &reply.emit.events {
             match route.outputs.route(emitted, now) {
@@ -189,7 +192,10 @@ impl HttpTrigger {
     }
 
     fn count(&self, route: &str, status: u16) {
-        self.metrics.http_requests.get_or_create(&HttpLabels { route: route.to_string(), status: status.to_string() }).inc();
+        self.metrics
+            .http_requests
+            .get_or_create(&HttpLabels { route: route.to_string(), status: status.to_string() })
+            .inc();
     }
 }
 
@@ -228,4 +234,3 @@ mod tests {
         assert_eq!(match_path("/orders", "/order"), None);
     }
 }
-

@@ -41,13 +41,7 @@ pub struct MemberSubscription {
 impl MemberSubscription {
     /// A member subscribing to `topics` and owning nothing.
     pub fn new(member_id: impl Into<String>, topics: Vec<String>) -> Self {
-        Self {
-            member_id: member_id.into(),
-            subscription: Subscription {
-                topics,
-                ..Subscription::default()
-            },
-        }
+        Self { member_id: member_id.into(), subscription: Subscription { topics, ..Subscription::default() } }
     }
 }
 
@@ -101,8 +95,7 @@ impl Assignor for RangeAssignor {
         partitions_per_topic: &BTreeMap<String, i32>,
     ) -> BTreeMap<String, Assignment> {
         let group = Group::new(members, partitions_per_topic);
-        let mut plan: BTreeMap<&str, Vec<TopicPartition>> =
-            group.members.keys().map(|id| (*id, Vec::new())).collect();
+        let mut plan: BTreeMap<&str, Vec<TopicPartition>> = group.members.keys().map(|id| (*id, Vec::new())).collect();
         for (topic, subscribers) in &group.subscribers {
             let count = group.partition_count(topic);
             let per_member = count / subscribers.len();
@@ -115,9 +108,7 @@ impl Assignor for RangeAssignor {
                 next += take;
             }
         }
-        plan.into_iter()
-            .map(|(id, tps)| (id.to_owned(), Assignment::from_partitions(tps)))
-            .collect()
+        plan.into_iter().map(|(id, tps)| (id.to_owned(), Assignment::from_partitions(tps))).collect()
     }
 }
 
@@ -182,10 +173,7 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn new(
-        members: &'a [MemberSubscription],
-        partitions_per_topic: &'a BTreeMap<String, i32>,
-    ) -> Self {
+    fn new(members: &'a [MemberSubscription], partitions_per_topic: &'a BTreeMap<String, i32>) -> Self {
         let mut by_id = BTreeMap::new();
         for m in members {
             by_id.entry(m.member_id.as_str()).or_insert_with(|| {
@@ -207,26 +195,17 @@ impl<'a> Group<'a> {
                 subscribers.entry(*topic).or_default().push(*id);
             }
         }
-        Self {
-            members: by_id,
-            subscribers,
-            partitions_per_topic,
-        }
+        Self { members: by_id, subscribers, partitions_per_topic }
     }
 
     /// The partition count of a known topic; a negative count (which no
     /// broker reports) counts as none.
     fn partition_count(&self, topic: &str) -> usize {
-        self.partitions_per_topic
-            .get(topic)
-            .and_then(|n| usize::try_from(*n).ok())
-            .unwrap_or(0)
+        self.partitions_per_topic.get(topic).and_then(|n| usize::try_from(*n).ok()).unwrap_or(0)
     }
 
     fn subscribes(&self, member: &str, topic: &str) -> bool {
-        self.members
-            .get(member)
-            .is_some_and(|(_, topics)| topics.contains(topic))
+        self.members.get(member).is_some_and(|(_, topics)| topics.contains(topic))
     }
 }
 
@@ -248,8 +227,7 @@ impl<'a> StickyPlan<'a> {
                 let Some(topic) = topics.get(tp.topic.as_str()).copied() else {
                     continue;
                 };
-                let in_range =
-                    usize::try_from(tp.partition).is_ok_and(|p| p < group.partition_count(topic));
+                let in_range = usize::try_from(tp.partition).is_ok_and(|p| p < group.partition_count(topic));
                 if !in_range {
                     continue;
                 }
@@ -274,13 +252,9 @@ impl<'a> StickyPlan<'a> {
                 }
             }
         }
-        let mut assigned: BTreeMap<&str, BTreeSet<Partition>> = group
-            .members
-            .keys()
-            .map(|id| (*id, BTreeSet::new()))
-            .collect();
-        let previous: BTreeMap<Partition, &str> =
-            claims.into_iter().map(|(tp, (_, id))| (tp, id)).collect();
+        let mut assigned: BTreeMap<&str, BTreeSet<Partition>> =
+            group.members.keys().map(|id| (*id, BTreeSet::new())).collect();
+        let previous: BTreeMap<Partition, &str> = claims.into_iter().map(|(tp, (_, id))| (tp, id)).collect();
         for (tp, id) in &previous {
             assigned.entry(id).or_default().insert(*tp);
         }
@@ -316,11 +290,7 @@ impl<'a> StickyPlan<'a> {
     /// move lowers the sum of squared counts, so this ends.
     fn balance(&mut self, group: &Group<'a>) {
         loop {
-            let mut by_load: Vec<(usize, &'a str)> = self
-                .assigned
-                .iter()
-                .map(|(id, tps)| (tps.len(), *id))
-                .collect();
+            let mut by_load: Vec<(usize, &'a str)> = self.assigned.iter().map(|(id, tps)| (tps.len(), *id)).collect();
             by_load.sort_unstable();
             let found = by_load.iter().find_map(|&(low, to)| {
                 by_load

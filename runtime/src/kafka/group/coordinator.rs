@@ -8,11 +8,13 @@ use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest, TopicName,
+    DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -222,7 +224,9 @@ impl GroupClient {
         let response = conn.send_version(&request, version, Duration::ZERO).await?;
         KafkaError::check("LeaveGroup", response.error_code, || format!("group {}", self.group))?;
         for m in response.members {
-            KafkaError::check("LeaveGroup", m.error_code, || format!("member {} of group {}", m.member_id, self.group))?;
+            KafkaError::check("LeaveGroup", m.error_code, || {
+                format!("member {} of group {}", m.member_id, self.group)
+            })?;
         }
         Ok(())
     }
@@ -290,7 +294,9 @@ impl GroupClient {
             request.groups = vec![OffsetFetchRequestGroup::default().with_group_id(self.group_id()).with_topics(Some(
                 by_topic
                     .iter()
-                    .map(|(t, ps)| OffsetFetchRequestTopics::default().with_name(name(t)).with_partition_indexes(ps.clone()))
+                    .map(|(t, ps)| {
+                        OffsetFetchRequestTopics::default().with_name(name(t)).with_partition_indexes(ps.clone())
+                    })
                     .collect(),
             ))];
         } else {
@@ -298,7 +304,9 @@ impl GroupClient {
             request.topics = Some(
                 by_topic
                     .iter()
-                    .map(|(t, ps)| OffsetFetchRequestTopic::default().with_name(name(t)).with_partition_indexes(ps.clone()))
+                    .map(|(t, ps)| {
+                        OffsetFetchRequestTopic::default().with_name(name(t)).with_partition_indexes(ps.clone())
+                    })
                     .collect(),
             );
         }

@@ -185,10 +185,8 @@ impl GroupMember {
     ) -> Result<(Generation, Vec<TopicPartition>), KafkaError> {
         let subscription = encode_subscription(&self.config.topics, owned, None).map_err(codec)?;
         let protocols: Vec<(&str, bytes::Bytes)> = SUPPORTED.iter().map(|n| (*n, subscription.clone())).collect();
-        let joined = self
-            .client
-            .join(member_id, self.config.session_timeout, self.config.rebalance_timeout, &protocols)
-            .await?;
+        let joined =
+            self.client.join(member_id, self.config.session_timeout, self.config.rebalance_timeout, &protocols).await?;
         let assignments = if joined.leader == joined.generation.member_id {
             self.assign(&joined.generation.protocol, &joined.members).await?
         } else {
@@ -219,13 +217,8 @@ impl GroupMember {
         topics.sort();
         topics.dedup();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let counts = self
-            .cluster
-            .refresh(&names)
-            .await?
-            .into_iter()
-            .map(|t| (t.name, t.partitions.len() as i32))
-            .collect();
+        let counts =
+            self.cluster.refresh(&names).await?.into_iter().map(|t| (t.name, t.partitions.len() as i32)).collect();
         let plan = assignor.assign(&subscriptions, &counts);
         tracing::info!(group = %self.config.group, protocol, members = members.len(), "assigned partitions as leader");
         plan.into_iter()

@@ -25,9 +25,7 @@ use std::fmt;
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
-use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
-};
+use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// The subscription version kfn writes: version 1 is the first to carry
@@ -97,10 +95,7 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// A partition of `topic`.
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self {
-            topic: topic.into(),
-            partition,
-        }
+        Self { topic: topic.into(), partition }
     }
 }
 
@@ -147,20 +142,14 @@ impl Assignment {
             by_topic.entry(tp.topic).or_default().insert(tp.partition);
         }
         Self {
-            partitions: by_topic
-                .into_iter()
-                .map(|(topic, set)| (topic, set.into_iter().collect()))
-                .collect(),
+            partitions: by_topic.into_iter().map(|(topic, set)| (topic, set.into_iter().collect())).collect(),
             user_data: None,
         }
     }
 
     /// Every assigned partition, in (topic, partition) order.
     pub fn topic_partitions(&self) -> impl Iterator<Item = TopicPartition> + '_ {
-        self.partitions.iter().flat_map(|(topic, ps)| {
-            ps.iter()
-                .map(move |p| TopicPartition::new(topic.clone(), *p))
-        })
+        self.partitions.iter().flat_map(|(topic, ps)| ps.iter().map(move |p| TopicPartition::new(topic.clone(), *p)))
     }
 
     /// The number of assigned partitions.
@@ -175,9 +164,7 @@ impl Assignment {
 
     /// Whether `tp` is assigned.
     pub fn contains(&self, tp: &TopicPartition) -> bool {
-        self.partitions
-            .get(&tp.topic)
-            .is_some_and(|ps| ps.binary_search(&tp.partition).is_ok())
+        self.partitions.get(&tp.topic).is_some_and(|ps| ps.binary_search(&tp.partition).is_ok())
     }
 }
 
@@ -193,21 +180,14 @@ pub fn encode_subscription(
 ) -> Result<Bytes, ProtocolError> {
     let owned = Assignment::from_partitions(owned.iter().cloned());
     let message = ConsumerProtocolSubscription::default()
-        .with_topics(
-            topics
-                .iter()
-                .map(|t| StrBytes::from_string(t.clone()))
-                .collect(),
-        )
+        .with_topics(topics.iter().map(|t| StrBytes::from_string(t.clone())).collect())
         .with_user_data(user_data)
         .with_owned_partitions(
             owned
                 .partitions
                 .into_iter()
                 .map(|(topic, partitions)| {
-                    OwnedTopic::default()
-                        .with_topic(topic_name(topic))
-                        .with_partitions(partitions)
+                    OwnedTopic::default().with_topic(topic_name(topic)).with_partitions(partitions)
                 })
                 .collect(),
         );
@@ -219,34 +199,21 @@ pub fn encode_subscription(
 pub fn decode_subscription(bytes: &[u8]) -> Result<Subscription, ProtocolError> {
     const WHAT: &str = "subscription";
     let Some((version, mut body)) = split_version(bytes, WHAT)? else {
-        return Err(ProtocolError::MissingVersion {
-            what: WHAT,
-            len: bytes.len(),
-        });
+        return Err(ProtocolError::MissingVersion { what: WHAT, len: bytes.len() });
     };
     check_lengths(body, version, WHAT, walk_subscription)?;
-    let message = ConsumerProtocolSubscription::decode(&mut body, version).map_err(|e| {
-        ProtocolError::Malformed {
-            what: WHAT,
-            version,
-            source: e.into(),
-        }
+    let message = ConsumerProtocolSubscription::decode(&mut body, version).map_err(|e| ProtocolError::Malformed {
+        what: WHAT,
+        version,
+        source: e.into(),
     })?;
     let owned = message.owned_partitions.into_iter().flat_map(|t| {
         let topic = t.topic.0.as_str().to_owned();
-        t.partitions
-            .into_iter()
-            .map(move |p| TopicPartition::new(topic.clone(), p))
+        t.partitions.into_iter().map(move |p| TopicPartition::new(topic.clone(), p))
     });
     Ok(Subscription {
-        topics: message
-            .topics
-            .iter()
-            .map(|t| t.as_str().to_owned())
-            .collect(),
-        owned: Assignment::from_partitions(owned)
-            .topic_partitions()
-            .collect(),
+        topics: message.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+        owned: Assignment::from_partitions(owned).topic_partitions().collect(),
         user_data: message.user_data,
         // The message defaults an absent generation to -1, which is also
         // what a member that never had one sends.
@@ -264,9 +231,7 @@ pub fn encode_assignment(assignment: &Assignment) -> Result<Bytes, ProtocolError
                 .partitions
                 .iter()
                 .map(|(topic, partitions)| {
-                    AssignedTopic::default()
-                        .with_topic(topic_name(topic.clone()))
-                        .with_partitions(partitions.clone())
+                    AssignedTopic::default().with_topic(topic_name(topic.clone())).with_partitions(partitions.clone())
                 })
                 .collect(),
         )
@@ -283,23 +248,16 @@ pub fn decode_assignment(bytes: &[u8]) -> Result<Assignment, ProtocolError> {
         return Ok(Assignment::default());
     };
     check_lengths(body, version, WHAT, walk_assignment)?;
-    let message = ConsumerProtocolAssignment::decode(&mut body, version).map_err(|e| {
-        ProtocolError::Malformed {
-            what: WHAT,
-            version,
-            source: e.into(),
-        }
+    let message = ConsumerProtocolAssignment::decode(&mut body, version).map_err(|e| ProtocolError::Malformed {
+        what: WHAT,
+        version,
+        source: e.into(),
     })?;
     let partitions = message.assigned_partitions.into_iter().flat_map(|t| {
         let topic = t.topic.0.as_str().to_owned();
-        t.partitions
-            .into_iter()
-            .map(move |p| TopicPartition::new(topic.clone(), p))
+        t.partitions.into_iter().map(move |p| TopicPartition::new(topic.clone(), p))
     });
-    Ok(Assignment {
-        user_data: message.user_data,
-        ..Assignment::from_partitions(partitions)
-    })
+    Ok(Assignment { user_data: message.user_data, ..Assignment::from_partitions(partitions) })
 }
 
 fn topic_name(topic: String) -> TopicName {
@@ -308,18 +266,12 @@ fn topic_name(topic: String) -> TopicName {
 
 /// Splits off the version prefix: `None` for an empty input, the version
 /// to decode the body at otherwise.
-fn split_version<'a>(
-    bytes: &'a [u8],
-    what: &'static str,
-) -> Result<Option<(i16, &'a [u8])>, ProtocolError> {
+fn split_version<'a>(bytes: &'a [u8], what: &'static str) -> Result<Option<(i16, &'a [u8])>, ProtocolError> {
     if bytes.is_empty() {
         return Ok(None);
     }
     if bytes.len() < 2 {
-        return Err(ProtocolError::MissingVersion {
-            what,
-            len: bytes.len(),
-        });
+        return Err(ProtocolError::MissingVersion { what, len: bytes.len() });
     }
     let mut body = bytes;
     let version = body.get_i16();
@@ -329,19 +281,10 @@ fn split_version<'a>(
     Ok(Some((version.min(MAX_KNOWN_VERSION), body)))
 }
 
-fn encode_versioned<M: Encodable>(
-    message: &M,
-    version: i16,
-    what: &'static str,
-) -> Result<Bytes, ProtocolError> {
+fn encode_versioned<M: Encodable>(message: &M, version: i16, what: &'static str) -> Result<Bytes, ProtocolError> {
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&version.to_be_bytes());
-    message
-        .encode(&mut buf, version)
-        .map_err(|e| ProtocolError::Encode {
-            what,
-            source: e.into(),
-        })?;
+    message.encode(&mut buf, version).map_err(|e| ProtocolError::Encode { what, source: e.into() })?;
     Ok(buf.freeze())
 }
 
@@ -356,11 +299,7 @@ fn check_lengths(
     walk: fn(&mut &[u8], i16) -> Walk,
 ) -> Result<(), ProtocolError> {
     let mut buf = body;
-    walk(&mut buf, version).map_err(|reason| ProtocolError::Malformed {
-        what,
-        version,
-        source: reason.into(),
-    })
+    walk(&mut buf, version).map_err(|reason| ProtocolError::Malformed { what, version, source: reason.into() })
 }
 
 type Walk = Result<(), &'static str>;

@@ -8,12 +8,10 @@ use kafka_protocol::messages::{ConsumerProtocolSubscription, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
 
-use super::assignor::{
-    assignor_for, Assignor, MemberSubscription, RangeAssignor, StickyAssignor, SUPPORTED,
-};
+use super::assignor::{assignor_for, Assignor, MemberSubscription, RangeAssignor, StickyAssignor, SUPPORTED};
 use super::protocol::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignment,
-    ProtocolError, Subscription, TopicPartition,
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignment, ProtocolError,
+    Subscription, TopicPartition,
 };
 
 type Plan = BTreeMap<String, Assignment>;
@@ -52,10 +50,7 @@ fn with_owned(members: &[MemberSubscription], plan: &Plan) -> Vec<MemberSubscrip
 /// member that subscribes to it, and nothing else is assigned.
 fn check_valid(members: &[MemberSubscription], counts: &BTreeMap<String, i32>, plan: &Plan) {
     let ids: BTreeSet<&str> = members.iter().map(|m| m.member_id.as_str()).collect();
-    assert_eq!(
-        plan.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        ids
-    );
+    assert_eq!(plan.keys().map(String::as_str).collect::<BTreeSet<_>>(), ids);
     let mut expected = BTreeSet::new();
     for m in members {
         for t in &m.subscription.topics {
@@ -111,10 +106,7 @@ fn subscription_wire_layout_is_version_then_body() {
 fn decodes_librdkafka_version_3_subscription() {
     // librdkafka 2.x writes version 3 with generation and rack.
     let message = ConsumerProtocolSubscription::default()
-        .with_topics(vec![
-            StrBytes::from_static_str("orders"),
-            StrBytes::from_static_str("pay"),
-        ])
+        .with_topics(vec![StrBytes::from_static_str("orders"), StrBytes::from_static_str("pay")])
         .with_user_data(Some(Bytes::from_static(b"ud")))
         .with_owned_partitions(vec![OwnedTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("orders")))
@@ -135,24 +127,19 @@ fn decodes_librdkafka_version_3_subscription() {
 
 #[test]
 fn newer_versions_read_as_the_latest_known() {
-    let message = ConsumerProtocolSubscription::default()
-        .with_topics(vec![StrBytes::from_static_str("t")])
-        .with_generation_id(2);
+    let message =
+        ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_static_str("t")]).with_generation_id(2);
     let mut buf = BytesMut::new();
     buf.put_i16(9);
     message.encode(&mut buf, 3).unwrap();
     buf.put_slice(b"fields of a future version");
     let sub = decode_subscription(&buf).unwrap();
-    assert_eq!(
-        (sub.topics, sub.generation_id),
-        (vec!["t".to_string()], Some(2))
-    );
+    assert_eq!((sub.topics, sub.generation_id), (vec!["t".to_string()], Some(2)));
 }
 
 #[test]
 fn version_0_subscription_has_no_owned_partitions() {
-    let message =
-        ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_static_str("t")]);
+    let message = ConsumerProtocolSubscription::default().with_topics(vec![StrBytes::from_static_str("t")]);
     let mut buf = BytesMut::new();
     buf.put_i16(0);
     message.encode(&mut buf, 0).unwrap();
@@ -168,31 +155,14 @@ fn empty_assignment_bytes_are_an_empty_assignment() {
 
 #[test]
 fn bad_metadata_is_an_error() {
-    assert!(matches!(
-        decode_subscription(&[]),
-        Err(ProtocolError::MissingVersion { len: 0, .. })
-    ));
-    assert!(matches!(
-        decode_assignment(&[0]),
-        Err(ProtocolError::MissingVersion { len: 1, .. })
-    ));
-    assert!(matches!(
-        decode_subscription(&[0xff, 0xff]),
-        Err(ProtocolError::InvalidVersion { version: -1, .. })
-    ));
+    assert!(matches!(decode_subscription(&[]), Err(ProtocolError::MissingVersion { len: 0, .. })));
+    assert!(matches!(decode_assignment(&[0]), Err(ProtocolError::MissingVersion { len: 1, .. })));
+    assert!(matches!(decode_subscription(&[0xff, 0xff]), Err(ProtocolError::InvalidVersion { version: -1, .. })));
     // A topic count of 2^31 - 1 must fail, not reserve gigabytes.
     let huge = [0, 1, 0x7f, 0xff, 0xff, 0xff, 0, 1, b't'];
-    assert!(matches!(
-        decode_subscription(&huge),
-        Err(ProtocolError::Malformed { version: 1, .. })
-    ));
-    let huge = [
-        0, 0, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1,
-    ];
-    assert!(matches!(
-        decode_assignment(&huge),
-        Err(ProtocolError::Malformed { .. })
-    ));
+    assert!(matches!(decode_subscription(&huge), Err(ProtocolError::Malformed { version: 1, .. })));
+    let huge = [0, 0, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1];
+    assert!(matches!(decode_assignment(&huge), Err(ProtocolError::Malformed { .. })));
 }
 
 fn topic_name() -> impl Strategy<Value = String> {
@@ -249,11 +219,7 @@ fn supported_assignors_are_found_by_name() {
 #[test]
 fn range_gives_first_members_the_extra_partitions() {
     // Given out of order: the assignor sorts by member id.
-    let members = [
-        member("c", &["t"], &[]),
-        member("a", &["t"], &[]),
-        member("b", &["t"], &[]),
-    ];
+    let members = [member("c", &["t"], &[]), member("a", &["t"], &[]), member("b", &["t"], &[])];
     let plan = RangeAssignor.assign(&members, &counts(&[("t", 7)]));
     assert_eq!(parts(&plan, "a", "t"), [0, 1, 2]);
     assert_eq!(parts(&plan, "b", "t"), [3, 4]);
@@ -262,11 +228,7 @@ fn range_gives_first_members_the_extra_partitions() {
 
 #[test]
 fn range_works_per_topic() {
-    let members = [
-        member("a", &["x", "y"], &[]),
-        member("b", &["x"], &[]),
-        member("c", &["x", "y", "gone"], &[]),
-    ];
+    let members = [member("a", &["x", "y"], &[]), member("b", &["x"], &[]), member("c", &["x", "y", "gone"], &[])];
     let plan = RangeAssignor.assign(&members, &counts(&[("x", 2), ("y", 5)]));
     assert_eq!(parts(&plan, "a", "x"), [0]);
     assert_eq!(parts(&plan, "b", "x"), [1]);
@@ -278,11 +240,7 @@ fn range_works_per_topic() {
 
 #[test]
 fn sticky_spreads_a_new_group_evenly() {
-    let members = [
-        member("a", &["t"], &[]),
-        member("b", &["t"], &[]),
-        member("c", &["t"], &[]),
-    ];
+    let members = [member("a", &["t"], &[]), member("b", &["t"], &[]), member("c", &["t"], &[])];
     let plan = StickyAssignor.assign(&members, &counts(&[("t", 6)]));
     check_valid(&members, &counts(&[("t", 6)]), &plan);
     assert!(plan.values().all(|a| a.len() == 2));
@@ -290,10 +248,7 @@ fn sticky_spreads_a_new_group_evenly() {
 
 #[test]
 fn sticky_moves_only_the_leaving_members_partitions() {
-    let members = [
-        member("a", &["t"], &[("t", 0), ("t", 1)]),
-        member("b", &["t"], &[("t", 2), ("t", 3)]),
-    ];
+    let members = [member("a", &["t"], &[("t", 0), ("t", 1)]), member("b", &["t"], &[("t", 2), ("t", 3)])];
     // "c" owned 4 and 5 and left.
     let plan = StickyAssignor.assign(&members, &counts(&[("t", 6)]));
     assert_eq!(parts(&plan, "a", "t"), [0, 1, 4]);
@@ -319,11 +274,7 @@ fn sticky_moves_only_what_a_joining_member_needs() {
 #[test]
 fn sticky_balances_members_with_different_subscriptions() {
     // "c" only reads y, so "b" should take most of x.
-    let members = [
-        member("a", &["x", "y"], &[]),
-        member("b", &["x"], &[]),
-        member("c", &["y"], &[]),
-    ];
+    let members = [member("a", &["x", "y"], &[]), member("b", &["x"], &[]), member("c", &["y"], &[])];
     let topics = counts(&[("x", 4), ("y", 2)]);
     let plan = StickyAssignor.assign(&members, &topics);
     check_valid(&members, &topics, &plan);
@@ -352,33 +303,21 @@ fn sticky_rebalances_with_partitions_nobody_owned() {
 #[test]
 fn sticky_settles_double_claims_by_generation() {
     let topics = counts(&[("x", 4)]);
-    let mut members = [
-        member("a", &["x"], &[("x", 0), ("x", 1)]),
-        member("b", &["x"], &[("x", 1), ("x", 2)]),
-    ];
+    let mut members = [member("a", &["x"], &[("x", 0), ("x", 1)]), member("b", &["x"], &[("x", 1), ("x", 2)])];
     // Equal (unknown) generations: the lower member id keeps x-1.
     let plan = StickyAssignor.assign(&members, &topics);
-    assert_eq!(
-        (parts(&plan, "a", "x"), parts(&plan, "b", "x")),
-        (vec![0, 1], vec![2, 3])
-    );
+    assert_eq!((parts(&plan, "a", "x"), parts(&plan, "b", "x")), (vec![0, 1], vec![2, 3]));
     // "b" saw a newer generation, so its claim wins.
     members[0].subscription.generation_id = Some(3);
     members[1].subscription.generation_id = Some(4);
     let plan = StickyAssignor.assign(&members, &topics);
-    assert_eq!(
-        (parts(&plan, "a", "x"), parts(&plan, "b", "x")),
-        (vec![0, 3], vec![1, 2])
-    );
+    assert_eq!((parts(&plan, "a", "x"), parts(&plan, "b", "x")), (vec![0, 3], vec![1, 2]));
 }
 
 #[test]
 fn sticky_drops_stale_claims() {
     // x-7 is beyond the partition count, y is no longer subscribed.
-    let members = [
-        member("a", &["x"], &[("x", 7), ("y", 0)]),
-        member("b", &["x", "y"], &[]),
-    ];
+    let members = [member("a", &["x"], &[("x", 7), ("y", 0)]), member("b", &["x", "y"], &[])];
     let topics = counts(&[("x", 2), ("y", 1)]);
     let plan = StickyAssignor.assign(&members, &topics);
     check_valid(&members, &topics, &plan);
@@ -395,36 +334,24 @@ fn sticky_ignores_member_order() {
     let topics = counts(&[("x", 5), ("y", 3)]);
     let mut reversed = members.clone();
     reversed.reverse();
-    assert_eq!(
-        StickyAssignor.assign(&members, &topics),
-        StickyAssignor.assign(&reversed, &topics)
-    );
+    assert_eq!(StickyAssignor.assign(&members, &topics), StickyAssignor.assign(&reversed, &topics));
 }
 
 const TOPICS: [&str; 4] = ["t0", "t1", "t2", "t3"];
 
 /// Partition counts for the known topics (t3 is unknown to the metadata).
 fn partition_counts() -> impl Strategy<Value = BTreeMap<String, i32>> {
-    proptest::collection::vec(0..9i32, 3).prop_map(|ns| {
-        TOPICS
-            .iter()
-            .zip(ns)
-            .map(|(t, n)| (t.to_string(), n))
-            .collect()
-    })
+    proptest::collection::vec(0..9i32, 3)
+        .prop_map(|ns| TOPICS.iter().zip(ns).map(|(t, n)| (t.to_string(), n)).collect())
 }
 
 /// Up to 7 members with random subscriptions, stale claims and generations.
 fn members(same_topics: bool) -> impl Strategy<Value = Vec<MemberSubscription>> {
     let subscription = proptest::sample::subsequence(TOPICS.to_vec(), 1..=4);
-    let claims =
-        proptest::collection::vec((proptest::sample::select(TOPICS.to_vec()), 0..10i32), 0..6);
+    let claims = proptest::collection::vec((proptest::sample::select(TOPICS.to_vec()), 0..10i32), 0..6);
     let generation = proptest::option::of(0..3i32);
-    (
-        subscription.clone(),
-        proptest::collection::vec((subscription, claims, generation), 1..8),
-    )
-        .prop_map(move |(shared, ms)| {
+    (subscription.clone(), proptest::collection::vec((subscription, claims, generation), 1..8)).prop_map(
+        move |(shared, ms)| {
             ms.into_iter()
                 .enumerate()
                 .map(|(i, (topics, claims, generation))| {
@@ -435,7 +362,8 @@ fn members(same_topics: bool) -> impl Strategy<Value = Vec<MemberSubscription>> 
                     m
                 })
                 .collect()
-        })
+        },
+    )
 }
 
 proptest! {

@@ -27,8 +27,7 @@ use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
-    NO_SEQUENCE,
+    Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_SEQUENCE,
 };
 use kfn_sdk::Header;
 
@@ -39,6 +38,25 @@ use super::{Compression, ProducerError, ProducerIdentity};
 /// last offset delta (4), first and max timestamp (8 + 8), producer id (8),
 /// producer epoch (2), base sequence (4) and record count (4).
 pub const RECORD_BATCH_OVERHEAD: usize = 61;
+
+/// LZ4 frame compression in the library's fast mode (level 0, as librdkafka
+/// uses): kafka-protocol's own LZ4 compressor asks for level 4, which runs the
+/// high-compression mode and took 8 % of a passthrough replica's CPU
+/// (docs/benchmarks.md). Same frame format (independent blocks), so every
+/// consumer reads it alike.
+fn lz4_fast(
+    uncompressed: &mut BytesMut,
+    out: &mut BytesMut,
+    _: kafka_protocol::records::Compression,
+) -> anyhow::Result<()> {
+    use bytes::BufMut;
+    use std::io::Write;
+    let mut encoder =
+        lz4::EncoderBuilder::new().level(0).block_mode(lz4::BlockMode::Independent).build(out.writer())?;
+    encoder.write_all(uncompressed)?;
+    let (_, finished) = encoder.finish();
+    Ok(finished?)
+}
 
 /// One record on its way to a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,20 +74,12 @@ pub struct ProducerRecord {
 impl ProducerRecord {
     /// A record without headers.
     pub fn new(key: Option<Bytes>, value: Option<Bytes>, timestamp_ms: i64) -> Self {
-        ProducerRecord {
-            key,
-            value,
-            headers: Vec::new(),
-            timestamp_ms,
-        }
+        ProducerRecord { key, value, headers: Vec::new(), timestamp_ms }
     }
 
     /// This record with one more header.
     pub fn with_header(mut self, name: impl Into<String>, value: Option<Bytes>) -> Self {
-        self.headers.push(Header {
-            name: name.into(),
-            value,
-        });
+        self.headers.push(Header { name: name.into(), value });
         self
     }
 }
@@ -133,10 +143,7 @@ impl BatchBuilder {
         let max_timestamp = self.max_timestamp.max(record.timestamp_ms);
         // Timestamps are written as deltas from the smallest one.
         if max_timestamp.checked_sub(min_timestamp).is_none() {
-            return Err(ProducerError::TimestampSpread {
-                min: min_timestamp,
-                max: max_timestamp,
-            });
+            return Err(ProducerError::TimestampSpread { min: min_timestamp, max: max_timestamp });
         }
         // The batch's smallest timestamp is the base of every record's delta,
         // so an earlier record changes the size of all the others.
@@ -209,13 +216,7 @@ impl BatchBuilder {
         transactional: bool,
         compression: Compression,
     ) -> Result<EncodedBatch, ProducerError> {
-        EncodedBatch::encode(
-            self.records,
-            producer,
-            base_sequence,
-            transactional,
-            compression,
-        )
+        EncodedBatch::encode(self.records, producer, base_sequence, transactional, compression)
     }
 }
 
@@ -245,16 +246,10 @@ impl EncodedBatch {
             return Err(ProducerError::EmptyBatch);
         }
         if records.len() > i32::MAX as usize {
-            return Err(ProducerError::TooManyRecords {
-                count: records.len(),
-                max: i32::MAX as usize,
-            });
+            return Err(ProducerError::TooManyRecords { count: records.len(), max: i32::MAX as usize });
         }
         if !producer.is_idempotent() && (base_sequence != NO_SEQUENCE || transactional) {
-            return Err(ProducerError::SequenceWithoutProducerId {
-                base_sequence,
-                transactional,
-            });
+            return Err(ProducerError::SequenceWithoutProducerId { base_sequence, transactional });
         }
         for (index, record) in records.iter_mut().enumerate() {
             record.transactional = transactional;
@@ -268,16 +263,17 @@ impl EncodedBatch {
             record.sequence = base_sequence.wrapping_add(index as i32);
         }
         let mut buf = BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: compression.to_protocol(),
-        };
-        RecordBatchEncoder::encode(&mut buf, records.iter(), &options).map_err(|source| {
-            ProducerError::Encode {
-                record_count: records.len(),
-                compression,
-                source: source.into(),
+        let options = RecordEncodeOptions { version: 2, compression: compression.to_protocol() };
+        let encoded = match compression {
+            Compression::Lz4 => {
+                RecordBatchEncoder::encode_with_custom_compression(&mut buf, records.iter(), &options, Some(lz4_fast))
             }
+            _ => RecordBatchEncoder::encode(&mut buf, records.iter(), &options),
+        };
+        encoded.map_err(|source| ProducerError::Encode {
+            record_count: records.len(),
+            compression,
+            source: source.into(),
         })?;
         Ok(EncodedBatch {
             bytes: buf.freeze(),
@@ -292,18 +288,8 @@ impl EncodedBatch {
     /// The same records under a new producer identity and base sequence,
     /// for when the producer was re-initialised (the broker forgot the old id,
     /// or the epoch was bumped) while this batch was still undelivered.
-    pub fn reencode(
-        &self,
-        producer: ProducerIdentity,
-        base_sequence: i32,
-    ) -> Result<EncodedBatch, ProducerError> {
-        EncodedBatch::encode(
-            self.records.to_vec(),
-            producer,
-            base_sequence,
-            self.transactional,
-            self.compression,
-        )
+    pub fn reencode(&self, producer: ProducerIdentity, base_sequence: i32) -> Result<EncodedBatch, ProducerError> {
+        EncodedBatch::encode(self.records.to_vec(), producer, base_sequence, self.transactional, self.compression)
     }
 
     /// The encoded batch, as the `records` field of a Produce partition.
@@ -350,9 +336,7 @@ fn header_map(headers: &[Header]) -> Result<IndexMap<StrBytes, Option<Bytes>>, P
     for header in headers {
         let name = StrBytes::from_string(header.name.clone());
         if map.insert(name, header.value.clone()).is_some() {
-            return Err(ProducerError::DuplicateHeader {
-                name: header.name.clone(),
-            });
+            return Err(ProducerError::DuplicateHeader { name: header.name.clone() });
         }
     }
     Ok(map)

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, InitProducerIdRequest, ProduceRequest,
     ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
@@ -180,13 +182,20 @@ impl Producer {
                                 state.sequences.set_identity(identity);
                                 state.in_txn.clear();
                                 state.offsets_added.clear();
-                                tracing::debug!(producer_id = identity.id, epoch = identity.epoch, "producer initialised");
+                                tracing::debug!(
+                                    producer_id = identity.id,
+                                    epoch = identity.epoch,
+                                    "producer initialised"
+                                );
                                 return Ok(());
                             }
                             TxnOutcome::Retry { error, .. } => error.to_string(),
                             TxnOutcome::Fenced(e) => return Err(self.fenced(e.to_string())),
                             other => {
-                                return Err(SendError::Fatal { target: "InitProducerId".into(), reason: format!("{other:?}") })
+                                return Err(SendError::Fatal {
+                                    target: "InitProducerId".into(),
+                                    reason: format!("{other:?}"),
+                                })
                             }
                         },
                         Err(e) if e.is_retriable() => e.to_string(),
@@ -290,7 +299,12 @@ impl Producer {
                     }
                     ProduceOutcome::AbortTransaction(e) => return Err(SendError::Abortable(e.to_string())),
                     ProduceOutcome::Fatal(e) => {
-                        self.state().sequences.release(&tp.topic, tp.partition, batch.base_sequence(), batch.record_count());
+                        self.state().sequences.release(
+                            &tp.topic,
+                            tp.partition,
+                            batch.base_sequence(),
+                            batch.record_count(),
+                        );
                         return Err(SendError::Fatal { target: tp.to_string(), reason: e.to_string() });
                     }
                 },
@@ -301,7 +315,11 @@ impl Producer {
                 Err(e) => return Err(e.into()),
             };
             if Instant::now() >= deadline {
-                return Err(SendError::Timeout { target: tp.to_string(), seconds: config.delivery_timeout.as_secs(), last });
+                return Err(SendError::Timeout {
+                    target: tp.to_string(),
+                    seconds: config.delivery_timeout.as_secs(),
+                    last,
+                });
             }
             tracing::debug!(partition = %tp, error = %last, "produce failed; retrying the same batch");
             tokio::time::sleep(wait).await;
@@ -339,9 +357,13 @@ impl Producer {
                 Ok(conn) => match f(conn).await {
                     Ok(TxnOutcome::Done) => return Ok(()),
                     Ok(TxnOutcome::Retry { error, .. }) => error.to_string(),
-                    Ok(TxnOutcome::Fenced(e)) | Ok(TxnOutcome::ReinitProducer(e)) => return Err(self.fenced(e.to_string())),
+                    Ok(TxnOutcome::Fenced(e)) | Ok(TxnOutcome::ReinitProducer(e)) => {
+                        return Err(self.fenced(e.to_string()))
+                    }
                     Ok(TxnOutcome::AbortTransaction(e)) => return Err(SendError::Abortable(e.to_string())),
-                    Ok(TxnOutcome::Fatal(e)) => return Err(SendError::Fatal { target: what.into(), reason: e.to_string() }),
+                    Ok(TxnOutcome::Fatal(e)) => {
+                        return Err(SendError::Fatal { target: what.into(), reason: e.to_string() })
+                    }
                     Err(e) if e.is_retriable() => e.to_string(),
                     Err(e) => return Err(e.into()),
                 },
@@ -349,7 +371,11 @@ impl Producer {
                 Err(e) => return Err(e.into()),
             };
             if Instant::now() >= deadline {
-                return Err(SendError::Timeout { target: what.into(), seconds: self.inner.config.delivery_timeout.as_secs(), last });
+                return Err(SendError::Timeout {
+                    target: what.into(),
+                    seconds: self.inner.config.delivery_timeout.as_secs(),
+                    last,
+                });
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(500));
@@ -449,7 +475,10 @@ impl Producer {
                 TxnOutcome::Fenced(e) | TxnOutcome::ReinitProducer(e) => return Err(self.fenced(e.to_string())),
                 TxnOutcome::AbortTransaction(e) => return Err(SendError::Abortable(e.to_string())),
                 other => {
-                    return Err(SendError::Fatal { target: format!("TxnOffsetCommit for group {group}"), reason: format!("{other:?}") })
+                    return Err(SendError::Fatal {
+                        target: format!("TxnOffsetCommit for group {group}"),
+                        reason: format!("{other:?}"),
+                    })
                 }
             }
         }

@@ -146,12 +146,7 @@ impl Default for ProducerConfig {
 impl ProducerConfig {
     /// Check that the settings agree with each other and fit the wire format.
     pub fn validate(&self) -> Result<(), ProducerError> {
-        let invalid = |field, reason: &str| {
-            Err(ProducerError::InvalidConfig {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
+        let invalid = |field, reason: &str| Err(ProducerError::InvalidConfig { field, reason: reason.to_owned() });
         if self.idempotent && self.acks != Acks::All {
             return invalid("acks", "an idempotent producer needs acks = all");
         }
@@ -167,18 +162,12 @@ impl ProducerConfig {
             return invalid("max_batch_bytes", "must be between 1 and 2147483647");
         }
         if self.request_timeout.is_zero() || self.request_timeout.as_millis() > i32::MAX as u128 {
-            return invalid(
-                "request_timeout",
-                "must be more than 0 ms and fit in 2147483647 ms",
-            );
+            return invalid("request_timeout", "must be more than 0 ms and fit in 2147483647 ms");
         }
         // The Java producer enforces the same, so a record always gets at
         // least one full attempt before its delivery time runs out.
         if self.delivery_timeout < self.linger + self.request_timeout {
-            return invalid(
-                "delivery_timeout",
-                "must be at least linger + request_timeout",
-            );
+            return invalid("delivery_timeout", "must be at least linger + request_timeout");
         }
         Ok(())
     }

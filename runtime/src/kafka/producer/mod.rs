@@ -36,9 +36,9 @@
 
 pub mod batch;
 pub mod client;
-pub mod partitioner;
 pub mod config;
 pub mod outcome;
+pub mod partitioner;
 pub mod request;
 pub mod sequence;
 
@@ -49,9 +49,9 @@ pub use batch::{BatchBuilder, EncodedBatch, ProducerRecord, Pushed};
 pub use client::{Producer, SendError};
 pub use config::{Acks, Compression, ProducerConfig};
 pub use outcome::{
-    classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn,
-    classify_init_producer_id, classify_produce, classify_txn_error, classify_txn_offset_commit,
-    producer_identity, BrokerError, ProduceOutcome, TxnApi, TxnOutcome,
+    classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn, classify_init_producer_id,
+    classify_produce, classify_txn_error, classify_txn_offset_commit, producer_identity, BrokerError, ProduceOutcome,
+    TxnApi, TxnOutcome,
 };
 pub use request::{produce_request, PartitionBatch};
 pub use sequence::{increment_sequence, SequenceNumbers};
@@ -142,9 +142,7 @@ pub enum ProducerError {
         max: usize,
     },
     /// Sequence numbers advance by a batch's record count, which must be positive.
-    #[error(
-        "cannot assign a sequence to a batch of {record_count} records for {topic}/{partition}"
-    )]
+    #[error("cannot assign a sequence to a batch of {record_count} records for {topic}/{partition}")]
     InvalidRecordCount {
         /// The topic.
         topic: String,

@@ -42,12 +42,7 @@ pub struct BrokerError {
 
 impl std::fmt::Display for BrokerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "broker answered {} (code {})",
-            self.error,
-            self.error.code()
-        )?;
+        write!(f, "broker answered {} (code {})", self.error, self.error.code())?;
         if let Some(message) = &self.message {
             write!(f, ": {message}")?;
         }
@@ -91,18 +86,12 @@ pub enum ProduceOutcome {
 /// `transactional` says whether the batch belonged to a transaction:
 /// INVALID_PRODUCER_EPOCH then means fencing, while an idempotent producer
 /// only needs a new epoch.
-pub fn classify_produce(
-    partition: &PartitionProduceResponse,
-    transactional: bool,
-) -> ProduceOutcome {
+pub fn classify_produce(partition: &PartitionProduceResponse, transactional: bool) -> ProduceOutcome {
     use ResponseError as E;
     let Some(error) = ResponseError::try_from_code(partition.error_code) else {
         return delivered(partition.base_offset);
     };
-    let retry = |refresh_metadata| ProduceOutcome::Retry {
-        error,
-        refresh_metadata,
-    };
+    let retry = |refresh_metadata| ProduceOutcome::Retry { error, refresh_metadata };
     match error {
         E::DuplicateSequenceNumber => delivered(partition.base_offset),
         // The partition moved or its leader is unknown to this broker.
@@ -128,18 +117,14 @@ pub fn classify_produce(
         E::InvalidProducerEpoch | E::UnknownProducerId | E::InvalidProducerIdMapping => {
             ProduceOutcome::ReinitProducer(error)
         }
-        E::TransactionAbortable if transactional => {
-            ProduceOutcome::AbortTransaction(produce_error(error, partition))
-        }
+        E::TransactionAbortable if transactional => ProduceOutcome::AbortTransaction(produce_error(error, partition)),
         other if other.is_retriable() => retry(false),
         _ => ProduceOutcome::Fatal(produce_error(error, partition)),
     }
 }
 
 fn delivered(base_offset: i64) -> ProduceOutcome {
-    ProduceOutcome::Delivered {
-        base_offset: (base_offset >= 0).then_some(base_offset),
-    }
+    ProduceOutcome::Delivered { base_offset: (base_offset >= 0).then_some(base_offset) }
 }
 
 /// The broker's message and per-record errors (INVALID_RECORD names the
@@ -150,17 +135,10 @@ fn produce_error(error: ResponseError, partition: &PartitionProduceResponse) -> 
         parts.push(message.to_string());
     }
     for record in &partition.record_errors {
-        let message = record
-            .batch_index_error_message
-            .as_ref()
-            .map(|m| m.to_string())
-            .unwrap_or_default();
+        let message = record.batch_index_error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
         parts.push(format!("record {}: {message}", record.batch_index));
     }
-    BrokerError {
-        error,
-        message: (!parts.is_empty()).then(|| parts.join("; ")),
-    }
+    BrokerError { error, message: (!parts.is_empty()).then(|| parts.join("; ")) }
 }
 
 /// The transaction and producer-id requests whose errors [`classify_txn_error`]
@@ -213,10 +191,7 @@ impl TxnOutcome {
     fn severity(&self) -> u8 {
         match self {
             TxnOutcome::Done => 0,
-            TxnOutcome::Retry {
-                refresh_coordinator: false,
-                ..
-            } => 1,
+            TxnOutcome::Retry { refresh_coordinator: false, .. } => 1,
             TxnOutcome::Retry { .. } => 2,
             TxnOutcome::AbortTransaction(_) => 3,
             TxnOutcome::ReinitProducer(_) => 4,
@@ -255,21 +230,13 @@ pub fn classify_txn_error(api: TxnApi, error_code: i16) -> TxnOutcome {
     let Some(error) = ResponseError::try_from_code(error_code) else {
         return TxnOutcome::Done;
     };
-    let retry = |refresh_coordinator| TxnOutcome::Retry {
-        error,
-        refresh_coordinator,
-    };
-    let broker_error = BrokerError {
-        error,
-        message: None,
-    };
+    let retry = |refresh_coordinator| TxnOutcome::Retry { error, refresh_coordinator };
+    let broker_error = BrokerError { error, message: None };
     match error {
         E::NotCoordinator | E::CoordinatorNotAvailable => retry(true),
         E::RequestTimedOut if api == TxnApi::TxnOffsetCommit => retry(true),
         E::CoordinatorLoadInProgress | E::ConcurrentTransactions => retry(false),
-        E::UnknownTopicOrPartition
-            if matches!(api, TxnApi::AddPartitionsToTxn | TxnApi::TxnOffsetCommit) =>
-        {
+        E::UnknownTopicOrPartition if matches!(api, TxnApi::AddPartitionsToTxn | TxnApi::TxnOffsetCommit) => {
             retry(false)
         }
         // Reported for the partitions a request skipped because another one
@@ -280,10 +247,7 @@ pub fn classify_txn_error(api: TxnApi, error_code: i16) -> TxnOutcome {
             TxnOutcome::ReinitProducer(error)
         }
         E::TransactionAbortable => TxnOutcome::AbortTransaction(broker_error),
-        E::UnknownMemberId
-        | E::IllegalGeneration
-        | E::FencedInstanceId
-        | E::RebalanceInProgress
+        E::UnknownMemberId | E::IllegalGeneration | E::FencedInstanceId | E::RebalanceInProgress
             if api == TxnApi::TxnOffsetCommit =>
         {
             TxnOutcome::AbortTransaction(broker_error)
@@ -302,22 +266,18 @@ pub fn classify_init_producer_id(response: &InitProducerIdResponse) -> TxnOutcom
 /// The producer id and epoch an InitProducerId answer handed out, if it
 /// succeeded.
 pub fn producer_identity(response: &InitProducerIdResponse) -> Option<ProducerIdentity> {
-    (response.error_code == 0).then_some(ProducerIdentity {
-        id: response.producer_id.0,
-        epoch: response.producer_epoch,
-    })
+    (response.error_code == 0)
+        .then_some(ProducerIdentity { id: response.producer_id.0, epoch: response.producer_epoch })
 }
 
 /// Classify an AddPartitionsToTxn answer: the top-level code (v4+) and the
 /// worst of its partitions' codes (v0-3 and v4+ layouts alike).
 pub fn classify_add_partitions_to_txn(response: &AddPartitionsToTxnResponse) -> TxnOutcome {
     let api = TxnApi::AddPartitionsToTxn;
-    let topics = response.results_by_topic_v3_and_below.iter().chain(
-        response
-            .results_by_transaction
-            .iter()
-            .flat_map(|t| &t.topic_results),
-    );
+    let topics = response
+        .results_by_topic_v3_and_below
+        .iter()
+        .chain(response.results_by_transaction.iter().flat_map(|t| &t.topic_results));
     let mut outcome = classify_txn_error(api, response.error_code);
     for topic in topics {
         for partition in &topic.results_by_partition {
@@ -344,9 +304,8 @@ pub fn classify_txn_offset_commit(response: &TxnOffsetCommitResponse) -> TxnOutc
     let mut outcome = TxnOutcome::Done;
     for topic in &response.topics {
         for partition in &topic.partitions {
-            let partition_outcome =
-                classify_txn_error(TxnApi::TxnOffsetCommit, partition.error_code)
-                    .located(&topic.name.0, partition.partition_index);
+            let partition_outcome = classify_txn_error(TxnApi::TxnOffsetCommit, partition.error_code)
+                .located(&topic.name.0, partition.partition_index);
             outcome = outcome.worst(partition_outcome);
         }
     }

@@ -57,24 +57,13 @@ pub fn produce_request<'a>(
     transactional_id: Option<&str>,
 ) -> Result<ProduceRequest, ProducerError> {
     let mut topics: IndexMap<&str, Vec<PartitionProduceData>> = IndexMap::new();
-    for PartitionBatch {
-        topic,
-        partition,
-        batch,
-    } in batches
-    {
+    for PartitionBatch { topic, partition, batch } in batches {
         let partitions = topics.entry(topic).or_default();
         if partitions.iter().any(|p| p.index == partition) {
-            return Err(ProducerError::DuplicatePartition {
-                topic: topic.to_owned(),
-                partition,
-            });
+            return Err(ProducerError::DuplicatePartition { topic: topic.to_owned(), partition });
         }
-        partitions.push(
-            PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(batch.bytes().clone())),
-        );
+        partitions
+            .push(PartitionProduceData::default().with_index(partition).with_records(Some(batch.bytes().clone())));
     }
     let topic_data = topics
         .into_iter()
@@ -86,9 +75,7 @@ pub fn produce_request<'a>(
         .collect();
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     Ok(ProduceRequest::default()
-        .with_transactional_id(
-            transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_owned()))),
-        )
+        .with_transactional_id(transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_owned()))))
         .with_acks(acks.wire_value())
         .with_timeout_ms(timeout_ms)
         .with_topic_data(topic_data))

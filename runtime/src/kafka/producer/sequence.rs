@@ -46,10 +46,7 @@ pub struct SequenceNumbers {
 impl SequenceNumbers {
     /// Sequences for a producer that has just been given `identity`.
     pub fn new(identity: ProducerIdentity) -> Self {
-        SequenceNumbers {
-            identity,
-            next: HashMap::new(),
-        }
+        SequenceNumbers { identity, next: HashMap::new() }
     }
 
     /// The identity the sequences belong to.
@@ -74,11 +71,7 @@ impl SequenceNumbers {
         if !self.identity.is_idempotent() {
             return NO_SEQUENCE;
         }
-        self.next
-            .get(topic)
-            .and_then(|partitions| partitions.get(&partition))
-            .copied()
-            .unwrap_or(0)
+        self.next.get(topic).and_then(|partitions| partitions.get(&partition)).copied().unwrap_or(0)
     }
 
     /// Give a new batch of `record_count` records its base sequence and move
@@ -86,18 +79,9 @@ impl SequenceNumbers {
     /// re-sends the batch with the base sequence it already has.
     ///
     /// Without idempotence every batch gets -1 and nothing advances.
-    pub fn assign(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        record_count: i32,
-    ) -> Result<i32, ProducerError> {
+    pub fn assign(&mut self, topic: &str, partition: i32, record_count: i32) -> Result<i32, ProducerError> {
         if record_count <= 0 {
-            return Err(ProducerError::InvalidRecordCount {
-                topic: topic.to_owned(),
-                partition,
-                record_count,
-            });
+            return Err(ProducerError::InvalidRecordCount { topic: topic.to_owned(), partition, record_count });
         }
         if !self.identity.is_idempotent() {
             return Ok(NO_SEQUENCE);
@@ -119,21 +103,11 @@ impl SequenceNumbers {
     /// Only the most recently assigned batch can be handed back; returns
     /// false (and changes nothing) otherwise, in which case batches after it
     /// already carry later sequences and the producer must be re-initialised.
-    pub fn release(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        base_sequence: i32,
-        record_count: i32,
-    ) -> bool {
+    pub fn release(&mut self, topic: &str, partition: i32, base_sequence: i32, record_count: i32) -> bool {
         if !self.identity.is_idempotent() || record_count <= 0 {
             return false;
         }
-        let Some(next) = self
-            .next
-            .get_mut(topic)
-            .and_then(|partitions| partitions.get_mut(&partition))
-        else {
+        let Some(next) = self.next.get_mut(topic).and_then(|partitions| partitions.get_mut(&partition)) else {
             return false;
         };
         if *next != increment_sequence(base_sequence, record_count) {

@@ -112,9 +112,7 @@ pub enum SecurityError {
         reason: String,
     },
     /// A SASL mechanism name kfn does not support.
-    #[error(
-        "unsupported SASL mechanism '{name}' (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
-    )]
+    #[error("unsupported SASL mechanism '{name}' (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")]
     UnsupportedMechanism {
         /// The name as configured.
         name: String,

@@ -72,9 +72,7 @@ impl FromStr for Mechanism {
         [Self::Plain, Self::ScramSha256, Self::ScramSha512]
             .into_iter()
             .find(|m| m.as_str().eq_ignore_ascii_case(name.trim()))
-            .ok_or_else(|| SecurityError::UnsupportedMechanism {
-                name: name.to_owned(),
-            })
+            .ok_or_else(|| SecurityError::UnsupportedMechanism { name: name.to_owned() })
     }
 }
 
@@ -91,16 +89,8 @@ pub struct SaslCredentials {
 
 impl SaslCredentials {
     /// Bundles a mechanism, user and password.
-    pub fn new(
-        mechanism: Mechanism,
-        username: impl Into<String>,
-        password: impl Into<String>,
-    ) -> Self {
-        Self {
-            mechanism,
-            username: username.into(),
-            password: password.into(),
-        }
+    pub fn new(mechanism: Mechanism, username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self { mechanism, username: username.into(), password: password.into() }
     }
 }
 
@@ -179,22 +169,12 @@ impl SaslExchange {
     /// Starts an exchange for `credentials`.
     pub fn new(credentials: &SaslCredentials) -> Result<Self, SecurityError> {
         let mechanism = credentials.mechanism;
-        let setup = |reason: String| SecurityError::SaslSetup {
-            mechanism,
-            username: credentials.username.clone(),
-            reason,
-        };
-        let config = SASLConfig::with_credentials(
-            None,
-            credentials.username.clone(),
-            credentials.password.clone(),
-        )
-        .map_err(|e| setup(e.to_string()))?;
-        let name =
-            Mechname::parse(mechanism.as_str().as_bytes()).map_err(|e| setup(e.to_string()))?;
-        let session = SASLClient::new(config)
-            .start_suggested(&[name])
+        let setup =
+            |reason: String| SecurityError::SaslSetup { mechanism, username: credentials.username.clone(), reason };
+        let config = SASLConfig::with_credentials(None, credentials.username.clone(), credentials.password.clone())
             .map_err(|e| setup(e.to_string()))?;
+        let name = Mechname::parse(mechanism.as_str().as_bytes()).map_err(|e| setup(e.to_string()))?;
+        let session = SASLClient::new(config).start_suggested(&[name]).map_err(|e| setup(e.to_string()))?;
         Ok(Self {
             mechanism,
             username: credentials.username.clone(),
@@ -233,9 +213,7 @@ impl SaslExchange {
                     .ok_or_else(|| self.rejected("rsasl built a malformed client-first message"))?,
             ),
             (_, state) => {
-                return Err(self.rejected(format!(
-                    "unexpected SASL library state {state:?} after the first message"
-                )))
+                return Err(self.rejected(format!("unexpected SASL library state {state:?} after the first message")))
             }
         };
         Ok(message)
@@ -258,10 +236,9 @@ impl SaslExchange {
                 Ok(Step::Done)
             }
             Phase::AwaitServerFirst(client_first) => self.on_server_first(&client_first, server),
-            Phase::AwaitServerFinal {
-                proof,
-                library_finished,
-            } => self.on_server_final(&proof, library_finished, server),
+            Phase::AwaitServerFinal { proof, library_finished } => {
+                self.on_server_final(&proof, library_finished, server)
+            }
             // Misuse by the caller does not change where the exchange stands.
             Phase::Start => {
                 self.phase = Phase::Start;
@@ -286,20 +263,13 @@ impl SaslExchange {
         }
     }
 
-    fn on_server_first(
-        &mut self,
-        client_first: &ClientFirst,
-        server_first_raw: &[u8],
-    ) -> Result<Step, SecurityError> {
+    fn on_server_first(&mut self, client_first: &ClientFirst, server_first_raw: &[u8]) -> Result<Step, SecurityError> {
         // Checked before rsasl runs PBKDF2, so a hostile iteration count is
         // refused before any work.
-        let server_first = ServerFirst::parse(server_first_raw, &client_first.nonce)
-            .map_err(|r| self.rejected(r))?;
+        let server_first = ServerFirst::parse(server_first_raw, &client_first.nonce).map_err(|r| self.rejected(r))?;
         let mut client_final = Vec::new();
-        let state = self
-            .session
-            .step(Some(server_first_raw), &mut client_final)
-            .map_err(|e| self.rejected(e.to_string()))?;
+        let state =
+            self.session.step(Some(server_first_raw), &mut client_final).map_err(|e| self.rejected(e.to_string()))?;
         let library_finished = match state {
             State::Running => false,
             // Completion before the server-final was seen: still send the
@@ -315,10 +285,7 @@ impl SaslExchange {
             &client_final,
         )
         .map_err(|r| self.rejected(r))?;
-        self.phase = Phase::AwaitServerFinal {
-            proof,
-            library_finished,
-        };
+        self.phase = Phase::AwaitServerFinal { proof, library_finished };
         Ok(Step::Send(client_final))
     }
 
@@ -345,10 +312,7 @@ impl SaslExchange {
     }
 
     fn out_of_order(&self, reason: &'static str) -> SecurityError {
-        SecurityError::SaslOutOfOrder {
-            mechanism: self.mechanism,
-            reason,
-        }
+        SecurityError::SaslOutOfOrder { mechanism: self.mechanism, reason }
     }
 }
 

@@ -26,18 +26,8 @@ struct StoredUser {
 impl StoredUser {
     fn new(mechanism: Mechanism, username: &str, password: &str) -> Self {
         let (kdf, mac, hash, len) = match mechanism {
-            Mechanism::ScramSha256 => (
-                pbkdf2::PBKDF2_HMAC_SHA256,
-                hmac::HMAC_SHA256,
-                &digest::SHA256,
-                32,
-            ),
-            Mechanism::ScramSha512 => (
-                pbkdf2::PBKDF2_HMAC_SHA512,
-                hmac::HMAC_SHA512,
-                &digest::SHA512,
-                64,
-            ),
+            Mechanism::ScramSha256 => (pbkdf2::PBKDF2_HMAC_SHA256, hmac::HMAC_SHA256, &digest::SHA256, 32),
+            Mechanism::ScramSha512 => (pbkdf2::PBKDF2_HMAC_SHA512, hmac::HMAC_SHA512, &digest::SHA512, 64),
             Mechanism::Plain => unreachable!("PLAIN stores no SCRAM keys"),
         };
         let salt = b"kfn-test-salt".to_vec();
@@ -57,12 +47,7 @@ impl StoredUser {
 }
 
 impl SessionCallback for StoredUser {
-    fn callback(
-        &self,
-        _session: &SessionData,
-        context: &Context,
-        request: &mut Request,
-    ) -> Result<(), SessionError> {
+    fn callback(&self, _session: &SessionData, context: &Context, request: &mut Request) -> Result<(), SessionError> {
         if context.get_ref::<AuthId>() == Some(self.username.as_str()) {
             request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
                 self.iterations,
@@ -77,10 +62,8 @@ impl SessionCallback for StoredUser {
 
 /// A SCRAM server session that knows one user.
 fn server(mechanism: Mechanism, username: &str, password: &str) -> Session<NoValidation> {
-    let config = SASLConfig::builder()
-        .with_defaults()
-        .with_callback(StoredUser::new(mechanism, username, password))
-        .unwrap();
+    let config =
+        SASLConfig::builder().with_defaults().with_callback(StoredUser::new(mechanism, username, password)).unwrap();
     SASLServer::<NoValidation>::new(config)
         .start_suggested(Mechname::parse(mechanism.as_str().as_bytes()).unwrap())
         .unwrap()
@@ -143,10 +126,7 @@ fn scram_with_wrong_password_fails_naming_mechanism_and_user() {
     for mechanism in scram_mechanisms() {
         let creds = SaslCredentials::new(mechanism, "alice", "wrong-password");
         let err = authenticate(&creds, "right-password", untouched).unwrap_err();
-        assert!(
-            matches!(err, SecurityError::AuthenticationFailed { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, SecurityError::AuthenticationFailed { .. }), "{err:?}");
         let message = err.to_string();
         assert_eq!(
             message,
@@ -155,9 +135,7 @@ fn scram_with_wrong_password_fails_naming_mechanism_and_user() {
                  the broker rejected the proof: invalid-proof"
             )
         );
-        assert!(
-            !message.contains("wrong-password") && !format!("{err:?}").contains("wrong-password")
-        );
+        assert!(!message.contains("wrong-password") && !format!("{err:?}").contains("wrong-password"));
     }
 }
 
@@ -167,35 +145,18 @@ fn scram_with_tampered_server_signature_fails() {
         let creds = SaslCredentials::new(mechanism, "bob", "s3cret");
         let err = authenticate(&creds, "s3cret", tamper_signature).unwrap_err();
         let message = err.to_string();
-        assert!(
-            message.starts_with(&format!(
-                "SASL {mechanism} authentication failed for user 'bob'"
-            )),
-            "{message}"
-        );
-        assert!(
-            message.contains("server signature does not match"),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("SASL {mechanism} authentication failed for user 'bob'")), "{message}");
+        assert!(message.contains("server signature does not match"), "{message}");
     }
 }
 
 #[test]
 fn scram_server_final_error_fails() {
     let creds = SaslCredentials::new(Mechanism::ScramSha512, "carol", "s3cret");
-    let err = authenticate(&creds, "s3cret", |round, message| {
-        if round == 1 {
-            b"e=other-error".to_vec()
-        } else {
-            message
-        }
-    })
-    .unwrap_err();
-    assert!(
-        err.to_string()
-            .ends_with("the broker rejected the proof: other-error"),
-        "{err}"
-    );
+    let err =
+        authenticate(&creds, "s3cret", |round, message| if round == 1 { b"e=other-error".to_vec() } else { message })
+            .unwrap_err();
+    assert!(err.to_string().ends_with("the broker rejected the proof: other-error"), "{err}");
 }
 
 #[test]
@@ -213,16 +174,10 @@ fn scram_is_not_complete_until_the_server_final_is_verified() {
     };
     assert!(!exchange.is_complete());
     let err = exchange.step(b"").unwrap_err();
-    assert!(
-        err.to_string().contains("sent no server-final message"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("sent no server-final message"), "{err}");
     assert!(!exchange.is_complete());
     // A failed exchange stays failed.
-    assert!(matches!(
-        exchange.step(b"v=AAAA"),
-        Err(SecurityError::SaslOutOfOrder { .. })
-    ));
+    assert!(matches!(exchange.step(b"v=AAAA"), Err(SecurityError::SaslOutOfOrder { .. })));
 }
 
 #[test]
@@ -247,10 +202,7 @@ fn scram_refuses_weak_iteration_counts_and_foreign_nonces() {
         }
     })
     .unwrap_err();
-    assert!(
-        err.to_string().contains("does not extend the client nonce"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("does not extend the client nonce"), "{err}");
 }
 
 /// RFC 7677 section 3: user "user", password "pencil".
@@ -278,9 +230,7 @@ fn rfc7677_proof(password: &str) -> ServerProof {
 
 #[test]
 fn own_check_accepts_the_rfc7677_server_signature() {
-    rfc7677_proof("pencil")
-        .verify(RFC7677_SERVER_FINAL)
-        .unwrap();
+    rfc7677_proof("pencil").verify(RFC7677_SERVER_FINAL).unwrap();
 }
 
 #[test]
@@ -290,26 +240,12 @@ fn own_check_rejects_wrong_signatures_without_rsasl() {
     let proof = rfc7677_proof("pencil");
     let mut tampered = RFC7677_SERVER_FINAL.to_vec();
     tampered[2] = if tampered[2] == b'A' { b'B' } else { b'A' };
-    assert!(proof
-        .verify(&tampered)
-        .unwrap_err()
-        .contains("does not match"));
-    assert!(proof
-        .verify(b"")
-        .unwrap_err()
-        .contains("sent no server-final"));
-    assert!(proof
-        .verify(b"x=1")
-        .unwrap_err()
-        .contains("no server signature"));
-    assert!(proof
-        .verify(b"e=invalid-proof")
-        .unwrap_err()
-        .contains("invalid-proof"));
+    assert!(proof.verify(&tampered).unwrap_err().contains("does not match"));
+    assert!(proof.verify(b"").unwrap_err().contains("sent no server-final"));
+    assert!(proof.verify(b"x=1").unwrap_err().contains("no server signature"));
+    assert!(proof.verify(b"e=invalid-proof").unwrap_err().contains("invalid-proof"));
     // The right signature under another password does not verify.
-    assert!(rfc7677_proof("pencil2")
-        .verify(RFC7677_SERVER_FINAL)
-        .is_err());
+    assert!(rfc7677_proof("pencil2").verify(RFC7677_SERVER_FINAL).is_err());
 }
 
 #[test]
@@ -320,10 +256,7 @@ fn plain_sends_user_and_password_and_completes_on_the_broker_answer() {
     assert!(!exchange.is_complete());
     assert_eq!(exchange.step(b"").unwrap(), Step::Done);
     assert!(exchange.is_complete());
-    assert!(matches!(
-        exchange.step(b""),
-        Err(SecurityError::SaslOutOfOrder { .. })
-    ));
+    assert!(matches!(exchange.step(b""), Err(SecurityError::SaslOutOfOrder { .. })));
     assert!(exchange.is_complete());
 }
 
@@ -332,15 +265,9 @@ fn exchange_used_out_of_order_is_an_error() {
     let creds = SaslCredentials::new(Mechanism::ScramSha256, "user", "pass");
     let mut exchange = SaslExchange::new(&creds).unwrap();
     let err = exchange.step(b"r=x").unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "SASL SCRAM-SHA-256 exchange used out of order: step() called before initial()"
-    );
+    assert_eq!(err.to_string(), "SASL SCRAM-SHA-256 exchange used out of order: step() called before initial()");
     exchange.initial().unwrap();
-    assert!(matches!(
-        exchange.initial(),
-        Err(SecurityError::SaslOutOfOrder { .. })
-    ));
+    assert!(matches!(exchange.initial(), Err(SecurityError::SaslOutOfOrder { .. })));
 }
 
 #[test]
@@ -357,23 +284,13 @@ fn broker_rejection_names_mechanism_and_user() {
 
 #[test]
 fn mechanisms_parse_from_kafka_names() {
-    for mechanism in [
-        Mechanism::Plain,
-        Mechanism::ScramSha256,
-        Mechanism::ScramSha512,
-    ] {
+    for mechanism in [Mechanism::Plain, Mechanism::ScramSha256, Mechanism::ScramSha512] {
         assert_eq!(mechanism.as_str().parse::<Mechanism>().unwrap(), mechanism);
         assert_eq!(mechanism.to_string(), mechanism.as_str());
     }
-    assert_eq!(
-        "scram-sha-512".parse::<Mechanism>().unwrap(),
-        Mechanism::ScramSha512
-    );
+    assert_eq!("scram-sha-512".parse::<Mechanism>().unwrap(), Mechanism::ScramSha512);
     let err = "GSSAPI".parse::<Mechanism>().unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "unsupported SASL mechanism 'GSSAPI' (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
-    );
+    assert_eq!(err.to_string(), "unsupported SASL mechanism 'GSSAPI' (expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)");
 }
 
 #[test]

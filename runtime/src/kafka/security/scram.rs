@@ -35,11 +35,7 @@ impl ClientFirst {
     pub(super) fn parse(message: &[u8]) -> Option<Self> {
         // The GS2 header is "<cbind-flag>,<authzid?>," — the bare message
         // starts after its second comma.
-        let mut commas = message
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b',')
-            .map(|(i, _)| i);
+        let mut commas = message.iter().enumerate().filter(|(_, b)| **b == b',').map(|(i, _)| i);
         commas.next()?;
         let start = commas.next()? + 1;
         let bare = message.get(start..)?.to_vec();
@@ -62,10 +58,7 @@ impl ServerFirst {
             return Err("the broker sent an empty server-first message".into());
         }
         if let Some(error) = attribute(message, b'e') {
-            return Err(format!(
-                "the broker rejected the client-first message: {}",
-                String::from_utf8_lossy(error)
-            ));
+            return Err(format!("the broker rejected the client-first message: {}", String::from_utf8_lossy(error)));
         }
         if message.starts_with(b"m=") {
             return Err("the broker requires an unsupported SCRAM extension (m=)".into());
@@ -75,9 +68,7 @@ impl ServerFirst {
             return Err("server nonce does not extend the client nonce".into());
         }
         let salt = attribute(message, b's').ok_or("server-first message has no salt (s=)")?;
-        let salt = BASE64
-            .decode(salt)
-            .map_err(|e| format!("server salt is not base64: {e}"))?;
+        let salt = BASE64.decode(salt).map_err(|e| format!("server salt is not base64: {e}"))?;
         let iterations = attribute(message, b'i')
             .and_then(|i| std::str::from_utf8(i).ok())
             .and_then(|i| i.parse::<u32>().ok())
@@ -125,37 +116,24 @@ impl ServerProof {
             .ok_or("client-final message has no proof")?;
 
         let mut salted = vec![0u8; len];
-        pbkdf2::derive(
-            pbkdf2_alg,
-            server_first.iterations,
-            &server_first.salt,
-            password,
-            &mut salted,
-        );
+        pbkdf2::derive(pbkdf2_alg, server_first.iterations, &server_first.salt, password, &mut salted);
         let salted = hmac::Key::new(hmac_alg, &salted);
         let server_key = hmac::Key::new(hmac_alg, hmac::sign(&salted, b"Server Key").as_ref());
 
-        let mut auth_message = Vec::with_capacity(
-            client_first.bare.len() + server_first_raw.len() + without_proof.len() + 2,
-        );
+        let mut auth_message =
+            Vec::with_capacity(client_first.bare.len() + server_first_raw.len() + without_proof.len() + 2);
         auth_message.extend_from_slice(&client_first.bare);
         auth_message.push(b',');
         auth_message.extend_from_slice(server_first_raw);
         auth_message.push(b',');
         auth_message.extend_from_slice(without_proof);
-        Ok(Self {
-            server_key,
-            auth_message,
-        })
+        Ok(Self { server_key, auth_message })
     }
 
     /// Checks the broker's server-final message ("v=signature" or "e=error").
     pub(super) fn verify(&self, server_final: &[u8]) -> Result<(), String> {
         if let Some(error) = attribute(server_final, b'e') {
-            return Err(format!(
-                "the broker rejected the proof: {}",
-                String::from_utf8_lossy(error)
-            ));
+            return Err(format!("the broker rejected the proof: {}", String::from_utf8_lossy(error)));
         }
         let Some(signature) = attribute(server_final, b'v') else {
             return Err(if server_final.is_empty() {
@@ -166,9 +144,7 @@ impl ServerProof {
                 "the broker's final message has no server signature (v=)".into()
             });
         };
-        let signature = BASE64
-            .decode(signature)
-            .map_err(|e| format!("server signature is not base64: {e}"))?;
+        let signature = BASE64.decode(signature).map_err(|e| format!("server signature is not base64: {e}"))?;
         hmac::verify(&self.server_key, &self.auth_message, &signature).map_err(|_| {
             "the broker's server signature does not match: it did not prove it knows the \
              credentials"
@@ -180,8 +156,5 @@ impl ServerProof {
 /// The value of attribute `name` ("name=value") in a comma-separated SCRAM
 /// message.
 fn attribute(message: &[u8], name: u8) -> Option<&[u8]> {
-    message
-        .split(|b| *b == b',')
-        .find(|a| a.len() >= 2 && a[0] == name && a[1] == b'=')
-        .map(|a| &a[2..])
+    message.split(|b| *b == b',').find(|a| a.len() >= 2 && a[0] == name && a[1] == b'=').map(|a| &a[2..])
 }

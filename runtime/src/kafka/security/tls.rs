@@ -66,40 +66,27 @@ impl TlsSettings {
 pub fn connector(settings: &TlsSettings) -> Result<TlsConnector, SecurityError> {
     let roots = match &settings.ca_file {
         Some(path) => roots_from_file(path)?,
-        None => RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
+        None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
     };
 
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|source| SecurityError::TlsConfig { source })?
-            .with_root_certificates(roots);
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|source| SecurityError::TlsConfig { source })?
+        .with_root_certificates(roots);
 
     let config = match (&settings.cert_file, &settings.key_file) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert_file), Some(key_file)) => {
             let chain = certificates(cert_file)?;
             let key = private_key(key_file)?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|source| SecurityError::ClientCertificate {
-                    cert_file: cert_file.clone(),
-                    key_file: key_file.clone(),
-                    source,
-                })?
+            builder.with_client_auth_cert(chain, key).map_err(|source| SecurityError::ClientCertificate {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+                source,
+            })?
         }
-        (Some(_), None) => {
-            return Err(SecurityError::IncompleteClientCertificate {
-                missing: "key_file",
-            })
-        }
-        (None, Some(_)) => {
-            return Err(SecurityError::IncompleteClientCertificate {
-                missing: "cert_file",
-            })
-        }
+        (Some(_), None) => return Err(SecurityError::IncompleteClientCertificate { missing: "key_file" }),
+        (None, Some(_)) => return Err(SecurityError::IncompleteClientCertificate { missing: "cert_file" }),
     };
     Ok(TlsConnector::from(Arc::new(config)))
 }
@@ -107,22 +94,15 @@ pub fn connector(settings: &TlsSettings) -> Result<TlsConnector, SecurityError> 
 /// Parses `host` (a DNS name or an IP address) as the name a broker's
 /// certificate is verified against.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, SecurityError> {
-    ServerName::try_from(host.to_owned()).map_err(|source| SecurityError::InvalidServerName {
-        name: host.to_owned(),
-        reason: source.to_string(),
-    })
+    ServerName::try_from(host.to_owned())
+        .map_err(|source| SecurityError::InvalidServerName { name: host.to_owned(), reason: source.to_string() })
 }
 
 /// Reads every certificate of a CA PEM file into a trust store.
 fn roots_from_file(path: &Path) -> Result<RootCertStore, SecurityError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(path)? {
-        roots
-            .add(cert)
-            .map_err(|source| SecurityError::InvalidCertificate {
-                path: path.to_owned(),
-                source,
-            })?;
+        roots.add(cert).map_err(|source| SecurityError::InvalidCertificate { path: path.to_owned(), source })?;
     }
     Ok(roots)
 }
@@ -132,14 +112,9 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, SecurityErr
     let mut reader = open(path)?;
     let certs = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| SecurityError::InvalidPem {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| SecurityError::InvalidPem { path: path.to_owned(), source })?;
     if certs.is_empty() {
-        return Err(SecurityError::NoCertificate {
-            path: path.to_owned(),
-        });
+        return Err(SecurityError::NoCertificate { path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -148,22 +123,12 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, SecurityErr
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, SecurityError> {
     let mut reader = open(path)?;
     rustls_pemfile::private_key(&mut reader)
-        .map_err(|source| SecurityError::InvalidPem {
-            path: path.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| SecurityError::NoPrivateKey {
-            path: path.to_owned(),
-        })
+        .map_err(|source| SecurityError::InvalidPem { path: path.to_owned(), source })?
+        .ok_or_else(|| SecurityError::NoPrivateKey { path: path.to_owned() })
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, SecurityError> {
-    File::open(path)
-        .map(BufReader::new)
-        .map_err(|source| SecurityError::ReadFile {
-            path: path.to_owned(),
-            source,
-        })
+    File::open(path).map(BufReader::new).map_err(|source| SecurityError::ReadFile { path: path.to_owned(), source })
 }
 
 #[cfg(test)]

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -68,14 +65,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// client certificates signed by `client_ca` when given.
 fn server_config(ca: &Ca, client_ca: Option<&Ca>) -> Arc<ServerConfig> {
     let (cert, key) = ca.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth);
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap();
+    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap();
     let builder = match client_ca {
         Some(client_ca) => builder.with_client_cert_verifier(
-            WebPkiClientVerifier::builder_with_provider(client_ca.roots(), provider())
-                .build()
-                .unwrap(),
+            WebPkiClientVerifier::builder_with_provider(client_ca.roots(), provider()).build().unwrap(),
         ),
         None => builder.with_no_client_auth(),
     };
@@ -128,10 +121,7 @@ async fn round_trip(tls: &TlsConnector, addr: SocketAddr, name: &str) -> std::io
 }
 
 fn settings(ca_file: Option<&Path>) -> TlsSettings {
-    TlsSettings {
-        ca_file: ca_file.map(Path::to_owned),
-        ..TlsSettings::default()
-    }
+    TlsSettings { ca_file: ca_file.map(Path::to_owned), ..TlsSettings::default() }
 }
 
 /// Client files for mutual TLS: (settings with CA, cert and key).
@@ -170,12 +160,7 @@ async fn handshake_with_another_ca_fails() {
     let ca = Ca::new("kfn test CA");
     let other = Ca::new("some other CA");
     let addr = serve(server_config(&ca, None)).await;
-    let tls = connector(&settings(Some(&write(
-        &dir,
-        "other.pem",
-        &other.cert.pem(),
-    ))))
-    .unwrap();
+    let tls = connector(&settings(Some(&write(&dir, "other.pem", &other.cert.pem())))).unwrap();
     let err = round_trip(&tls, addr, "localhost").await.unwrap_err();
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     // Mozilla's roots do not trust a private CA either.
@@ -259,34 +244,18 @@ fn bad_files_give_errors_naming_the_file() {
 
     let missing = dir.path().join("nowhere.pem");
     let msg = message(settings(Some(&missing)));
-    assert!(
-        msg.starts_with(&format!("cannot read {}", missing.display())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("cannot read {}", missing.display())), "{msg}");
 
     let empty = write(&dir, "empty.pem", "");
-    assert_eq!(
-        message(settings(Some(&empty))),
-        format!("no certificate found in {}", empty.display())
-    );
+    assert_eq!(message(settings(Some(&empty))), format!("no certificate found in {}", empty.display()));
 
     // A key file handed in as the CA: PEM, but no certificate in it.
     let key_file = write(&dir, "client.key", &key.serialize_pem());
-    assert_eq!(
-        message(settings(Some(&key_file))),
-        format!("no certificate found in {}", key_file.display())
-    );
+    assert_eq!(message(settings(Some(&key_file))), format!("no certificate found in {}", key_file.display()));
 
-    let broken = write(
-        &dir,
-        "broken.pem",
-        "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
-    );
+    let broken = write(&dir, "broken.pem", "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n");
     let msg = message(settings(Some(&broken)));
-    assert!(
-        msg.starts_with(&format!("invalid PEM in {}", broken.display())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("invalid PEM in {}", broken.display())), "{msg}");
 
     let cert_file = write(&dir, "client.pem", &cert.pem());
     let msg = message(TlsSettings {
@@ -295,32 +264,17 @@ fn bad_files_give_errors_naming_the_file() {
         key_file: Some(cert_file.clone()),
         server_name: None,
     });
-    assert!(
-        msg.starts_with(&format!("no private key found in {}", cert_file.display())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("no private key found in {}", cert_file.display())), "{msg}");
 
     let err = connector_error(&TlsSettings {
         ca_file: Some(ca_file.clone()),
         cert_file: Some(cert_file.clone()),
         ..TlsSettings::default()
     });
-    assert!(
-        matches!(
-            err,
-            SecurityError::IncompleteClientCertificate {
-                missing: "key_file"
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, SecurityError::IncompleteClientCertificate { missing: "key_file" }), "{err}");
 
     // A key that does not belong to the certificate.
-    let other_key = write(
-        &dir,
-        "other.key",
-        &KeyPair::generate().unwrap().serialize_pem(),
-    );
+    let other_key = write(&dir, "other.key", &KeyPair::generate().unwrap().serialize_pem());
     let msg = message(TlsSettings {
         ca_file: Some(ca_file),
         cert_file: Some(cert_file.clone()),
@@ -333,16 +287,10 @@ fn bad_files_give_errors_naming_the_file() {
 
 #[test]
 fn server_names_accept_dns_names_and_ip_addresses() {
-    assert_eq!(
-        server_name("broker-1.kafka.svc").unwrap().to_str(),
-        "broker-1.kafka.svc"
-    );
+    assert_eq!(server_name("broker-1.kafka.svc").unwrap().to_str(), "broker-1.kafka.svc");
     assert_eq!(server_name("10.0.0.7").unwrap().to_str(), "10.0.0.7");
     let err = server_name("not a host!").unwrap_err();
-    assert!(
-        err.to_string().starts_with("'not a host!' cannot be used"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("'not a host!' cannot be used"), "{err}");
 }
 
 fn connector_error(settings: &TlsSettings) -> SecurityError {
@@ -359,9 +307,7 @@ fn der_tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
         n if n < 0x80 => (n as usize, 2),
         n => {
             let bytes = (n & 0x7f) as usize;
-            let len = input[2..2 + bytes]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+            let len = input[2..2 + bytes].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
             (len, 2 + bytes)
         }
     };
@@ -381,13 +327,6 @@ fn sec1_from_pkcs8(pkcs8: &[u8]) -> Vec<u8> {
 fn pem_block(label: &str, der: &[u8]) -> String {
     use base64::Engine as _;
     let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
 }

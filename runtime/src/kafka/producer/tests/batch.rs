@@ -6,40 +6,27 @@ use proptest::prelude::*;
 
 use super::{decode, ALL_COMPRESSIONS};
 use crate::kafka::producer::batch::RECORD_BATCH_OVERHEAD;
-use crate::kafka::producer::{
-    BatchBuilder, Compression, ProducerError, ProducerIdentity, ProducerRecord, Pushed,
-};
+use crate::kafka::producer::{BatchBuilder, Compression, ProducerError, ProducerIdentity, ProducerRecord, Pushed};
 
 const IDENTITY: ProducerIdentity = ProducerIdentity { id: 4242, epoch: 7 };
 
 fn sample_records() -> Vec<ProducerRecord> {
     vec![
-        ProducerRecord::new(
-            Some(Bytes::from_static(b"order-1")),
-            Some(Bytes::from(vec![7u8; 300])),
-            1_700_000_000_000,
-        )
-        .with_header("kfn.function", Some(Bytes::from_static(b"validation")))
-        .with_header("trace", None),
+        ProducerRecord::new(Some(Bytes::from_static(b"order-1")), Some(Bytes::from(vec![7u8; 300])), 1_700_000_000_000)
+            .with_header("kfn.function", Some(Bytes::from_static(b"validation")))
+            .with_header("trace", None),
         // A tombstone with a null key, written a second later.
         ProducerRecord::new(None, None, 1_700_000_001_000),
         // An earlier timestamp than the first record: deltas go negative.
-        ProducerRecord::new(
-            Some(Bytes::new()),
-            Some(Bytes::from_static(b"{\"total\":\"12.50\"}")),
-            1_699_999_999_000,
-        )
-        .with_header("", Some(Bytes::new())),
+        ProducerRecord::new(Some(Bytes::new()), Some(Bytes::from_static(b"{\"total\":\"12.50\"}")), 1_699_999_999_000)
+            .with_header("", Some(Bytes::new())),
     ]
 }
 
 fn build(records: &[ProducerRecord], max_batch_bytes: usize) -> BatchBuilder {
     let mut builder = BatchBuilder::new(max_batch_bytes);
     for record in records {
-        assert!(matches!(
-            builder.push(record.clone()).unwrap(),
-            Pushed::Added
-        ));
+        assert!(matches!(builder.push(record.clone()).unwrap(), Pushed::Added));
     }
     builder
 }
@@ -49,16 +36,10 @@ fn assert_same_record(decoded: &kafka_protocol::records::Record, original: &Prod
     assert_eq!(decoded.key, original.key);
     assert_eq!(decoded.value, original.value);
     assert_eq!(decoded.timestamp, original.timestamp_ms);
-    let headers: Vec<(String, Option<Bytes>)> = decoded
-        .headers
-        .iter()
-        .map(|(name, value)| (name.to_string(), value.clone()))
-        .collect();
-    let expected: Vec<(String, Option<Bytes>)> = original
-        .headers
-        .iter()
-        .map(|h| (h.name.clone(), h.value.clone()))
-        .collect();
+    let headers: Vec<(String, Option<Bytes>)> =
+        decoded.headers.iter().map(|(name, value)| (name.to_string(), value.clone())).collect();
+    let expected: Vec<(String, Option<Bytes>)> =
+        original.headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect();
     assert_eq!(headers, expected);
 }
 
@@ -66,9 +47,7 @@ fn assert_same_record(decoded: &kafka_protocol::records::Record, original: &Prod
 fn transactional_batch_round_trips_with_every_compression() {
     let records = sample_records();
     for compression in ALL_COMPRESSIONS {
-        let batch = build(&records, 1_000_000)
-            .encode(IDENTITY, 100, true, compression)
-            .unwrap();
+        let batch = build(&records, 1_000_000).encode(IDENTITY, 100, true, compression).unwrap();
         assert_eq!(batch.record_count(), 3);
         assert_eq!(batch.base_sequence(), 100);
         assert_eq!(batch.producer(), IDENTITY);
@@ -86,10 +65,7 @@ fn transactional_batch_round_trips_with_every_compression() {
         assert_eq!(info.min_timestamp, 1_699_999_999_000);
         assert_eq!(decoded.len(), 3);
         for (index, (decoded, original)) in decoded.iter().zip(&records).enumerate() {
-            assert_eq!(
-                decoded.offset, index as i64,
-                "offset delta of record {index}"
-            );
+            assert_eq!(decoded.offset, index as i64, "offset delta of record {index}");
             assert_eq!(decoded.sequence, 100 + index as i32);
             assert_same_record(decoded, original);
         }
@@ -98,9 +74,8 @@ fn transactional_batch_round_trips_with_every_compression() {
 
 #[test]
 fn batch_without_idempotence_writes_no_producer() {
-    let batch = build(&sample_records(), 1_000_000)
-        .encode(ProducerIdentity::NONE, -1, false, Compression::Lz4)
-        .unwrap();
+    let batch =
+        build(&sample_records(), 1_000_000).encode(ProducerIdentity::NONE, -1, false, Compression::Lz4).unwrap();
     let (info, _) = decode(&batch);
     assert_eq!(info.producer_id, -1);
     assert_eq!(info.producer_epoch, -1);
@@ -117,18 +92,13 @@ fn sequences_and_transactions_need_a_producer_id() {
             transactional,
             Compression::None,
         );
-        assert!(
-            matches!(result, Err(ProducerError::SequenceWithoutProducerId { .. })),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(ProducerError::SequenceWithoutProducerId { .. })), "{result:?}");
     }
 }
 
 #[test]
 fn batch_crossing_the_sequence_wrap_stays_one_batch() {
-    let batch = build(&sample_records(), 1_000_000)
-        .encode(IDENTITY, i32::MAX - 1, false, Compression::None)
-        .unwrap();
+    let batch = build(&sample_records(), 1_000_000).encode(IDENTITY, i32::MAX - 1, false, Compression::None).unwrap();
     // decode() asserts a single batch: the encoder splits wherever the
     // offset/sequence step breaks, so this proves it does not.
     let (info, decoded) = decode(&batch);
@@ -139,10 +109,7 @@ fn batch_crossing_the_sequence_wrap_stays_one_batch() {
 #[test]
 fn empty_batch_is_refused() {
     let result = BatchBuilder::new(100).encode(IDENTITY, 0, false, Compression::None);
-    assert!(
-        matches!(result, Err(ProducerError::EmptyBatch)),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ProducerError::EmptyBatch)), "{result:?}");
 }
 
 #[test]
@@ -164,21 +131,11 @@ fn estimated_size_is_the_uncompressed_encoded_size() {
     let records = sample_records();
     let mut builder = BatchBuilder::new(1_000_000);
     for (count, record) in records.iter().enumerate() {
-        assert!(matches!(
-            builder.push(record.clone()).unwrap(),
-            Pushed::Added
-        ));
+        assert!(matches!(builder.push(record.clone()).unwrap(), Pushed::Added));
         // Encode a copy at every step: the third record moves the base
         // timestamp back, which resizes the records before it.
-        let batch = build(&records[..=count], 1_000_000)
-            .encode(IDENTITY, 0, false, Compression::None)
-            .unwrap();
-        assert_eq!(
-            builder.estimated_size(),
-            batch.encoded_len(),
-            "after {} records",
-            count + 1
-        );
+        let batch = build(&records[..=count], 1_000_000).encode(IDENTITY, 0, false, Compression::None).unwrap();
+        assert_eq!(builder.estimated_size(), batch.encoded_len(), "after {} records", count + 1);
     }
 }
 
@@ -196,9 +153,7 @@ fn full_batch_hands_the_record_back() {
     assert_eq!(rejected, record(pushed));
     assert!(pushed >= 2, "room for more than one record");
     assert!(builder.estimated_size() <= 400);
-    let batch = builder
-        .encode(IDENTITY, 0, false, Compression::None)
-        .unwrap();
+    let batch = builder.encode(IDENTITY, 0, false, Compression::None).unwrap();
     assert!(batch.encoded_len() <= 400);
     assert_eq!(batch.record_count(), i32::from(pushed));
 }
@@ -218,29 +173,21 @@ fn timestamps_too_far_apart_are_refused() {
     let early = ProducerRecord::new(None, None, i64::MIN);
     let late = ProducerRecord::new(None, None, i64::MAX);
     assert!(matches!(builder.push(early).unwrap(), Pushed::Added));
-    assert!(matches!(
-        builder.push(late),
-        Err(ProducerError::TimestampSpread { .. })
-    ));
+    assert!(matches!(builder.push(late), Err(ProducerError::TimestampSpread { .. })));
     assert_eq!(builder.record_count(), 1);
 }
 
 #[test]
 fn reencode_changes_only_the_producer_state() {
     let records = sample_records();
-    let batch = build(&records, 1_000_000)
-        .encode(IDENTITY, 40, true, Compression::Zstd)
-        .unwrap();
+    let batch = build(&records, 1_000_000).encode(IDENTITY, 40, true, Compression::Zstd).unwrap();
     let bumped = ProducerIdentity { id: 4242, epoch: 8 };
     let again = batch.reencode(bumped, 0).unwrap();
     assert_eq!(again.producer(), bumped);
     assert_eq!(again.base_sequence(), 0);
     assert_eq!(again.compression(), Compression::Zstd);
     let (info, decoded) = decode(&again);
-    assert_eq!(
-        (info.producer_id, info.producer_epoch, info.base_sequence),
-        (4242, 8, 0)
-    );
+    assert_eq!((info.producer_id, info.producer_epoch, info.base_sequence), (4242, 8, 0));
     assert!(info.transactional);
     for (decoded, original) in decoded.iter().zip(&records) {
         assert_same_record(decoded, original);
@@ -263,10 +210,9 @@ fn arb_record() -> impl Strategy<Value = ProducerRecord> {
         1_600_000_000_000i64..1_800_000_000_000,
     )
         .prop_map(|(key, value, headers, timestamp_ms)| {
-            headers.into_iter().fold(
-                ProducerRecord::new(key, value, timestamp_ms),
-                |record, (name, value)| record.with_header(name, value),
-            )
+            headers.into_iter().fold(ProducerRecord::new(key, value, timestamp_ms), |record, (name, value)| {
+                record.with_header(name, value)
+            })
         })
 }
 

@@ -18,10 +18,8 @@ fn defaults_are_valid_and_idempotent() {
     assert!(config.idempotent);
     assert_eq!(config.acks, Acks::All);
     assert_eq!(config.linger, Duration::from_millis(5));
-    let transactional = ProducerConfig {
-        transactional_id: Some("kfn.validation.0".into()),
-        ..ProducerConfig::default()
-    };
+    let transactional =
+        ProducerConfig { transactional_id: Some("kfn.validation.0".into()), ..ProducerConfig::default() };
     transactional.validate().unwrap();
 }
 
@@ -29,61 +27,18 @@ fn defaults_are_valid_and_idempotent() {
 fn contradicting_settings_name_their_field() {
     let base = ProducerConfig::default();
     let cases = [
-        (
-            ProducerConfig {
-                acks: Acks::Leader,
-                ..base.clone()
-            },
-            "acks",
-        ),
-        (
-            ProducerConfig {
-                idempotent: false,
-                transactional_id: Some("t".into()),
-                ..base.clone()
-            },
-            "idempotent",
-        ),
-        (
-            ProducerConfig {
-                transactional_id: Some(String::new()),
-                ..base.clone()
-            },
-            "transactional_id",
-        ),
-        (
-            ProducerConfig {
-                max_batch_bytes: 0,
-                ..base.clone()
-            },
-            "max_batch_bytes",
-        ),
-        (
-            ProducerConfig {
-                request_timeout: Duration::ZERO,
-                ..base.clone()
-            },
-            "request_timeout",
-        ),
-        (
-            ProducerConfig {
-                delivery_timeout: Duration::from_secs(30),
-                ..base.clone()
-            },
-            "delivery_timeout",
-        ),
+        (ProducerConfig { acks: Acks::Leader, ..base.clone() }, "acks"),
+        (ProducerConfig { idempotent: false, transactional_id: Some("t".into()), ..base.clone() }, "idempotent"),
+        (ProducerConfig { transactional_id: Some(String::new()), ..base.clone() }, "transactional_id"),
+        (ProducerConfig { max_batch_bytes: 0, ..base.clone() }, "max_batch_bytes"),
+        (ProducerConfig { request_timeout: Duration::ZERO, ..base.clone() }, "request_timeout"),
+        (ProducerConfig { delivery_timeout: Duration::from_secs(30), ..base.clone() }, "delivery_timeout"),
     ];
     for (config, field) in cases {
         assert_eq!(invalid_field(&config), field, "{config:?}");
     }
     // Without idempotence any acks will do.
-    ProducerConfig {
-        idempotent: false,
-        acks: Acks::Leader,
-        ..base
-    }
-    .validate()
-    .unwrap();
+    ProducerConfig { idempotent: false, acks: Acks::Leader, ..base }.validate().unwrap();
 }
 
 #[test]
@@ -97,11 +52,5 @@ fn compression_names_parse() {
     ] {
         assert_eq!(name.parse::<Compression>().unwrap(), expected);
     }
-    assert!(matches!(
-        "brotli".parse::<Compression>(),
-        Err(ProducerError::InvalidConfig {
-            field: "compression",
-            ..
-        })
-    ));
+    assert!(matches!("brotli".parse::<Compression>(), Err(ProducerError::InvalidConfig { field: "compression", .. })));
 }

@@ -13,13 +13,8 @@ use kafka_protocol::records::{BatchDecodeInfo, Record, RecordBatchDecoder};
 use super::{Compression, EncodedBatch};
 
 /// Every codec kfn can write.
-const ALL_COMPRESSIONS: [Compression; 5] = [
-    Compression::None,
-    Compression::Gzip,
-    Compression::Snappy,
-    Compression::Lz4,
-    Compression::Zstd,
-];
+const ALL_COMPRESSIONS: [Compression; 5] =
+    [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
 
 /// Decode an encoded batch with kafka-protocol: its one header and its records.
 fn decode(batch: &EncodedBatch) -> (BatchDecodeInfo, Vec<Record>) {

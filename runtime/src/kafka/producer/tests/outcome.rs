@@ -13,16 +13,15 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, EndTxnResponse, InitProducerIdResponse,
-    ProduceResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitResponse,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, EndTxnResponse, InitProducerIdResponse, ProduceResponse,
+    ProducerId, TopicName, TransactionalId, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::kafka::producer::outcome::producer_identity;
 use crate::kafka::producer::{
-    classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn,
-    classify_init_producer_id, classify_produce, classify_txn_offset_commit, ProduceOutcome,
-    ProducerIdentity, TxnOutcome,
+    classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn, classify_init_producer_id,
+    classify_produce, classify_txn_offset_commit, ProduceOutcome, ProducerIdentity, TxnOutcome,
 };
 
 /// The shape of an outcome, without the error it carries.
@@ -40,11 +39,7 @@ enum Kind {
 fn produce_kind(outcome: &ProduceOutcome) -> Kind {
     match outcome {
         ProduceOutcome::Delivered { base_offset } => Kind::Delivered(*base_offset),
-        ProduceOutcome::Retry {
-            refresh_metadata, ..
-        } => Kind::Retry {
-            refresh: *refresh_metadata,
-        },
+        ProduceOutcome::Retry { refresh_metadata, .. } => Kind::Retry { refresh: *refresh_metadata },
         ProduceOutcome::Fenced(_) => Kind::Fenced,
         ProduceOutcome::ReinitProducer(_) => Kind::Reinit,
         ProduceOutcome::AbortTransaction(_) => Kind::Abort,
@@ -55,12 +50,7 @@ fn produce_kind(outcome: &ProduceOutcome) -> Kind {
 fn txn_kind(outcome: &TxnOutcome) -> Kind {
     match outcome {
         TxnOutcome::Done => Kind::Done,
-        TxnOutcome::Retry {
-            refresh_coordinator,
-            ..
-        } => Kind::Retry {
-            refresh: *refresh_coordinator,
-        },
+        TxnOutcome::Retry { refresh_coordinator, .. } => Kind::Retry { refresh: *refresh_coordinator },
         TxnOutcome::Fenced(_) => Kind::Fenced,
         TxnOutcome::ReinitProducer(_) => Kind::Reinit,
         TxnOutcome::AbortTransaction(_) => Kind::Abort,
@@ -88,10 +78,7 @@ fn produce_response(partition: PartitionProduceResponse) -> ProduceResponse {
 /// Classify one partition's code after a round trip at several versions.
 fn produce_outcomes(code: i16, base_offset: i64, transactional: bool) -> Vec<ProduceOutcome> {
     let response = produce_response(
-        PartitionProduceResponse::default()
-            .with_index(2)
-            .with_error_code(code)
-            .with_base_offset(base_offset),
+        PartitionProduceResponse::default().with_index(2).with_error_code(code).with_base_offset(base_offset),
     );
     [3i16, 8, 9, 11]
         .into_iter()
@@ -108,11 +95,7 @@ fn produce_codes_lead_to_their_outcomes() {
     let table: Vec<(i16, bool, Kind)> = vec![
         (0, false, Kind::Delivered(Some(42))),
         (0, true, Kind::Delivered(Some(42))),
-        (
-            E::DuplicateSequenceNumber.code(),
-            false,
-            Kind::Delivered(Some(42)),
-        ),
+        (E::DuplicateSequenceNumber.code(), false, Kind::Delivered(Some(42))),
         (E::NotLeaderOrFollower.code(), false, retry(true)),
         (E::LeaderNotAvailable.code(), false, retry(true)),
         (E::UnknownTopicOrPartition.code(), false, retry(true)),
@@ -131,11 +114,7 @@ fn produce_codes_lead_to_their_outcomes() {
         (E::UnknownProducerId.code(), true, Kind::Reinit),
         (E::TransactionAbortable.code(), true, Kind::Abort),
         (E::TransactionAbortable.code(), false, Kind::Fatal),
-        (
-            E::TransactionalIdAuthorizationFailed.code(),
-            true,
-            Kind::Fatal,
-        ),
+        (E::TransactionalIdAuthorizationFailed.code(), true, Kind::Fatal),
         (E::OutOfOrderSequenceNumber.code(), false, Kind::Fatal),
         (E::MessageTooLarge.code(), false, Kind::Fatal),
         (E::RecordListTooLarge.code(), false, Kind::Fatal),
@@ -196,18 +175,9 @@ fn init_producer_id_codes_lead_to_their_outcomes() {
     let table = [
         (0, Kind::Done),
         (E::NotCoordinator.code(), Kind::Retry { refresh: true }),
-        (
-            E::CoordinatorNotAvailable.code(),
-            Kind::Retry { refresh: true },
-        ),
-        (
-            E::CoordinatorLoadInProgress.code(),
-            Kind::Retry { refresh: false },
-        ),
-        (
-            E::ConcurrentTransactions.code(),
-            Kind::Retry { refresh: false },
-        ),
+        (E::CoordinatorNotAvailable.code(), Kind::Retry { refresh: true }),
+        (E::CoordinatorLoadInProgress.code(), Kind::Retry { refresh: false }),
+        (E::ConcurrentTransactions.code(), Kind::Retry { refresh: false }),
         (E::InvalidProducerEpoch.code(), Kind::Fenced),
         (E::ProducerFenced.code(), Kind::Fenced),
         (E::TransactionalIdAuthorizationFailed.code(), Kind::Fatal),
@@ -223,20 +193,10 @@ fn init_producer_id_codes_lead_to_their_outcomes() {
         for version in 0i16..=5 {
             let decoded = over_the_wire(&response, version);
             let outcome = classify_init_producer_id(&decoded);
-            assert_eq!(
-                txn_kind(&outcome),
-                expected,
-                "code {code} v{version}: {outcome:?}"
-            );
+            assert_eq!(txn_kind(&outcome), expected, "code {code} v{version}: {outcome:?}");
             let identity = producer_identity(&decoded);
             if expected == Kind::Done {
-                assert_eq!(
-                    identity,
-                    Some(ProducerIdentity {
-                        id: 9_000,
-                        epoch: 3
-                    })
-                );
+                assert_eq!(identity, Some(ProducerIdentity { id: 9_000, epoch: 3 }));
             } else {
                 assert_eq!(identity, None);
             }
@@ -249,14 +209,8 @@ fn end_txn_codes_lead_to_their_outcomes() {
     let table = [
         (0, Kind::Done),
         (E::NotCoordinator.code(), Kind::Retry { refresh: true }),
-        (
-            E::CoordinatorLoadInProgress.code(),
-            Kind::Retry { refresh: false },
-        ),
-        (
-            E::ConcurrentTransactions.code(),
-            Kind::Retry { refresh: false },
-        ),
+        (E::CoordinatorLoadInProgress.code(), Kind::Retry { refresh: false }),
+        (E::ConcurrentTransactions.code(), Kind::Retry { refresh: false }),
         (E::InvalidProducerEpoch.code(), Kind::Fenced),
         (E::ProducerFenced.code(), Kind::Fenced),
         (E::UnknownProducerId.code(), Kind::Reinit),
@@ -269,11 +223,7 @@ fn end_txn_codes_lead_to_their_outcomes() {
         let response = EndTxnResponse::default().with_error_code(code);
         for version in 0i16..=4 {
             let outcome = classify_end_txn(&over_the_wire(&response, version));
-            assert_eq!(
-                txn_kind(&outcome),
-                expected,
-                "code {code} v{version}: {outcome:?}"
-            );
+            assert_eq!(txn_kind(&outcome), expected, "code {code} v{version}: {outcome:?}");
         }
     }
 }
@@ -282,14 +232,8 @@ fn end_txn_codes_lead_to_their_outcomes() {
 fn add_offsets_to_txn_codes_lead_to_their_outcomes() {
     let table = [
         (0, Kind::Done),
-        (
-            E::CoordinatorNotAvailable.code(),
-            Kind::Retry { refresh: true },
-        ),
-        (
-            E::ConcurrentTransactions.code(),
-            Kind::Retry { refresh: false },
-        ),
+        (E::CoordinatorNotAvailable.code(), Kind::Retry { refresh: true }),
+        (E::ConcurrentTransactions.code(), Kind::Retry { refresh: false }),
         (E::ProducerFenced.code(), Kind::Fenced),
         (E::UnknownProducerId.code(), Kind::Reinit),
         (E::GroupAuthorizationFailed.code(), Kind::Fatal),
@@ -298,52 +242,42 @@ fn add_offsets_to_txn_codes_lead_to_their_outcomes() {
         let response = AddOffsetsToTxnResponse::default().with_error_code(code);
         for version in 0i16..=4 {
             let outcome = classify_add_offsets_to_txn(&over_the_wire(&response, version));
-            assert_eq!(
-                txn_kind(&outcome),
-                expected,
-                "code {code} v{version}: {outcome:?}"
-            );
+            assert_eq!(txn_kind(&outcome), expected, "code {code} v{version}: {outcome:?}");
         }
     }
 }
 
 fn add_partitions_topic(codes: &[i16]) -> AddPartitionsToTxnTopicResult {
-    AddPartitionsToTxnTopicResult::default()
-        .with_name(TopicName(name("orders.validated")))
-        .with_results_by_partition(
-            codes
-                .iter()
-                .enumerate()
-                .map(|(index, code)| {
-                    AddPartitionsToTxnPartitionResult::default()
-                        .with_partition_index(index as i32)
-                        .with_partition_error_code(*code)
-                })
-                .collect(),
-        )
+    AddPartitionsToTxnTopicResult::default().with_name(TopicName(name("orders.validated"))).with_results_by_partition(
+        codes
+            .iter()
+            .enumerate()
+            .map(|(index, code)| {
+                AddPartitionsToTxnPartitionResult::default()
+                    .with_partition_index(index as i32)
+                    .with_partition_error_code(*code)
+            })
+            .collect(),
+    )
 }
 
 /// The same partition codes in the v0-3 layout and in the v4+ layout.
 fn add_partitions_outcomes(top_level: i16, codes: &[i16]) -> Vec<TxnOutcome> {
-    let old = AddPartitionsToTxnResponse::default()
-        .with_results_by_topic_v3_and_below(vec![add_partitions_topic(codes)]);
-    let new = AddPartitionsToTxnResponse::default()
-        .with_error_code(top_level)
-        .with_results_by_transaction(vec![AddPartitionsToTxnResult::default()
+    let old =
+        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![add_partitions_topic(codes)]);
+    let new = AddPartitionsToTxnResponse::default().with_error_code(top_level).with_results_by_transaction(vec![
+        AddPartitionsToTxnResult::default()
             .with_transactional_id(TransactionalId(name("kfn.validation.0")))
-            .with_topic_results(vec![add_partitions_topic(codes)])]);
+            .with_topic_results(vec![add_partitions_topic(codes)]),
+    ]);
     let mut outcomes = Vec::new();
     if top_level == 0 {
         for version in 0i16..=3 {
-            outcomes.push(classify_add_partitions_to_txn(&over_the_wire(
-                &old, version,
-            )));
+            outcomes.push(classify_add_partitions_to_txn(&over_the_wire(&old, version)));
         }
     }
     for version in 4i16..=5 {
-        outcomes.push(classify_add_partitions_to_txn(&over_the_wire(
-            &new, version,
-        )));
+        outcomes.push(classify_add_partitions_to_txn(&over_the_wire(&new, version)));
     }
     outcomes
 }
@@ -352,50 +286,20 @@ fn add_partitions_outcomes(top_level: i16, codes: &[i16]) -> Vec<TxnOutcome> {
 fn add_partitions_to_txn_reports_the_worst_partition() {
     let table: Vec<(i16, Vec<i16>, Kind)> = vec![
         (0, vec![0, 0], Kind::Done),
-        (
-            0,
-            vec![0, E::ConcurrentTransactions.code()],
-            Kind::Retry { refresh: false },
-        ),
-        (
-            0,
-            vec![E::UnknownTopicOrPartition.code()],
-            Kind::Retry { refresh: false },
-        ),
-        (
-            0,
-            vec![
-                E::CoordinatorLoadInProgress.code(),
-                E::NotCoordinator.code(),
-            ],
-            Kind::Retry { refresh: true },
-        ),
-        (
-            0,
-            vec![
-                E::OperationNotAttempted.code(),
-                E::TopicAuthorizationFailed.code(),
-            ],
-            Kind::Fatal,
-        ),
+        (0, vec![0, E::ConcurrentTransactions.code()], Kind::Retry { refresh: false }),
+        (0, vec![E::UnknownTopicOrPartition.code()], Kind::Retry { refresh: false }),
+        (0, vec![E::CoordinatorLoadInProgress.code(), E::NotCoordinator.code()], Kind::Retry { refresh: true }),
+        (0, vec![E::OperationNotAttempted.code(), E::TopicAuthorizationFailed.code()], Kind::Fatal),
         (0, vec![0, E::ProducerFenced.code()], Kind::Fenced),
         (0, vec![E::InvalidProducerIdMapping.code()], Kind::Reinit),
-        (
-            E::NotCoordinator.code(),
-            vec![],
-            Kind::Retry { refresh: true },
-        ),
+        (E::NotCoordinator.code(), vec![], Kind::Retry { refresh: true }),
         (E::ProducerFenced.code(), vec![], Kind::Fenced),
     ];
     for (top_level, codes, expected) in table {
         let outcomes = add_partitions_outcomes(top_level, &codes);
         assert!(!outcomes.is_empty());
         for outcome in outcomes {
-            assert_eq!(
-                txn_kind(&outcome),
-                expected,
-                "{top_level} {codes:?}: {outcome:?}"
-            );
+            assert_eq!(txn_kind(&outcome), expected, "{top_level} {codes:?}: {outcome:?}");
         }
     }
 }
@@ -418,57 +322,33 @@ fn add_partitions_fatal_names_the_partition() {
 fn txn_offset_commit_reports_the_worst_partition() {
     let table: Vec<(Vec<i16>, Kind)> = vec![
         (vec![0, 0], Kind::Done),
-        (
-            vec![0, E::CoordinatorLoadInProgress.code()],
-            Kind::Retry { refresh: false },
-        ),
-        (
-            vec![E::RequestTimedOut.code()],
-            Kind::Retry { refresh: true },
-        ),
-        (
-            vec![
-                E::CoordinatorLoadInProgress.code(),
-                E::NotCoordinator.code(),
-            ],
-            Kind::Retry { refresh: true },
-        ),
+        (vec![0, E::CoordinatorLoadInProgress.code()], Kind::Retry { refresh: false }),
+        (vec![E::RequestTimedOut.code()], Kind::Retry { refresh: true }),
+        (vec![E::CoordinatorLoadInProgress.code(), E::NotCoordinator.code()], Kind::Retry { refresh: true }),
         (vec![0, E::UnknownMemberId.code()], Kind::Abort),
         (vec![E::IllegalGeneration.code()], Kind::Abort),
         (vec![E::FencedInstanceId.code()], Kind::Abort),
-        (
-            vec![E::ProducerFenced.code(), E::IllegalGeneration.code()],
-            Kind::Fenced,
-        ),
+        (vec![E::ProducerFenced.code(), E::IllegalGeneration.code()], Kind::Fenced),
         (vec![E::GroupAuthorizationFailed.code()], Kind::Fatal),
-        (
-            vec![E::TransactionalIdAuthorizationFailed.code()],
-            Kind::Fatal,
-        ),
+        (vec![E::TransactionalIdAuthorizationFailed.code()], Kind::Fatal),
     ];
     for (codes, expected) in table {
-        let response = TxnOffsetCommitResponse::default().with_topics(vec![
-            TxnOffsetCommitResponseTopic::default()
-                .with_name(TopicName(name("orders.created")))
-                .with_partitions(
-                    codes
-                        .iter()
-                        .enumerate()
-                        .map(|(index, code)| {
-                            TxnOffsetCommitResponsePartition::default()
-                                .with_partition_index(index as i32)
-                                .with_error_code(*code)
-                        })
-                        .collect(),
-                ),
-        ]);
+        let response = TxnOffsetCommitResponse::default().with_topics(vec![TxnOffsetCommitResponseTopic::default()
+            .with_name(TopicName(name("orders.created")))
+            .with_partitions(
+                codes
+                    .iter()
+                    .enumerate()
+                    .map(|(index, code)| {
+                        TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(index as i32)
+                            .with_error_code(*code)
+                    })
+                    .collect(),
+            )]);
         for version in 0i16..=4 {
             let outcome = classify_txn_offset_commit(&over_the_wire(&response, version));
-            assert_eq!(
-                txn_kind(&outcome),
-                expected,
-                "{codes:?} v{version}: {outcome:?}"
-            );
+            assert_eq!(txn_kind(&outcome), expected, "{codes:?} v{version}: {outcome:?}");
         }
     }
 }

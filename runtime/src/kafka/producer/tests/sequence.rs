@@ -4,8 +4,8 @@ use bytes::Bytes;
 
 use super::decode;
 use crate::kafka::producer::{
-    increment_sequence, BatchBuilder, Compression, ProducerError, ProducerIdentity, ProducerRecord,
-    Pushed, SequenceNumbers,
+    increment_sequence, BatchBuilder, Compression, ProducerError, ProducerIdentity, ProducerRecord, Pushed,
+    SequenceNumbers,
 };
 
 const IDENTITY: ProducerIdentity = ProducerIdentity { id: 11, epoch: 0 };
@@ -49,10 +49,7 @@ fn a_new_epoch_or_id_restarts_every_partition() {
     let mut sequences = SequenceNumbers::new(IDENTITY);
     sequences.assign("orders", 0, 5).unwrap();
     sequences.assign("orders", 1, 5).unwrap();
-    assert!(
-        !sequences.set_identity(IDENTITY),
-        "same identity keeps sequences"
-    );
+    assert!(!sequences.set_identity(IDENTITY), "same identity keeps sequences");
     assert_eq!(sequences.peek("orders", 0), 5);
 
     let bumped = ProducerIdentity { id: 11, epoch: 1 };
@@ -93,12 +90,8 @@ fn batch_of(count: usize, sequences: &mut SequenceNumbers) -> crate::kafka::prod
         let record = ProducerRecord::new(None, Some(Bytes::from(vec![n as u8; 8])), 0);
         assert!(matches!(builder.push(record).unwrap(), Pushed::Added));
     }
-    let base = sequences
-        .assign("orders", 0, builder.record_count())
-        .unwrap();
-    builder
-        .encode(sequences.identity(), base, false, Compression::Lz4)
-        .unwrap()
+    let base = sequences.assign("orders", 0, builder.record_count()).unwrap();
+    builder.encode(sequences.identity(), base, false, Compression::Lz4).unwrap()
 }
 
 #[test]
@@ -135,13 +128,7 @@ fn undelivered_batches_are_resequenced_under_a_new_identity() {
         resent.push(batch.reencode(bumped, base).unwrap());
     }
     let infos: Vec<_> = resent.iter().map(|b| decode(b).0).collect();
-    assert_eq!(
-        infos
-            .iter()
-            .map(|i| (i.producer_epoch, i.base_sequence))
-            .collect::<Vec<_>>(),
-        vec![(1, 0), (1, 3)]
-    );
+    assert_eq!(infos.iter().map(|i| (i.producer_epoch, i.base_sequence)).collect::<Vec<_>>(), vec![(1, 0), (1, 3)]);
     assert_eq!(sequences.peek("orders", 0), 5);
 }
 
@@ -150,10 +137,7 @@ fn only_the_last_batch_can_hand_its_sequences_back() {
     let mut sequences = SequenceNumbers::new(IDENTITY);
     let first = sequences.assign("orders", 0, 3).unwrap();
     let second = sequences.assign("orders", 0, 2).unwrap();
-    assert!(
-        !sequences.release("orders", 0, first, 3),
-        "a later batch holds 3..5"
-    );
+    assert!(!sequences.release("orders", 0, first, 3), "a later batch holds 3..5");
     assert_eq!(sequences.peek("orders", 0), 5);
     assert!(sequences.release("orders", 0, second, 2));
     assert_eq!(sequences.peek("orders", 0), 3);

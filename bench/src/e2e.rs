@@ -12,6 +12,7 @@ use kfn::kafka::group::protocol::TopicPartition;
 use tokio::sync::mpsc;
 
 use crate::http_load::fixed_rate;
+use crate::services::Processes;
 use crate::orders::order_request_json;
 use crate::stack::Stack;
 use crate::stats::percentile;
@@ -31,6 +32,10 @@ pub struct Phase {
     pub missing: usize,
     /// POST-to-dispatched latencies in milliseconds, sorted.
     pub latencies_ms: Vec<f64>,
+    /// CPU milliseconds of the order system's process per accepted order.
+    pub kfn_cpu_ms_per_order: f64,
+    /// CPU milliseconds of the broker per accepted order.
+    pub broker_cpu_ms_per_order: f64,
 }
 
 impl Phase {
@@ -71,7 +76,15 @@ async fn watch_dispatched(stack: &Stack, tx: mpsc::UnboundedSender<(String, Inst
 }
 
 /// Offers `rate` orders/s to `http` (the order system's trigger) for `warm_up`, then `repeats` phases of `duration`.
-pub async fn run(stack: &Stack, http: &str, rate: f64, warm_up: Duration, duration: Duration, repeats: usize) -> anyhow::Result<Vec<Phase>> {
+pub async fn run(
+    stack: &Stack,
+    system: &Processes,
+    http: &str,
+    rate: f64,
+    warm_up: Duration,
+    duration: Duration,
+    repeats: usize,
+) -> anyhow::Result<Vec<Phase>> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     watch_dispatched(stack, tx).await?;
     let url = format!("{http}/orders");
@@ -79,6 +92,7 @@ pub async fn run(stack: &Stack, http: &str, rate: f64, warm_up: Duration, durati
     let mut phases = Vec::new();
     let mut first = 0;
     for (i, length) in std::iter::once(warm_up).chain(std::iter::repeat_n(duration, repeats)).enumerate() {
+        let (kfn_cpu, broker_cpu) = (system.cpu_time(), stack.broker_cpu());
         let sent = fixed_rate(&url, rate, length, first, order_request_json).await?;
         first += sent.len();
         let mut accepted = Vec::new();
@@ -107,15 +121,25 @@ pub async fn run(stack: &Stack, http: &str, rate: f64, warm_up: Duration, durati
             .collect();
         latencies.sort_by(f64::total_cmp);
         let missing = accepted.len() - latencies.len();
-        let phase = Phase { accepted: accepted.len(), refused, missing, latencies_ms: latencies };
+        let per_order = |used: Duration| used.as_secs_f64() * 1e3 / accepted.len().max(1) as f64;
+        let phase = Phase {
+            accepted: accepted.len(),
+            refused,
+            missing,
+            latencies_ms: latencies,
+            kfn_cpu_ms_per_order: per_order(system.cpu_time().saturating_sub(kfn_cpu)),
+            broker_cpu_ms_per_order: per_order(stack.broker_cpu().saturating_sub(broker_cpu)),
+        };
         eprintln!(
-            "kfn-bench: e2e {}: {} accepted, {} refused, {} missing, p50 {:.1} ms, p99 {:.1} ms",
+            "kfn-bench: e2e {rate}/s {}: {} accepted, {} refused, {} missing, p50 {:.1} ms, p99 {:.1} ms, CPU per order: kfn {:.2} ms, broker {:.2} ms",
             if i == 0 { "warm-up".to_string() } else { format!("repeat {i}") },
             phase.accepted,
             phase.refused,
             phase.missing,
             phase.latency(50.0),
-            phase.latency(99.0)
+            phase.latency(99.0),
+            phase.kfn_cpu_ms_per_order,
+            phase.broker_cpu_ms_per_order
         );
         if i > 0 {
             phases.push(phase);

@@ -22,6 +22,8 @@ pub struct HttpRun {
     pub load: LoadResult,
     /// CPU seconds of the server per million requests.
     pub cpu_s_per_million: f64,
+    /// CPU seconds of the broker per million requests.
+    pub broker_cpu_s_per_million: f64,
 }
 
 /// Starts the bare hyper server; returns it and its base URL.
@@ -46,20 +48,22 @@ pub async fn start_sink(stack: &Stack) -> anyhow::Result<(Processes, String)> {
 }
 
 /// Warms `url` up, then measures `repeats` runs of `duration` each.
-pub async fn measure(processes: &mut Processes, url: &str, warm_up: Duration, duration: Duration, repeats: usize) -> anyhow::Result<Vec<HttpRun>> {
+pub async fn measure(stack: &Stack, processes: &mut Processes, url: &str, warm_up: Duration, duration: Duration, repeats: usize) -> anyhow::Result<Vec<HttpRun>> {
     let orders = format!("{url}/orders");
     closed_loop(&orders, CONNECTIONS, warm_up, order_request_json).await?;
     let mut runs = Vec::new();
     for _ in 0..repeats {
         processes.check_alive()?;
-        let before = processes.cpu_time();
+        let (before, broker_before) = (processes.cpu_time(), stack.broker_cpu());
         let load = closed_loop(&orders, CONNECTIONS, duration, order_request_json).await?;
         let cpu = processes.cpu_time().saturating_sub(before).as_secs_f64();
+        let broker_cpu = stack.broker_cpu().saturating_sub(broker_before).as_secs_f64();
         if let Some(e) = &load.first_error {
             eprintln!("kfn-bench: {url}: {} errors, first: {e}", load.errors);
         }
-        let cpu_s_per_million = if load.ok > 0 { cpu / load.ok as f64 * 1e6 } else { f64::NAN };
-        runs.push(HttpRun { load, cpu_s_per_million });
+        let per_million = |used: f64| if load.ok > 0 { used / load.ok as f64 * 1e6 } else { f64::NAN };
+        let (cpu_s_per_million, broker_cpu_s_per_million) = (per_million(cpu), per_million(broker_cpu));
+        runs.push(HttpRun { load, cpu_s_per_million, broker_cpu_s_per_million });
     }
     Ok(runs)
 }

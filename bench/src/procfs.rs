@@ -25,6 +25,21 @@ fn clock_ticks_per_second() -> f64 {
     }
 }
 
+/// The first child process of this process whose command line contains `needle`.
+pub fn find_child(needle: &str) -> Option<u32> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(needle) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 /// Peak resident set size in bytes (`VmHWM`).
 pub fn peak_rss(pid: u32) -> std::io::Result<u64> {
     status_kib(pid, "VmHWM:").map(|kib| kib * 1024)

@@ -71,6 +71,8 @@ pub struct Report {
     pub memory: Option<MemoryResult>,
     /// HTTP runs per server.
     pub http: Vec<(String, Vec<HttpRun>)>,
+    /// CPU of the idle order system and of the broker meanwhile, in % of one core.
+    pub e2e_idle: Option<(f64, f64)>,
     /// End-to-end per offered rate: the rate, its phases, and the order system's peak RSS so far.
     pub e2e: Vec<(f64, Vec<Phase>, u64)>,
 }
@@ -118,7 +120,8 @@ impl Report {
         let _ = writeln!(md, "Run of {} on `{}`, {} CPUs ({}).\n", m.date, m.uname, m.nproc, m.cpu);
         let _ = writeln!(
             md,
-            "One local broker (tansu, memory storage) and kfn's schema registry; every service a child process. \
+            "A fresh local broker (tansu, memory storage) and kfn's schema registry for the latency scenarios \
+             (end to end, HTTP), another for memory and passthrough; every service a child process. \
              Medians of {} repeats after one warm-up, (min–max) beside them. Records: OrderCreated with 3 items, \
              {} bytes framed; {} records per passthrough run over {} partitions.\n",
             self.repeats, self.record_bytes, thousands(self.records as f64), self.partitions
@@ -135,18 +138,20 @@ impl Report {
             return;
         }
         let _ = writeln!(md, "### Passthrough: input topic to output topic\n");
-        let _ = writeln!(md, "| service | records/s | CPU s per million records | peak RSS MiB |");
-        let _ = writeln!(md, "|---|---:|---:|---:|");
+        let _ = writeln!(md, "| service | records/s | CPU s per million records | broker CPU s per million | peak RSS MiB |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
         for (service, runs) in &self.throughput {
             let rate = Summary::of(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
             let cpu = Summary::of(&runs.iter().map(|r| r.cpu_s_per_million).collect::<Vec<_>>());
+            let broker = Summary::of(&runs.iter().map(|r| r.broker_cpu_s_per_million).collect::<Vec<_>>());
             let rss = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0) as f64 / MIB;
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {rss:.0} |",
+                "| {} | {} | {} | {} | {rss:.0} |",
                 service.label(),
                 rate.map(|s| range(&s, 0, true)).unwrap_or_default(),
                 cpu.map(|s| range(&s, 2, false)).unwrap_or_default(),
+                broker.map(|s| range(&s, 2, false)).unwrap_or_default(),
             );
         }
         let _ = writeln!(md, "\nRatios of medians (throughput: higher is better for kfn; CPU per record: lower is better for kfn):\n");
@@ -206,38 +211,47 @@ impl Report {
             return;
         }
         let _ = writeln!(md, "### HTTP: POST /orders, {} keep-alive connections, closed loop\n", crate::http_bench::CONNECTIONS);
-        let _ = writeln!(md, "| server | requests/s | p50 ms | p99 ms | CPU s per million requests | errors |");
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "| server | requests/s | p50 ms | p99 ms | CPU s per million requests | broker CPU s per million | errors |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
         for (label, runs) in &self.http {
             let s = |f: fn(&HttpRun) -> f64| Summary::of(&runs.iter().map(f).collect::<Vec<_>>());
             let errors: u64 = runs.iter().map(|r| r.load.errors).sum();
             let _ = writeln!(
                 md,
-                "| {label} | {} | {} | {} | {} | {errors} |",
+                "| {label} | {} | {} | {} | {} | {} | {errors} |",
                 s(|r| r.load.rate()).map(|s| range(&s, 0, true)).unwrap_or_default(),
                 s(|r| r.load.latency(50.0)).map(|s| range(&s, 2, false)).unwrap_or_default(),
                 s(|r| r.load.latency(99.0)).map(|s| range(&s, 2, false)).unwrap_or_default(),
                 s(|r| r.cpu_s_per_million).map(|s| range(&s, 1, false)).unwrap_or_default(),
+                s(|r| r.broker_cpu_s_per_million).map(|s| range(&s, 1, false)).unwrap_or_default(),
             );
         }
         let _ = writeln!(md);
     }
 
     fn e2e_section(&self, md: &mut String) {
+        if let Some((kfn, broker)) = self.e2e_idle {
+            let _ = writeln!(
+                md,
+                "The order system idle (assigned, no orders) for 5 s: kfn {kfn:.0} % of a core, the broker {broker:.0} %.\n"
+            );
+        }
         for (rate, phases, rss) in &self.e2e {
             let _ = writeln!(md, "### End to end: POST /orders to shipments.dispatched at {rate:.0} orders/s\n");
-            let _ = writeln!(md, "| repeat | accepted | missing | p50 ms | p99 ms | max ms |");
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(md, "| repeat | accepted | missing | p50 ms | p99 ms | max ms | kfn CPU ms per order | broker CPU ms per order |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
             for (i, p) in phases.iter().enumerate() {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {:.1} | {:.1} | {:.1} |",
+                    "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
                     i + 1,
                     p.accepted,
                     p.missing,
                     p.latency(50.0),
                     p.latency(99.0),
-                    p.latency(100.0)
+                    p.latency(100.0),
+                    p.kfn_cpu_ms_per_order,
+                    p.broker_cpu_ms_per_order
                 );
             }
             let s = |f: fn(&Phase) -> f64| Summary::of(&phases.iter().map(f).collect::<Vec<_>>());

@@ -28,6 +28,8 @@ pub struct Stack {
     pub run_dir: PathBuf,
     /// Where the benchmark binaries are (target/release).
     pub bin_dir: PathBuf,
+    /// The broker's process, to read its CPU time.
+    pub broker_pid: Option<u32>,
 }
 
 impl Stack {
@@ -51,7 +53,13 @@ impl Stack {
             root: root.to_path_buf(),
             run_dir: run_dir.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),
+            broker_pid: crate::procfs::find_child(&format!("tcp://127.0.0.1:{port}")),
         })
+    }
+
+    /// CPU time the broker has used so far (zero when its process was not found).
+    pub fn broker_cpu(&self) -> Duration {
+        self.broker_pid.and_then(|pid| crate::procfs::cpu_time(pid).ok()).unwrap_or_default()
     }
 
     /// host:port of the broker.

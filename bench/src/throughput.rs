@@ -23,6 +23,8 @@ pub struct RunResult {
     pub rate: f64,
     /// CPU seconds (user + system) of the service's processes per million records.
     pub cpu_s_per_million: f64,
+    /// CPU seconds of the broker per million records, while this service ran.
+    pub broker_cpu_s_per_million: f64,
     /// The largest peak RSS of the service's processes, in bytes.
     pub peak_rss: u64,
 }
@@ -32,6 +34,7 @@ struct Sample {
     at: Instant,
     count: i64,
     cpu: Duration,
+    broker_cpu: Duration,
 }
 
 /// Runs `service` once over the `records` records of `input`.
@@ -55,9 +58,9 @@ pub async fn run_once(stack: &Stack, service: Service, input: &str, partitions: 
         if ready_at.is_none() && processes.all_ready().await {
             ready_at = Some(Instant::now());
         }
-        let cpu = processes.cpu_time();
+        let (cpu, broker_cpu) = (processes.cpu_time(), stack.broker_cpu());
         let count = stack.count(&wiring.output, partitions).await?;
-        samples.push(Sample { at: Instant::now(), count, cpu });
+        samples.push(Sample { at: Instant::now(), count, cpu, broker_cpu });
         if count >= records {
             break;
         }
@@ -69,18 +72,24 @@ pub async fn run_once(stack: &Stack, service: Service, input: &str, partitions: 
     stack.delete_topics(&[&wiring.output, &wiring.dead_letter]).await?;
     let ready_at = ready_at.unwrap_or(started);
     let measured: Vec<Sample> = samples.into_iter().filter(|s| s.at >= ready_at).collect();
-    window(&measured, records).map(|(rate, cpu_s_per_million)| RunResult { rate, cpu_s_per_million, peak_rss })
+    window(&measured, records).map(|(rate, cpu_s_per_million, broker_cpu_s_per_million)| RunResult {
+        rate,
+        cpu_s_per_million,
+        broker_cpu_s_per_million,
+        peak_rss,
+    })
 }
 
-/// Rate and CPU per million records between the first samples at or past 10 % and 90 % of `records`.
-fn window(samples: &[Sample], records: i64) -> anyhow::Result<(f64, f64)> {
+/// Rate, and service and broker CPU per million records, between the first samples at or past 10 % and 90 % of `records`.
+fn window(samples: &[Sample], records: i64) -> anyhow::Result<(f64, f64, f64)> {
     let first = samples.iter().find(|s| s.count * 10 >= records).context("no sample at 10 %")?;
     let last = samples.iter().find(|s| s.count * 10 >= records * 9).context("no sample at 90 %")?;
     let done = (last.count - first.count) as f64;
     let seconds = last.at.duration_since(first.at).as_secs_f64();
     anyhow::ensure!(done > 0.0 && seconds > 0.0, "the run was too short to measure: use more records");
     let cpu = last.cpu.saturating_sub(first.cpu).as_secs_f64();
-    Ok((done / seconds, cpu / done * 1e6))
+    let broker_cpu = last.broker_cpu.saturating_sub(first.broker_cpu).as_secs_f64();
+    Ok((done / seconds, cpu / done * 1e6, broker_cpu / done * 1e6))
 }
 
 #[cfg(test)]
@@ -94,12 +103,14 @@ mod tests {
             at: t0 + Duration::from_millis(ms),
             count,
             cpu: Duration::from_millis(cpu_ms),
+            broker_cpu: Duration::from_millis(cpu_ms / 2),
         };
         // Startup (no output, CPU spent), then 1000 records/s at 2 ms of CPU per record.
         let samples = [s(0, 0, 300), s(500, 50, 400), s(1000, 150, 600), s(1800, 950, 2200), s(2000, 1000, 2300)];
-        let (rate, cpu) = window(&samples, 1000).expect("window");
+        let (rate, cpu, broker) = window(&samples, 1000).expect("window");
         assert!((rate - 1000.0).abs() < 1e-6, "{rate}");
         assert!((cpu - 2.0e3).abs() < 1e-6, "{cpu}");
+        assert!((broker - 1.0e3).abs() < 1e-6, "{broker}");
         assert!(window(&samples[..2], 1000).is_err());
     }
 }

@@ -81,10 +81,55 @@ async fn main() -> anyhow::Result<()> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let run_dir = root.join("target/bench").join(stamp.to_string());
     eprintln!("kfn-bench: logs and configs in {}", run_dir.display());
-    let stack = Stack::start(&root, &run_dir, &bin_dir).await?;
-    eprintln!("kfn-bench: broker {}, registry {}", stack.brokers(), stack.registry_url);
+    let start = |name: &'static str| {
+        let (root, run_dir, bin_dir) = (root.clone(), run_dir.join(name), bin_dir.clone());
+        async move {
+            let stack = Stack::start(&root, &run_dir, &bin_dir).await?;
+            eprintln!("kfn-bench: {name}: broker {}, registry {}", stack.brokers(), stack.registry_url);
+            anyhow::Ok(stack)
+        }
+    };
+    let stack = start("latency").await?;
     let mut report = Report { machine: Machine::here(), records: o.records, partitions: PARTITIONS, repeats: o.repeats, ..Report::default() };
 
+    // Two brokers in turn, each fresh: tansu slows down as a workload leaves groups, producer ids,
+    // transactions and backlogs behind (see docs/benchmarks.md), and the order system's would
+    // weigh on the passthrough rounds. Within each, every service meets the same broker.
+    // End to end before HTTP: the HTTP runs fill orders.created, which the order system would then have to drain.
+    if wants("e2e") {
+        let mut system = order_system::start(&stack, &[], "order-system").await?;
+        // What the idle order system costs: its fetch loops poll the broker with nothing to do.
+        let (kfn_cpu, broker_cpu) = (system.processes.cpu_time(), stack.broker_cpu());
+        let idle = Duration::from_secs(5);
+        tokio::time::sleep(idle).await;
+        let share = |used: Duration| used.as_secs_f64() / idle.as_secs_f64() * 100.0;
+        report.e2e_idle =
+            Some((share(system.processes.cpu_time().saturating_sub(kfn_cpu)), share(stack.broker_cpu().saturating_sub(broker_cpu))));
+        let seconds = Duration::from_secs(o.e2e_seconds);
+        // Rates in increasing order: a rate the system cannot sustain leaves a backlog behind.
+        let mut rates = o.e2e_rates.clone();
+        rates.sort_by(f64::total_cmp);
+        for rate in rates {
+            let phases = e2e::run(&stack, &system.processes, &system.http, rate, Duration::from_secs(5), seconds, o.repeats).await?;
+            system.processes.check_alive()?;
+            report.e2e.push((rate, phases, system.processes.peak_rss()));
+        }
+    }
+    if wants("http") {
+        let (warm_up, seconds) = (Duration::from_secs(3), Duration::from_secs(o.http_seconds));
+        let mut kfn = order_system::start(&stack, &["order_api"], "order-api").await?;
+        let runs = http_bench::measure(&stack, &mut kfn.processes, &kfn.http, warm_up, seconds, o.repeats).await?;
+        report.http.push(("kfn order_api (write acknowledged)".into(), runs));
+        drop(kfn);
+        let (mut sink, url) = http_bench::start_sink(&stack).await?;
+        let runs = http_bench::measure(&stack, &mut sink, &url, warm_up, seconds, o.repeats).await?;
+        report.http.push(("limit: bare hyper, 202, no produce".into(), runs));
+    }
+    stack.stop().await;
+    let stack = start("throughput").await?;
+    if wants("memory") {
+        report.memory = Some(memory::measure(&stack, PARTITIONS, (o.records as usize).min(100_000)).await?);
+    }
     if wants("passthrough") {
         stack.create_topic("bench.in", PARTITIONS).await?;
         report.record_bytes = orders::fill_topic(&stack, "bench.in", PARTITIONS, o.records as usize).await?;
@@ -105,10 +150,11 @@ async fn main() -> anyhow::Result<()> {
                 let name = format!("r{round}-s{i}");
                 let run = throughput::run_once(&stack, *service, "bench.in", PARTITIONS, o.records, &name).await?;
                 eprintln!(
-                    "kfn-bench: round {round} {}: {:.0} records/s, {:.2} CPU s per million, {:.0} MiB",
+                    "kfn-bench: round {round} {}: {:.0} records/s, {:.2} CPU s per million (broker {:.2}), {:.0} MiB",
                     service.label(),
                     run.rate,
                     run.cpu_s_per_million,
+                    run.broker_cpu_s_per_million,
                     run.peak_rss as f64 / 1048576.0
                 );
                 if round > 0 {
@@ -117,32 +163,6 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         report.throughput = results;
-    }
-    if wants("memory") {
-        report.memory = Some(memory::measure(&stack, PARTITIONS, (o.records as usize).min(100_000)).await?);
-    }
-    // End to end before HTTP: the HTTP runs fill orders.created, which the order system would then have to drain.
-    if wants("e2e") {
-        let mut system = order_system::start(&stack, &[], "order-system").await?;
-        let seconds = Duration::from_secs(o.e2e_seconds);
-        // Rates in increasing order: a rate the system cannot sustain leaves a backlog behind.
-        let mut rates = o.e2e_rates.clone();
-        rates.sort_by(f64::total_cmp);
-        for rate in rates {
-            let phases = e2e::run(&stack, &system.http, rate, Duration::from_secs(5), seconds, o.repeats).await?;
-            system.processes.check_alive()?;
-            report.e2e.push((rate, phases, system.processes.peak_rss()));
-        }
-    }
-    if wants("http") {
-        let (warm_up, seconds) = (Duration::from_secs(3), Duration::from_secs(o.http_seconds));
-        let mut kfn = order_system::start(&stack, &["order_api"], "order-api").await?;
-        let runs = http_bench::measure(&mut kfn.processes, &kfn.http, warm_up, seconds, o.repeats).await?;
-        report.http.push(("kfn order_api (write acknowledged)".into(), runs));
-        drop(kfn);
-        let (mut sink, url) = http_bench::start_sink(&stack).await?;
-        let runs = http_bench::measure(&mut sink, &url, warm_up, seconds, o.repeats).await?;
-        report.http.push(("limit: bare hyper, 202, no produce".into(), runs));
     }
     stack.stop().await;
 

@@ -12,8 +12,8 @@ use kfn::kafka::group::protocol::TopicPartition;
 use tokio::sync::mpsc;
 
 use crate::http_load::fixed_rate;
-use crate::services::Processes;
 use crate::orders::order_request_json;
+use crate::services::Processes;
 use crate::stack::Stack;
 use crate::stats::percentile;
 
@@ -53,8 +53,9 @@ async fn watch_dispatched(stack: &Stack, tx: mpsc::UnboundedSender<(String, Inst
     for p in 0..partitions {
         let tp = TopicPartition::new(DISPATCHED, p);
         let start = list_offset(&stack.cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await?;
-        let mut reader = PartitionReader::new(stack.cluster.clone(), tp, start, Isolation::ReadCommitted, LogEnd::Latest)
-            .with_limits(limits);
+        let mut reader =
+            PartitionReader::new(stack.cluster.clone(), tp, start, Isolation::ReadCommitted, LogEnd::Latest)
+                .with_limits(limits);
         let tx = tx.clone();
         tokio::spawn(async move {
             loop {

@@ -48,7 +48,14 @@ pub async fn start_sink(stack: &Stack) -> anyhow::Result<(Processes, String)> {
 }
 
 /// Warms `url` up, then measures `repeats` runs of `duration` each.
-pub async fn measure(stack: &Stack, processes: &mut Processes, url: &str, warm_up: Duration, duration: Duration, repeats: usize) -> anyhow::Result<Vec<HttpRun>> {
+pub async fn measure(
+    stack: &Stack,
+    processes: &mut Processes,
+    url: &str,
+    warm_up: Duration,
+    duration: Duration,
+    repeats: usize,
+) -> anyhow::Result<Vec<HttpRun>> {
     let orders = format!("{url}/orders");
     closed_loop(&orders, CONNECTIONS, warm_up, order_request_json).await?;
     let mut runs = Vec::new();

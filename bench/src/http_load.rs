@@ -66,7 +66,12 @@ impl LoadResult {
 }
 
 /// `connections` clients each send `body(i)` to `url` back to back for `duration`.
-pub async fn closed_loop(url: &str, connections: usize, duration: Duration, body: fn(usize) -> String) -> anyhow::Result<LoadResult> {
+pub async fn closed_loop(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    body: fn(usize) -> String,
+) -> anyhow::Result<LoadResult> {
     let uri: hyper::Uri = url.parse()?;
     let client = client(connections);
     let start = Instant::now();
@@ -96,7 +101,8 @@ pub async fn closed_loop(url: &str, connections: usize, duration: Duration, body
             (latencies, errors, first_error)
         })
     });
-    let mut result = LoadResult { ok: 0, errors: 0, first_error: None, elapsed: Duration::ZERO, latencies_ms: Vec::new() };
+    let mut result =
+        LoadResult { ok: 0, errors: 0, first_error: None, elapsed: Duration::ZERO, latencies_ms: Vec::new() };
     for worker in futures::future::join_all(workers).await {
         let (latencies, errors, first_error) = worker?;
         result.ok += latencies.len() as u64;
@@ -124,7 +130,13 @@ pub struct Sent {
 
 /// Sends `body(i)` to `url` at `rate` requests per second for `duration`,
 /// without waiting for answers before sending the next; returns every request once answered.
-pub async fn fixed_rate(url: &str, rate: f64, duration: Duration, first: usize, body: fn(usize) -> String) -> anyhow::Result<Vec<Sent>> {
+pub async fn fixed_rate(
+    url: &str,
+    rate: f64,
+    duration: Duration,
+    first: usize,
+    body: fn(usize) -> String,
+) -> anyhow::Result<Vec<Sent>> {
     let uri: hyper::Uri = url.parse()?;
     let client = client(64);
     let count = (rate * duration.as_secs_f64()).round() as usize;

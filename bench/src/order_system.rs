@@ -27,7 +27,10 @@ pub async fn start(stack: &Stack, only: &[&str], log: &str) -> anyhow::Result<Or
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("loading {}", file.display()))?;
     config.apply_local_overrides();
-    Admin::new(stack.cluster.clone()).ensure_topics(config.topics.values()).await.context("creating the order topics")?;
+    Admin::new(stack.cluster.clone())
+        .ensure_topics(config.topics.values())
+        .await
+        .context("creating the order topics")?;
     let http = format!("127.0.0.1:{}", kfn::dev::ports::free_port()?);
     let admin = format!("127.0.0.1:{}", kfn::dev::ports::free_port()?);
     let env = [

@@ -64,10 +64,11 @@ pub async fn fill_topic(stack: &Stack, topic: &str, partitions: i32, count: usiz
         encoder.encode(&event, &mut value)?;
         size = value.len();
         let key = Bytes::from(event.order_id.into_bytes());
-        by_partition
-            .entry((i % partitions as usize) as i32)
-            .or_default()
-            .push(ProducerRecord::new(Some(key), Some(Bytes::from(value)), 1_700_000_000_000 + i as i64));
+        by_partition.entry((i % partitions as usize) as i32).or_default().push(ProducerRecord::new(
+            Some(key),
+            Some(Bytes::from(value)),
+            1_700_000_000_000 + i as i64,
+        ));
     }
     let sends = by_partition.into_iter().map(|(p, records)| {
         let producer = producer.clone();

@@ -25,16 +25,23 @@ fn clock_ticks_per_second() -> f64 {
     }
 }
 
-/// The first child process of this process whose command line contains `needle`.
+/// A child process of this process whose command line contains `needle`.
+///
+/// Scans every process's parent id: `/proc/self/task/*/children` would be
+/// shorter, but the kernel documents it as unreliable while processes come and go.
 pub fn find_child(needle: &str) -> Option<u32> {
-    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-    for task in tasks.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(needle) {
-                return Some(pid);
-            }
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command name's closing parenthesis: field 3 (state), then field 4 (the parent's pid).
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if parent != Some(me) {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            return Some(pid);
         }
     }
     None
@@ -82,5 +89,14 @@ mod tests {
         // The kernel updates VmHWM lazily, so it may trail VmRSS for a moment: check each alone.
         assert!(rss(pid).expect("rss") > 0);
         assert!(peak_rss(pid).expect("peak") > 0);
+    }
+
+    #[test]
+    fn a_child_is_found_by_its_command_line() {
+        let mut child = std::process::Command::new("sleep").arg("7.25").spawn().expect("sleep");
+        assert_eq!(find_child("7.25"), Some(child.id()));
+        assert_eq!(find_child("no-such-command-line"), None);
+        child.kill().expect("kill");
+        child.wait().expect("wait");
     }
 }

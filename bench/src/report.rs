@@ -41,7 +41,11 @@ impl Machine {
         };
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+            .and_then(|c| {
+                c.lines().find_map(|l| {
+                    l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+                })
+            })
             .unwrap_or_default();
         Self {
             date: run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -124,7 +128,10 @@ impl Report {
              (end to end, HTTP), another for memory and passthrough; every service a child process. \
              Medians of {} repeats after one warm-up, (min–max) beside them. Records: OrderCreated with 3 items, \
              {} bytes framed; {} records per passthrough run over {} partitions.\n",
-            self.repeats, self.record_bytes, thousands(self.records as f64), self.partitions
+            self.repeats,
+            self.record_bytes,
+            thousands(self.records as f64),
+            self.partitions
         );
         self.passthrough(&mut md);
         self.http_section(&mut md);
@@ -138,7 +145,10 @@ impl Report {
             return;
         }
         let _ = writeln!(md, "### Passthrough: input topic to output topic\n");
-        let _ = writeln!(md, "| service | records/s | CPU s per million records | broker CPU s per million | peak RSS MiB |");
+        let _ = writeln!(
+            md,
+            "| service | records/s | CPU s per million records | broker CPU s per million | peak RSS MiB |"
+        );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|");
         for (service, runs) in &self.throughput {
             let rate = Summary::of(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
@@ -154,8 +164,14 @@ impl Report {
                 broker.map(|s| range(&s, 2, false)).unwrap_or_default(),
             );
         }
-        let _ = writeln!(md, "\nRatios of medians (throughput: higher is better for kfn; CPU per record: lower is better for kfn):\n");
-        let _ = writeln!(md, "| kfn | throughput / limit | / Rust | / Python | CPU per record / limit | / Rust | / Python |");
+        let _ = writeln!(
+            md,
+            "\nRatios of medians (throughput: higher is better for kfn; CPU per record: lower is better for kfn):\n"
+        );
+        let _ = writeln!(
+            md,
+            "| kfn | throughput / limit | / Rust | / Python | CPU per record / limit | / Rust | / Python |"
+        );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
         let rate = |r: &RunResult| r.rate;
         let cpu = |r: &RunResult| r.cpu_s_per_million;
@@ -189,7 +205,10 @@ impl Report {
         if pairs.is_empty() {
             return;
         }
-        let _ = writeln!(md, "Runtime change, same rounds (after / before; throughput above 1 and CPU below 1 are better):\n");
+        let _ = writeln!(
+            md,
+            "Runtime change, same rounds (after / before; throughput above 1 and CPU below 1 are better):\n"
+        );
         let _ = writeln!(md, "| kfn | records/s after / before | CPU per record after / before |");
         let _ = writeln!(md, "|---|---:|---:|");
         let rate = |r: &RunResult| r.rate;
@@ -210,7 +229,11 @@ impl Report {
         if self.http.is_empty() {
             return;
         }
-        let _ = writeln!(md, "### HTTP: POST /orders, {} keep-alive connections, closed loop\n", crate::http_bench::CONNECTIONS);
+        let _ = writeln!(
+            md,
+            "### HTTP: POST /orders, {} keep-alive connections, closed loop\n",
+            crate::http_bench::CONNECTIONS
+        );
         let _ = writeln!(md, "| server | requests/s | p50 ms | p99 ms | CPU s per million requests | broker CPU s per million | errors |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
         for (label, runs) in &self.http {
@@ -268,7 +291,8 @@ impl Report {
 
     fn memory_section(&self, md: &mut String) {
         let Some(m) = &self.memory else { return };
-        let _ = writeln!(md, "### Memory of one kfn replica (at_least_once passthrough, {} partitions)\n", self.partitions);
+        let _ =
+            writeln!(md, "### Memory of one kfn replica (at_least_once passthrough, {} partitions)\n", self.partitions);
         let _ = writeln!(md, "| moment | peak RSS MiB |");
         let _ = writeln!(md, "|---|---:|");
         let _ = writeln!(md, "| assigned, idle | {:.1} |", m.idle as f64 / MIB);

@@ -35,7 +35,10 @@ impl SchemaRegistry {
     /// The schema text registered with `id`.
     pub fn schema(&self, id: u32) -> anyhow::Result<String> {
         let answer = self.call("GET", &format!("/schemas/ids/{id}"), None)?;
-        answer["schema"].as_str().map(str::to_string).with_context(|| format!("no schema in the registry's answer {answer}"))
+        answer["schema"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("no schema in the registry's answer {answer}"))
     }
 
     fn call(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<serde_json::Value> {

@@ -222,11 +222,20 @@ pub fn start(stack: &Stack, service: Service, wiring: &Wiring) -> anyhow::Result
 
 /// The replica built from the runtime before a change: `KFN_BENCH_BEFORE`.
 pub fn before_binary() -> anyhow::Result<PathBuf> {
-    std::env::var_os("KFN_BENCH_BEFORE").map(PathBuf::from).context("KFN_BENCH_BEFORE (a kfn-bench-replica built before the change) is not set")
+    std::env::var_os("KFN_BENCH_BEFORE")
+        .map(PathBuf::from)
+        .context("KFN_BENCH_BEFORE (a kfn-bench-replica built before the change) is not set")
 }
 
 /// Starts `<binary> run --config <config> <extra args>` (a kfn-bench-replica) with `env` added.
-pub fn start_kfn(stack: &Stack, binary: &Path, config: &Path, extra: &[&str], log: &str, env: &[(&str, String)]) -> anyhow::Result<Child> {
+pub fn start_kfn(
+    stack: &Stack,
+    binary: &Path,
+    config: &Path,
+    extra: &[&str],
+    log: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Child> {
     let mut command = Command::new(binary);
     // KFN_BENCH_LOG=info shows the replicas' group and partition logs in the run directory.
     let log_filter = std::env::var("KFN_BENCH_LOG").unwrap_or_else(|_| "warn".into());

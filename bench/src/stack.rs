@@ -38,7 +38,8 @@ impl Stack {
         std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
         let binary = tokio::task::spawn_blocking(ensure_installed).await?.context("installing the local broker")?;
         let port = kfn::dev::ports::free_port()?;
-        let broker = LocalBroker::start(binary, port, Storage::Memory, true).await.context("starting the local broker")?;
+        let broker =
+            LocalBroker::start(binary, port, Storage::Memory, true).await.context("starting the local broker")?;
         let cluster = Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let registry = RegistryServer::start(cluster.clone(), listener, RegistryConfig::default())
@@ -115,8 +116,9 @@ impl Stack {
             return Ok(0);
         }
         let limits = FetchLimits { max_wait: Duration::from_millis(10), ..FetchLimits::default() };
-        let mut reader = PartitionReader::new(self.cluster.clone(), tp, listed - 1, Isolation::ReadUncommitted, LogEnd::Latest)
-            .with_limits(limits);
+        let mut reader =
+            PartitionReader::new(self.cluster.clone(), tp, listed - 1, Isolation::ReadUncommitted, LogEnd::Latest)
+                .with_limits(limits);
         let last = reader.next().await?;
         Ok(last.next_fetch_offset.max(listed))
     }

@@ -38,7 +38,14 @@ struct Sample {
 }
 
 /// Runs `service` once over the `records` records of `input`.
-pub async fn run_once(stack: &Stack, service: Service, input: &str, partitions: i32, records: i64, name: &str) -> anyhow::Result<RunResult> {
+pub async fn run_once(
+    stack: &Stack,
+    service: Service,
+    input: &str,
+    partitions: i32,
+    records: i64,
+    name: &str,
+) -> anyhow::Result<RunResult> {
     let wiring = Wiring {
         input: input.to_string(),
         output: format!("{name}.out"),
@@ -64,7 +71,11 @@ pub async fn run_once(stack: &Stack, service: Service, input: &str, partitions: 
         if count >= records {
             break;
         }
-        anyhow::ensure!(started.elapsed() < RUN_LIMIT, "{}: only {count} of {records} records after {RUN_LIMIT:?}", service.label());
+        anyhow::ensure!(
+            started.elapsed() < RUN_LIMIT,
+            "{}: only {count} of {records} records after {RUN_LIMIT:?}",
+            service.label()
+        );
         tokio::time::sleep(SAMPLE_EVERY).await;
     }
     let peak_rss = processes.peak_rss();

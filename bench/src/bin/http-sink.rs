@@ -20,13 +20,16 @@ async fn accept(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     let mut response = Response::new(Full::new(Bytes::from(format!("{{\"order_id\":\"sink-{id:032}\"}}"))));
     *response.status_mut() = hyper::StatusCode::ACCEPTED;
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
     Ok(response)
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let port: u16 = std::env::args().nth(1).unwrap_or_default().parse().map_err(|_| anyhow::anyhow!("usage: http-sink <port>"))?;
+    let port: u16 =
+        std::env::args().nth(1).unwrap_or_default().parse().map_err(|_| anyhow::anyhow!("usage: http-sink <port>"))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     loop {
         let (stream, _) = listener.accept().await?;

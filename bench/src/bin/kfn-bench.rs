@@ -90,7 +90,13 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let stack = start("latency").await?;
-    let mut report = Report { machine: Machine::here(), records: o.records, partitions: PARTITIONS, repeats: o.repeats, ..Report::default() };
+    let mut report = Report {
+        machine: Machine::here(),
+        records: o.records,
+        partitions: PARTITIONS,
+        repeats: o.repeats,
+        ..Report::default()
+    };
 
     // Two brokers in turn, each fresh: tansu slows down as a workload leaves groups, producer ids,
     // transactions and backlogs behind (see docs/benchmarks.md), and the order system's would
@@ -103,14 +109,18 @@ async fn main() -> anyhow::Result<()> {
         let idle = Duration::from_secs(5);
         tokio::time::sleep(idle).await;
         let share = |used: Duration| used.as_secs_f64() / idle.as_secs_f64() * 100.0;
-        report.e2e_idle =
-            Some((share(system.processes.cpu_time().saturating_sub(kfn_cpu)), share(stack.broker_cpu().saturating_sub(broker_cpu))));
+        report.e2e_idle = Some((
+            share(system.processes.cpu_time().saturating_sub(kfn_cpu)),
+            share(stack.broker_cpu().saturating_sub(broker_cpu)),
+        ));
         let seconds = Duration::from_secs(o.e2e_seconds);
         // Rates in increasing order: a rate the system cannot sustain leaves a backlog behind.
         let mut rates = o.e2e_rates.clone();
         rates.sort_by(f64::total_cmp);
         for rate in rates {
-            let phases = e2e::run(&stack, &system.processes, &system.http, rate, Duration::from_secs(5), seconds, o.repeats).await?;
+            let phases =
+                e2e::run(&stack, &system.processes, &system.http, rate, Duration::from_secs(5), seconds, o.repeats)
+                    .await?;
             system.processes.check_alive()?;
             report.e2e.push((rate, phases, system.processes.peak_rss()));
         }

@@ -136,6 +136,30 @@ fn a_multiplier_below_one_is_an_error() {
 }
 
 #[test]
+fn a_retry_topic_must_be_declared_and_the_function_s_own() {
+    let text = variant("topic = \"payment.retry\"", "topic = \"payment.retries\"");
+    assert_error(&text, "functions.payment.retry.topic", "undeclared topic \"payment.retries\"");
+    let text = variant("topic = \"payment.retry\"", "topic = \"payment.dlq\"");
+    assert_error(&text, "functions.payment.retry.topic", "also this function's input, output or dead_letter");
+    let text = variant("topic = \"payment.retry\"", "topic = \"orders.created\"");
+    assert_error(&text, "functions.payment.retry.topic", "also reads \"orders.created\"");
+}
+
+#[test]
+fn a_retry_topic_that_would_lose_waiting_records_is_an_error() {
+    let text = variant(
+        "[topics.\"payment.retry\"]\npartitions = 3\nreplication = 3\nretention = \"1d\"",
+        "[topics.\"payment.retry\"]\npartitions = 3\nreplication = 3\nretention = \"1s\"",
+    );
+    assert_error(&text, "functions.payment.retry.topic", "at least twice max_backoff");
+    let text = variant(
+        "retention = \"1d\"\n\n# Dead letters",
+        "retention = \"1d\"\ncleanup_policy = \"compact\"\n\n# Dead letters",
+    );
+    assert_error(&text, "functions.payment.retry.topic", "expected a delete topic");
+}
+
+#[test]
 fn a_bad_duration_is_an_error() {
     let text = variant("retention = \"7d\"", "retention = \"7 dayz\"");
     assert_error(&text, "topics.\"orders.created\".retention", "a duration such as");

@@ -285,3 +285,77 @@ async fn a_panicking_handler_dead_letters_the_record_and_the_app_goes_on() {
     assert_eq!(app.metric(&panics), 1.0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_retry_topic_a_failing_record_waits_there_and_the_partition_goes_on() {
+    // (id, attempt, ctx.topic, ctx.offset, wall clock ms) of every call.
+    let calls = Recorder::<(String, u32, String, i64, i64)>::new();
+    let mut handlers = Registry::default();
+    let seen = calls.clone();
+    handlers.handler("delayed", move |ctx: Ctx, item: Item| {
+        let seen = seen.clone();
+        async move {
+            seen.push((item.id.clone(), ctx.attempt, ctx.topic.to_string(), ctx.offset, now_ms()));
+            match item.mode.as_str() {
+                "flaky" if ctx.attempt <= 2 => Err(FnError::retryable(format!("{} busy", item.id))),
+                "down" => Err(FnError::retryable(format!("{} still down", item.id))),
+                _ => Ok(Emit::one("out", item.id.clone(), item)),
+            }
+        }
+    });
+    let toml = format!(
+        r#"{}
+[topics."retry-{{s}}"]
+partitions = 1
+replication = 1
+"#,
+        topology(
+            "delayed",
+            "handler = \"delayed\"\nguarantee = \"exactly_once\"\nretry = { max_attempts = 3, backoff = \"50ms\", max_backoff = \"200ms\", multiplier = 2.0, jitter = false, topic = \"retry-{s}\" }",
+        )
+    );
+    let app = TestApp::start(&toml, handlers).await.expect("app starts");
+    let (input, function) = (app.name("in-{s}"), app.name("delayed-{s}"));
+    let records = vec![
+        record(&app, "a", &Item::new("a", 1, "flaky")),
+        record(&app, "b", &Item::new("b", 2, "ok")),
+        record(&app, "c", &Item::new("c", 3, "ok")),
+        record(&app, "d", &Item::new("d", 4, "down")),
+    ];
+    let first = app.produce_records(&input, 0, records).await.expect("produce");
+
+    let mut dlq = app.watch(&app.name("dlq-{s}")).await.expect("watch dlq");
+    let letters = dlq.wait_for_count(1).await.expect("d dead-lettered").to_vec();
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch out");
+    // b and c did not wait for a: they were written while a waited in the retry topic.
+    assert_eq!(keys(out.wait_for_count(3).await.expect("outputs")), ["b", "c", "a"]);
+
+    let order: Vec<(String, u32)> = calls.events().into_iter().map(|(id, n, ..)| (id, n)).collect();
+    let expected = [("a", 1), ("b", 1), ("c", 1), ("d", 1), ("a", 2), ("d", 2), ("a", 3), ("d", 3)];
+    assert_eq!(order, expected.map(|(id, n)| (id.to_string(), n)));
+    // Back from the retry topic, a record runs as the input record it started as.
+    for (id, _, topic, offset, _) in calls.events() {
+        let index = ["a", "b", "c", "d"].iter().position(|x| *x == id).expect("known id") as i64;
+        assert_eq!((topic, offset), (input.clone(), first + index), "{id}");
+    }
+    // Nothing ran before its due time.
+    let waited = kfn::invoker::replay::read_topic(app.cluster(), &app.name("retry-{s}")).await.expect("read retry");
+    assert_eq!(waited.len(), 4, "a and d, twice each: {waited:?}");
+    for (_, r) in &waited {
+        let id = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        let attempts: u32 = header(r, headers::ATTEMPTS).expect("attempts").parse().expect("number");
+        let due: i64 = header(r, kfn::invoker::retry_topic::DUE).expect("due").parse().expect("number");
+        let next = calls.events().into_iter().find(|(i, n, ..)| *i == id && *n == attempts + 1).expect("next call");
+        assert!(next.4 >= due, "{id} attempt {} ran at {} before its due time {due}", attempts + 1, next.4);
+    }
+
+    let (_, letter) = &letters[0];
+    let h = |name| header(letter, name).unwrap_or_else(|| panic!("no {name} on {letter:?}"));
+    assert_eq!(h(headers::TOPIC), input, "dead-lettered under its input, not the retry topic");
+    assert_eq!(h(headers::OFFSET), (first + 3).to_string());
+    assert_eq!((h(headers::ATTEMPTS), h(headers::KIND)), ("3", "retries_exhausted"));
+    assert!(h(headers::MESSAGE).contains("d still down"));
+    assert_eq!(header(letter, kfn::invoker::retry_topic::DUE), None, "retry headers do not reach the dead letter");
+    assert_eq!(app.metric(&format!("kfn_retries_total{{function=\"{function}\"}}")), 4.0);
+    app.stop().await;
+}

@@ -383,6 +383,8 @@ pub struct RetryPolicy {
     pub multiplier: f64,
     /// Randomise waits to spread retries.
     pub jitter: bool,
+    /// The delay topic a failing record waits in, so later records go on (None: retry in place).
+    pub topic: Option<String>,
 }
 
 impl Default for RetryPolicy {
@@ -393,6 +395,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(10),
             multiplier: 2.0,
             jitter: true,
+            topic: None,
         }
     }
 }

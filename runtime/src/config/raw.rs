@@ -134,6 +134,7 @@ pub struct RawRetry {
     pub max_backoff: Option<String>,
     pub multiplier: Option<f64>,
     pub jitter: Option<bool>,
+    pub topic: Option<String>,
 }
 
 /// `functions.NAME.query` (aggregates only).

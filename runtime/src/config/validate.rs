@@ -461,7 +461,24 @@ impl Validator<'_> {
                 functions.insert(name, spec);
             }
         }
+        self.shared_retry_topics(&functions);
         functions
+    }
+
+    /// A retry topic read by anything but its own function would hand records to the wrong consumer.
+    fn shared_retry_topics(&mut self, functions: &IndexMap<String, FunctionSpec>) {
+        for (name, spec) in functions {
+            let Some(delay) = &spec.retry.topic else { continue };
+            let other = functions.iter().find(|(other, o)| {
+                *other != name && (o.input() == Some(delay.as_str()) || o.retry.topic.as_deref() == Some(delay))
+            });
+            if let Some((other, _)) = other {
+                self.c.push(
+                    format!("functions.{name}.retry.topic"),
+                    format!("expected a topic of its own, but function {other} also reads {delay:?}"),
+                );
+            }
+        }
     }
 
     fn topic_ref(&mut self, field: &str, topic: &str, topics: &IndexMap<String, TopicSpec>) {
@@ -601,6 +618,11 @@ impl Validator<'_> {
                 );
             }
         }
+        if let Some(delay) = &retry.topic {
+            let taken: Vec<&str> =
+                input.iter().chain(raw.outputs.values()).chain(raw.dead_letter.as_ref()).map(String::as_str).collect();
+            self.retry_topic(prefix, delay, &retry, &taken, raw.aggregate.is_some(), input.is_some(), topics);
+        }
         if input.is_some() && raw.dead_letter.is_none() {
             self.c.push(
                 format!("{prefix}.dead_letter"),
@@ -691,6 +713,50 @@ impl Validator<'_> {
         }
     }
 
+    /// A retry topic is the function's own delay line: no other role, and only where waiting out of order is allowed.
+    fn retry_topic(
+        &mut self,
+        prefix: &str,
+        delay: &str,
+        retry: &RetryPolicy,
+        taken: &[&str],
+        aggregate: bool,
+        has_input: bool,
+        topics: &IndexMap<String, TopicSpec>,
+    ) {
+        let field = format!("{prefix}.retry.topic");
+        self.topic_ref(&field, delay, topics);
+        if !has_input {
+            self.c.push(&field, "expected none: an HTTP function reports errors to its caller instead");
+        } else if aggregate {
+            self.c.push(&field, "expected none: an aggregate folds records in order, so it retries in place");
+        } else if taken.contains(&delay) {
+            self.c.push(
+                &field,
+                format!(
+                    "expected a topic of its own, but {delay:?} is also this function's input, output or dead_letter"
+                ),
+            );
+        }
+        if retry.max_attempts < 2 {
+            self.c.push(&field, "expected max_attempts of at least 2: with one attempt nothing is ever retried");
+        }
+        if let Some(topic) = topics.get(delay) {
+            if topic.cleanup_policy == CleanupPolicy::Compact {
+                self.c.push(
+                    &field,
+                    format!("expected a delete topic: compaction of {delay:?} would drop a key's waiting records"),
+                );
+            }
+            if topic.retention.is_some_and(|r| r < retry.max_backoff * 2) {
+                self.c.push(
+                    &field,
+                    format!("expected {delay:?} to keep records at least twice max_backoff ({:?}), so none expires while it waits", retry.max_backoff),
+                );
+            }
+        }
+    }
+
     fn retry(&mut self, prefix: &str, raw: RawRetry) -> RetryPolicy {
         let d = RetryPolicy::default();
         let max_attempts = match u32::try_from(raw.max_attempts) {
@@ -722,7 +788,14 @@ impl Validator<'_> {
                 format!("expected a number from 1.0 to 100.0, found {multiplier}"),
             );
         }
-        RetryPolicy { max_attempts, backoff, max_backoff, multiplier, jitter: raw.jitter.unwrap_or(d.jitter) }
+        RetryPolicy {
+            max_attempts,
+            backoff,
+            max_backoff,
+            multiplier,
+            jitter: raw.jitter.unwrap_or(d.jitter),
+            topic: raw.topic,
+        }
     }
 }
 

@@ -10,6 +10,9 @@
 //! | kfn.attempts | how many attempts were made (decimal) |
 //! | kfn.error.kind | permanent, retries_exhausted, undecodable, panic or output |
 //! | kfn.error.message | the error |
+//!
+//! A record that failed after waiting in the function's retry topic names the
+//! input record it came from, not its place in the retry topic.
 
 use bytes::Bytes;
 
@@ -41,6 +44,51 @@ pub mod headers {
     pub const REPLAYED_FROM: &str = "kfn.replayed.from";
 }
 
+/// Where a record first entered the function: its input topic, partition, offset and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The input topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// The record's offset there.
+    pub offset: i64,
+    /// The record's timestamp, ms since the epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Origin {
+    /// The origin of a record read from its input topic.
+    pub fn input(tp: &TopicPartition, record: &ConsumedRecord) -> Self {
+        Origin {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms,
+        }
+    }
+}
+
+/// The partition a copy of `record` goes to in a topic of `partitions`: by key, else beside its origin.
+pub(super) fn partition_of(record: &ConsumedRecord, origin: &Origin, partitions: i32) -> i32 {
+    match &record.key {
+        Some(key) => partition_for_key(key, partitions),
+        None => origin.partition % partitions.max(1),
+    }
+}
+
+/// A copy of `record` with its own headers but none of the `kfn.*` ones kfn added on earlier trips.
+pub(super) fn bare_copy(record: &ConsumedRecord, timestamp_ms: i64) -> ProducerRecord {
+    let mut out = ProducerRecord::new(record.key.clone(), record.value.clone(), timestamp_ms);
+    for h in &record.headers {
+        // The replay marker stays: it is what makes a second replay a no-op.
+        if !h.name.starts_with("kfn.") || h.name == headers::REPLAYED_FROM {
+            out = out.with_header(h.name.clone(), h.value.clone());
+        }
+    }
+    out
+}
+
 /// The dead-letter topic of one function.
 pub struct DeadLetters {
     /// The topic.
@@ -52,30 +100,20 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// The dead letter of `record` (read from `input`) that failed with `failure`.
+    /// The dead letter of `record` (which entered the function at `origin`) that failed with `failure`.
     pub fn record(
         &self,
-        input: &TopicPartition,
+        origin: &Origin,
         record: &ConsumedRecord,
         failure: &Failure,
     ) -> (TopicPartition, ProducerRecord) {
-        let partition = match &record.key {
-            Some(key) => partition_for_key(key, self.partitions),
-            None => input.partition % self.partitions.max(1),
-        };
-        let mut out = ProducerRecord::new(record.key.clone(), record.value.clone(), record.timestamp_ms);
-        for h in &record.headers {
-            // A record dead-lettered before (and replayed) carries old kfn.* headers: the new ones replace them.
-            if !h.name.starts_with("kfn.") || h.name == headers::REPLAYED_FROM {
-                out = out.with_header(h.name.clone(), h.value.clone());
-            }
-        }
+        let partition = partition_of(record, origin, self.partitions);
         let text = |s: String| Some(Bytes::from(s));
-        out = out
-            .with_header(headers::TOPIC, text(input.topic.clone()))
-            .with_header(headers::PARTITION, text(input.partition.to_string()))
-            .with_header(headers::OFFSET, text(record.offset.to_string()))
-            .with_header(headers::TIMESTAMP, text(record.timestamp_ms.to_string()))
+        let out = bare_copy(record, origin.timestamp_ms)
+            .with_header(headers::TOPIC, text(origin.topic.clone()))
+            .with_header(headers::PARTITION, text(origin.partition.to_string()))
+            .with_header(headers::OFFSET, text(origin.offset.to_string()))
+            .with_header(headers::TIMESTAMP, text(origin.timestamp_ms.to_string()))
             .with_header(headers::FUNCTION, text(self.function.clone()))
             .with_header(headers::ATTEMPTS, text(failure.attempts.to_string()))
             .with_header(headers::KIND, text(failure.kind.as_str().to_string()))

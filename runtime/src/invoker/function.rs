@@ -12,6 +12,7 @@ use super::committer::Committer;
 use super::dead_letter::DeadLetters;
 use super::invoke::{pipeline, HandlerCall};
 use super::outputs::{Output, Outputs};
+use super::retry_topic::RetryTopic;
 use super::worker::FunctionShared;
 use crate::app::{App, StartError};
 use crate::config::{FunctionSpec, OffsetReset};
@@ -71,13 +72,24 @@ pub async fn start_function(
         .ok_or_else(|| StartError::Other(format!("function {} has no dead_letter topic", spec.name)))?;
     let dead_letters =
         DeadLetters { partitions: app.partitions(&dlq_topic).await?, topic: dlq_topic, function: spec.name.clone() };
+    let retry_topic = match &spec.retry.topic {
+        Some(topic) => Some(RetryTopic {
+            partitions: app.partitions(topic).await?,
+            topic: topic.clone(),
+            function: spec.name.clone(),
+            policy: spec.retry.clone(),
+        }),
+        None => None,
+    };
+    let mut topics = vec![input.to_string()];
+    topics.extend(spec.retry.topic.clone());
     let runtime = &app.config.runtime;
     let metrics = app.metrics.function(&spec.name);
     let member = GroupMember::new(
         app.cluster.clone(),
         MemberConfig {
             group: spec.group_id(),
-            topics: vec![input.to_string()],
+            topics,
             session_timeout: runtime.session_timeout,
             rebalance_timeout: runtime.rebalance_timeout,
             heartbeat_interval: runtime.heartbeat_interval,
@@ -97,6 +109,7 @@ pub async fn start_function(
         ),
         outputs: Outputs::new(&spec.name, outputs),
         dead_letters,
+        retry_topic,
         metrics,
         cluster: app.cluster.clone(),
         producer: app.producer.clone(),

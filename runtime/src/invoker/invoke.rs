@@ -31,6 +31,9 @@ pub enum FailureKind {
     Panic,
     /// The handler's output could not be routed or encoded.
     Output,
+    /// Not given up on: a retryable failure of a function with a retry topic,
+    /// which sends the record there to wait out its backoff.
+    Deferred,
 }
 
 impl FailureKind {
@@ -42,6 +45,7 @@ impl FailureKind {
             FailureKind::Undecodable => "undecodable",
             FailureKind::Panic => "panic",
             FailureKind::Output => "output",
+            FailureKind::Deferred => "deferred",
         }
     }
 }
@@ -163,15 +167,25 @@ pub struct Retry<I> {
 }
 
 impl<I: Invoke> Retry<I> {
-    /// Runs attempts until success, a final error, or the policy's last attempt.
+    /// Runs attempts from `ctx.attempt` on until success, a final error, or the policy's last attempt.
+    ///
+    /// With a retry topic, a retryable failure before the last attempt ends in
+    /// [`FailureKind::Deferred`] instead of a wait here: the record waits in the topic.
     pub async fn run(&self, mut ctx: Ctx, value: &[u8]) -> Result<Emit, Failure> {
-        let mut delays = backoff(&self.policy).build();
-        let mut attempt = 1;
+        let mut attempt = ctx.attempt.max(1);
+        let mut delays = backoff(&self.policy).build().skip(attempt as usize - 1);
         loop {
             ctx.attempt = attempt;
             match self.inner.call(ctx.clone(), value).await {
                 Ok(emit) => return Ok(emit),
                 Err(AttemptError::Final(kind, message)) => return Err(Failure { kind, message, attempts: attempt }),
+                Err(AttemptError::Retryable(message)) if self.policy.topic.is_some() => {
+                    if attempt >= self.policy.max_attempts {
+                        return Err(Failure { kind: FailureKind::RetriesExhausted, message, attempts: attempt });
+                    }
+                    self.metrics.retries.inc();
+                    return Err(Failure { kind: FailureKind::Deferred, message, attempts: attempt });
+                }
                 Err(AttemptError::Retryable(message)) => match delays.next() {
                     Some(delay) if attempt < self.policy.max_attempts => {
                         // backon's jitter adds up to the delay again; max_backoff stays the longest wait.
@@ -186,6 +200,12 @@ impl<I: Invoke> Retry<I> {
             }
         }
     }
+}
+
+/// The wait before attempt `attempts + 1`, as the in-place retries would wait.
+pub fn delay_after(policy: &RetryPolicy, attempts: u32) -> Duration {
+    let nth = attempts.saturating_sub(1) as usize;
+    backoff(policy).build().nth(nth).unwrap_or(policy.max_backoff).min(policy.max_backoff)
 }
 
 /// The backoff of a retry policy, as backon builds it.

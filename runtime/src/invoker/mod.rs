@@ -15,6 +15,7 @@ pub mod function;
 pub mod invoke;
 pub mod outputs;
 pub mod replay;
+pub mod retry_topic;
 pub mod worker;
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ fn policy(max_attempts: u32, backoff_ms: u64, max_ms: u64, multiplier: f64, jitt
         max_backoff: Duration::from_millis(max_ms),
         multiplier,
         jitter,
+        topic: None,
     }
 }
 
@@ -199,4 +200,34 @@ fn the_backoff_sequence_follows_the_policy() {
     // max_attempts - 1 waits: 50, 125, 312.5 -> capped at 300, then 300.
     assert_eq!(delays, ms(&[50, 125, 300, 300, 300]));
     assert_eq!(backoff(&policy(1, 50, 300, 2.0, false)).build().count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_retry_topic_a_retryable_failure_is_deferred_at_once_until_the_last_attempt() {
+    let with_topic = RetryPolicy { topic: Some("in.retry".into()), ..policy(3, 100, 1_000, 2.0, false) };
+    let s = stack(with_topic, vec![Step::Retryable; 10]);
+    let started = Instant::now();
+    let failure = s.pipeline.run(ctx(), &value()).await.unwrap_err();
+    assert_eq!((failure.kind, failure.attempts), (FailureKind::Deferred, 1));
+    assert_eq!(Instant::now(), started, "no wait in place: the record waits in the retry topic");
+    assert_eq!(s.metrics.retries.get(), 1);
+
+    // Read back from the retry topic: attempt 2, then the last one gives up.
+    let again = Ctx { attempt: 2, ..ctx() };
+    let failure = s.pipeline.run(again, &value()).await.unwrap_err();
+    assert_eq!((failure.kind, failure.attempts), (FailureKind::Deferred, 2));
+    let last = Ctx { attempt: 3, ..ctx() };
+    let failure = s.pipeline.run(last, &value()).await.unwrap_err();
+    assert_eq!((failure.kind, failure.attempts), (FailureKind::RetriesExhausted, 3));
+    assert_eq!(attempts(&s.calls), [1, 2, 3]);
+    assert_eq!(s.metrics.retries.get(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_place_retries_resume_from_the_attempt_the_context_carries() {
+    let s = stack(policy(4, 100, 1_000, 2.0, false), vec![Step::Retryable; 10]);
+    let failure = s.pipeline.run(Ctx { attempt: 3, ..ctx() }, &value()).await.unwrap_err();
+    assert_eq!((failure.kind, failure.attempts), (FailureKind::RetriesExhausted, 4));
+    assert_eq!(attempts(&s.calls), [3, 4]);
+    assert_waits(&s.calls, &[400]);
 }

@@ -16,9 +16,10 @@ use tokio::sync::watch;
 
 use super::aggregate::{Aggregate, PartitionState};
 use super::committer::Committer;
-use super::dead_letter::DeadLetters;
+use super::dead_letter::{DeadLetters, Origin};
 use super::invoke::{Failure, FailureKind, Pipeline};
 use super::outputs::Outputs;
+use super::retry_topic::{RetryTopic, Waiting};
 use crate::config::{Guarantee, Ordering};
 use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
 use crate::kafka::fetch::{ConsumedRecord, Isolation};
@@ -40,6 +41,8 @@ pub struct FunctionShared {
     pub outputs: Outputs,
     /// The dead-letter topic.
     pub dead_letters: DeadLetters,
+    /// The retry topic, for functions that opted in.
+    pub retry_topic: Option<RetryTopic>,
     /// Metric handles.
     pub metrics: FunctionMetrics,
     /// The cluster.
@@ -94,6 +97,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
         None => None,
     };
     let lag = shared.metrics.lag(&tp.topic, tp.partition);
+    let delayed = shared.retry_topic.as_ref().is_some_and(|r| r.topic == tp.topic);
     tracing::info!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
     let mut committed = start;
     // Everything below `done` is processed (or was a control or aborted record).
@@ -121,9 +125,23 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
         // A fetch may bring thousands of records: commit (and, under exactly_once,
         // close the transaction) every MAX_CHUNK records so progress is saved
         // steadily and a crash redoes little.
-        let chunks: Vec<&[ConsumedRecord]> = decoded.records.chunks(MAX_CHUNK).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let chunk_next = chunks.get(i + 1).and_then(|c| c.first()).map(|r| r.offset).unwrap_or(next);
+        let mut rest: &[ConsumedRecord] = &decoded.records;
+        while !rest.is_empty() {
+            let mut n = rest.len().min(MAX_CHUNK);
+            if delayed {
+                // A retry topic's records wait for their due time, the earliest first.
+                let now = now_ms();
+                n = rest[..n].iter().take_while(|r| Waiting::due_ms(r) <= now).count();
+                if n == 0 {
+                    let wait = Duration::from_millis((Waiting::due_ms(&rest[0]) - now).max(1) as u64);
+                    if tokio::time::timeout(wait, stop.changed()).await.is_ok() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let (chunk, after) = rest.split_at(n);
+            let chunk_next = after.first().map(|r| r.offset).unwrap_or(next);
             loop {
                 match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref(), state.as_mut())
                     .await
@@ -148,10 +166,14 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
                     }
                 }
             }
-            if *stop.borrow() && i + 1 < chunks.len() {
+            rest = after;
+            if *stop.borrow() {
                 // Revoked: what is committed stays; the next owner starts at `committed`.
                 break;
             }
+        }
+        if !rest.is_empty() {
+            break;
         }
     }
     // Offsets moved past control records or aborted data since the last commit.
@@ -256,6 +278,7 @@ async fn process_batch(
     };
     let now = now_ms();
     let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
+    let delayed = shared.retry_topic.as_ref().filter(|r| r.topic == tp.topic);
     for (record, result) in records.iter().zip(results) {
         // Outputs carry the input's timestamp (event time, as Kafka Streams does),
         // so windows downstream see when things happened, not when kfn ran.
@@ -273,6 +296,21 @@ async fn process_batch(
             },
             Err(failure) => failure,
         };
+        // A record from the retry topic is reported under the input record it started as.
+        let origin = match delayed.map(|_| Waiting::parse(record)) {
+            Some(Ok(waiting)) => waiting.origin,
+            _ => Origin::input(tp, record),
+        };
+        if let (FailureKind::Deferred, Some(retry)) = (failure.kind, &shared.retry_topic) {
+            let due = now + retry.delay(failure.attempts).as_millis() as i64;
+            tracing::debug!(
+                function = %shared.function, partition = %tp, offset = record.offset, attempts = failure.attempts,
+                due, error = %failure.message, "record sent to the retry topic"
+            );
+            let (retry_tp, out) = retry.record(&origin, record, &failure, due);
+            by_tp.entry(retry_tp).or_default().push(out);
+            continue;
+        }
         shared.metrics.failed.inc();
         shared.metrics.dead_letter(failure.kind.as_str());
         tracing::warn!(
@@ -280,7 +318,7 @@ async fn process_batch(
             kind = failure.kind.as_str(), attempts = failure.attempts, error = %failure.message,
             "record dead-lettered"
         );
-        let (dlq_tp, dlq) = shared.dead_letters.record(tp, record, &failure);
+        let (dlq_tp, dlq) = shared.dead_letters.record(&origin, record, &failure);
         by_tp.entry(dlq_tp).or_default().push(dlq);
     }
     let start = Instant::now();
@@ -344,15 +382,33 @@ async fn invoke_all(
     topic: &Arc<str>,
     records: &[ConsumedRecord],
 ) -> Vec<Result<Emit, Failure>> {
-    let ctx = |r: &ConsumedRecord| Ctx {
-        function: shared.function.clone(),
-        topic: topic.clone(),
-        partition: tp.partition,
-        offset: r.offset,
-        key: r.key.clone(),
-        timestamp_ms: r.timestamp_ms,
-        attempt: 1,
-        headers: r.headers.clone(),
+    let delayed = shared.retry_topic.as_ref().is_some_and(|r| r.topic == tp.topic);
+    // A record from the retry topic runs as the input record it started as, at its next attempt.
+    let ctx = |r: &ConsumedRecord| -> Result<Ctx, Failure> {
+        let mut ctx = Ctx {
+            function: shared.function.clone(),
+            topic: topic.clone(),
+            partition: tp.partition,
+            offset: r.offset,
+            key: r.key.clone(),
+            timestamp_ms: r.timestamp_ms,
+            attempt: 1,
+            headers: r.headers.clone(),
+        };
+        if delayed {
+            let waiting = Waiting::parse(r).map_err(|e| Failure {
+                kind: FailureKind::Undecodable,
+                message: e.to_string(),
+                attempts: 0,
+            })?;
+            ctx.topic = Arc::from(waiting.origin.topic.as_str());
+            ctx.partition = waiting.origin.partition;
+            ctx.offset = waiting.origin.offset;
+            ctx.timestamp_ms = waiting.origin.timestamp_ms;
+            ctx.attempt = waiting.attempts + 1;
+            ctx.headers.retain(|h| !h.name.starts_with("kfn.") || h.name == super::dead_letter::headers::REPLAYED_FROM);
+        }
+        Ok(ctx)
     };
     let empty = Bytes::new();
     let value = |r: &ConsumedRecord| r.value.clone().unwrap_or_else(|| empty.clone());
@@ -360,7 +416,10 @@ async fn invoke_all(
         Ordering::Partition => {
             let mut results = Vec::with_capacity(records.len());
             for r in records {
-                results.push(shared.pipeline.run(ctx(r), &value(r)).await);
+                results.push(match ctx(r) {
+                    Ok(ctx) => shared.pipeline.run(ctx, &value(r)).await,
+                    Err(failure) => Err(failure),
+                });
             }
             results
         }
@@ -381,7 +440,11 @@ async fn invoke_all(
                     let mut out = Vec::with_capacity(indices.len());
                     for i in indices {
                         let r = &records[i];
-                        out.push((i, shared.pipeline.run(ctx(r), &value(r)).await));
+                        let result = match ctx(r) {
+                            Ok(ctx) => shared.pipeline.run(ctx, &value(r)).await,
+                            Err(failure) => Err(failure),
+                        };
+                        out.push((i, result));
                     }
                     out
                 })

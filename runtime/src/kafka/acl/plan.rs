@@ -53,10 +53,14 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
     let mut acls = Vec::new();
     if let Some(input) = function.input() {
         acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, input));
+        if let Some(delay) = &function.retry.topic {
+            acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, delay));
+        }
         acls.push(AclBinding::allow(principal, Read, ResourceType::Group, Literal, &function.group_id()));
     }
     let mut written: Vec<&str> = function.outputs.values().map(String::as_str).collect();
     written.extend(function.dead_letter.as_deref());
+    written.extend(function.retry.topic.as_deref());
     for topic in &written {
         let acl = AclBinding::allow(principal, Write, ResourceType::Topic, Literal, topic);
         if !acls.contains(&acl) {

@@ -90,5 +90,4 @@ mod tests {
         assert!(rss(pid).expect("rss") > 0);
         assert!(peak_rss(pid).expect("peak") > 0);
     }
-
 }

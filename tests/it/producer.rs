@@ -1,9 +1,13 @@
 //! The idempotent and transactional producer against the real broker, read
 //! back by confluent-kafka (librdkafka).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::records::RecordBatchDecoder;
+use kfn::kafka::fetch::{decode_partition, fetch_request, FetchLimits, Isolation, PartitionFetch};
 use kfn::kafka::group::coordinator::{Generation, GroupClient};
 use kfn::kafka::group::protocol::TopicPartition;
 use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -140,4 +144,70 @@ async fn a_fenced_zombie_cannot_write() {
     successor.stage(&tp, vec![record("successor")]);
     successor.commit().await.expect("commit");
     assert_eq!(read(kfn_tests::broker(), &topic, "read_committed").await, ["successor"]);
+}
+
+/// Every record of `tp` by offset (values as text), and the base offsets of
+/// the record batches that hold them, read with raw fetches until `count` records came.
+async fn read_log(cluster: &Cluster, tp: &TopicPartition, count: usize) -> (BTreeMap<i64, String>, BTreeSet<i64>) {
+    let conn = cluster.leader(&tp.topic, tp.partition).await.expect("leader");
+    let info = cluster.topic(&tp.topic).await.expect("metadata");
+    let version = conn.version_capped::<FetchRequest>(12).expect("a Fetch version with topic names");
+    let (mut records, mut batches, mut position) = (BTreeMap::new(), BTreeSet::new(), 0);
+    while records.len() < count {
+        let wanted =
+            PartitionFetch { topic: &tp.topic, topic_id: info.id, partition: tp.partition, fetch_offset: position };
+        let request = fetch_request(&[wanted], &FetchLimits::default(), Isolation::ReadUncommitted);
+        let response = conn.send_version(&request, version, Duration::from_secs(1)).await.expect("fetch");
+        let data = response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == tp.partition)
+            .expect("an answer for the partition");
+        assert_eq!(data.error_code, 0, "fetch of {tp} from {position}");
+        let mut bytes = data.records.clone().unwrap_or_default();
+        // A fetch may start inside a batch: the same batch can come twice, hence a set.
+        batches.extend(
+            RecordBatchDecoder::decode_batch_info(&mut bytes).expect("batch headers").iter().map(|b| b.min_offset),
+        );
+        let decoded = decode_partition(&tp.topic, data, position, Isolation::ReadUncommitted).expect("decode");
+        assert!(decoded.next_fetch_offset > position, "no records of {tp} past offset {position}");
+        for record in decoded.records {
+            let value = String::from_utf8(record.value.unwrap_or_default().to_vec()).expect("utf-8 value");
+            records.insert(record.offset, value);
+        }
+        position = decoded.next_fetch_offset;
+    }
+    (records, batches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sends_to_one_partition_share_batches() {
+    let cluster = kfn_tests::cluster();
+    let topic = kfn_tests::unique("group-commit");
+    kfn_tests::create_topic(&topic, 1).await.expect("topic");
+    let producer = Producer::new(cluster.clone(), ProducerConfig::default()).await.expect("producer");
+    let tp = TopicPartition::new(topic.clone(), 0);
+    // 200 callers with one record each, as the HTTP trigger sends one request's event.
+    let callers = (0..200).map(|n| {
+        let (producer, tp) = (producer.clone(), tp.clone());
+        tokio::spawn(async move {
+            let value = format!("caller-{n}");
+            let offset = producer.send(&tp, vec![record(&value)]).await;
+            (value, offset)
+        })
+    });
+    let mut answered = BTreeMap::new();
+    for caller in futures::future::join_all(callers).await {
+        let (value, offset) = caller.expect("caller task");
+        let offset = offset.unwrap_or_else(|e| panic!("send of {value} failed: {e}"));
+        if let Some(other) = answered.insert(offset, value.clone()) {
+            panic!("{value} and {other} were both answered with offset {offset}");
+        }
+    }
+
+    let (log, batches) = read_log(&cluster, &tp, answered.len()).await;
+    // Every caller's offset holds its own record, and the log holds nothing else.
+    assert_eq!(log, answered);
+    assert!(batches.len() <= 20, "200 concurrent sends took {} record batches: {batches:?}", batches.len());
 }

@@ -359,3 +359,63 @@ replication = 1
     assert_eq!(app.metric(&format!("kfn_retries_total{{function=\"{function}\"}}")), 4.0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_key_ordering_a_slow_key_holds_neither_later_fetches_nor_the_outputs_of_others() {
+    let events = Recorder::<String>::new();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut handlers = Registry::default();
+    let seen = events.clone();
+    handlers.handler("keyed", move |_ctx: Ctx, item: Item| {
+        let (seen, mut released) = (seen.clone(), released.clone());
+        async move {
+            if item.mode == "slow" {
+                let _ = released.wait_for(|r| *r).await;
+            }
+            seen.push(item.id.clone());
+            Ok::<_, FnError>(Emit::one("out", item.id.clone(), item))
+        }
+    });
+    let app =
+        TestApp::start(&topology("stream", "handler = \"keyed\"\nordering = \"key\"\nmax_in_flight = 8"), handlers)
+            .await
+            .expect("app starts");
+    let input = app.name("in-{s}");
+    let first =
+        app.produce_records(&input, 0, vec![record(&app, "s", &Item::new("s-1", 0, "slow"))]).await.expect("s-1");
+    // Several fetches' worth behind the slow record, over many keys (more than max_in_flight).
+    const OTHERS: usize = 1_600;
+    for start in (0..OTHERS).step_by(400) {
+        let records: Vec<ProducerRecord> = (start..start + 400)
+            .map(|i| record(&app, &format!("k{}", i % 40), &Item::new(&format!("o-{i}"), i as i32, "ok")))
+            .collect();
+        app.produce_records(&input, 0, records).await.expect("others");
+    }
+    app.produce_records(&input, 0, vec![record(&app, "s", &Item::new("s-2", 1, "ok"))]).await.expect("s-2");
+
+    // at_least_once writes what is finished at once: every other record's output, while s-1 is held.
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch");
+    let outputs = keys(out.wait_for_count(OTHERS).await.expect("the others' outputs"));
+    assert!(outputs.iter().all(|id| !id.starts_with("s-")), "s waits for s-1");
+    for key in 0..40 {
+        // Each key's outputs in the order of its inputs.
+        let ids: Vec<usize> = outputs
+            .iter()
+            .filter_map(|id| id.strip_prefix("o-").and_then(|n| n.parse().ok()))
+            .filter(|n: &usize| n % 40 == key)
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "key k{key} out of order: {ids:?}");
+        assert_eq!(ids.len(), OTHERS / 40);
+    }
+    // Nothing at or past the unfinished s-1 is committed.
+    let group = format!("kfn.{}", app.name("stream-{s}"));
+    let mut client = kfn::kafka::group::coordinator::GroupClient::new(app.cluster().clone(), group);
+    let tp = TopicPartition::new(input.clone(), 0);
+    let committed = client.committed(std::slice::from_ref(&tp)).await.expect("offsets").get(&tp).copied();
+    assert!(committed.is_none_or(|c| c <= first), "committed {committed:?} past the unfinished s-1 at {first}");
+
+    release.send(true).expect("release");
+    let all = keys(out.wait_for_count(OTHERS + 2).await.expect("s-1 and s-2"));
+    assert_eq!(all[OTHERS..], ["s-1", "s-2"]);
+    app.stop().await;
+}

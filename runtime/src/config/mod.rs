@@ -293,7 +293,7 @@ pub struct FunctionSpec {
     pub guarantee: Guarantee,
     /// Partition order or key order.
     pub ordering: Ordering,
-    /// Bound on records in flight per partition (ordering = "key").
+    /// Most handler calls at once per partition (ordering = "key"; one per key).
     pub max_in_flight: usize,
     /// How failures are retried.
     pub retry: RetryPolicy,

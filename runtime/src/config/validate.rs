@@ -621,7 +621,14 @@ impl Validator<'_> {
         if let Some(delay) = &retry.topic {
             let taken: Vec<&str> =
                 input.iter().chain(raw.outputs.values()).chain(raw.dead_letter.as_ref()).map(String::as_str).collect();
-            self.retry_topic(prefix, delay, &retry, &taken, raw.aggregate.is_some(), input.is_some(), topics);
+            let field = format!("{prefix}.retry.topic");
+            if input.is_none() {
+                self.c.push(&field, "expected none: an HTTP function reports errors to its caller instead");
+            } else if raw.aggregate.is_some() {
+                self.c.push(&field, "expected none: an aggregate folds records in order, so it retries in place");
+            } else {
+                self.retry_topic(&field, delay, &retry, &taken, topics);
+            }
         }
         if input.is_some() && raw.dead_letter.is_none() {
             self.c.push(
@@ -716,41 +723,34 @@ impl Validator<'_> {
     /// A retry topic is the function's own delay line: no other role, and only where waiting out of order is allowed.
     fn retry_topic(
         &mut self,
-        prefix: &str,
+        field: &str,
         delay: &str,
         retry: &RetryPolicy,
         taken: &[&str],
-        aggregate: bool,
-        has_input: bool,
         topics: &IndexMap<String, TopicSpec>,
     ) {
-        let field = format!("{prefix}.retry.topic");
-        self.topic_ref(&field, delay, topics);
-        if !has_input {
-            self.c.push(&field, "expected none: an HTTP function reports errors to its caller instead");
-        } else if aggregate {
-            self.c.push(&field, "expected none: an aggregate folds records in order, so it retries in place");
-        } else if taken.contains(&delay) {
+        self.topic_ref(field, delay, topics);
+        if taken.contains(&delay) {
             self.c.push(
-                &field,
+                field,
                 format!(
                     "expected a topic of its own, but {delay:?} is also this function's input, output or dead_letter"
                 ),
             );
         }
         if retry.max_attempts < 2 {
-            self.c.push(&field, "expected max_attempts of at least 2: with one attempt nothing is ever retried");
+            self.c.push(field, "expected max_attempts of at least 2: with one attempt nothing is ever retried");
         }
         if let Some(topic) = topics.get(delay) {
             if topic.cleanup_policy == CleanupPolicy::Compact {
                 self.c.push(
-                    &field,
+                    field,
                     format!("expected a delete topic: compaction of {delay:?} would drop a key's waiting records"),
                 );
             }
             if topic.retention.is_some_and(|r| r < retry.max_backoff * 2) {
                 self.c.push(
-                    &field,
+                    field,
                     format!("expected {delay:?} to keep records at least twice max_backoff ({:?}), so none expires while it waits", retry.max_backoff),
                 );
             }

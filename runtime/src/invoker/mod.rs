@@ -13,6 +13,7 @@ pub mod committer;
 pub mod dead_letter;
 pub mod function;
 pub mod invoke;
+mod keyed;
 pub mod outputs;
 pub mod replay;
 pub mod retry_topic;

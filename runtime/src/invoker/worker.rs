@@ -29,7 +29,7 @@ use crate::kafka::Cluster;
 use crate::metrics::FunctionMetrics;
 
 /// Most records processed (and committed) as one unit.
-const MAX_CHUNK: usize = 500;
+pub(super) const MAX_CHUNK: usize = 500;
 
 /// What every partition worker of a function shares.
 pub struct FunctionShared {
@@ -68,7 +68,7 @@ pub struct FunctionShared {
 }
 
 /// How a batch could not be finished.
-enum BatchError {
+pub(super) enum BatchError {
     /// This member was fenced: stop the partition.
     Fenced(String),
     /// Something passing: redo the batch.
@@ -99,6 +99,9 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
     let lag = shared.metrics.lag(&tp.topic, tp.partition);
     let delayed = shared.retry_topic.as_ref().is_some_and(|r| r.topic == tp.topic);
     tracing::info!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
+    if shared.ordering == Ordering::Key && shared.aggregate.is_none() && !delayed {
+        return super::keyed::run(shared.clone(), tp, reader, transactional, stop, start).await;
+    }
     let mut committed = start;
     // Everything below `done` is processed (or was a control or aborted record).
     let mut done = start;
@@ -276,15 +279,34 @@ async fn process_batch(
         }
         _ => (invoke_all(shared, tp, topic, records).await, None),
     };
+    let result = finish(shared, tp, records.iter().zip(&results), Some(next_offset), transactional).await;
+    if result.is_ok() {
+        // Only now: the table holds these rows, so the state may include them.
+        if let (Some(state), Some(overlay)) = (state, overlay) {
+            state.apply(overlay);
+        }
+    }
+    result
+}
+
+/// Writes the outputs, retry copies and dead letters of processed records,
+/// then commits `commit` (at_least_once), or does both in one transaction.
+pub(super) async fn finish<'r>(
+    shared: &FunctionShared,
+    tp: &TopicPartition,
+    processed: impl Iterator<Item = (&'r ConsumedRecord, &'r Result<Emit, Failure>)>,
+    commit: Option<i64>,
+    transactional: Option<&Producer>,
+) -> Result<(), BatchError> {
     let now = now_ms();
     let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
     let delayed = shared.retry_topic.as_ref().filter(|r| r.topic == tp.topic);
-    for (record, result) in records.iter().zip(results) {
+    for (record, result) in processed {
         // Outputs carry the input's timestamp (event time, as Kafka Streams does),
         // so windows downstream see when things happened, not when kfn ran.
         let timestamp = if record.timestamp_ms >= 0 { record.timestamp_ms } else { now };
         let failure = match result {
-            Ok(emit) => match route(shared, &emit, timestamp) {
+            Ok(emit) => match route(shared, emit, timestamp) {
                 Ok(routed) => {
                     for (out_tp, out) in routed {
                         by_tp.entry(out_tp).or_default().push(out);
@@ -294,7 +316,7 @@ async fn process_batch(
                 }
                 Err(message) => Failure { kind: FailureKind::Output, message, attempts: 1 },
             },
-            Err(failure) => failure,
+            Err(failure) => failure.clone(),
         };
         // A record from the retry topic is reported under the input record it started as.
         let origin = match delayed.map(|_| Waiting::parse(record)) {
@@ -329,6 +351,7 @@ async fn process_batch(
             match futures::future::try_join_all(sends).await {
                 Ok(_) => {
                     shared.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
+                    let Some(next_offset) = commit else { return Ok(()) };
                     if let Err(e) = shared.committer.commit(tp, next_offset).await {
                         // The outputs are written; after the rebalance the next owner may process these records again.
                         tracing::info!(function = %shared.function, partition = %tp, error = %e, "offset commit failed");
@@ -346,9 +369,11 @@ async fn process_batch(
                 let _ = producer.abort().await;
                 return Err(BatchError::Fenced("the member lost its assignment".into()));
             };
-            let offsets = BTreeMap::from([(tp.clone(), next_offset)]);
+            let offsets = BTreeMap::from_iter(commit.map(|offset| (tp.clone(), offset)));
             let committed = async {
-                producer.send_offsets(shared.committer.group(), &generation, &offsets).await?;
+                if !offsets.is_empty() {
+                    producer.send_offsets(shared.committer.group(), &generation, &offsets).await?;
+                }
                 producer.commit().await
             }
             .await;
@@ -360,12 +385,6 @@ async fn process_batch(
             committed
         }
     };
-    if result.is_ok() {
-        // Only now: the table holds these rows, so the state may include them.
-        if let (Some(state), Some(overlay)) = (state, overlay) {
-            state.apply(overlay);
-        }
-    }
     result.map_err(
         |e: SendError| if e.is_fenced() { BatchError::Fenced(e.to_string()) } else { BatchError::Retry(e.to_string()) },
     )
@@ -383,33 +402,7 @@ async fn invoke_all(
     records: &[ConsumedRecord],
 ) -> Vec<Result<Emit, Failure>> {
     let delayed = shared.retry_topic.as_ref().is_some_and(|r| r.topic == tp.topic);
-    // A record from the retry topic runs as the input record it started as, at its next attempt.
-    let ctx = |r: &ConsumedRecord| -> Result<Ctx, Failure> {
-        let mut ctx = Ctx {
-            function: shared.function.clone(),
-            topic: topic.clone(),
-            partition: tp.partition,
-            offset: r.offset,
-            key: r.key.clone(),
-            timestamp_ms: r.timestamp_ms,
-            attempt: 1,
-            headers: r.headers.clone(),
-        };
-        if delayed {
-            let waiting = Waiting::parse(r).map_err(|e| Failure {
-                kind: FailureKind::Undecodable,
-                message: e.to_string(),
-                attempts: 0,
-            })?;
-            ctx.topic = Arc::from(waiting.origin.topic.as_str());
-            ctx.partition = waiting.origin.partition;
-            ctx.offset = waiting.origin.offset;
-            ctx.timestamp_ms = waiting.origin.timestamp_ms;
-            ctx.attempt = waiting.attempts + 1;
-            ctx.headers.retain(|h| !h.name.starts_with("kfn.") || h.name == super::dead_letter::headers::REPLAYED_FROM);
-        }
-        Ok(ctx)
-    };
+    let ctx = |r: &ConsumedRecord| context(shared, tp, topic, r, delayed);
     let empty = Bytes::new();
     let value = |r: &ConsumedRecord| r.value.clone().unwrap_or_else(|| empty.clone());
     match shared.ordering {
@@ -466,6 +459,43 @@ async fn invoke_all(
     }
 }
 
-fn now_ms() -> i64 {
+/// The handler's context for `record`.
+///
+/// A record from the retry topic (`delayed`) runs as the input record it
+/// started as, at its next attempt.
+pub(super) fn context(
+    shared: &FunctionShared,
+    tp: &TopicPartition,
+    topic: &Arc<str>,
+    record: &ConsumedRecord,
+    delayed: bool,
+) -> Result<Ctx, Failure> {
+    let mut ctx = Ctx {
+        function: shared.function.clone(),
+        topic: topic.clone(),
+        partition: tp.partition,
+        offset: record.offset,
+        key: record.key.clone(),
+        timestamp_ms: record.timestamp_ms,
+        attempt: 1,
+        headers: record.headers.clone(),
+    };
+    if delayed {
+        let waiting = Waiting::parse(record).map_err(|e| Failure {
+            kind: FailureKind::Undecodable,
+            message: e.to_string(),
+            attempts: 0,
+        })?;
+        ctx.topic = Arc::from(waiting.origin.topic.as_str());
+        ctx.partition = waiting.origin.partition;
+        ctx.offset = waiting.origin.offset;
+        ctx.timestamp_ms = waiting.origin.timestamp_ms;
+        ctx.attempt = waiting.attempts + 1;
+        ctx.headers.retain(|h| !h.name.starts_with("kfn.") || h.name == super::dead_letter::headers::REPLAYED_FROM);
+    }
+    Ok(ctx)
+}
+
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -33,10 +33,12 @@ User:kfn-validation ALLOW WRITE on TRANSACTIONAL_ID kfn.validation. (PREFIXED) f
 User:kfn-validation ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.validation. (PREFIXED) from *
 User:kfn-validation ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
 User:kfn-payment ALLOW READ on TOPIC orders.validated (LITERAL) from *
+User:kfn-payment ALLOW READ on TOPIC payment.retry (LITERAL) from *
 User:kfn-payment ALLOW READ on GROUP kfn.payment (LITERAL) from *
 User:kfn-payment ALLOW WRITE on TOPIC payments.processed (LITERAL) from *
 User:kfn-payment ALLOW WRITE on TOPIC payments.failed (LITERAL) from *
 User:kfn-payment ALLOW WRITE on TOPIC payment.dlq (LITERAL) from *
+User:kfn-payment ALLOW WRITE on TOPIC payment.retry (LITERAL) from *
 User:kfn-payment ALLOW WRITE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *
 User:kfn-payment ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *
 User:kfn-payment ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *

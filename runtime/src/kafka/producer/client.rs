@@ -4,6 +4,9 @@
 //! Each partition has at most one batch in flight per producer, so a retried
 //! batch (re-sent with the same producer id, epoch and sequence) can never be
 //! overtaken by a later one: the broker de-duplicates it, and order holds.
+//! Outside transactions, what concurrent callers send to one partition while
+//! a batch is in flight leaves together in the next batch (group commit, see
+//! the `queue` module).
 //! Transactions follow KIP-98: InitProducerId fences older instances of the
 //! same transactional id, partitions join the transaction before their first
 //! write, offsets join it with AddOffsetsToTxn + TxnOffsetCommit, and EndTxn
@@ -23,6 +26,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::queue::{self, FlushSettings, PartitionQueue};
 use super::{
     classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn, classify_init_producer_id,
     classify_produce, classify_txn_offset_commit, produce_request, producer_identity, BatchBuilder, PartitionBatch,
@@ -86,6 +90,28 @@ impl SendError {
     pub fn is_fenced(&self) -> bool {
         matches!(self, SendError::Fenced { .. })
     }
+
+    /// The same failure for another caller whose records shared the failed
+    /// batch: fenced, abortable and timed-out stay so; the rest become
+    /// [`SendError::Fatal`] on `target` with this error's message.
+    pub(super) fn for_follower(&self, target: &str) -> SendError {
+        match self {
+            SendError::Fenced { transactional_id, reason } => {
+                SendError::Fenced { transactional_id: transactional_id.clone(), reason: reason.clone() }
+            }
+            SendError::Abortable(reason) => SendError::Abortable(reason.clone()),
+            // These name their target already.
+            SendError::Fatal { target: named, reason } => {
+                SendError::Fatal { target: named.clone(), reason: reason.clone() }
+            }
+            SendError::Timeout { target: named, seconds, last } => {
+                SendError::Timeout { target: named.clone(), seconds: *seconds, last: last.clone() }
+            }
+            SendError::Batch(_) | SendError::Kafka(_) => {
+                SendError::Fatal { target: target.to_string(), reason: self.to_string() }
+            }
+        }
+    }
 }
 
 struct State {
@@ -109,7 +135,10 @@ struct Inner {
     cluster: Cluster,
     config: ProducerConfig,
     state: Mutex<State>,
+    /// Transactional sends: one caller at a time per partition.
     partition_locks: Mutex<HashMap<TopicPartition, Arc<tokio::sync::Mutex<()>>>>,
+    /// Other sends: each partition's queue of callers, drained by one flusher at a time.
+    partition_queues: Mutex<HashMap<TopicPartition, Arc<PartitionQueue>>>,
 }
 
 impl Producer {
@@ -127,6 +156,7 @@ impl Producer {
                     staged: BTreeMap::new(),
                 }),
                 partition_locks: Mutex::default(),
+                partition_queues: Mutex::default(),
             }),
         };
         if producer.inner.config.idempotent || producer.inner.config.transactional_id.is_some() {
@@ -226,35 +256,92 @@ impl Producer {
         locks.entry(tp.clone()).or_default().clone()
     }
 
+    fn partition_queue(&self, tp: &TopicPartition) -> Arc<PartitionQueue> {
+        let mut queues = self.inner.partition_queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.entry(tp.clone()).or_default().clone()
+    }
+
     /// Writes `records` to one partition, in order; returns the offset of the first.
     ///
     /// Records are split into batches of at most `max_batch_bytes`; each batch
-    /// is retried with its sequence until acknowledged or the delivery timeout.
+    /// is retried with its sequence until acknowledged or the delivery timeout,
+    /// counted from this call. Outside a transaction, records that concurrent
+    /// callers send to the partition share batches (group commit): the
+    /// records of one call stay together and in order, calls land in the order
+    /// they were made, and records whose call is dropped are still written. The
+    /// offset is -1 when the broker did not give one (acks = none, or a re-sent
+    /// batch it already had).
     pub async fn send(&self, tp: &TopicPartition, records: Vec<ProducerRecord>) -> Result<i64, SendError> {
+        if self.inner.config.transactional_id.is_some() {
+            return self.send_in_txn(tp, records).await;
+        }
+        if records.is_empty() {
+            return Ok(-1);
+        }
+        queue::check_records(&records)?;
+        let config = &self.inner.config;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let partition_queue = self.partition_queue(tp);
+        if partition_queue.enqueue(records, reply, config.max_batch_bytes) {
+            let settings = FlushSettings {
+                linger: config.linger,
+                max_batch_bytes: config.max_batch_bytes,
+                delivery_timeout: config.delivery_timeout,
+            };
+            let producer = self.clone();
+            let tp = tp.clone();
+            // A task of its own: the batch must not depend on this caller's future staying alive.
+            tokio::spawn(async move {
+                let target = tp.to_string();
+                queue::flush(partition_queue, settings, target, move |builder, deadline| {
+                    let producer = producer.clone();
+                    let tp = tp.clone();
+                    async move { producer.send_batch(&tp, builder, deadline).await }
+                })
+                .await
+            });
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(SendError::Fatal {
+                target: tp.to_string(),
+                reason: "the producer stopped sending to this partition before the records were acknowledged".into(),
+            })
+        })
+    }
+
+    /// A transaction's records: the partition joins the transaction before its
+    /// first write, and the caller's future does the sending, so nothing of an
+    /// aborted or committed transaction can still go out after it ended.
+    async fn send_in_txn(&self, tp: &TopicPartition, records: Vec<ProducerRecord>) -> Result<i64, SendError> {
         let lock = self.partition_lock(tp);
         let _in_flight = lock.lock().await;
-        if self.inner.config.transactional_id.is_some() {
-            self.add_partition_to_txn(tp).await?;
-        }
+        self.add_partition_to_txn(tp).await?;
+        let deadline = Instant::now() + self.inner.config.delivery_timeout;
         let mut first_offset = None;
         let mut builder = BatchBuilder::new(self.inner.config.max_batch_bytes);
         for record in records {
             if let Pushed::Full(record) = builder.push(record)? {
                 let full = std::mem::replace(&mut builder, BatchBuilder::new(self.inner.config.max_batch_bytes));
-                let offset = self.send_batch(tp, full).await?;
+                let offset = self.send_batch(tp, full, deadline).await?;
                 first_offset.get_or_insert(offset);
                 // An empty builder takes any record, even one above the batch size.
                 let _added = builder.push(record)?;
             }
         }
         if !builder.is_empty() {
-            let offset = self.send_batch(tp, builder).await?;
+            let offset = self.send_batch(tp, builder, deadline).await?;
             first_offset.get_or_insert(offset);
         }
         Ok(first_offset.unwrap_or(-1))
     }
 
-    async fn send_batch(&self, tp: &TopicPartition, builder: BatchBuilder) -> Result<i64, SendError> {
+    /// Sends one batch, retrying it with its sequence until acknowledged or `deadline`.
+    async fn send_batch(
+        &self,
+        tp: &TopicPartition,
+        builder: BatchBuilder,
+        deadline: Instant,
+    ) -> Result<i64, SendError> {
         let transactional = self.inner.config.transactional_id.is_some();
         let config = &self.inner.config;
         let (identity, sequence) = {
@@ -263,7 +350,6 @@ impl Producer {
             (state.identity, sequence)
         };
         let mut batch = builder.encode(identity, sequence, transactional, config.compression)?;
-        let deadline = Instant::now() + config.delivery_timeout;
         let mut wait = Duration::from_millis(20);
         let txn_id = config.transactional_id.as_deref();
         loop {

@@ -114,7 +114,14 @@ pub struct ProducerConfig {
     /// Set for exactly-once functions: the id that fences older instances of
     /// the same member (KIP-447).
     pub transactional_id: Option<String>,
-    /// How long a partition's batch may wait for more records before it is sent.
+    /// How long records sent to an idle partition (no batch in flight, none
+    /// queued) may wait for more before their batch is sent.
+    ///
+    /// The wait ends early once the queued records reach `max_batch_bytes`.
+    /// It happens once per busy period: records that arrive while a batch is in
+    /// flight queue anyway and all leave as soon as it is acknowledged, without
+    /// lingering again. Zero sends at once. Transactional sends do not linger
+    /// (they go out at commit, all at once).
     pub linger: Duration,
     /// A batch is closed once its estimated uncompressed size would pass this;
     /// a single larger record still goes out alone.

@@ -39,6 +39,7 @@ pub mod client;
 pub mod config;
 pub mod outcome;
 pub mod partitioner;
+mod queue;
 pub mod request;
 pub mod sequence;
 

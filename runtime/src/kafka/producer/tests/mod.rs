@@ -4,6 +4,7 @@
 mod batch;
 mod config;
 mod outcome;
+mod queue;
 mod request;
 mod sequence;
 

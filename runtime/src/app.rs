@@ -195,7 +195,10 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                         .cloned()
                         .ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
                     let partitions = app.partitions(topic).await?;
-                    outputs.insert(name.clone(), Arc::new(Output { topic: topic.clone(), partitions, encoder }));
+                    outputs.insert(
+                        name.clone(),
+                        Arc::new(Output { topic: Arc::from(topic.as_str()), partitions, encoder }),
+                    );
                 }
                 routes.push(Route {
                     method: method.clone(),

@@ -136,7 +136,7 @@ impl OrderSystem {
             let child = Command::new(replica_binary)
                 .args(["run", "--config"])
                 .arg(path)
-                .env("KFN_LOG", std::env::var("KFN_TEST_REPLICA_LOG").unwrap_or_else(|_| "warn".into()))
+                .env("KFN_LOG", std::env::var("KFN_TEST_REPLICA_LOG").unwrap_or_else(|_| "info".into()))
                 .env_remove("KFN_CONFIG")
                 .stdout(Stdio::null())
                 .stderr(log)

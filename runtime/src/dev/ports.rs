@@ -25,8 +25,32 @@ pub fn ensure_free(wanted: &[(u16, &'static str, &'static str)]) -> Result<(), P
 }
 
 /// A port the OS considers free right now (for tests and parallel stacks).
+///
+/// Chosen below the ephemeral range where the OS can: a port from that range
+/// (what binding port 0 gives) may be taken by any outgoing connection before
+/// the caller binds it, which made busy test runs fail with "address in use".
 pub fn free_port() -> std::io::Result<u16> {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static DRAWN: AtomicU32 = AtomicU32::new(0);
+    if let Some(below) = ephemeral_low().filter(|low| *low > 11_000) {
+        let (first, count) = (10_000u64, u64::from(below) - 10_000);
+        for _ in 0..200 {
+            let draw =
+                std::hash::RandomState::new().hash_one((std::process::id(), DRAWN.fetch_add(1, Ordering::Relaxed)));
+            let port = (first + draw % count) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// The first port of the OS's ephemeral range (Linux), if it says.
+fn ephemeral_low() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    range.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -42,5 +66,17 @@ mod tests {
         assert!(err.to_string().contains("--broker-port"), "{err}");
         drop(listener);
         ensure_free(&[(port, "broker", "--broker-port")]).unwrap();
+    }
+
+    #[test]
+    fn free_ports_are_bindable_and_outside_the_ephemeral_range() {
+        let low = ephemeral_low();
+        for _ in 0..50 {
+            let port = free_port().unwrap();
+            TcpListener::bind(("127.0.0.1", port)).unwrap();
+            if let Some(low) = low.filter(|l| *l > 11_000) {
+                assert!(port < low, "{port} is in the ephemeral range from {low}");
+            }
+        }
     }
 }

@@ -64,7 +64,7 @@ pub async fn start_function(
             .cloned()
             .ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
         let partitions = app.partitions(topic).await?;
-        outputs.insert(name.clone(), Arc::new(Output { topic: topic.clone(), partitions, encoder }));
+        outputs.insert(name.clone(), Arc::new(Output { topic: Arc::from(topic.as_str()), partitions, encoder }));
     }
     let dlq_topic = spec
         .dead_letter

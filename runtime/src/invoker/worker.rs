@@ -18,7 +18,7 @@ use super::aggregate::{Aggregate, PartitionState};
 use super::committer::Committer;
 use super::dead_letter::{DeadLetters, Origin};
 use super::invoke::{Failure, FailureKind, Pipeline};
-use super::outputs::Outputs;
+use super::outputs::{EncodeBuffers, OutputError, Outputs, Target};
 use super::retry_topic::{RetryTopic, Waiting};
 use crate::config::{Guarantee, Ordering};
 use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
@@ -299,23 +299,33 @@ pub(super) async fn finish<'r>(
     transactional: Option<&Producer>,
 ) -> Result<(), BatchError> {
     let now = now_ms();
-    let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
+    let mut by_tp: BTreeMap<Target, Vec<ProducerRecord>> = BTreeMap::new();
     let delayed = shared.retry_topic.as_ref().filter(|r| r.topic == tp.topic);
+    let mut buffers = EncodeBuffers::default();
+    // One record's outputs, kept until all of them could be encoded.
+    let mut routed: Vec<(Target, ProducerRecord)> = Vec::new();
     for (record, result) in processed {
         // Outputs carry the input's timestamp (event time, as Kafka Streams does),
         // so windows downstream see when things happened, not when kfn ran.
         let timestamp = if record.timestamp_ms >= 0 { record.timestamp_ms } else { now };
         let failure = match result {
-            Ok(emit) => match route(shared, emit, timestamp) {
-                Ok(routed) => {
-                    for (out_tp, out) in routed {
-                        by_tp.entry(out_tp).or_default().push(out);
+            Ok(emit) => {
+                routed.clear();
+                let all = emit.events.iter().try_for_each(|e| {
+                    routed.push(shared.outputs.route(e, timestamp, &mut buffers)?);
+                    Ok::<_, OutputError>(())
+                });
+                match all {
+                    Ok(()) => {
+                        for (target, out) in routed.drain(..) {
+                            by_tp.entry(target).or_default().push(out);
+                        }
+                        shared.metrics.ok.inc();
+                        continue;
                     }
-                    shared.metrics.ok.inc();
-                    continue;
+                    Err(e) => Failure { kind: FailureKind::Output, message: e.to_string(), attempts: 1 },
                 }
-                Err(message) => Failure { kind: FailureKind::Output, message, attempts: 1 },
-            },
+            }
             Err(failure) => failure.clone(),
         };
         // A record from the retry topic is reported under the input record it started as.
@@ -330,7 +340,7 @@ pub(super) async fn finish<'r>(
                 due, error = %failure.message, "record sent to the retry topic"
             );
             let (retry_tp, out) = retry.record(&origin, record, &failure, due);
-            by_tp.entry(retry_tp).or_default().push(out);
+            by_tp.entry((Arc::from(retry_tp.topic), retry_tp.partition)).or_default().push(out);
             continue;
         }
         shared.metrics.failed.inc();
@@ -341,13 +351,15 @@ pub(super) async fn finish<'r>(
             "record dead-lettered"
         );
         let (dlq_tp, dlq) = shared.dead_letters.record(&origin, record, &failure);
-        by_tp.entry(dlq_tp).or_default().push(dlq);
+        by_tp.entry((Arc::from(dlq_tp.topic), dlq_tp.partition)).or_default().push(dlq);
     }
     let start = Instant::now();
     let result = match transactional {
         None => {
             // The records move into the producer: no copy of each batch's record list.
-            let sends = by_tp.into_iter().map(|(tp, recs)| async move { shared.producer.send(&tp, recs).await });
+            let sends = by_tp.into_iter().map(|((topic, partition), recs)| async move {
+                shared.producer.send(&TopicPartition::new(topic.to_string(), partition), recs).await
+            });
             match futures::future::try_join_all(sends).await {
                 Ok(_) => {
                     shared.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
@@ -362,8 +374,8 @@ pub(super) async fn finish<'r>(
             }
         }
         Some(producer) => {
-            for (out_tp, recs) in by_tp {
-                producer.stage(&out_tp, recs);
+            for ((topic, partition), recs) in by_tp {
+                producer.stage(&TopicPartition::new(topic.to_string(), partition), recs);
             }
             let Some(generation) = shared.committer.generation() else {
                 let _ = producer.abort().await;
@@ -388,10 +400,6 @@ pub(super) async fn finish<'r>(
     result.map_err(
         |e: SendError| if e.is_fenced() { BatchError::Fenced(e.to_string()) } else { BatchError::Retry(e.to_string()) },
     )
-}
-
-fn route(shared: &FunctionShared, emit: &Emit, now: i64) -> Result<Vec<(TopicPartition, ProducerRecord)>, String> {
-    emit.events.iter().map(|e| shared.outputs.route(e, now).map_err(|e| e.to_string())).collect()
 }
 
 /// Invokes every record: in offset order, or per key in parallel (each key in order).

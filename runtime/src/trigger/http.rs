@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OnceCell};
 
 use super::server::{self, HttpResponse};
-use crate::invoker::outputs::Outputs;
+use crate::invoker::outputs::{EncodeBuffers, Outputs, Target};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Producer, ProducerRecord};
 use crate::metrics::{HttpLabels, Metrics};
@@ -158,9 +158,10 @@ impl HttpTrigger {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let mut by_tp: BTreeMap<TopicPartition, Vec<ProducerRecord>> = BTreeMap::new();
+        let mut by_tp: BTreeMap<Target, Vec<ProducerRecord>> = BTreeMap::new();
+        let mut buffers = EncodeBuffers::default();
         for emitted in &reply.emit.events {
-            match route.outputs.route(emitted, now) {
+            match route.outputs.route(emitted, now, &mut buffers) {
                 Ok((tp, record)) => by_tp.entry(tp).or_default().push(record),
                 Err(e) => {
                     tracing::error!(function = %route.function, error = %e, "cannot route the handler's event");
@@ -168,7 +169,9 @@ impl HttpTrigger {
                 }
             }
         }
-        let sends = by_tp.iter().map(|(tp, records)| self.producer.send(tp, records.clone()));
+        let sends = by_tp.into_iter().map(|((topic, partition), records)| async move {
+            self.producer.send(&TopicPartition::new(topic.to_string(), partition), records).await
+        });
         match futures::future::try_join_all(sends).await {
             Ok(_) => Ok((reply.status, reply.body)),
             Err(e) => {

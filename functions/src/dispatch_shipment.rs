@@ -41,7 +41,7 @@ pub async fn dispatch_shipment(ctx: Ctx, shipment: ShipmentCreated) -> Result<Em
         customer_id: shipment.customer_id,
         carrier: carrier.to_owned(),
         tracking_number,
-        dispatched_at: crate::now_millis(),
+        dispatched_at: kfn_sdk::now_ms(),
     };
     Ok(Emit::one("dispatched", key, dispatched))
 }

@@ -78,13 +78,6 @@ pub fn registry() -> Registry {
     registry
 }
 
-/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

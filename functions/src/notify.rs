@@ -39,7 +39,7 @@ pub fn notification(
         channel,
         kind,
         message,
-        created_at: crate::now_millis(),
+        created_at: kfn_sdk::now_ms(),
     };
     Ok(Emit::one("outbound", customer_id.to_owned(), notification))
 }

@@ -169,7 +169,7 @@ pub async fn create_order(req: HttpRequest) -> HttpReply {
         items: order.items,
         total_amount: order.total_amount,
         shipping_address: order.shipping_address,
-        created_at: crate::now_millis(),
+        created_at: kfn_sdk::now_ms(),
     };
     let body = serde_json::json!({ "order_id": order_id }).to_string();
     HttpReply { status: 202, body, emit: Emit::one("created", order_id, created) }

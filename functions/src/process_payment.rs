@@ -29,7 +29,7 @@ pub async fn process_payment(ctx: Ctx, order: OrderValidated) -> Result<Emit, Fn
                 amount: order.total_amount,
                 items: order.items,
                 shipping_address: order.shipping_address,
-                processed_at: crate::now_millis(),
+                processed_at: kfn_sdk::now_ms(),
             };
             Ok(Emit::one("processed", key, processed))
         }
@@ -41,7 +41,7 @@ pub async fn process_payment(ctx: Ctx, order: OrderValidated) -> Result<Emit, Fn
                 amount: order.total_amount,
                 reason,
                 message,
-                failed_at: crate::now_millis(),
+                failed_at: kfn_sdk::now_ms(),
             };
             Ok(Emit::one("failed", key, failed))
         }

@@ -21,7 +21,7 @@ pub async fn reserve_inventory(ctx: Ctx, payment: PaymentProcessed) -> Result<Em
         let message = format!("payment {} has no order_id or no items: nothing to reserve or ship", payment.payment_id);
         return Err(FnError::permanent(message));
     }
-    let now = crate::now_millis();
+    let now = kfn_sdk::now_ms();
     let mut emit = Emit::none();
     for (line, item) in payment.items.iter().enumerate() {
         let reserved = InventoryReserved {

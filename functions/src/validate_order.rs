@@ -113,7 +113,7 @@ pub async fn validate_order(ctx: Ctx, order: OrderCreated) -> Result<Emit, FnErr
                 total_amount: order.total_amount,
                 shipping_address: order.shipping_address,
                 created_at: order.created_at,
-                validated_at: crate::now_millis(),
+                validated_at: kfn_sdk::now_ms(),
             };
             Ok(Emit::one("validated", key, validated))
         }
@@ -126,7 +126,7 @@ pub async fn validate_order(ctx: Ctx, order: OrderCreated) -> Result<Emit, FnErr
                 message: rejection.message,
                 product_id: rejection.product_id,
                 total_amount: order.total_amount,
-                rejected_at: crate::now_millis(),
+                rejected_at: kfn_sdk::now_ms(),
             };
             Ok(Emit::one("rejected", key, rejected))
         }

@@ -34,6 +34,13 @@ pub use error::{FnError, FnErrorKind};
 pub use http::{HttpReply, HttpRequest};
 pub use registry::{BoxFuture, ErasedHandler, ErasedHttp, InvokeError, Registry, TopicHandler};
 
+/// Now as a Kafka timestamp: milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// An event type of the system: a serde type whose Avro schema has this full name.
 pub trait Event: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
     /// The Avro full name of the record (namespace + name), checked against schemas/ at startup.

@@ -287,10 +287,7 @@ fn write_schemas(dir: &Path, extra: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The current time in ms since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use kfn_sdk::now_ms;
 
 /// Reads every partition of a topic as records arrive, keeping all it saw.
 pub struct TopicWatcher {

@@ -43,7 +43,7 @@ fn reply_json(reply: &HttpReply) -> Value {
 
 #[tokio::test]
 async fn a_good_order_is_accepted_and_emitted_keyed_by_its_id() {
-    let before = crate::now_millis();
+    let before = kfn_sdk::now_ms();
     let reply = post(&good_body()).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let order_id = reply_json(&reply)["order_id"].as_str().unwrap().to_owned();
@@ -57,7 +57,7 @@ async fn a_good_order_is_accepted_and_emitted_keyed_by_its_id() {
     let lines: Vec<_> = created.items.iter().map(|i| (i.product_id.as_str(), i.quantity, i.unit_price)).collect();
     assert_eq!(lines, [("SKU-001", 2, dec("19.99")), ("SKU-008", 3, dec("4.99")), ("SKU-012", 1, dec("50.00"))]);
     assert_eq!(created.total_amount, dec("104.95"));
-    assert!(created.created_at >= before && created.created_at <= crate::now_millis());
+    assert!(created.created_at >= before && created.created_at <= kfn_sdk::now_ms());
 
     let second = post(&good_body()).await;
     assert_ne!(reply_json(&second)["order_id"], order_id, "every order gets its own id");

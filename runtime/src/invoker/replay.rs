@@ -245,7 +245,7 @@ pub async fn replay(
             let marker = ProducerRecord::new(
                 Some(Bytes::from(letter.at.to_string())),
                 Some(Bytes::from(format!("{}/{}", to.topic, to.partition))),
-                now_ms(),
+                kfn_sdk::now_ms(),
             );
             producer.stage(&marker_tp, vec![marker]);
             targets.insert(to.to_string());
@@ -286,7 +286,7 @@ async fn target_partition(
 /// headers, `kfn.replayed.from`, and the replay's time (an old timestamp could
 /// put it past the input's retention at once).
 fn replayed_record(letter: &DeadLetter, from: &str) -> ProducerRecord {
-    let mut record = ProducerRecord::new(letter.key.clone(), letter.value.clone(), now_ms());
+    let mut record = ProducerRecord::new(letter.key.clone(), letter.value.clone(), kfn_sdk::now_ms());
     for h in letter.original_headers() {
         record = record.with_header(h.name.clone(), h.value.clone());
     }
@@ -332,27 +332,10 @@ fn replay_producer_config(config: &Config, dlq_topic: &str) -> ProducerConfig {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::letters::tests::letter;
     use super::*;
-    use kfn_sdk::Header;
-
-    fn letter(headers: &[(&str, &str)]) -> DeadLetter {
-        DeadLetter {
-            at: DlqOffset { partition: 0, offset: 7 },
-            timestamp_ms: 1,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::from_static(b"v")),
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header { name: n.to_string(), value: Some(Bytes::from(v.to_string())) })
-                .collect(),
-        }
-    }
 
     #[test]
     fn a_replayed_record_drops_kfn_headers_and_names_its_dead_letter() {

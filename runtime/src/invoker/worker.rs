@@ -133,7 +133,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
             let mut n = rest.len().min(MAX_CHUNK);
             if delayed {
                 // A retry topic's records wait for their due time, the earliest first.
-                let now = now_ms();
+                let now = kfn_sdk::now_ms();
                 n = rest[..n].iter().take_while(|r| Waiting::due_ms(r) <= now).count();
                 if n == 0 {
                     let wait = Duration::from_millis((Waiting::due_ms(&rest[0]) - now).max(1) as u64);
@@ -298,7 +298,7 @@ pub(super) async fn finish<'r>(
     commit: Option<i64>,
     transactional: Option<&Producer>,
 ) -> Result<(), BatchError> {
-    let now = now_ms();
+    let now = kfn_sdk::now_ms();
     let mut by_tp: BTreeMap<Target, Vec<ProducerRecord>> = BTreeMap::new();
     let delayed = shared.retry_topic.as_ref().filter(|r| r.topic == tp.topic);
     let mut buffers = EncodeBuffers::default();
@@ -502,8 +502,4 @@ pub(super) fn context(
         ctx.headers.retain(|h| !h.name.starts_with("kfn.") || h.name == super::dead_letter::headers::REPLAYED_FROM);
     }
     Ok(ctx)
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -63,6 +63,55 @@ pub async fn list_offset(
     Ok(partition.offset)
 }
 
+/// Reads a partition from its first kept offset to the end it had when
+/// opened: for restoring state and for tools that read a whole topic.
+///
+/// Some brokers (tansu 0.6) answer ListOffsets(latest) with the base offset of
+/// the partition's last batch + 1, short of that batch's later records; the
+/// first fetch's last stable offset (or high watermark) corrects the end.
+pub struct ReadToEnd {
+    reader: PartitionReader,
+    end: i64,
+    corrected: bool,
+}
+
+impl ReadToEnd {
+    /// Finds the partition's ends; reading starts at the first kept offset.
+    pub async fn open(cluster: &Cluster, tp: &TopicPartition, isolation: Isolation) -> Result<Self, KafkaError> {
+        let start = list_offset(cluster, tp, LogEnd::Earliest, isolation).await?;
+        // read_committed: the last stable offset, below which every transaction is decided.
+        let end = list_offset(cluster, tp, LogEnd::Latest, isolation).await?;
+        let reader = PartitionReader::new(cluster.clone(), tp.clone(), start, isolation, LogEnd::Earliest);
+        // An empty log is empty on every broker: the short answer is at least the last base offset + 1.
+        Ok(Self { reader, end, corrected: end <= start })
+    }
+
+    /// The next records below the end, or None once the end is reached (an
+    /// empty list when the broker sent nothing this time).
+    pub async fn next(&mut self) -> Result<Option<Vec<super::fetch::ConsumedRecord>>, KafkaError> {
+        if self.corrected && self.reader.position() >= self.end {
+            return Ok(None);
+        }
+        let batch = self.reader.next().await?;
+        if !std::mem::replace(&mut self.corrected, true) {
+            let fetched = if batch.last_stable_offset >= 0 { batch.last_stable_offset } else { batch.high_watermark };
+            self.end = self.end.max(fetched);
+        }
+        let end = self.end;
+        Ok(Some(batch.records.into_iter().filter(|r| r.offset < end).collect()))
+    }
+
+    /// The next offset to read.
+    pub fn position(&self) -> i64 {
+        self.reader.position()
+    }
+
+    /// The offset reading stops at.
+    pub fn end(&self) -> i64 {
+        self.end
+    }
+}
+
 /// Reads one partition from a position, batch by batch.
 pub struct PartitionReader {
     cluster: Cluster,

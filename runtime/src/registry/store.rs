@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -169,7 +169,7 @@ impl Store {
     }
 
     async fn append(&self, records: Vec<LogRecord>) -> Result<(), ApiError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = kfn_sdk::now_ms();
         let records = records.into_iter().map(|(key, value)| ProducerRecord::new(Some(key), value, now)).collect();
         self.inner
             .producer

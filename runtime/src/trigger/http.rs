@@ -154,10 +154,7 @@ impl HttpTrigger {
         if reply.emit.is_empty() {
             return Ok((reply.status, reply.body));
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = kfn_sdk::now_ms();
         let mut by_tp: BTreeMap<Target, Vec<ProducerRecord>> = BTreeMap::new();
         let mut buffers = EncodeBuffers::default();
         for emitted in &reply.emit.events {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::state::PartitionState;
 use super::AggregateError;
 use crate::avro::SchemaCache;
-use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use crate::kafka::consumer::ReadToEnd;
 use crate::kafka::fetch::Isolation;
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::Cluster;
@@ -24,25 +24,14 @@ pub async fn restore(
     decode: &kfn_sdk::ErasedRowDecode,
     table: &TopicPartition,
 ) -> Result<PartitionState, AggregateError> {
-    let isolation = Isolation::ReadCommitted;
     let kafka = |e| AggregateError::Kafka { partition: table.to_string(), source: e };
-    let start = list_offset(cluster, table, LogEnd::Earliest, isolation).await.map_err(kafka)?;
-    let mut end = list_offset(cluster, table, LogEnd::Latest, isolation).await.map_err(kafka)?;
+    let mut reader = ReadToEnd::open(cluster, table, Isolation::ReadCommitted).await.map_err(kafka)?;
     let mut state = PartitionState::new();
-    let mut reader = PartitionReader::new(cluster.clone(), table.clone(), start, isolation, LogEnd::Earliest);
-    let mut first = true;
     let mut progress = Instant::now();
-    // The first fetch runs even when ListOffsets says the table is empty:
-    // tansu's answer to ListOffsets(latest) can fall short of a batch's last
-    // records, while a fetch's last stable offset is right.
-    while first || reader.position() < end {
+    loop {
         let before = reader.position();
-        let batch = reader.next().await.map_err(kafka)?;
-        if std::mem::take(&mut first) {
-            let fetched = if batch.last_stable_offset >= 0 { batch.last_stable_offset } else { batch.high_watermark };
-            end = end.max(fetched);
-        }
-        for record in batch.records.into_iter().filter(|r| r.offset < end) {
+        let Some(batch) = reader.next().await.map_err(kafka)? else { break };
+        for record in batch {
             let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
             state.observe(record.timestamp_ms);
             let Some(value) = record.value else {
@@ -64,7 +53,11 @@ pub async fn restore(
         if reader.position() > before {
             progress = Instant::now();
         } else if progress.elapsed() > STALL_TIMEOUT {
-            return Err(AggregateError::Stalled { partition: table.to_string(), position: reader.position(), end });
+            return Err(AggregateError::Stalled {
+                partition: table.to_string(),
+                position: reader.position(),
+                end: reader.end(),
+            });
         }
     }
     Ok(state)

@@ -8,7 +8,7 @@ use kfn_sdk::Header;
 
 use super::{kafka, ReplayError};
 use crate::invoker::dead_letter::headers;
-use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+use crate::kafka::consumer::ReadToEnd;
 use crate::kafka::fetch::{ConsumedRecord, Isolation};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::Cluster;
@@ -146,38 +146,22 @@ pub async fn read_topic(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, Cons
 }
 
 async fn read_partition(cluster: &Cluster, tp: &TopicPartition) -> Result<Vec<ConsumedRecord>, ReplayError> {
-    let isolation = Isolation::ReadCommitted;
-    let start = list_offset(cluster, tp, LogEnd::Earliest, isolation)
+    let mut reader = ReadToEnd::open(cluster, tp, Isolation::ReadCommitted)
         .await
-        .map_err(kafka(format!("finding the start of {tp}")))?;
-    // read_committed: the last stable offset, below which every transaction is decided.
-    let mut end =
-        list_offset(cluster, tp, LogEnd::Latest, isolation).await.map_err(kafka(format!("finding the end of {tp}")))?;
-    if end <= start {
-        return Ok(Vec::new());
-    }
-    let mut reader = PartitionReader::new(cluster.clone(), tp.clone(), start, isolation, LogEnd::Earliest);
+        .map_err(kafka(format!("finding the ends of {tp}")))?;
     let mut records = Vec::new();
     let mut progress = Instant::now();
-    let mut first = true;
-    while reader.position() < end {
+    loop {
         let before = reader.position();
-        let batch = reader.next().await.map_err(kafka(format!("reading {tp}")))?;
-        if std::mem::take(&mut first) {
-            // tansu answers ListOffsets(latest) with the last batch's base offset + 1,
-            // short of a batch's later records; the first fetch's end is right.
-            let fetched_end =
-                if batch.last_stable_offset >= 0 { batch.last_stable_offset } else { batch.high_watermark };
-            end = end.max(fetched_end);
-        }
-        records.extend(batch.records.into_iter().filter(|r| r.offset < end));
+        let Some(batch) = reader.next().await.map_err(kafka(format!("reading {tp}")))? else { break };
+        records.extend(batch);
         if reader.position() > before {
             progress = Instant::now();
         } else if progress.elapsed() > STALL_TIMEOUT {
             return Err(ReplayError::Stalled {
                 partition: tp.to_string(),
                 position: reader.position(),
-                end,
+                end: reader.end(),
                 seconds: STALL_TIMEOUT.as_secs(),
             });
         }
@@ -191,10 +175,11 @@ pub async fn read_dead_letters(cluster: &Cluster, dlq_topic: &str) -> Result<Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn letter(headers: &[(&str, &str)]) -> DeadLetter {
+    /// A dead letter at 0/7 with key "k", value "v" and `headers`.
+    pub(in crate::invoker::replay) fn letter(headers: &[(&str, &str)]) -> DeadLetter {
         DeadLetter {
             at: DlqOffset { partition: 0, offset: 7 },
             timestamp_ms: 1,

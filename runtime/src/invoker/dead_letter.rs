@@ -78,7 +78,7 @@ pub(super) fn partition_of(record: &ConsumedRecord, origin: &Origin, partitions:
 }
 
 /// A copy of `record` with its own headers but none of the `kfn.*` ones kfn added on earlier trips.
-pub(super) fn bare_copy(record: &ConsumedRecord, timestamp_ms: i64) -> ProducerRecord {
+fn bare_copy(record: &ConsumedRecord, timestamp_ms: i64) -> ProducerRecord {
     let mut out = ProducerRecord::new(record.key.clone(), record.value.clone(), timestamp_ms);
     for h in &record.headers {
         // The replay marker stays: it is what makes a second replay a no-op.
@@ -87,6 +87,24 @@ pub(super) fn bare_copy(record: &ConsumedRecord, timestamp_ms: i64) -> ProducerR
         }
     }
     out
+}
+
+/// A bare copy of `record` with the headers saying where it entered `function` and how its last attempt failed.
+pub(super) fn traced_copy(
+    record: &ConsumedRecord,
+    origin: &Origin,
+    function: &str,
+    failure: &Failure,
+) -> ProducerRecord {
+    let text = |s: String| Some(Bytes::from(s));
+    bare_copy(record, origin.timestamp_ms)
+        .with_header(headers::TOPIC, text(origin.topic.clone()))
+        .with_header(headers::PARTITION, text(origin.partition.to_string()))
+        .with_header(headers::OFFSET, text(origin.offset.to_string()))
+        .with_header(headers::TIMESTAMP, text(origin.timestamp_ms.to_string()))
+        .with_header(headers::FUNCTION, text(function.to_string()))
+        .with_header(headers::ATTEMPTS, text(failure.attempts.to_string()))
+        .with_header(headers::MESSAGE, text(failure.message.clone()))
 }
 
 /// The dead-letter topic of one function.
@@ -108,16 +126,8 @@ impl DeadLetters {
         failure: &Failure,
     ) -> (TopicPartition, ProducerRecord) {
         let partition = partition_of(record, origin, self.partitions);
-        let text = |s: String| Some(Bytes::from(s));
-        let out = bare_copy(record, origin.timestamp_ms)
-            .with_header(headers::TOPIC, text(origin.topic.clone()))
-            .with_header(headers::PARTITION, text(origin.partition.to_string()))
-            .with_header(headers::OFFSET, text(origin.offset.to_string()))
-            .with_header(headers::TIMESTAMP, text(origin.timestamp_ms.to_string()))
-            .with_header(headers::FUNCTION, text(self.function.clone()))
-            .with_header(headers::ATTEMPTS, text(failure.attempts.to_string()))
-            .with_header(headers::KIND, text(failure.kind.as_str().to_string()))
-            .with_header(headers::MESSAGE, text(failure.message.clone()));
+        let out = traced_copy(record, origin, &self.function, failure)
+            .with_header(headers::KIND, Some(Bytes::from(failure.kind.as_str())));
         (TopicPartition::new(self.topic.clone(), partition), out)
     }
 }

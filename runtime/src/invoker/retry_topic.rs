@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::dead_letter::{bare_copy, headers, partition_of, Origin};
+use super::dead_letter::{headers, partition_of, traced_copy, Origin};
 use super::invoke::{delay_after, Failure};
 use crate::config::RetryPolicy;
 use crate::kafka::fetch::ConsumedRecord;
@@ -78,16 +78,8 @@ impl RetryTopic {
         due_ms: i64,
     ) -> (TopicPartition, ProducerRecord) {
         let partition = partition_of(record, origin, self.partitions);
-        let text = |s: String| Some(Bytes::from(s));
-        let out = bare_copy(record, origin.timestamp_ms)
-            .with_header(headers::TOPIC, text(origin.topic.clone()))
-            .with_header(headers::PARTITION, text(origin.partition.to_string()))
-            .with_header(headers::OFFSET, text(origin.offset.to_string()))
-            .with_header(headers::TIMESTAMP, text(origin.timestamp_ms.to_string()))
-            .with_header(headers::FUNCTION, text(self.function.clone()))
-            .with_header(headers::ATTEMPTS, text(failure.attempts.to_string()))
-            .with_header(headers::MESSAGE, text(failure.message.clone()))
-            .with_header(DUE, text(due_ms.to_string()));
+        let out = traced_copy(record, origin, &self.function, failure)
+            .with_header(DUE, Some(Bytes::from(due_ms.to_string())));
         (TopicPartition::new(self.topic.clone(), partition), out)
     }
 }

@@ -160,6 +160,12 @@ fn a_retry_topic_that_would_lose_waiting_records_is_an_error() {
 }
 
 #[test]
+fn a_fetch_wait_out_of_range_is_an_error() {
+    let text = variant("slow_handler = \"2s\"", "slow_handler = \"2s\"\nfetch_max_wait = \"1ms\"");
+    assert_error(&text, "runtime.fetch_max_wait", "from 10ms to 30s");
+}
+
+#[test]
 fn a_bad_duration_is_an_error() {
     let text = variant("retention = \"7d\"", "retention = \"7 dayz\"");
     assert_error(&text, "topics.\"orders.created\".retention", "a duration such as");

@@ -104,6 +104,8 @@ pub struct RuntimeSettings {
     pub isolation: Isolation,
     /// A handler slower than this is logged and counted.
     pub slow_handler: Duration,
+    /// How long a fetch may wait at the broker for new records.
+    pub fetch_max_wait: Duration,
     /// How long shutdown waits for in-flight work.
     pub shutdown_timeout: Duration,
     /// The largest HTTP request body accepted.

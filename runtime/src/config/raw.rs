@@ -23,6 +23,7 @@ pub struct RawRuntime {
     pub auto_offset_reset: Option<String>,
     pub isolation: Option<String>,
     pub slow_handler: Option<String>,
+    pub fetch_max_wait: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub max_http_body: Option<String>,
     pub producer: Option<RawProducer>,

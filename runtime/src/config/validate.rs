@@ -148,6 +148,11 @@ impl Validator<'_> {
             &[("read_committed", Isolation::ReadCommitted), ("read_uncommitted", Isolation::ReadUncommitted)],
         );
         let slow_handler = self.duration("runtime.slow_handler", raw.slow_handler.as_deref(), Duration::from_secs(5));
+        let fetch_max_wait =
+            self.duration("runtime.fetch_max_wait", raw.fetch_max_wait.as_deref(), Duration::from_millis(500));
+        if !(Duration::from_millis(10)..=Duration::from_secs(30)).contains(&fetch_max_wait) {
+            self.c.push("runtime.fetch_max_wait", format!("expected from 10ms to 30s, found {fetch_max_wait:?}"));
+        }
         let shutdown_timeout =
             self.duration("runtime.shutdown_timeout", raw.shutdown_timeout.as_deref(), Duration::from_secs(10));
         let max_http_body = match raw.max_http_body.as_deref().map(parse_size) {
@@ -171,6 +176,7 @@ impl Validator<'_> {
             auto_offset_reset,
             isolation,
             slow_handler,
+            fetch_max_wait,
             shutdown_timeout,
             max_http_body,
             producer,

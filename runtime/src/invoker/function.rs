@@ -17,7 +17,7 @@ use super::worker::FunctionShared;
 use crate::app::{App, StartError};
 use crate::config::{FunctionSpec, OffsetReset};
 use crate::kafka::consumer::LogEnd;
-use crate::kafka::fetch::Isolation;
+use crate::kafka::fetch::{FetchLimits, Isolation};
 use crate::kafka::group::coordinator::GroupClient;
 use crate::kafka::group::member::{GroupMember, MemberConfig};
 use crate::kafka::KafkaError;
@@ -123,6 +123,7 @@ pub async fn start_function(
             crate::config::Isolation::ReadUncommitted => Isolation::ReadUncommitted,
         },
         reset,
+        fetch_limits: FetchLimits { max_wait: runtime.fetch_max_wait, ..FetchLimits::default() },
         aggregate,
     });
     let workers = Arc::new(PartitionWorkers::new(shared, runtime.shutdown_timeout));

@@ -22,7 +22,7 @@ use super::outputs::{EncodeBuffers, OutputError, Outputs, Target};
 use super::retry_topic::{RetryTopic, Waiting};
 use crate::config::{Guarantee, Ordering};
 use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
-use crate::kafka::fetch::{ConsumedRecord, Isolation};
+use crate::kafka::fetch::{ConsumedRecord, FetchLimits, Isolation};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Producer, ProducerConfig, ProducerRecord, SendError};
 use crate::kafka::Cluster;
@@ -63,6 +63,8 @@ pub struct FunctionShared {
     pub isolation: Isolation,
     /// Where to start without a committed offset.
     pub reset: LogEnd,
+    /// How long and how much each fetch may wait for and bring.
+    pub fetch_limits: FetchLimits,
     /// Set for an aggregate: the fold replaces the handler pipeline.
     pub aggregate: Option<Arc<Aggregate>>,
 }
@@ -79,7 +81,8 @@ pub(super) enum BatchError {
 pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watch::Receiver<bool>) {
     let Some(start) = start_offset(&shared, &tp, &mut stop).await else { return };
     let topic: Arc<str> = Arc::from(tp.topic.as_str());
-    let mut reader = PartitionReader::new(shared.cluster.clone(), tp.clone(), start, shared.isolation, shared.reset);
+    let mut reader = PartitionReader::new(shared.cluster.clone(), tp.clone(), start, shared.isolation, shared.reset)
+        .with_limits(shared.fetch_limits);
     let transactional = match shared.guarantee {
         Guarantee::ExactlyOnce => match transactional_producer(&shared, &tp, &mut stop).await {
             Some(p) => Some(p),

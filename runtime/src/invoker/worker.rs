@@ -33,8 +33,14 @@ use crate::metrics::FunctionMetrics;
 /// Each unit is a commit, and under exactly_once a transaction of five broker
 /// round trips: 2,000 instead of 500 ran 4 times as many records/s through
 /// exactly_once on the local broker (docs/benchmarks.md). A crash redoes at
-/// most this many records per partition; fetches at low rates bring fewer.
+/// most this many records per partition; fetches at low rates bring fewer, and
+/// slow handlers end a chunk after [`CHUNK_TIME`].
 pub(super) const MAX_CHUNK: usize = 2000;
+
+/// How long a chunk of one-at-a-time invocations may run before it is
+/// committed: with a slow handler, progress is saved this often rather than
+/// every [`MAX_CHUNK`] records.
+const CHUNK_TIME: Duration = Duration::from_millis(200);
 
 /// What every partition worker of a function shares.
 pub struct FunctionShared {
@@ -157,9 +163,12 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
                 match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref(), state.as_mut())
                     .await
                 {
-                    Ok(()) => {
-                        committed = chunk_next;
-                        done = chunk_next;
+                    Ok(processed) => {
+                        // A slow handler ends the chunk early: the rest forms the next one.
+                        n = processed;
+                        let through = chunk.get(processed).map(|r| r.offset).unwrap_or(chunk_next);
+                        committed = through;
+                        done = through;
                         failures = 0;
                         break;
                     }
@@ -177,7 +186,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
                     }
                 }
             }
-            rest = after;
+            rest = &rest[n..];
             if *stop.borrow() {
                 // Revoked: what is committed stays; the next owner starts at `committed`.
                 break;
@@ -279,7 +288,7 @@ async fn process_batch(
     next_offset: i64,
     transactional: Option<&Producer>,
     state: Option<&mut PartitionState>,
-) -> Result<(), BatchError> {
+) -> Result<usize, BatchError> {
     let (results, overlay) = match (&shared.aggregate, state.as_deref()) {
         (Some(aggregate), Some(base)) => {
             let (results, overlay) = aggregate.fold_all(&shared.function, &shared.metrics, tp, base, records).await;
@@ -287,14 +296,17 @@ async fn process_batch(
         }
         _ => (invoke_all(shared, tp, topic, records).await, None),
     };
-    let result = finish(shared, tp, records.iter().zip(&results), Some(next_offset), transactional).await;
+    // Fewer results than records: the chunk ended early; its offset is that of the first record left.
+    let processed = &records[..results.len()];
+    let next_offset = records.get(results.len()).map(|r| r.offset).unwrap_or(next_offset);
+    let result = finish(shared, tp, processed.iter().zip(&results), Some(next_offset), transactional).await;
     if result.is_ok() {
         // Only now: the table holds these rows, so the state may include them.
         if let (Some(state), Some(overlay)) = (state, overlay) {
             state.apply(overlay);
         }
     }
-    result
+    result.map(|()| results.len())
 }
 
 /// Writes the outputs, retry copies and dead letters of processed records,
@@ -423,8 +435,12 @@ async fn invoke_all(
     let value = |r: &ConsumedRecord| r.value.clone().unwrap_or_else(|| empty.clone());
     match shared.ordering {
         Ordering::Partition => {
+            let started = Instant::now();
             let mut results = Vec::with_capacity(records.len());
             for r in records {
+                if started.elapsed() >= CHUNK_TIME {
+                    break;
+                }
                 results.push(match ctx(r) {
                     Ok(ctx) => shared.pipeline.run(ctx, &value(r)).await,
                     Err(failure) => Err(failure),

@@ -33,14 +33,8 @@ use crate::metrics::FunctionMetrics;
 /// Each unit is a commit, and under exactly_once a transaction of five broker
 /// round trips: 2,000 instead of 500 ran 4 times as many records/s through
 /// exactly_once on the local broker (docs/benchmarks.md). A crash redoes at
-/// most this many records per partition; fetches at low rates bring fewer, and
-/// slow handlers end a chunk after [`CHUNK_TIME`].
+/// most this many records per partition; fetches at low rates bring fewer.
 pub(super) const MAX_CHUNK: usize = 2000;
-
-/// How long a chunk of one-at-a-time invocations may run before it is
-/// committed: with a slow handler, progress is saved this often rather than
-/// every [`MAX_CHUNK`] records.
-const CHUNK_TIME: Duration = Duration::from_secs(1);
 
 /// What every partition worker of a function shares.
 pub struct FunctionShared {
@@ -170,7 +164,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
                     .await
                 {
                     Ok(processed) => {
-                        // A slow handler ends the chunk early: the rest forms the next one.
+                        // A chunk may end early (process_batch says where): the rest forms the next one.
                         n = processed;
                         let through = chunk.get(processed).map(|r| r.offset).unwrap_or(chunk_next);
                         committed = through;
@@ -441,12 +435,8 @@ async fn invoke_all(
     let value = |r: &ConsumedRecord| r.value.clone().unwrap_or_else(|| empty.clone());
     match shared.ordering {
         Ordering::Partition => {
-            let started = Instant::now();
             let mut results = Vec::with_capacity(records.len());
             for r in records {
-                if started.elapsed() >= CHUNK_TIME {
-                    break;
-                }
                 results.push(match ctx(r) {
                     Ok(ctx) => shared.pipeline.run(ctx, &value(r)).await,
                     Err(failure) => Err(failure),

@@ -232,16 +232,21 @@ dead_letter = "{dlq}"
     (inputs, read_all(&output).await)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_survives_kill_9_without_duplicates() {
-    let (inputs, outputs) = crash_and_restart("exactly_once", "partition", Stop::Kill).await;
+/// Asserts that every input has exactly one output and nothing else was written.
+fn assert_once_each(inputs: &[Vec<u8>], outputs: &[Vec<u8>]) {
     let mut counts: HashMap<&[u8], usize> = HashMap::new();
-    for o in &outputs {
+    for o in outputs {
         *counts.entry(o.as_slice()).or_default() += 1;
     }
     let duplicated = counts.values().filter(|&&n| n > 1).count();
     let missing = inputs.iter().filter(|i| !counts.contains_key(i.as_slice())).count();
     assert_eq!((missing, duplicated), (0, 0), "{} outputs for {} inputs", outputs.len(), inputs.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_kill_9_without_duplicates() {
+    let (inputs, outputs) = crash_and_restart("exactly_once", "partition", Stop::Kill).await;
+    assert_once_each(&inputs, &outputs);
     assert_eq!(outputs.len(), inputs.len());
 }
 
@@ -249,13 +254,7 @@ async fn exactly_once_survives_kill_9_without_duplicates() {
 async fn exactly_once_with_key_ordering_survives_kill_9_without_duplicates() {
     // Keys in parallel: records finish out of offset order, yet only the finished prefix commits.
     let (inputs, outputs) = crash_and_restart("exactly_once", "key", Stop::Kill).await;
-    let mut counts: HashMap<&[u8], usize> = HashMap::new();
-    for o in &outputs {
-        *counts.entry(o.as_slice()).or_default() += 1;
-    }
-    let duplicated = counts.values().filter(|&&n| n > 1).count();
-    let missing = inputs.iter().filter(|i| !counts.contains_key(i.as_slice())).count();
-    assert_eq!((missing, duplicated), (0, 0), "{} outputs for {} inputs", outputs.len(), inputs.len());
+    assert_once_each(&inputs, &outputs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,11 +269,5 @@ async fn at_least_once_survives_kill_9_without_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_and_duplicates_nothing() {
     let (inputs, outputs) = crash_and_restart("at_least_once", "partition", Stop::Term).await;
-    let mut counts: HashMap<&[u8], usize> = HashMap::new();
-    for o in &outputs {
-        *counts.entry(o.as_slice()).or_default() += 1;
-    }
-    let duplicated = counts.values().filter(|&&n| n > 1).count();
-    let missing = inputs.iter().filter(|i| !counts.contains_key(i.as_slice())).count();
-    assert_eq!((missing, duplicated), (0, 0), "{} outputs for {} inputs", outputs.len(), inputs.len());
+    assert_once_each(&inputs, &outputs);
 }

@@ -163,12 +163,9 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
                 match process_batch(&shared, &tp, &topic, chunk, chunk_next, transactional.as_ref(), state.as_mut())
                     .await
                 {
-                    Ok(processed) => {
-                        // A chunk may end early (process_batch says where): the rest forms the next one.
-                        n = processed;
-                        let through = chunk.get(processed).map(|r| r.offset).unwrap_or(chunk_next);
-                        committed = through;
-                        done = through;
+                    Ok(()) => {
+                        committed = chunk_next;
+                        done = chunk_next;
                         failures = 0;
                         break;
                     }
@@ -186,7 +183,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
                     }
                 }
             }
-            rest = &rest[n..];
+            rest = after;
             if *stop.borrow() {
                 // Revoked: what is committed stays; the next owner starts at `committed`.
                 break;
@@ -288,7 +285,7 @@ async fn process_batch(
     next_offset: i64,
     transactional: Option<&Producer>,
     state: Option<&mut PartitionState>,
-) -> Result<usize, BatchError> {
+) -> Result<(), BatchError> {
     let (results, overlay) = match (&shared.aggregate, state.as_deref()) {
         (Some(aggregate), Some(base)) => {
             let (results, overlay) = aggregate.fold_all(&shared.function, &shared.metrics, tp, base, records).await;
@@ -296,17 +293,14 @@ async fn process_batch(
         }
         _ => (invoke_all(shared, tp, topic, records).await, None),
     };
-    // Fewer results than records: the chunk ended early; its offset is that of the first record left.
-    let processed = &records[..results.len()];
-    let next_offset = records.get(results.len()).map(|r| r.offset).unwrap_or(next_offset);
-    let result = finish(shared, tp, processed.iter().zip(&results), Some(next_offset), transactional).await;
+    let result = finish(shared, tp, records.iter().zip(&results), Some(next_offset), transactional).await;
     if result.is_ok() {
         // Only now: the table holds these rows, so the state may include them.
         if let (Some(state), Some(overlay)) = (state, overlay) {
             state.apply(overlay);
         }
     }
-    result.map(|()| results.len())
+    result
 }
 
 /// Writes the outputs, retry copies and dead letters of processed records,

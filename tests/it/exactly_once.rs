@@ -21,16 +21,26 @@ use rust_decimal::Decimal;
 const RECORDS: usize = 10_000;
 const PARTITIONS: i32 = 3;
 
+/// Orders from this number on are never finished by the first replica, so it
+/// is always stopped mid-stream (each partition holds 3,334 orders; its first
+/// chunks, up to 2,000 records each, commit before the hold).
+const HOLD_FROM: usize = RECORDS * 3 / 4;
+
 struct Replica(Child);
 
 impl Replica {
-    fn start(config: &Path, log: &Path) -> Self {
+    /// Starts a replica; `hold` makes it stop working at order [`HOLD_FROM`].
+    fn start(config: &Path, log: &Path, hold: bool) -> Self {
         let log = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_kfn-test-replica"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfn-test-replica"));
+        if hold {
+            cmd.env("KFN_TEST_HOLD_FROM", HOLD_FROM.to_string());
+        }
+        let child = cmd
             .args(["run", "--config"])
             .arg(config)
             .env("KFN_LOG", "info")
-            .env("KFN_TEST_DELAY_US", "5000")
+            .env("KFN_TEST_DELAY_US", "200")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -217,7 +227,7 @@ dead_letter = "{dlq}"
     )
     .expect("write config");
 
-    let replica = Replica::start(&config, &dir.join("first.log"));
+    let replica = Replica::start(&config, &dir.join("first.log"), true);
     let at_kill =
         await_committed(&format!("kfn.{function}"), &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
     match stop {
@@ -225,7 +235,7 @@ dead_letter = "{dlq}"
         Stop::Term => replica.terminate(),
     }
     assert!(at_kill < RECORDS as i64, "the replica finished before it was killed: the test proves nothing");
-    let replica = Replica::start(&config, &dir.join("second.log"));
+    let replica = Replica::start(&config, &dir.join("second.log"), false);
     await_count(&output, RECORDS, Duration::from_secs(180)).await;
     replica.terminate();
     registry.stop().await;

@@ -1,18 +1,42 @@
 //! The shared harness of kfn's integration tests.
 //!
 //! [`broker`] gives the address of a real Kafka-protocol broker: the one named
-//! by `KFN_TEST_BROKERS` (e.g. an Apache Kafka cluster), or else a local tansu
-//! started once per test binary on a free port and stopped when the binary
-//! exits. [`unique`] makes topic and group names no other test uses, so tests
-//! run in parallel against one broker.
+//! by `KFN_TEST_BROKERS`, or else a local one started once per test binary on
+//! free ports and stopped when the binary exits: Apache Kafka 4.4 (one KRaft
+//! node) by default, tansu with `KFN_TEST_BROKER=tansu` ([`broker_kind`]).
+//! [`unique`] makes topic and group names no other test uses, so tests run in
+//! parallel against one broker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use kfn::dev::{ensure_installed, LocalBroker, Storage};
+use kfn::dev::{BrokerKind, LocalCluster, LocalOptions};
 use kfn::kafka::{Admin, Cluster, ConnectOptions, NewTopic};
 
 static BROKER: OnceLock<String> = OnceLock::new();
+
+/// The kind of local broker the tests start: `KFN_TEST_BROKER` (`kafka`, the
+/// default, or `tansu`).
+pub fn broker_kind() -> BrokerKind {
+    match std::env::var("KFN_TEST_BROKER") {
+        Ok(name) => {
+            BrokerKind::parse(&name).unwrap_or_else(|| panic!("KFN_TEST_BROKER={name:?}: expected `kafka` or `tansu`"))
+        }
+        Err(_) => BrokerKind::Kafka,
+    }
+}
+
+/// Whether the broker under test is tansu, for the tests that work around one of its quirks.
+pub fn on_tansu() -> bool {
+    std::env::var_os("KFN_TEST_BROKERS").is_none() && broker_kind() == BrokerKind::Tansu
+}
+
+/// Starts a local broker of [`broker_kind`] on free ports (its own, not the shared one).
+pub async fn start_local_broker(advertised_ports: Option<Vec<u16>>) -> anyhow::Result<LocalCluster> {
+    let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+    let options = LocalOptions { kind: broker_kind(), nodes: 1, port: None, advertised_ports, quiet };
+    Ok(LocalCluster::start(options).await?)
+}
 
 /// host:port of the broker all tests of this binary share.
 pub fn broker() -> &'static str {
@@ -26,15 +50,10 @@ pub fn broker() -> &'static str {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-            let started = rt.block_on(async {
-                let binary = ensure_installed().map_err(|e| e.to_string())?;
-                let port = kfn::dev::ports::free_port().map_err(|e| e.to_string())?;
-                let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
-                LocalBroker::start(binary, port, Storage::Memory, quiet).await.map_err(|e| e.to_string())
-            });
+            let started = rt.block_on(async { start_local_broker(None).await.map_err(|e| format!("{e:#}")) });
             match started {
                 Ok(local) => {
-                    let _ = tx.send(Ok(local.addr().to_string()));
+                    let _ = tx.send(Ok(local.bootstrap()));
                     // Keep the broker (and this thread) alive until the process exits.
                     let _keep = local;
                     loop {
@@ -106,14 +125,12 @@ pub mod python;
 pub mod security;
 
 /// Starts a broker of its own (not the shared one) whose clients all go
-/// through a [`proxy::FaultProxy`]. Returns the proxy and the broker (dropped = stopped).
-pub async fn broker_behind_proxy() -> anyhow::Result<(proxy::FaultProxy, LocalBroker)> {
-    let binary = ensure_installed()?;
-    let broker_port = kfn::dev::ports::free_port()?;
+/// through a [`proxy::FaultProxy`]: it advertises the proxy's port.
+/// Returns the proxy and the broker (dropped = stopped).
+pub async fn broker_behind_proxy() -> anyhow::Result<(proxy::FaultProxy, LocalCluster)> {
     let proxy_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     let proxy_port = proxy_listener.local_addr()?.port();
-    let proxy = proxy::FaultProxy::start(proxy_listener, format!("127.0.0.1:{broker_port}"));
-    let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
-    let broker = LocalBroker::start_advertising(binary, broker_port, proxy_port, Storage::Memory, quiet).await?;
+    let broker = start_local_broker(Some(vec![proxy_port])).await?;
+    let proxy = proxy::FaultProxy::start(proxy_listener, broker.bootstrap());
     Ok((proxy, broker))
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use kfn::avro::{RegistryClient, SchemaCache};
 use kfn::config::Config;
-use kfn::dev::{ensure_installed, LocalBroker, Storage};
+use kfn::dev::LocalCluster;
 use kfn::kafka::fetch::ConsumedRecord;
 use kfn::kafka::{Admin, Cluster, ConnectOptions};
 use kfn::registry::{RegistryConfig, RegistryServer};
@@ -46,7 +46,7 @@ pub struct OrderSystem {
     // Dropped in field order: replicas first, then the registry, then the broker.
     replicas: Vec<Replica>,
     registry: Option<RegistryServer>,
-    _broker: LocalBroker,
+    _broker: LocalCluster,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -96,11 +96,8 @@ impl OrderSystem {
     /// `CARGO_BIN_EXE_kfn-test-replica`), and waits until each answers /readyz.
     pub async fn start(replica_binary: &Path, replicas: usize) -> anyhow::Result<OrderSystem> {
         crate::init_logs();
-        let binary = ensure_installed()?;
-        let port = kfn::dev::ports::free_port()?;
-        let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
-        let broker = LocalBroker::start(binary, port, Storage::Memory, quiet).await.context("starting tansu")?;
-        let cluster = Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default());
+        let broker = crate::start_local_broker(None).await.context("starting the broker")?;
+        let cluster = Cluster::new(broker.brokers(), ConnectOptions::default());
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let registry = RegistryServer::start(cluster.clone(), listener, RegistryConfig::default())
@@ -118,7 +115,7 @@ impl OrderSystem {
         let (mut http, mut admin) = (Vec::new(), Vec::new());
         for n in 0..replicas {
             let (h, a) = (free_addr()?, free_addr()?);
-            let text = rewrite_config(&shipped, &root, broker.addr(), &registry_url, h, a)?;
+            let text = rewrite_config(&shipped, &root, &broker.bootstrap(), &registry_url, h, a)?;
             let path = dir.join(format!("replica-{n}.toml"));
             std::fs::write(&path, text)?;
             configs.push(path);

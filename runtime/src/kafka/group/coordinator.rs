@@ -282,6 +282,28 @@ impl GroupClient {
         &mut self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
+        // UNSTABLE_OFFSET_COMMIT: a transaction holding offsets of these partitions is
+        // being completed; the Java consumer waits it out the same way.
+        let mut wait = Duration::from_millis(20);
+        let deadline = tokio::time::Instant::now() + self.cluster.options().request_timeout;
+        loop {
+            match self.committed_once(partitions).await {
+                Err(e) if e.is_retriable() && tokio::time::Instant::now() + wait < deadline => {
+                    if matches!(e, KafkaError::Broker { code: 14..=16, .. }) {
+                        self.reset_coordinator();
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn committed_once(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
         let conn = self.coordinator().await?;
         let version = conn.version_capped::<OffsetFetchRequest>(OFFSET_API_CAP)?;
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();

@@ -1,0 +1,473 @@
+//! Apache Kafka 4.4 as the local broker: one KRaft node in combined mode, or
+//! a three-node cluster, each node a child process that never outlives kfn.
+//!
+//! The jars come from Maven Central: kfn writes its pinned pom (`pom.xml`
+//! beside this file) into the cache and runs `mvn dependency:copy-dependencies`
+//! once, with Maven's progress shown; later starts reuse the folder. Each
+//! node gets a fresh data directory (removed when the cluster stops), is
+//! formatted with the cluster's id and a static controller quorum, and runs
+//! with small, fast settings (one partition per internal topic, no initial
+//! rebalance delay, a small heap).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kfn::dev::apache_kafka::KafkaError> {
+//! use kfn::dev::apache_kafka::{KafkaOptions, LocalKafka};
+//! let kafka = LocalKafka::start(KafkaOptions { nodes: 3, ..KafkaOptions::default() }).await?;
+//! println!("bootstrap: {}", kafka.bootstrap());
+//! kafka.stop();
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::broker::{BrokerError, LocalBroker};
+use super::ports::free_port;
+use super::tansu::{cache_dir, InstallError as CacheError};
+
+/// The Apache Kafka version kfn runs locally.
+pub const VERSION: &str = "4.4.0";
+
+/// The pom whose dependencies are the broker's classpath.
+const POM: &str = include_str!("apache_kafka/pom.xml");
+/// The nodes' log configuration.
+const LOG4J: &str = include_str!("apache_kafka/log4j2.yaml");
+
+/// Why the local Apache Kafka could not be installed or started.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// java or mvn is missing.
+    #[error("Apache Kafka needs `{tool}` on PATH ({why}); install it, e.g. `apt-get install {package}`, or use --broker tansu")]
+    MissingTool {
+        /// The command.
+        tool: &'static str,
+        /// What it is for.
+        why: &'static str,
+        /// A Debian package that provides it.
+        package: &'static str,
+    },
+    /// No cache directory.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// A step of installing or formatting failed.
+    #[error("Apache Kafka {VERSION}: `{step}` failed: {detail}")]
+    Step {
+        /// What was being done.
+        step: String,
+        /// Its error, exit status or output.
+        detail: String,
+    },
+    /// A file of the cluster could not be written.
+    #[error("Apache Kafka {VERSION}: cannot write {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A node did not start.
+    #[error("Apache Kafka node {node}: {source}")]
+    Node {
+        /// The node id.
+        node: u32,
+        /// The cause.
+        #[source]
+        source: BrokerError,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KafkaError + '_ {
+    move |source| KafkaError::Io { path: path.to_path_buf(), source }
+}
+
+/// The folder of Apache Kafka's jars (the classpath), installing them first if needed.
+///
+/// `KFN_KAFKA_LIBS` overrides the folder. The install runs `mvn` on kfn's
+/// pinned pom; a changed pom installs again.
+pub fn ensure_installed() -> Result<PathBuf, KafkaError> {
+    if let Some(dir) = std::env::var_os("KFN_KAFKA_LIBS") {
+        return Ok(PathBuf::from(dir));
+    }
+    let dir = cache_dir()?.join(format!("apache-kafka-{VERSION}"));
+    let libs = dir.join("libs");
+    let stamp = dir.join("pom.installed");
+    let installed = || std::fs::read_to_string(&stamp).is_ok_and(|s| s == POM) && libs.is_dir();
+    if installed() {
+        return Ok(libs);
+    }
+    // Test binaries start brokers at the same time: one installs, the others wait for it.
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let lock_path = dir.join("install.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+    lock.lock().map_err(io(&lock_path))?;
+    if installed() {
+        return Ok(libs);
+    }
+    java()?;
+    if Command::new("mvn").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        return Err(KafkaError::MissingTool {
+            tool: "mvn",
+            why: "to fetch Apache Kafka's jars from Maven Central once",
+            package: "maven",
+        });
+    }
+    eprintln!(
+        "kfn: installing Apache Kafka {VERSION} (its jars from Maven Central, with mvn) into {} ...",
+        dir.display()
+    );
+    let pom = dir.join("pom.xml");
+    std::fs::write(&pom, POM).map_err(io(&pom))?;
+    // Copy into a staging folder and rename at the end: an interrupted install is redone.
+    let staging = dir.join("libs.partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    let status = Command::new("mvn")
+        .args(["--batch-mode", "--file"])
+        .arg(&pom)
+        .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
+        .arg(format!("-DoutputDirectory={}", staging.display()))
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| KafkaError::Step { step: "mvn dependency:copy-dependencies".into(), detail: e.to_string() })?;
+    if !status.success() {
+        return Err(KafkaError::Step {
+            step: "mvn dependency:copy-dependencies".into(),
+            detail: format!("{status}; Maven's output is above"),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&libs);
+    std::fs::rename(&staging, &libs).map_err(io(&libs))?;
+    std::fs::write(&stamp, POM).map_err(io(&stamp))?;
+    eprintln!("kfn: Apache Kafka {VERSION} installed");
+    Ok(libs)
+}
+
+/// The java binary: `$JAVA_HOME/bin/java`, else `java` on PATH.
+fn java() -> Result<PathBuf, KafkaError> {
+    let java = std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin").join("java"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("java"));
+    match Command::new(&java).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(_) => Ok(java),
+        Err(_) => Err(KafkaError::MissingTool {
+            tool: "java",
+            why: "a Java 17 or newer runtime runs the broker",
+            package: "openjdk-17-jre-headless",
+        }),
+    }
+}
+
+/// How to run the local cluster.
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// Nodes, each broker and controller (1, or 3 for replication 3).
+    pub nodes: u32,
+    /// Client port of the first node; node `n` listens on `port + n - 1`. None: free ports.
+    pub port: Option<u16>,
+    /// Client ports to advertise instead of the listening ones (e.g. a fault-injecting proxy in tests).
+    pub advertised_ports: Option<Vec<u16>>,
+    /// Where the nodes keep their data; None: a fresh directory removed when the cluster stops.
+    pub data_dir: Option<PathBuf>,
+    /// Broker settings beyond kfn's defaults (`name`, `value`).
+    pub overrides: Vec<(String, String)>,
+    /// Discard the nodes' output (else it goes to stderr).
+    pub quiet: bool,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self { nodes: 1, port: None, advertised_ports: None, data_dir: None, overrides: Vec::new(), quiet: true }
+    }
+}
+
+/// A running local Apache Kafka cluster; stopped on [`LocalKafka::stop`] or drop.
+pub struct LocalKafka {
+    nodes: Vec<Option<LocalBroker>>,
+    specs: Vec<NodeSpec>,
+    libs: PathBuf,
+    quiet: bool,
+    bootstrap: String,
+    /// The data directory, removed at the end when kfn made it.
+    owned_dir: Option<PathBuf>,
+}
+
+/// What a node is started with.
+#[derive(Debug, Clone)]
+struct NodeSpec {
+    id: u32,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl LocalKafka {
+    /// Installs Apache Kafka if needed, formats and starts the nodes, and
+    /// waits until every node accepts Kafka connections.
+    pub async fn start(options: KafkaOptions) -> Result<Self, KafkaError> {
+        let libs = tokio::task::spawn_blocking(ensure_installed)
+            .await
+            .map_err(|e| KafkaError::Step { step: "install".into(), detail: e.to_string() })??;
+        let java = java()?;
+        let n = options.nodes.max(1);
+        let free =
+            |_| free_port().map_err(|e| KafkaError::Step { step: "choose a port".into(), detail: e.to_string() });
+        let ports: Vec<u16> = match options.port {
+            Some(first) => (0..n as u16).map(|i| first + i).collect(),
+            None => (0..n).map(free).collect::<Result<_, _>>()?,
+        };
+        let controller_ports: Vec<u16> = (0..n).map(free).collect::<Result<_, _>>()?;
+        // Brokers talk to each other on a listener of their own, so clients' advertised ports
+        // (a proxy in tests) never carry replication or transaction markers.
+        let internal_ports: Vec<u16> = (0..n).map(free).collect::<Result<_, _>>()?;
+        let (root, owned_dir) = match &options.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let dir = std::env::temp_dir().join(format!("kfn-kafka-{}-{}", std::process::id(), ports[0]));
+                (dir.clone(), Some(dir))
+            }
+        };
+        let voters: Vec<String> =
+            controller_ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
+        let replication = if n >= 3 { 3 } else { 1 };
+        let cluster_id = random_id();
+        let mut specs = Vec::new();
+        let mut fresh = Vec::new();
+        for i in 0..n as usize {
+            let id = i as u32 + 1;
+            let dir = root.join(format!("node-{id}"));
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let advertised = options.advertised_ports.as_ref().and_then(|a| a.get(i).copied()).unwrap_or(ports[i]);
+            let mut settings = vec![
+                ("process.roles", "broker,controller".to_string()),
+                ("node.id", id.to_string()),
+                ("controller.quorum.voters", voters.join(",")),
+                (
+                    "listeners",
+                    format!(
+                        "PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                        ports[i], internal_ports[i], controller_ports[i]
+                    ),
+                ),
+                (
+                    "advertised.listeners",
+                    format!("PLAINTEXT://127.0.0.1:{advertised},INTERNAL://127.0.0.1:{}", internal_ports[i]),
+                ),
+                ("controller.listener.names", "CONTROLLER".into()),
+                (
+                    "listener.security.protocol.map",
+                    "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+                ),
+                ("inter.broker.listener.name", "INTERNAL".into()),
+                ("log.dirs", dir.join("data").display().to_string()),
+                // Internal topics: replicated like the user's topics, one partition each (fast to create and load).
+                ("offsets.topic.replication.factor", replication.to_string()),
+                ("offsets.topic.num.partitions", "1".into()),
+                ("transaction.state.log.replication.factor", replication.to_string()),
+                ("transaction.state.log.min.isr", replication.min(2).to_string()),
+                ("transaction.state.log.num.partitions", "1".into()),
+                ("share.coordinator.state.topic.replication.factor", replication.to_string()),
+                ("share.coordinator.state.topic.min.isr", replication.min(2).to_string()),
+                ("share.coordinator.state.topic.num.partitions", "1".into()),
+                // As in production: with three nodes an acknowledged write (acks=all) is on two of them.
+                ("min.insync.replicas", replication.min(2).to_string()),
+                // A group's first member need not wait 3 s for others.
+                ("group.initial.rebalance.delay.ms", "0".into()),
+                // Small and quick on a laptop: 2 MiB instead of 128 MiB for compaction, few threads.
+                ("log.cleaner.dedupe.buffer.size", "2097152".into()),
+                ("num.network.threads", "2".into()),
+                ("num.io.threads", "4".into()),
+                ("background.threads", "2".into()),
+                ("log.initial.task.delay.ms", "100".into()),
+                // Topics exist because functions.toml declares them, never because a client asked.
+                ("auto.create.topics.enable", "false".into()),
+                // ACLs can be created and listed (`kfn acls apply`); plaintext clients
+                // (User:ANONYMOUS) may do everything, as on a broker without ACLs.
+                ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into()),
+                ("super.users", "User:ANONYMOUS".into()),
+                ("allow.everyone.if.no.acl.found", "true".into()),
+            ];
+            for (k, v) in &options.overrides {
+                settings.retain(|(name, _)| name != k);
+                settings.push((k.as_str(), v.clone()));
+            }
+            let mut text = String::from("# Written by kfn for a local Apache Kafka node.\n");
+            for (k, v) in &settings {
+                text.push_str(&format!("{k}={v}\n"));
+            }
+            let props = dir.join("server.properties");
+            std::fs::write(&props, text).map_err(io(&props))?;
+            let log4j = dir.join("log4j2.yaml");
+            std::fs::write(&log4j, LOG4J).map_err(io(&log4j))?;
+            if !dir.join("data").join("meta.properties").is_file() {
+                fresh.push(dir.clone());
+            }
+            specs.push(NodeSpec { id, port: ports[i], dir });
+        }
+        // Format the new nodes side by side: each format is a JVM start of a few seconds.
+        let formats = fresh.into_iter().map(|dir| {
+            let (java, libs, cluster_id) = (java.clone(), libs.clone(), cluster_id.clone());
+            tokio::task::spawn_blocking(move || format_node(&java, &libs, &dir, &cluster_id))
+        });
+        for result in futures::future::join_all(formats).await {
+            result.map_err(|e| KafkaError::Step { step: "format".into(), detail: e.to_string() })??;
+        }
+        let bootstrap = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let mut kafka = LocalKafka { nodes: Vec::new(), specs, libs, quiet: options.quiet, bootstrap, owned_dir };
+        // Start every node before waiting for any: a node serves clients only once the quorum has formed.
+        for i in 0..kafka.specs.len() {
+            let node = kafka.spawn(i)?;
+            kafka.nodes.push(Some(node));
+        }
+        for i in 0..kafka.specs.len() {
+            kafka.wait(i).await?;
+        }
+        Ok(kafka)
+    }
+
+    fn spawn(&self, index: usize) -> Result<LocalBroker, KafkaError> {
+        let spec = &self.specs[index];
+        let java = java()?;
+        let mut cmd = Command::new(java);
+        cmd.args(["-Xms128m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
+            .arg(format!("-Dlog4j2.configurationFile={}", spec.dir.join("log4j2.yaml").display()))
+            .arg(format!("-Dkafka.logs.dir={}", spec.dir.join("logs").display()))
+            .arg("-cp")
+            .arg(classpath(&self.libs))
+            .arg("kafka.Kafka")
+            .arg(spec.dir.join("server.properties"));
+        let output = if self.quiet {
+            let log = spec.dir.join("node.log");
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io(&log))?;
+            let err = file.try_clone().map_err(io(&log))?;
+            cmd.stdout(file).stderr(err);
+            format!("its log is {}", log.display())
+        } else {
+            "its output is above".to_string()
+        };
+        LocalBroker::spawn(cmd, format!("127.0.0.1:{}", spec.port), output)
+            .map_err(|source| KafkaError::Node { node: spec.id, source })
+    }
+
+    async fn wait(&self, index: usize) -> Result<(), KafkaError> {
+        let Some(node) = &self.nodes[index] else { return Ok(()) };
+        node.wait_ready(Duration::from_secs(120))
+            .await
+            .map_err(|source| KafkaError::Node { node: self.specs[index].id, source })
+    }
+
+    /// The bootstrap list, `host:port` comma-separated.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// `host:port` of every node, in node-id order (node `n` at index `n - 1`).
+    pub fn addrs(&self) -> Vec<String> {
+        self.specs.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect()
+    }
+
+    /// Kills node `id` with SIGKILL (a crash, for tests); returns once it has exited.
+    pub fn kill(&mut self, id: u32) {
+        if let Some(node) = self.nodes.get_mut(id as usize - 1).and_then(Option::take) {
+            node.kill();
+        }
+    }
+
+    /// Starts node `id` again (after [`LocalKafka::kill`]) on its data and
+    /// waits until it accepts connections.
+    pub async fn restart(&mut self, id: u32) -> Result<(), KafkaError> {
+        let index = id as usize - 1;
+        if self.nodes.get(index).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let node = self.spawn(index)?;
+        self.nodes[index] = Some(node);
+        self.wait(index).await
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after 5 s) and removes the data kfn made.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        // Stop the nodes together: a node shutting down alone waits for the others' quorum.
+        let stopping: Vec<_> =
+            self.nodes.iter_mut().filter_map(Option::take).map(|n| std::thread::spawn(|| n.stop())).collect();
+        for s in stopping {
+            let _ = s.join();
+        }
+        if let Some(dir) = self.owned_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for LocalKafka {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn classpath(libs: &Path) -> String {
+    format!("{}/*", libs.display())
+}
+
+/// Formats a node's directory for `cluster_id` with the static quorum of its properties.
+fn format_node(java: &Path, libs: &Path, dir: &Path, cluster_id: &str) -> Result<(), KafkaError> {
+    let out = Command::new(java)
+        // A short-lived JVM: the quick compiler only, shared classes.
+        .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"])
+        .arg(format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.yaml").display()))
+        .arg("-cp")
+        .arg(classpath(libs))
+        .args(["kafka.tools.StorageTool", "format", "--cluster-id", cluster_id, "--config"])
+        .arg(dir.join("server.properties"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| KafkaError::Step { step: "kafka.tools.StorageTool format".into(), detail: e.to_string() })?;
+    if !out.status.success() {
+        let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if detail.is_empty() {
+            detail = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        return Err(KafkaError::Step {
+            step: format!("kafka.tools.StorageTool format {}", dir.display()),
+            detail: format!("{}: {detail}", out.status),
+        });
+    }
+    Ok(())
+}
+
+/// A cluster id as Kafka writes them: 16 random bytes, URL-safe base64, not starting with '-'.
+fn random_id() -> String {
+    loop {
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        for _ in 0..200 {
+            let id = random_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{id}");
+        }
+    }
+
+    #[test]
+    fn the_pom_pins_the_broker_version() {
+        assert!(POM.contains(&format!("<kafka.version>{VERSION}</kafka.version>")));
+        assert!(POM.contains("log4j-slf4j-impl"), "without the SLF4J binding the broker logs nothing");
+    }
+}

@@ -3,6 +3,8 @@
 //! exactly_once: the output, read with read_committed, holds exactly one
 //! output per input. at_least_once: nothing is lost. A SIGTERM under load
 //! (graceful shutdown) loses and duplicates nothing, even at_least_once.
+//! On a three-node Apache Kafka cluster, kill -9 of the broker leading the
+//! most partitions mid-stream loses and duplicates nothing either.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,10 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kfn::avro::{register_topic_schema, OutputEncoder, RegistryClient};
+use kfn::dev::apache_kafka::{KafkaOptions, LocalKafka};
 use kfn::kafka::consumer::{list_offset, LogEnd, PartitionReader};
 use kfn::kafka::fetch::Isolation;
 use kfn::kafka::group::protocol::TopicPartition;
 use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
+use kfn::kafka::{Admin, Cluster, ConnectOptions, NewTopic};
 use kfn::registry::{RegistryConfig, RegistryServer};
 use kfn_functions::events::{OrderCreated, OrderItem};
 use rust_decimal::Decimal;
@@ -29,8 +33,9 @@ const HOLD_FROM: usize = RECORDS * 3 / 4;
 struct Replica(Child);
 
 impl Replica {
-    /// Starts a replica; `hold` makes it stop working at order [`HOLD_FROM`].
-    fn start(config: &Path, log: &Path, hold: bool) -> Self {
+    /// Starts a replica whose handler takes `delay_us` per call; `hold` makes it
+    /// stop working at order [`HOLD_FROM`].
+    fn start(config: &Path, log: &Path, hold: bool, delay_us: u32) -> Self {
         let log = std::fs::File::create(log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfn-test-replica"));
         if hold {
@@ -40,7 +45,7 @@ impl Replica {
             .args(["run", "--config"])
             .arg(config)
             .env("KFN_LOG", "info")
-            .env("KFN_TEST_DELAY_US", "200")
+            .env("KFN_TEST_DELAY_US", delay_us.to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -70,13 +75,12 @@ impl Drop for Replica {
 }
 
 /// Reads a whole topic with kfn's read_committed reader: datum bytes per record.
-async fn read_all(topic: &str) -> Vec<Vec<u8>> {
-    let cluster = kfn_tests::cluster();
+async fn read_all(cluster: &Cluster, topic: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for p in 0..PARTITIONS {
         let tp = TopicPartition::new(topic, p);
         // tansu's ListOffsets(latest) can point inside the last batch: the fetches' stable offset corrects it.
-        let mut end = list_offset(&cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end offset");
+        let mut end = list_offset(cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end offset");
         let mut reader = PartitionReader::new(cluster.clone(), tp, 0, Isolation::ReadCommitted, LogEnd::Earliest);
         while reader.position() < end {
             let batch = reader.next().await.expect("fetch");
@@ -95,8 +99,8 @@ async fn read_all(topic: &str) -> Vec<Vec<u8>> {
 }
 
 /// Waits until the group committed at least `at_least` offsets over all partitions; returns the sum.
-async fn await_committed(group: &str, input: &str, at_least: i64, limit: Duration) -> i64 {
-    let mut client = kfn::kafka::group::coordinator::GroupClient::new(kfn_tests::cluster(), group);
+async fn await_committed(cluster: &Cluster, group: &str, input: &str, at_least: i64, limit: Duration) -> i64 {
+    let mut client = kfn::kafka::group::coordinator::GroupClient::new(cluster.clone(), group);
     let partitions: Vec<_> = (0..PARTITIONS).map(|p| TopicPartition::new(input, p)).collect();
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -109,10 +113,10 @@ async fn await_committed(group: &str, input: &str, at_least: i64, limit: Duratio
     }
 }
 
-async fn await_count(topic: &str, at_least: usize, limit: Duration) -> usize {
+async fn await_count(cluster: &Cluster, topic: &str, at_least: usize, limit: Duration) -> usize {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let n = read_all(topic).await.len();
+        let n = read_all(cluster, topic).await.len();
         if n >= at_least {
             return n;
         }
@@ -136,23 +140,48 @@ fn order(i: usize) -> OrderCreated {
     }
 }
 
-/// How the first replica is stopped mid-stream.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    /// SIGKILL: a crash.
+/// The fault made mid-stream.
+enum Fault<'a> {
+    /// SIGKILL of the replica: a crash.
     Kill,
-    /// SIGTERM: a graceful shutdown (finish in-flight work, commit, leave).
+    /// SIGTERM of the replica: a graceful shutdown (finish in-flight work, commit, leave).
     Term,
+    /// SIGKILL of the node of a three-node cluster that leads the most partitions of the
+    /// input and output, then its restart; the replica runs on.
+    KillLeadingBroker(&'a mut LocalKafka),
 }
 
-async fn crash_and_restart(guarantee: &str, ordering: &str, stop: Stop) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let cluster = kfn_tests::cluster();
+/// The broker id leading the most partitions of `topics`.
+async fn busiest_leader(cluster: &Cluster, topics: &[&str]) -> i32 {
+    let mut leads: HashMap<i32, usize> = HashMap::new();
+    for t in topics {
+        cluster.invalidate(t);
+        for p in cluster.topic(t).await.expect("metadata").partitions {
+            *leads.entry(p.leader).or_default() += 1;
+        }
+    }
+    leads.into_iter().max_by_key(|(id, n)| (*n, -id)).map(|(id, _)| id).expect("a leader")
+}
+
+async fn crash_and_restart(guarantee: &str, ordering: &str, fault: Fault<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (cluster, bootstrap, replication) = match &fault {
+        Fault::KillLeadingBroker(kafka) => {
+            (Cluster::new(kafka.addrs(), ConnectOptions::default()), kafka.bootstrap().to_string(), 3)
+        }
+        _ => (kfn_tests::cluster(), kfn_tests::broker().to_string(), 1),
+    };
     let suffix = kfn_tests::unique(guarantee);
     let (input, output, dlq) = (format!("in-{suffix}"), format!("out-{suffix}"), format!("dlq-{suffix}"));
-    for t in [&input, &output] {
-        kfn_tests::create_topic(t, PARTITIONS).await.expect("topic");
-    }
-    kfn_tests::create_topic(&dlq, 1).await.expect("topic");
+    let topic = |name: &String, partitions| NewTopic {
+        name: name.clone(),
+        partitions,
+        replication,
+        configs: Default::default(),
+    };
+    Admin::new(cluster.clone())
+        .create_topics(&[topic(&input, PARTITIONS), topic(&output, PARTITIONS), topic(&dlq, 1)])
+        .await
+        .expect("topics");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let registry_config = RegistryConfig { topic: format!("_schemas-{suffix}"), ..RegistryConfig::default() };
     let registry = RegistryServer::start(cluster.clone(), listener, registry_config).await.expect("registry");
@@ -200,17 +229,17 @@ shutdown_timeout = "5s"
 
 [topics."{input}"]
 partitions = {PARTITIONS}
-replication = 1
+replication = {replication}
 schema = "{schema}"
 
 [topics."{output}"]
 partitions = {PARTITIONS}
-replication = 1
+replication = {replication}
 schema = "{schema}"
 
 [topics."{dlq}"]
 partitions = 1
-replication = 1
+replication = {replication}
 
 [functions.{function}]
 handler = "passthrough"
@@ -221,25 +250,54 @@ ordering = "{ordering}"
 dead_letter = "{dlq}"
 "#,
             function = function,
-            broker = kfn_tests::broker(),
+            broker = bootstrap.replace(',', "\", \""),
             schema = schema_path.display(),
         ),
     )
     .expect("write config");
 
-    let replica = Replica::start(&config, &dir.join("first.log"), true);
-    let at_kill =
-        await_committed(&format!("kfn.{function}"), &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
-    match stop {
-        Stop::Kill => replica.kill9(),
-        Stop::Term => replica.terminate(),
-    }
-    assert!(at_kill < RECORDS as i64, "the replica finished before it was killed: the test proves nothing");
-    let replica = Replica::start(&config, &dir.join("second.log"), false);
-    await_count(&output, RECORDS, Duration::from_secs(180)).await;
-    replica.terminate();
+    let group = format!("kfn.{function}");
+    let at_fault = match fault {
+        Fault::Kill | Fault::Term => {
+            let replica = Replica::start(&config, &dir.join("first.log"), true, 200);
+            let at_fault =
+                await_committed(&cluster, &group, &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
+            if matches!(fault, Fault::Kill) {
+                replica.kill9()
+            } else {
+                replica.terminate()
+            }
+            let replica = Replica::start(&config, &dir.join("second.log"), false, 200);
+            await_count(&cluster, &output, RECORDS, Duration::from_secs(180)).await;
+            replica.terminate();
+            at_fault
+        }
+        Fault::KillLeadingBroker(kafka) => {
+            // One replica throughout, slowed (5 ms a record, 3,334 records a partition) so the
+            // fault lands mid-stream: the first chunks commit after about 10 s, 7 s remain.
+            let replica = Replica::start(&config, &dir.join("replica.log"), false, 5000);
+            let at_fault =
+                await_committed(&cluster, &group, &input, RECORDS as i64 / 4, Duration::from_secs(120)).await;
+            let victim = busiest_leader(&cluster, &[&input, &output]).await;
+            eprintln!("killing broker {victim} at {at_fault} committed inputs");
+            kafka.kill(victim as u32);
+            // Two of three nodes keep acks=all writes going (min.insync.replicas=2).
+            let late = Producer::new(cluster.clone(), ProducerConfig::default()).await.expect("producer");
+            let mut value = Vec::new();
+            encoder.encode(&order(RECORDS), &mut value).expect("encode");
+            inputs.push(value[5..].to_vec());
+            let record = ProducerRecord::new(Some(format!("order-{RECORDS:05}").into()), Some(value.into()), 0);
+            let tp = TopicPartition::new(&input, 0);
+            late.send(&tp, vec![record]).await.expect("acks=all with one node of three down");
+            kafka.restart(victim as u32).await.expect("broker restarts");
+            await_count(&cluster, &output, inputs.len(), Duration::from_secs(180)).await;
+            replica.terminate();
+            at_fault
+        }
+    };
+    assert!(at_fault < RECORDS as i64, "the stream finished before the fault: the test proves nothing");
     registry.stop().await;
-    (inputs, read_all(&output).await)
+    (inputs, read_all(&cluster, &output).await)
 }
 
 /// Asserts that every input has exactly one output and nothing else was written.
@@ -255,7 +313,7 @@ fn assert_once_each(inputs: &[Vec<u8>], outputs: &[Vec<u8>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_survives_kill_9_without_duplicates() {
-    let (inputs, outputs) = crash_and_restart("exactly_once", "partition", Stop::Kill).await;
+    let (inputs, outputs) = crash_and_restart("exactly_once", "partition", Fault::Kill).await;
     assert_once_each(&inputs, &outputs);
     assert_eq!(outputs.len(), inputs.len());
 }
@@ -263,13 +321,13 @@ async fn exactly_once_survives_kill_9_without_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_with_key_ordering_survives_kill_9_without_duplicates() {
     // Keys in parallel: records finish out of offset order, yet only the finished prefix commits.
-    let (inputs, outputs) = crash_and_restart("exactly_once", "key", Stop::Kill).await;
+    let (inputs, outputs) = crash_and_restart("exactly_once", "key", Fault::Kill).await;
     assert_once_each(&inputs, &outputs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_survives_kill_9_without_loss() {
-    let (inputs, outputs) = crash_and_restart("at_least_once", "partition", Stop::Kill).await;
+    let (inputs, outputs) = crash_and_restart("at_least_once", "partition", Fault::Kill).await;
     let seen: std::collections::HashSet<&[u8]> = outputs.iter().map(Vec::as_slice).collect();
     let missing = inputs.iter().filter(|i| !seen.contains(i.as_slice())).count();
     assert_eq!(missing, 0, "{} outputs for {} inputs", outputs.len(), inputs.len());
@@ -278,6 +336,22 @@ async fn at_least_once_survives_kill_9_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_and_duplicates_nothing() {
-    let (inputs, outputs) = crash_and_restart("at_least_once", "partition", Stop::Term).await;
+    let (inputs, outputs) = crash_and_restart("at_least_once", "partition", Fault::Term).await;
     assert_once_each(&inputs, &outputs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_survives_kill_9_of_the_leading_broker_of_three() {
+    if kfn_tests::on_tansu() {
+        eprintln!("skipped: tansu has no replication; this test runs on Apache Kafka");
+        return;
+    }
+    let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+    let mut kafka =
+        LocalKafka::start(KafkaOptions { nodes: 3, quiet, ..KafkaOptions::default() }).await.expect("three nodes");
+    let (inputs, outputs) = crash_and_restart("exactly_once", "partition", Fault::KillLeadingBroker(&mut kafka)).await;
+    // 10,001 inputs: the last was written while the node was down.
+    assert_once_each(&inputs, &outputs);
+    assert_eq!(outputs.len(), inputs.len());
+    kafka.stop();
 }

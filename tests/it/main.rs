@@ -13,3 +13,4 @@ mod runtime;
 mod security;
 mod topics;
 mod tracking;
+mod transactions;

@@ -118,8 +118,10 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 pub mod app;
 pub mod group;
+pub mod java;
 pub mod moto;
 pub mod order_system;
+pub mod peer;
 pub mod proxy;
 pub mod python;
 pub mod security;

@@ -33,7 +33,30 @@ pub enum LogEnd {
 }
 
 /// The offset at one end of a partition's log.
+///
+/// Follows leadership: a moved leader (NOT_LEADER_OR_FOLLOWER after a broker
+/// failed over) or a lost connection refreshes the metadata and asks again,
+/// for up to the request timeout.
 pub async fn list_offset(
+    cluster: &Cluster,
+    tp: &TopicPartition,
+    end: LogEnd,
+    isolation: Isolation,
+) -> Result<i64, KafkaError> {
+    use backon::{ExponentialBuilder, Retryable};
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(1))
+        .with_total_delay(Some(cluster.options().request_timeout))
+        .without_max_times();
+    (|| list_offset_once(cluster, tp, end, isolation))
+        .retry(backoff)
+        .when(KafkaError::is_retriable)
+        .notify(|_, _| cluster.invalidate(&tp.topic))
+        .await
+}
+
+async fn list_offset_once(
     cluster: &Cluster,
     tp: &TopicPartition,
     end: LogEnd,

@@ -163,7 +163,9 @@ async fn busiest_leader(cluster: &Cluster, topics: &[&str]) -> i32 {
     leads.into_iter().max_by_key(|(id, n)| (*n, -id)).map(|(id, _)| id).expect("a leader")
 }
 
-async fn crash_and_restart(guarantee: &str, ordering: &str, fault: Fault<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// Runs the stream through `fault`; returns the inputs' datums, the outputs' datums
+/// (read_committed by kfn's reader) and the output topic.
+async fn crash_and_restart(guarantee: &str, ordering: &str, fault: Fault<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, String) {
     let (cluster, bootstrap, replication) = match &fault {
         Fault::KillLeadingBroker(kafka) => {
             (Cluster::new(kafka.addrs(), ConnectOptions::default()), kafka.bootstrap().to_string(), 3)
@@ -297,7 +299,8 @@ dead_letter = "{dlq}"
     };
     assert!(at_fault < RECORDS as i64, "the stream finished before the fault: the test proves nothing");
     registry.stop().await;
-    (inputs, read_all(&cluster, &output).await)
+    let outputs = read_all(&cluster, &output).await;
+    (inputs, outputs, output)
 }
 
 /// Asserts that every input has exactly one output and nothing else was written.
@@ -313,21 +316,35 @@ fn assert_once_each(inputs: &[Vec<u8>], outputs: &[Vec<u8>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_survives_kill_9_without_duplicates() {
-    let (inputs, outputs) = crash_and_restart("exactly_once", "partition", Fault::Kill).await;
+    let (inputs, outputs, topic) = crash_and_restart("exactly_once", "partition", Fault::Kill).await;
     assert_once_each(&inputs, &outputs);
     assert_eq!(outputs.len(), inputs.len());
+    // Apache Kafka's Java consumer, read_committed, sees the same: one output per input.
+    let expected = RECORDS.to_string();
+    let lines = kfn_tests::java::run("ReadCommitted", &[kfn_tests::broker(), &topic, &expected, "120"])
+        .await
+        .expect("the Java read_committed consumer");
+    let java: Vec<Vec<u8>> = lines
+        .lines()
+        .filter_map(|l| l.split("\"value_hex\":\"").nth(1))
+        .map(|hex| hex.trim_end_matches("\"}"))
+        .map(|hex| (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect())
+        .map(|value: Vec<u8>| value.get(5..).map(<[u8]>::to_vec).unwrap_or_default())
+        .collect();
+    assert_once_each(&inputs, &java);
+    assert_eq!(java.len(), inputs.len(), "records the Java consumer read");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_with_key_ordering_survives_kill_9_without_duplicates() {
     // Keys in parallel: records finish out of offset order, yet only the finished prefix commits.
-    let (inputs, outputs) = crash_and_restart("exactly_once", "key", Fault::Kill).await;
+    let (inputs, outputs, _) = crash_and_restart("exactly_once", "key", Fault::Kill).await;
     assert_once_each(&inputs, &outputs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_survives_kill_9_without_loss() {
-    let (inputs, outputs) = crash_and_restart("at_least_once", "partition", Fault::Kill).await;
+    let (inputs, outputs, _) = crash_and_restart("at_least_once", "partition", Fault::Kill).await;
     let seen: std::collections::HashSet<&[u8]> = outputs.iter().map(Vec::as_slice).collect();
     let missing = inputs.iter().filter(|i| !seen.contains(i.as_slice())).count();
     assert_eq!(missing, 0, "{} outputs for {} inputs", outputs.len(), inputs.len());
@@ -336,7 +353,7 @@ async fn at_least_once_survives_kill_9_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_and_duplicates_nothing() {
-    let (inputs, outputs) = crash_and_restart("at_least_once", "partition", Fault::Term).await;
+    let (inputs, outputs, _) = crash_and_restart("at_least_once", "partition", Fault::Term).await;
     assert_once_each(&inputs, &outputs);
 }
 
@@ -349,7 +366,8 @@ async fn exactly_once_survives_kill_9_of_the_leading_broker_of_three() {
     let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
     let mut kafka =
         LocalKafka::start(KafkaOptions { nodes: 3, quiet, ..KafkaOptions::default() }).await.expect("three nodes");
-    let (inputs, outputs) = crash_and_restart("exactly_once", "partition", Fault::KillLeadingBroker(&mut kafka)).await;
+    let (inputs, outputs, _) =
+        crash_and_restart("exactly_once", "partition", Fault::KillLeadingBroker(&mut kafka)).await;
     // 10,001 inputs: the last was written while the node was down.
     assert_once_each(&inputs, &outputs);
     assert_eq!(outputs.len(), inputs.len());

@@ -305,12 +305,15 @@ async fn the_order_system_settles_every_order_once(replicas: usize) {
             break;
         }
         assert!(system.replicas_alive(), "a replica exited; logs in {}", system.dir.display());
-        assert!(
-            Instant::now() < deadline,
-            "after {SETTLE:?}: {missing} orders without a terminal event, {notifications} of {expected_notifications} \
-             notifications; logs in {}",
-            system.dir.display()
-        );
+        if Instant::now() >= deadline {
+            let stuck: Vec<&str> = accepted.keys().map(String::as_str).filter(|id| !ended.contains(id)).collect();
+            let stages = system.diagnose(&stuck).await;
+            panic!(
+                "after {SETTLE:?}: {missing} orders without a terminal event, {notifications} of \
+                 {expected_notifications} notifications; {stages}; logs in {}",
+                system.dir.display()
+            );
+        }
         // Topics offer no change notification to a reader of whole topics: poll.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

@@ -6,6 +6,7 @@
 //! they are; only `[runtime]` addresses are rewritten and schema paths made
 //! absolute.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +16,9 @@ use anyhow::{anyhow, bail, Context};
 use kfn::avro::{RegistryClient, SchemaCache};
 use kfn::config::Config;
 use kfn::dev::LocalCluster;
-use kfn::kafka::fetch::ConsumedRecord;
+use kfn::kafka::consumer::{list_offset, LogEnd};
+use kfn::kafka::fetch::{ConsumedRecord, Isolation};
+use kfn::kafka::group::protocol::TopicPartition;
 use kfn::kafka::{Admin, Cluster, ConnectOptions};
 use kfn::registry::{RegistryConfig, RegistryServer};
 use serde::de::DeserializeOwned;
@@ -197,6 +200,64 @@ impl OrderSystem {
             out.push(datum.decode::<E>().with_context(|| format!("decoding a record of {topic}"))?);
         }
         Ok(out)
+    }
+
+    /// Where each of `orders` got to, for a test that gives up waiting: the
+    /// last topic of the pipeline holding its key (read_committed), and each
+    /// topic whose last stable offset is below its high watermark on some
+    /// partition (a transaction still open there holds readers back).
+    pub async fn diagnose(&self, orders: &[&str]) -> String {
+        const STAGES: [&str; 7] = [
+            "orders.created",
+            "orders.validated",
+            "payment.retry",
+            "payments.processed",
+            "inventory.reserved",
+            "shipments.created",
+            "orders.status",
+        ];
+        let mut reached: BTreeMap<&str, &str> = orders.iter().map(|o| (*o, "nowhere")).collect();
+        let mut open = Vec::new();
+        for stage in STAGES {
+            match self.read(stage).await {
+                Ok(records) => {
+                    for r in records {
+                        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+                        if let Some(at) = reached.get_mut(key.as_str()) {
+                            // orders.status is the tracker's view, not a stage: keep the stage.
+                            if stage != "orders.status" || *at == "nowhere" {
+                                *at = stage;
+                            }
+                        }
+                    }
+                }
+                Err(e) => open.push(format!("{stage}: unreadable ({e:#})")),
+            }
+            let partitions = self.cluster.topic(stage).await.map(|t| t.partitions.len()).unwrap_or(0);
+            for p in 0..partitions as i32 {
+                let tp = TopicPartition::new(stage, p);
+                let stable = list_offset(&self.cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await;
+                let high = list_offset(&self.cluster, &tp, LogEnd::Latest, Isolation::ReadUncommitted).await;
+                if let (Ok(stable), Ok(high)) = (stable, high) {
+                    if stable < high {
+                        open.push(format!("{tp}: last stable offset {stable} < high watermark {high}"));
+                    }
+                }
+            }
+        }
+        let mut by_stage: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (order, stage) in reached {
+            by_stage.entry(stage).or_default().push(order);
+        }
+        let stages: Vec<String> = by_stage
+            .iter()
+            .map(|(stage, ids)| format!("last seen in {stage}: {} ({})", ids.len(), ids.join(", ")))
+            .collect();
+        format!(
+            "{}; open transactions: {}",
+            stages.join("; "),
+            if open.is_empty() { "none".into() } else { open.join(", ") }
+        )
     }
 
     /// Whether every replica process is still running.

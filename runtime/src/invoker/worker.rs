@@ -107,13 +107,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
     let lag = shared.metrics.lag(&tp.topic, tp.partition);
     let delayed = shared.retry_topic.as_ref().is_some_and(|r| r.topic == tp.topic);
     tracing::info!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
-    // exactly_once keeps the chunked path: the streamed one lost offset commits of its
-    // transactions in a kill -9 test on the local broker (outputs committed, offsets not).
-    if shared.ordering == Ordering::Key
-        && shared.aggregate.is_none()
-        && !delayed
-        && shared.guarantee == Guarantee::AtLeastOnce
-    {
+    if shared.ordering == Ordering::Key && shared.aggregate.is_none() && !delayed {
         return super::keyed::run(shared.clone(), tp, reader, transactional, stop, start).await;
     }
     let mut committed = start;

@@ -148,7 +148,23 @@ pub struct PartitionReader {
     warned_trusting_broker: bool,
     /// The reader's own connection to the leader (a fetch is a long poll).
     conn: Option<Connection>,
+    /// Where and since when fetches bring nothing though the log holds more.
+    held: Option<Held>,
 }
+
+/// A reader standing still below the high watermark: with read_committed, a
+/// transaction left open holds it at the last stable offset.
+struct Held {
+    offset: i64,
+    since: std::time::Instant,
+    warned: bool,
+}
+
+/// How long a reader may stand still below the high watermark before it says so.
+///
+/// Above kfn's transaction timeout (60 s), after which Apache Kafka aborts a
+/// transaction its producer abandoned.
+const HELD_WARNING: Duration = Duration::from_secs(90);
 
 impl PartitionReader {
     /// A reader of `tp` starting at `position`; an out-of-range position resets to `reset`.
@@ -163,6 +179,7 @@ impl PartitionReader {
             failures: 0,
             warned_trusting_broker: false,
             conn: None,
+            held: None,
         }
     }
 
@@ -197,6 +214,7 @@ impl PartitionReader {
                 Ok(decoded) => {
                     self.failures = 0;
                     self.position = decoded.next_fetch_offset;
+                    self.watch_for_a_stall(&decoded);
                     return Ok(decoded);
                 }
                 Err(e) if e.is_retriable() || self.is_metadata_error(&e) => {
@@ -214,6 +232,31 @@ impl PartitionReader {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Warns once when fetches bring nothing for [`HELD_WARNING`] though the log
+    /// holds more records: a stall that would otherwise be silent.
+    fn watch_for_a_stall(&mut self, decoded: &DecodedPartition) {
+        let behind = decoded.records.is_empty() && decoded.high_watermark > decoded.next_fetch_offset;
+        if !behind {
+            self.held = None;
+            return;
+        }
+        let offset = decoded.next_fetch_offset;
+        let held = match &mut self.held {
+            Some(h) if h.offset == offset => h,
+            _ => self.held.insert(Held { offset, since: std::time::Instant::now(), warned: false }),
+        };
+        if !held.warned && held.since.elapsed() >= HELD_WARNING {
+            held.warned = true;
+            tracing::warn!(
+                partition = %self.tp, offset, high_watermark = decoded.high_watermark,
+                last_stable_offset = decoded.last_stable_offset, seconds = held.since.elapsed().as_secs(),
+                "no record delivered though the log holds more: a transaction left open holds read_committed \
+                 readers at the last stable offset until it ends (Apache Kafka aborts it after its producer's \
+                 transaction timeout; tansu only when its transactional id is initialised again)"
+            );
         }
     }
 

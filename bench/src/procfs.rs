@@ -25,28 +25,6 @@ fn clock_ticks_per_second() -> f64 {
     }
 }
 
-/// A child process of this process whose command line contains `needle`.
-///
-/// Scans every process's parent id: `/proc/self/task/*/children` would be
-/// shorter, but the kernel documents it as unreliable while processes come and go.
-pub fn find_child(needle: &str) -> Option<u32> {
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // After the command name's closing parenthesis: field 3 (state), then field 4 (the parent's pid).
-        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if parent != Some(me) {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(needle) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 /// Peak resident set size in bytes (`VmHWM`).
 pub fn peak_rss(pid: u32) -> std::io::Result<u64> {
     status_kib(pid, "VmHWM:").map(|kib| kib * 1024)

@@ -61,6 +61,8 @@ impl Machine {
 pub struct Report {
     /// The machine.
     pub machine: Machine,
+    /// The local broker, as the report names it.
+    pub broker: String,
     /// Records per passthrough run.
     pub records: i64,
     /// Size of one framed OrderCreated value in bytes.
@@ -124,10 +126,11 @@ impl Report {
         let _ = writeln!(md, "Run of {} on `{}`, {} CPUs ({}).\n", m.date, m.uname, m.nproc, m.cpu);
         let _ = writeln!(
             md,
-            "A fresh local broker (tansu, memory storage) and kfn's schema registry for the latency scenarios \
+            "A fresh local broker ({}) and kfn's schema registry for the latency scenarios \
              (end to end, HTTP), another for memory and passthrough; every service a child process. \
              Medians of {} repeats after one warm-up, (min–max) beside them. Records: OrderCreated with 3 items, \
              {} bytes framed; {} records per passthrough run over {} partitions.\n",
+            self.broker,
             self.repeats,
             self.record_bytes,
             thousands(self.records as f64),

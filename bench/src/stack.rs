@@ -1,12 +1,12 @@
-//! The one local stack every scenario runs against: a fresh tansu broker
-//! (memory storage, free port) and kfn's schema registry, plus the topic
-//! helpers the scenarios need.
+//! The one local stack every scenario runs against: a fresh local broker
+//! (Apache Kafka 4.4, one KRaft node, or tansu in memory; free ports) and
+//! kfn's schema registry, plus the topic helpers the scenarios need.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use kfn::dev::{ensure_installed, LocalBroker, Storage};
+use kfn::dev::{BrokerKind, LocalCluster, LocalOptions};
 
 use kfn::kafka::consumer::{list_offset, LogEnd, PartitionReader};
 use kfn::kafka::fetch::{FetchLimits, Isolation};
@@ -16,7 +16,7 @@ use kfn::registry::{RegistryConfig, RegistryServer};
 
 /// The broker, the registry, and where the run's files go.
 pub struct Stack {
-    broker: LocalBroker,
+    broker: LocalCluster,
     registry: RegistryServer,
     /// A cluster handle on the broker.
     pub cluster: Cluster,
@@ -28,44 +28,47 @@ pub struct Stack {
     pub run_dir: PathBuf,
     /// Where the benchmark binaries are (target/release).
     pub bin_dir: PathBuf,
-    /// The broker's process, to read its CPU time.
-    pub broker_pid: Option<u32>,
+    /// The broker's processes, to read their CPU time.
+    pub broker_pids: Vec<u32>,
 }
 
 impl Stack {
-    /// Starts the broker and the registry.
-    pub async fn start(root: &Path, run_dir: &Path, bin_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts the broker (of `kind`) and the registry.
+    pub async fn start(kind: BrokerKind, root: &Path, run_dir: &Path, bin_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let binary = tokio::task::spawn_blocking(ensure_installed).await?.context("installing the local broker")?;
-        let port = kfn::dev::ports::free_port()?;
-        let broker =
-            LocalBroker::start(binary, port, Storage::Memory, true).await.context("starting the local broker")?;
-        let cluster = Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default());
+        let options = LocalOptions { kind, nodes: 1, port: None, advertised_ports: None, quiet: true };
+        let broker = LocalCluster::start(options).await.context("starting the local broker")?;
+        let cluster = Cluster::new(broker.brokers(), ConnectOptions::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let registry = RegistryServer::start(cluster.clone(), listener, RegistryConfig::default())
             .await
             .context("starting the schema registry")?;
         let registry_url = format!("http://{}", registry.local_addr());
         Ok(Self {
-            broker,
             registry,
             cluster,
             registry_url,
             root: root.to_path_buf(),
             run_dir: run_dir.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),
-            broker_pid: crate::procfs::find_child(&format!("tcp://127.0.0.1:{port}")),
+            broker_pids: broker.pids(),
+            broker,
         })
     }
 
-    /// CPU time the broker has used so far (zero when its process was not found).
+    /// CPU time the broker has used so far (zero for a process that could not be read).
     pub fn broker_cpu(&self) -> Duration {
-        self.broker_pid.and_then(|pid| crate::procfs::cpu_time(pid).ok()).unwrap_or_default()
+        self.broker_pids.iter().filter_map(|pid| crate::procfs::cpu_time(*pid).ok()).sum()
     }
 
-    /// host:port of the broker.
-    pub fn brokers(&self) -> &str {
-        self.broker.addr()
+    /// The broker's bootstrap list.
+    pub fn brokers(&self) -> String {
+        self.broker.bootstrap()
+    }
+
+    /// Which broker runs.
+    pub fn kind(&self) -> BrokerKind {
+        self.broker.kind()
     }
 
     /// The OrderCreated schema file.

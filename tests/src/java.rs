@@ -45,7 +45,7 @@ fn build() -> anyhow::Result<String> {
     }
     eprintln!("kfn-tests: building the Java peers (tests/java) with mvn into {}", cache.display());
     let output = std::process::Command::new("mvn")
-        .args(["-q", "-B", "-f"])
+        .args(["-q", "-B", "-Dstyle.color=never", "-f"])
         .arg(module.join("pom.xml"))
         .args(["package", "dependency:copy-dependencies", "-DincludeScope=runtime"])
         .arg(format!("-Dkfn.build.dir={}", cache.join("build").display()))

@@ -1,6 +1,6 @@
 //! The benchmark: one local broker, every scenario, one table.
 //!
-//! `kfn-bench [--records N] [--repeats R] [--only passthrough,memory,e2e,http]
+//! `kfn-bench [--broker tansu|kafka] [--records N] [--repeats R] [--only passthrough,memory,e2e,http]
 //!            [--services pipe,rust,python,kfn-alo-1,kfn-alo-2,kfn-eos-1,kfn-eos-2]
 //!            [--http-seconds S] [--e2e-rate R1,R2] [--e2e-seconds S] [--out FILE|-]`
 //!
@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use kfn::dev::BrokerKind;
 use kfn_bench::report::{Machine, Report};
 use kfn_bench::services::{Guarantee, Service};
 use kfn_bench::stack::Stack;
 use kfn_bench::{e2e, http_bench, memory, order_system, orders, throughput};
 
 struct Options {
+    broker: BrokerKind,
     records: i64,
     repeats: usize,
     only: Vec<String>,
@@ -32,6 +34,7 @@ struct Options {
 
 fn options(root: &Path) -> anyhow::Result<Options> {
     let mut o = Options {
+        broker: BrokerKind::Tansu,
         records: 300_000,
         repeats: 3,
         only: Vec::new(),
@@ -45,6 +48,11 @@ fn options(root: &Path) -> anyhow::Result<Options> {
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "--broker" => {
+                let name = value()?;
+                o.broker =
+                    BrokerKind::parse(&name).with_context(|| format!("--broker {name}: expected kafka or tansu"))?
+            }
             "--records" => o.records = value()?.parse()?,
             "--repeats" => o.repeats = value()?.parse()?,
             "--only" => o.only = value()?.split(',').map(str::to_string).collect(),
@@ -83,8 +91,9 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("kfn-bench: logs and configs in {}", run_dir.display());
     let start = |name: &'static str| {
         let (root, run_dir, bin_dir) = (root.clone(), run_dir.join(name), bin_dir.clone());
+        let broker = o.broker;
         async move {
-            let stack = Stack::start(&root, &run_dir, &bin_dir).await?;
+            let stack = Stack::start(broker, &root, &run_dir, &bin_dir).await?;
             eprintln!("kfn-bench: {name}: broker {}, registry {}", stack.brokers(), stack.registry_url);
             anyhow::Ok(stack)
         }
@@ -92,6 +101,10 @@ async fn main() -> anyhow::Result<()> {
     let stack = start("latency").await?;
     let mut report = Report {
         machine: Machine::here(),
+        broker: match o.broker {
+            BrokerKind::Kafka => format!("Apache Kafka {}, one KRaft node", kfn::dev::apache_kafka::VERSION),
+            BrokerKind::Tansu => "tansu, memory storage".into(),
+        },
         records: o.records,
         partitions: PARTITIONS,
         repeats: o.repeats,

@@ -125,7 +125,8 @@ pub fn ensure_installed() -> Result<PathBuf, KafkaError> {
     let staging = dir.join("libs.partial");
     let _ = std::fs::remove_dir_all(&staging);
     let status = Command::new("mvn")
-        .args(["--batch-mode", "--file"])
+        // Debian's mvn colours its output even in batch mode unless told not to.
+        .args(["--batch-mode", "-Dstyle.color=never", "--file"])
         .arg(&pom)
         .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
         .arg(format!("-DoutputDirectory={}", staging.display()))
@@ -366,6 +367,11 @@ impl LocalKafka {
     /// `host:port` of every node, in node-id order (node `n` at index `n - 1`).
     pub fn addrs(&self) -> Vec<String> {
         self.specs.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect()
+    }
+
+    /// The process ids of the running nodes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().flatten().map(LocalBroker::pid).collect()
     }
 
     /// Kills node `id` with SIGKILL (a crash, for tests); returns once it has exited.

@@ -69,6 +69,7 @@ enum Control {
 pub struct LocalBroker {
     addr: String,
     output: String,
+    pid: u32,
     control: Option<mpsc::Sender<Control>>,
     exited: mpsc::Receiver<String>,
 }
@@ -123,23 +124,28 @@ impl LocalBroker {
         let binary = PathBuf::from(cmd.get_program());
         cmd.stdin(Stdio::null());
         let (control_tx, control_rx) = mpsc::channel::<Control>();
-        let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<()>>();
+        let (spawned_tx, spawned_rx) = mpsc::channel::<std::io::Result<u32>>();
         let (exited_tx, exited_rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
             .name(format!("broker-{addr}"))
             .spawn(move || guard(cmd, control_rx, spawned_tx, exited_tx))
             .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
-        match spawned_rx.recv() {
-            Ok(Ok(())) => {}
+        let pid = match spawned_rx.recv() {
+            Ok(Ok(pid)) => pid,
             Ok(Err(source)) => return Err(BrokerError::Spawn { binary, source }),
             Err(_) => return Err(BrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") }),
-        }
-        Ok(LocalBroker { addr, output, control: Some(control_tx), exited: exited_rx })
+        };
+        Ok(LocalBroker { addr, output, pid, control: Some(control_tx), exited: exited_rx })
     }
 
     /// host:port of the broker.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The broker's process id (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Waits until the broker accepts Kafka connections (it gives no other readiness signal).
@@ -199,7 +205,7 @@ impl Drop for LocalBroker {
 fn guard(
     mut cmd: Command,
     control: mpsc::Receiver<Control>,
-    spawned: mpsc::Sender<std::io::Result<()>>,
+    spawned: mpsc::Sender<std::io::Result<u32>>,
     exited: mpsc::Sender<String>,
 ) {
     use std::os::unix::process::CommandExt;
@@ -220,7 +226,7 @@ fn guard(
             return;
         }
     };
-    let _ = spawned.send(Ok(()));
+    let _ = spawned.send(Ok(child.id()));
     loop {
         match control.recv_timeout(Duration::from_millis(200)) {
             Ok(Control::Stop(done)) => {

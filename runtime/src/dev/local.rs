@@ -123,6 +123,14 @@ impl LocalCluster {
         self.bootstrap().split(',').map(str::to_string).collect()
     }
 
+    /// The process ids of the broker's nodes (to read their CPU time).
+    pub fn pids(&self) -> Vec<u32> {
+        match self {
+            LocalCluster::Tansu(b) => vec![b.pid()],
+            LocalCluster::Kafka(k) => k.pids(),
+        }
+    }
+
     /// Which broker this is.
     pub fn kind(&self) -> BrokerKind {
         match self {

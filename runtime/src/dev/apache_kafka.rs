@@ -171,8 +171,6 @@ pub struct KafkaOptions {
     pub port: Option<u16>,
     /// Client ports to advertise instead of the listening ones (e.g. a fault-injecting proxy in tests).
     pub advertised_ports: Option<Vec<u16>>,
-    /// Where the nodes keep their data; None: a fresh directory removed when the cluster stops.
-    pub data_dir: Option<PathBuf>,
     /// Broker settings beyond kfn's defaults (`name`, `value`).
     pub overrides: Vec<(String, String)>,
     /// Discard the nodes' output (else it goes to stderr).
@@ -181,7 +179,7 @@ pub struct KafkaOptions {
 
 impl Default for KafkaOptions {
     fn default() -> Self {
-        Self { nodes: 1, port: None, advertised_ports: None, data_dir: None, overrides: Vec::new(), quiet: true }
+        Self { nodes: 1, port: None, advertised_ports: None, overrides: Vec::new(), quiet: true }
     }
 }
 
@@ -192,8 +190,8 @@ pub struct LocalKafka {
     libs: PathBuf,
     quiet: bool,
     bootstrap: String,
-    /// The data directory, removed at the end when kfn made it.
-    owned_dir: Option<PathBuf>,
+    /// The nodes' data, removed when the cluster stops.
+    root: Option<PathBuf>,
 }
 
 /// What a node is started with.
@@ -223,73 +221,25 @@ impl LocalKafka {
         // Brokers talk to each other on a listener of their own, so clients' advertised ports
         // (a proxy in tests) never carry replication or transaction markers.
         let internal_ports: Vec<u16> = (0..n).map(free).collect::<Result<_, _>>()?;
-        let (root, owned_dir) = match &options.data_dir {
-            Some(dir) => (dir.clone(), None),
-            None => {
-                let dir = std::env::temp_dir().join(format!("kfn-kafka-{}-{}", std::process::id(), ports[0]));
-                (dir.clone(), Some(dir))
-            }
-        };
+        let root = std::env::temp_dir().join(format!("kfn-kafka-{}-{}", std::process::id(), ports[0]));
+        let _ = std::fs::remove_dir_all(&root);
         let voters: Vec<String> =
             controller_ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
         let replication = if n >= 3 { 3 } else { 1 };
         let cluster_id = random_id();
         let mut specs = Vec::new();
-        let mut fresh = Vec::new();
         for i in 0..n as usize {
             let id = i as u32 + 1;
             let dir = root.join(format!("node-{id}"));
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             let advertised = options.advertised_ports.as_ref().and_then(|a| a.get(i).copied()).unwrap_or(ports[i]);
-            let mut settings = vec![
-                ("process.roles", "broker,controller".to_string()),
-                ("node.id", id.to_string()),
-                ("controller.quorum.voters", voters.join(",")),
-                (
-                    "listeners",
-                    format!(
-                        "PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                        ports[i], internal_ports[i], controller_ports[i]
-                    ),
-                ),
-                (
-                    "advertised.listeners",
-                    format!("PLAINTEXT://127.0.0.1:{advertised},INTERNAL://127.0.0.1:{}", internal_ports[i]),
-                ),
-                ("controller.listener.names", "CONTROLLER".into()),
-                (
-                    "listener.security.protocol.map",
-                    "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
-                ),
-                ("inter.broker.listener.name", "INTERNAL".into()),
-                ("log.dirs", dir.join("data").display().to_string()),
-                // Internal topics: replicated like the user's topics, one partition each (fast to create and load).
-                ("offsets.topic.replication.factor", replication.to_string()),
-                ("offsets.topic.num.partitions", "1".into()),
-                ("transaction.state.log.replication.factor", replication.to_string()),
-                ("transaction.state.log.min.isr", replication.min(2).to_string()),
-                ("transaction.state.log.num.partitions", "1".into()),
-                ("share.coordinator.state.topic.replication.factor", replication.to_string()),
-                ("share.coordinator.state.topic.min.isr", replication.min(2).to_string()),
-                ("share.coordinator.state.topic.num.partitions", "1".into()),
-                // As in production: with three nodes an acknowledged write (acks=all) is on two of them.
-                ("min.insync.replicas", replication.min(2).to_string()),
-                // A group's first member need not wait 3 s for others.
-                ("group.initial.rebalance.delay.ms", "0".into()),
-                // Small and quick on a laptop: 2 MiB instead of 128 MiB for compaction, few threads.
-                ("log.cleaner.dedupe.buffer.size", "2097152".into()),
-                ("num.network.threads", "2".into()),
-                ("num.io.threads", "4".into()),
-                ("background.threads", "2".into()),
-                ("log.initial.task.delay.ms", "100".into()),
-                // Topics exist because functions.toml declares them, never because a client asked.
-                ("auto.create.topics.enable", "false".into()),
-                // ACLs can be created and listed (`kfn acls apply`); plaintext clients
-                // (User:ANONYMOUS) may do everything, as on a broker without ACLs.
-                ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into()),
-                ("super.users", "User:ANONYMOUS".into()),
-                ("allow.everyone.if.no.acl.found", "true".into()),
-            ];
+            let listening = Listening {
+                client: ports[i],
+                advertised,
+                internal: internal_ports[i],
+                controller: controller_ports[i],
+            };
+            let mut settings = node_settings(id, &voters, listening, replication, &dir);
             for (k, v) in &options.overrides {
                 settings.retain(|(name, _)| name != k);
                 settings.push((k.as_str(), v.clone()));
@@ -302,21 +252,19 @@ impl LocalKafka {
             std::fs::write(&props, text).map_err(io(&props))?;
             let log4j = dir.join("log4j2.yaml");
             std::fs::write(&log4j, LOG4J).map_err(io(&log4j))?;
-            if !dir.join("data").join("meta.properties").is_file() {
-                fresh.push(dir.clone());
-            }
             specs.push(NodeSpec { id, port: ports[i], dir });
         }
-        // Format the new nodes side by side: each format is a JVM start of a few seconds.
-        let formats = fresh.into_iter().map(|dir| {
-            let (java, libs, cluster_id) = (java.clone(), libs.clone(), cluster_id.clone());
+        // Format the nodes side by side: each format is a JVM start of a few seconds.
+        let formats = specs.iter().map(|spec| {
+            let (java, libs, cluster_id, dir) = (java.clone(), libs.clone(), cluster_id.clone(), spec.dir.clone());
             tokio::task::spawn_blocking(move || format_node(&java, &libs, &dir, &cluster_id))
         });
         for result in futures::future::join_all(formats).await {
             result.map_err(|e| KafkaError::Step { step: "format".into(), detail: e.to_string() })??;
         }
         let bootstrap = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-        let mut kafka = LocalKafka { nodes: Vec::new(), specs, libs, quiet: options.quiet, bootstrap, owned_dir };
+        let mut kafka =
+            LocalKafka { nodes: Vec::new(), specs, libs, quiet: options.quiet, bootstrap, root: Some(root) };
         // Start every node before waiting for any: a node serves clients only once the quorum has formed.
         for i in 0..kafka.specs.len() {
             let node = kafka.spawn(i)?;
@@ -405,7 +353,7 @@ impl LocalKafka {
         for s in stopping {
             let _ = s.join();
         }
-        if let Some(dir) = self.owned_dir.take() {
+        if let Some(dir) = self.root.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -415,6 +363,75 @@ impl Drop for LocalKafka {
     fn drop(&mut self) {
         self.stop_inner();
     }
+}
+
+/// The ports a node listens on.
+#[derive(Debug, Clone, Copy)]
+struct Listening {
+    /// Clients (PLAINTEXT).
+    client: u16,
+    /// What clients are told to connect to (a proxy in tests, else `client`).
+    advertised: u16,
+    /// Broker to broker: replication and transaction markers.
+    internal: u16,
+    /// The KRaft quorum.
+    controller: u16,
+}
+
+/// The server.properties of node `id`: combined mode, three listeners, small and fast.
+fn node_settings<'a>(
+    id: u32,
+    voters: &[String],
+    at: Listening,
+    replication: u32,
+    dir: &Path,
+) -> Vec<(&'a str, String)> {
+    vec![
+        ("process.roles", "broker,controller".to_string()),
+        ("node.id", id.to_string()),
+        ("controller.quorum.voters", voters.join(",")),
+        (
+            "listeners",
+            format!(
+                "PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                at.client, at.internal, at.controller
+            ),
+        ),
+        (
+            "advertised.listeners",
+            format!("PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{}", at.advertised, at.internal),
+        ),
+        ("controller.listener.names", "CONTROLLER".into()),
+        ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into()),
+        ("inter.broker.listener.name", "INTERNAL".into()),
+        ("log.dirs", dir.join("data").display().to_string()),
+        // Internal topics: replicated like the user's topics, one partition each (fast to create and load).
+        ("offsets.topic.replication.factor", replication.to_string()),
+        ("offsets.topic.num.partitions", "1".into()),
+        ("transaction.state.log.replication.factor", replication.to_string()),
+        ("transaction.state.log.min.isr", replication.min(2).to_string()),
+        ("transaction.state.log.num.partitions", "1".into()),
+        ("share.coordinator.state.topic.replication.factor", replication.to_string()),
+        ("share.coordinator.state.topic.min.isr", replication.min(2).to_string()),
+        ("share.coordinator.state.topic.num.partitions", "1".into()),
+        // As in production: with three nodes an acknowledged write (acks=all) is on two of them.
+        ("min.insync.replicas", replication.min(2).to_string()),
+        // A group's first member need not wait 3 s for others.
+        ("group.initial.rebalance.delay.ms", "0".into()),
+        // Small and quick on a laptop: 2 MiB instead of 128 MiB for compaction, few threads.
+        ("log.cleaner.dedupe.buffer.size", "2097152".into()),
+        ("num.network.threads", "2".into()),
+        ("num.io.threads", "4".into()),
+        ("background.threads", "2".into()),
+        ("log.initial.task.delay.ms", "100".into()),
+        // Topics exist because functions.toml declares them, never because a client asked.
+        ("auto.create.topics.enable", "false".into()),
+        // ACLs can be created and listed (`kfn acls apply`); plaintext clients
+        // (User:ANONYMOUS) may do everything, as on a broker without ACLs.
+        ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into()),
+        ("super.users", "User:ANONYMOUS".into()),
+        ("allow.everyone.if.no.acl.found", "true".into()),
+    ]
 }
 
 fn classpath(libs: &Path) -> String {

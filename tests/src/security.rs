@@ -1,7 +1,7 @@
-//! Harness of the SASL and TLS tests: a SCRAM broker (crates.io tansu 0.6.0
-//! on SQLite, the only tansu build here with SASL), a TLS-terminating stunnel
-//! in front of the usual broker, certificates made with rcgen, and a proxy
-//! that rewrites the broker's final SCRAM message.
+//! Harness of the SASL and TLS tests: a SCRAM broker (Apache Kafka with a
+//! SASL_PLAINTEXT client listener), a TLS-terminating stunnel in front of the
+//! usual broker, certificates made with rcgen, and a proxy that rewrites the
+//! broker's final SCRAM message.
 //!
 //! Every child process dies with its guard ([`Child`]): on drop, and through
 //! `PR_SET_PDEATHSIG` when the test binary dies without unwinding.
@@ -19,38 +19,9 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ResponseHeader, SaslAuthenticateResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use kfn::dev::{ensure_installed, LocalBroker, Storage};
-use kfn::kafka::{ConnectOptions, Connection};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// The tansu with SASL: `KFN_TEST_TANSU_SASL`, else `~/.cargo/bin/tansu`.
-///
-/// Panics (the test fails, it is never skipped) when neither exists or the
-/// binary is not 0.6.0: CI installs it (.ci/run).
-pub fn tansu_sasl_binary() -> PathBuf {
-    let (path, from) = match std::env::var_os("KFN_TEST_TANSU_SASL") {
-        Some(path) => (PathBuf::from(path), "KFN_TEST_TANSU_SASL"),
-        None => {
-            (PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo/bin/tansu"), "the default path")
-        }
-    };
-    assert!(
-        path.is_file(),
-        "the SASL tests need crates.io tansu 0.6.0, which is not at {} ({from}); install it with \
-         `cargo install tansu --version 0.6.0 --locked --features dynostore,libsql` (8-14 minutes; .ci/run does it) \
-         or point KFN_TEST_TANSU_SASL at it",
-        path.display()
-    );
-    let version =
-        Command::new(&path).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    match version {
-        Ok(v) if v.split_whitespace().any(|w| w == "0.6.0") => path,
-        other => {
-            panic!("{} is not tansu 0.6.0 (--version said {other:?}); the SASL tests are pinned to it", path.display())
-        }
-    }
-}
 
 /// A child process killed on drop.
 pub struct Child {
@@ -105,79 +76,33 @@ impl Drop for Child {
     }
 }
 
-/// Waits until `addr` answers ApiVersions (without SASL or TLS).
-async fn await_kafka(addr: &str, child: &mut Child) -> anyhow::Result<()> {
-    let options = ConnectOptions { connect_timeout: Duration::from_secs(2), ..ConnectOptions::default() };
-    let start = Instant::now();
-    loop {
-        child.check_running()?;
-        match Connection::connect(addr, &options).await {
-            Ok(_) => return Ok(()),
-            Err(e) if start.elapsed() > Duration::from_secs(30) => {
-                bail!("{addr} did not answer within 30 s: {e}; output:\n{}", child.output_tail())
-            }
-            // The process gives no readiness signal: poll its port.
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 /// A user with a password on the SCRAM broker.
 pub const USER: &str = "kfn-test";
 /// That user's password.
 pub const PASSWORD: &str = "kfn-test-secret";
 
-/// tansu 0.6.0 on SQLite that requires SASL, with [`USER`] registered for
-/// SCRAM-SHA-256 and SCRAM-SHA-512.
+/// Apache Kafka whose client listener requires SASL/SCRAM, with [`USER`]
+/// registered for SCRAM-SHA-256 and SCRAM-SHA-512 (at format time).
 pub struct SaslBroker {
-    addr: String,
-    _broker: Child,
-    _dir: tempfile::TempDir,
+    kafka: kfn::dev::apache_kafka::LocalKafka,
 }
 
 impl SaslBroker {
-    /// Creates the user on a broker without `--authentication`, then restarts
-    /// it with it on the same SQLite file (the only way tansu 0.6.0 takes users).
+    /// Starts a one-node cluster of its own.
     pub async fn start() -> anyhow::Result<Self> {
-        let binary = tansu_sasl_binary();
-        let dir = tempfile::tempdir()?;
-        let port = kfn::dev::ports::free_port()?;
-        let addr = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{addr}");
-        let broker = |authenticated: bool| {
-            let mut cmd = Command::new(&binary);
-            // tansu resolves sqlite://<name> against its working directory.
-            cmd.current_dir(dir.path())
-                .arg("broker")
-                .args(["--listener-url", &url, "--advertised-listener-url", &url])
-                .args(["--storage-engine", "sqlite://tansu.db"]);
-            if authenticated {
-                cmd.arg("--authentication");
-            }
-            cmd
+        let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+        let options = kfn::dev::apache_kafka::KafkaOptions {
+            scram_users: vec![(USER.to_string(), PASSWORD.to_string())],
+            quiet,
+            ..Default::default()
         };
-
-        let mut open = Child::spawn(broker(false), &dir.path().join("setup.log"))?;
-        await_kafka(&addr, &mut open).await.context("tansu (setup, no authentication)")?;
-        for mechanism in ["scram256", "scram512"] {
-            let out = Command::new(&binary)
-                .args(["user", "create", "--broker", &url, "--mechanism", mechanism, USER, PASSWORD])
-                .output()
-                .context("tansu user create")?;
-            if !out.status.success() {
-                bail!("tansu user create {mechanism} failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-        drop(open);
-
-        let mut secured = Child::spawn(broker(true), &dir.path().join("broker.log"))?;
-        await_kafka(&addr, &mut secured).await.context("tansu (with --authentication)")?;
-        Ok(Self { addr, _broker: secured, _dir: dir })
+        let kafka = kfn::dev::apache_kafka::LocalKafka::start(options).await.context("Apache Kafka with SCRAM")?;
+        Ok(Self { kafka })
     }
 
     /// host:port of the broker.
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.kafka.bootstrap()
     }
 }
 

@@ -173,13 +173,24 @@ pub struct KafkaOptions {
     pub advertised_ports: Option<Vec<u16>>,
     /// Broker settings beyond kfn's defaults (`name`, `value`).
     pub overrides: Vec<(String, String)>,
+    /// SCRAM users (name, password), created at format time for SCRAM-SHA-256 and
+    /// SCRAM-SHA-512. When there are any, the client listener requires SASL/SCRAM
+    /// (SASL_PLAINTEXT); broker to broker stays on its own plaintext listener.
+    pub scram_users: Vec<(String, String)>,
     /// Discard the nodes' output (else it goes to stderr).
     pub quiet: bool,
 }
 
 impl Default for KafkaOptions {
     fn default() -> Self {
-        Self { nodes: 1, port: None, advertised_ports: None, overrides: Vec::new(), quiet: true }
+        Self {
+            nodes: 1,
+            port: None,
+            advertised_ports: None,
+            overrides: Vec::new(),
+            scram_users: Vec::new(),
+            quiet: true,
+        }
     }
 }
 
@@ -240,6 +251,19 @@ impl LocalKafka {
                 controller: controller_ports[i],
             };
             let mut settings = node_settings(id, &voters, listening, replication, &dir);
+            if !options.scram_users.is_empty() {
+                const SCRAM_SERVER: &str = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+                settings.retain(|(k, _)| *k != "listener.security.protocol.map");
+                settings.extend([
+                    (
+                        "listener.security.protocol.map",
+                        "PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".to_string(),
+                    ),
+                    ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512".into()),
+                    ("listener.name.plaintext.scram-sha-256.sasl.jaas.config", SCRAM_SERVER.into()),
+                    ("listener.name.plaintext.scram-sha-512.sasl.jaas.config", SCRAM_SERVER.into()),
+                ]);
+            }
             for (k, v) in &options.overrides {
                 settings.retain(|(name, _)| name != k);
                 settings.push((k.as_str(), v.clone()));
@@ -255,9 +279,17 @@ impl LocalKafka {
             specs.push(NodeSpec { id, port: ports[i], dir });
         }
         // Format the nodes side by side: each format is a JVM start of a few seconds.
+        let scram: Vec<String> = options
+            .scram_users
+            .iter()
+            .flat_map(|(name, password)| {
+                ["SCRAM-SHA-256", "SCRAM-SHA-512"].map(|m| format!("{m}=[name={name},password={password}]"))
+            })
+            .collect();
         let formats = specs.iter().map(|spec| {
             let (java, libs, cluster_id, dir) = (java.clone(), libs.clone(), cluster_id.clone(), spec.dir.clone());
-            tokio::task::spawn_blocking(move || format_node(&java, &libs, &dir, &cluster_id))
+            let scram = scram.clone();
+            tokio::task::spawn_blocking(move || format_node(&java, &libs, &dir, &cluster_id, &scram))
         });
         for result in futures::future::join_all(formats).await {
             result.map_err(|e| KafkaError::Step { step: "format".into(), detail: e.to_string() })??;
@@ -368,7 +400,7 @@ impl Drop for LocalKafka {
 /// The ports a node listens on.
 #[derive(Debug, Clone, Copy)]
 struct Listening {
-    /// Clients (PLAINTEXT).
+    /// Clients (the PLAINTEXT listener; SASL_PLAINTEXT with SCRAM users).
     client: u16,
     /// What clients are told to connect to (a proxy in tests, else `client`).
     advertised: u16,
@@ -438,8 +470,9 @@ fn classpath(libs: &Path) -> String {
     format!("{}/*", libs.display())
 }
 
-/// Formats a node's directory for `cluster_id` with the static quorum of its properties.
-fn format_node(java: &Path, libs: &Path, dir: &Path, cluster_id: &str) -> Result<(), KafkaError> {
+/// Formats a node's directory for `cluster_id` with the static quorum of its
+/// properties, adding the SCRAM credentials `scram` (`MECHANISM=[name=..,password=..]`).
+fn format_node(java: &Path, libs: &Path, dir: &Path, cluster_id: &str, scram: &[String]) -> Result<(), KafkaError> {
     let out = Command::new(java)
         // A short-lived JVM: the quick compiler only, shared classes.
         .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"])
@@ -448,6 +481,7 @@ fn format_node(java: &Path, libs: &Path, dir: &Path, cluster_id: &str) -> Result
         .arg(classpath(libs))
         .args(["kafka.tools.StorageTool", "format", "--cluster-id", cluster_id, "--config"])
         .arg(dir.join("server.properties"))
+        .args(scram.iter().flat_map(|s| ["--add-scram", s.as_str()]))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| KafkaError::Step { step: "kafka.tools.StorageTool format".into(), detail: e.to_string() })?;

@@ -1,6 +1,6 @@
-//! SASL/SCRAM against Apache Kafka (a SASL_PLAINTEXT client listener, users
-//! created at format time), TLS through stunnel in front of the usual broker,
-//! and ACL admin.
+//! SASL/SCRAM and TLS against Apache Kafka (a SASL_PLAINTEXT client listener
+//! with users created at format time; an SSL one, with and without client
+//! certificates), and ACL admin.
 
 use std::time::{Duration, Instant};
 
@@ -151,8 +151,8 @@ fn tls_options(ca: &std::path::Path, client: Option<&kfn_tests::security::Issued
 }
 
 #[tokio::test]
-async fn tls_through_stunnel_with_the_ca_from_functions_toml() {
-    let tls = TlsBroker::start(false).await.expect("broker behind stunnel");
+async fn tls_with_the_ca_from_functions_toml() {
+    let tls = TlsBroker::start(false).await.expect("broker with TLS");
     // The [security] table as a user writes it; paths relative to the file.
     let toml = format!(
         "[runtime]\nbrokers = [\"{}\"]\n\n[security]\nprotocol = \"SSL\"\ntls = {{ ca = \"ca.pem\" }}\n",
@@ -167,7 +167,7 @@ async fn tls_through_stunnel_with_the_ca_from_functions_toml() {
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_refused() {
-    let tls = TlsBroker::start(false).await.expect("broker behind stunnel");
+    let tls = TlsBroker::start(false).await.expect("broker with TLS");
     let started = Instant::now();
     let err = Connection::connect(&tls.addr, &tls_options(&tls.other_ca, None)).await.expect_err("unknown issuer");
     let message = err.to_string();
@@ -178,23 +178,18 @@ async fn a_certificate_from_another_ca_is_refused() {
 
 #[tokio::test]
 async fn a_client_certificate_is_presented_when_configured() {
-    let tls = TlsBroker::start(true).await.expect("broker behind stunnel requiring client certificates");
+    let tls = TlsBroker::start(true).await.expect("broker requiring client certificates");
+    // The broker demands a certificate of the client CA (ssl.client.auth=required):
+    // the round trip works only if kfn presents its own.
     let cluster = Cluster::new(vec![tls.addr.clone()], tls_options(&tls.ca, Some(&tls.client)));
     round_trip(&cluster, "mtls").await;
 
-    assert!(
-        tls.await_log("Certificate accepted at depth=0: CN=kfn-client", Duration::from_secs(5)).await,
-        "stunnel never saw kfn's client certificate"
-    );
-
-    // Without one, stunnel ends the handshake. Under TLS 1.3 the client learns
-    // it only when it reads, so the error is a closed connection.
+    // Without one the broker ends the handshake. Under TLS 1.3 the client learns
+    // it only when it reads, so the error is a refused or closed connection, not a timeout.
+    let started = Instant::now();
     let err = Connection::connect(&tls.addr, &tls_options(&tls.ca, None)).await.expect_err("no client certificate");
     assert!(!matches!(err, KafkaError::Timeout { .. }), "expected a refusal, not a timeout: {err:?}");
-    assert!(
-        tls.await_log("peer did not return a certificate", Duration::from_secs(5)).await,
-        "stunnel did not refuse the connection for a missing certificate: {err}"
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?} to refuse", started.elapsed());
 }
 
 #[tokio::test]

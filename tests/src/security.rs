@@ -1,80 +1,21 @@
-//! Harness of the SASL and TLS tests: a SCRAM broker (Apache Kafka with a
-//! SASL_PLAINTEXT client listener), a TLS-terminating stunnel in front of the
-//! usual broker, certificates made with rcgen, and a proxy that rewrites the
+//! Harness of the SASL and TLS tests: Apache Kafka with a SCRAM client
+//! listener (SASL_PLAINTEXT) or a TLS one (SSL, optionally demanding a client
+//! certificate), certificates made with rcgen, and a proxy that rewrites the
 //! broker's final SCRAM message.
-//!
-//! Every child process dies with its guard ([`Child`]): on drop, and through
-//! `PR_SET_PDEATHSIG` when the test binary dies without unwinding.
 
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ResponseHeader, SaslAuthenticateResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
-use kfn::dev::{ensure_installed, LocalBroker, Storage};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// A child process killed on drop.
-pub struct Child {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl Child {
-    /// Spawns `cmd` with stdout and stderr into `log`, tied to the calling thread's life.
-    pub fn spawn(mut cmd: Command, log: &Path) -> anyhow::Result<Self> {
-        use std::os::unix::process::CommandExt;
-        let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        cmd.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
-        Ok(Self { child, log: log.to_path_buf() })
-    }
-
-    /// The last lines the process wrote, for error messages.
-    pub fn output_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Fails when the process has exited.
-    pub fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("process exited ({status}); its output:\n{}", self.output_tail());
-        }
-        Ok(())
-    }
-
-    /// Kills the process at once: nothing a test needs is left in it (tansu
-    /// commits each SQLite write before it answers), and tansu takes seconds
-    /// to shut down gracefully.
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A user with a password on the SCRAM broker.
 pub const USER: &str = "kfn-test";
@@ -166,26 +107,25 @@ impl Ca {
     }
 }
 
-/// The usual local broker (calfkit tansu) reachable only through stunnel:
-/// its metadata advertises the stunnel port, so clients never bypass TLS.
+/// Apache Kafka whose client listener speaks TLS (SSL) with a certificate of
+/// the test's CA, for 127.0.0.1; with `require_client_cert` it demands a
+/// client certificate signed by the test's client CA.
 pub struct TlsBroker {
-    /// host:port of stunnel.
+    /// host:port of the TLS listener.
     pub addr: String,
-    /// The CA that signed stunnel's certificate (PEM).
+    /// The CA that signed the broker's certificate (PEM).
     pub ca: PathBuf,
     /// Another CA, which signed nothing here (PEM).
     pub other_ca: PathBuf,
-    /// A client certificate stunnel accepts when it requires one.
+    /// A client certificate the broker accepts when it requires one.
     pub client: Issued,
     /// The test's files.
     pub dir: tempfile::TempDir,
-    _stunnel: Child,
-    _broker: LocalBroker,
+    _kafka: kfn::dev::apache_kafka::LocalKafka,
 }
 
 impl TlsBroker {
-    /// Starts a broker and stunnel in front of it; with `require_client_cert`
-    /// stunnel demands a certificate signed by the test's client CA (`verify = 2`).
+    /// Starts a one-node cluster of its own with a TLS client listener.
     pub async fn start(require_client_cert: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let ca = Ca::new("kfn test CA")?;
@@ -195,79 +135,23 @@ impl TlsBroker {
         let ca_file = ca.write(&dir.path().join("ca.pem"))?;
         let client_ca_file = client_ca.write(&dir.path().join("client-ca.pem"))?;
         let other_ca = Ca::new("kfn unrelated CA")?.write(&dir.path().join("other-ca.pem"))?;
-
-        let tls_port = kfn::dev::ports::free_port()?;
-        let broker_port = kfn::dev::ports::free_port()?;
+        // Kafka's PEM keystore: the private key and the certificate in one file.
+        let keystore = dir.path().join("broker-keystore.pem");
+        std::fs::write(
+            &keystore,
+            format!("{}{}", std::fs::read_to_string(&server.key)?, std::fs::read_to_string(&server.cert)?),
+        )?;
         let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
-        let broker =
-            LocalBroker::start_advertising(ensure_installed()?, broker_port, tls_port, Storage::Memory, quiet).await?;
-
-        let mut conf = format!(
-            "foreground = yes\npid =\ndebug = notice\n\n[kafka]\naccept = 127.0.0.1:{tls_port}\n\
-             connect = 127.0.0.1:{broker_port}\ncert = {}\nkey = {}\n",
-            server.cert.display(),
-            server.key.display()
-        );
-        if require_client_cert {
-            conf.push_str(&format!("verify = 2\nCAfile = {}\n", client_ca_file.display()));
-        }
-        let conf_file = dir.path().join("stunnel.conf");
-        std::fs::write(&conf_file, conf)?;
-        let mut cmd = Command::new(stunnel_binary());
-        cmd.arg(&conf_file);
-        let mut stunnel = Child::spawn(cmd, &dir.path().join("stunnel.log"))?;
-        await_listening(tls_port, &mut stunnel).await.context("stunnel")?;
-        Ok(Self {
-            addr: format!("127.0.0.1:{tls_port}"),
-            ca: ca_file,
-            other_ca,
-            client,
-            dir,
-            _stunnel: stunnel,
-            _broker: broker,
-        })
-    }
-}
-
-impl TlsBroker {
-    /// Waits until stunnel's log holds `needle`; false after `limit`.
-    pub async fn await_log(&self, needle: &str, limit: Duration) -> bool {
-        let log = self.dir.path().join("stunnel.log");
-        let start = Instant::now();
-        loop {
-            if std::fs::read_to_string(&log).is_ok_and(|text| text.contains(needle)) {
-                return true;
-            }
-            if start.elapsed() > limit {
-                return false;
-            }
-            // stunnel writes its log line after the handshake ends.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Debian's stunnel4 installs both names; either will do.
-fn stunnel_binary() -> &'static str {
-    if Path::new("/usr/bin/stunnel4").exists() {
-        "/usr/bin/stunnel4"
-    } else {
-        "stunnel"
-    }
-}
-
-/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
-async fn await_listening(port: u16, child: &mut Child) -> anyhow::Result<()> {
-    let start = Instant::now();
-    loop {
-        child.check_running()?;
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            bail!("nothing listens on port {port} after 20 s; output:\n{}", child.output_tail());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let options = kfn::dev::apache_kafka::KafkaOptions {
+            tls: Some(kfn::dev::apache_kafka::ServerTls {
+                keystore,
+                client_ca: require_client_cert.then(|| client_ca_file.clone()),
+            }),
+            quiet,
+            ..Default::default()
+        };
+        let kafka = kfn::dev::apache_kafka::LocalKafka::start(options).await.context("Apache Kafka with TLS")?;
+        Ok(Self { addr: kafka.bootstrap().to_string(), ca: ca_file, other_ca, client, dir, _kafka: kafka })
     }
 }
 

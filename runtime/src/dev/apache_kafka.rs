@@ -175,8 +175,11 @@ pub struct KafkaOptions {
     pub overrides: Vec<(String, String)>,
     /// SCRAM users (name, password), created at format time for SCRAM-SHA-256 and
     /// SCRAM-SHA-512. When there are any, the client listener requires SASL/SCRAM
-    /// (SASL_PLAINTEXT); broker to broker stays on its own plaintext listener.
+    /// (SASL_PLAINTEXT, or SASL_SSL with `tls`); broker to broker stays on its own
+    /// plaintext listener.
     pub scram_users: Vec<(String, String)>,
+    /// TLS on the client listener (SSL, or SASL_SSL with SCRAM users).
+    pub tls: Option<ServerTls>,
     /// Discard the nodes' output (else it goes to stderr).
     pub quiet: bool,
 }
@@ -189,8 +192,57 @@ impl Default for KafkaOptions {
             advertised_ports: None,
             overrides: Vec::new(),
             scram_users: Vec::new(),
+            tls: None,
             quiet: true,
         }
+    }
+}
+
+/// TLS of the client listener, from PEM files (KIP-651).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The broker's private key (PKCS#8, unencrypted) and certificate chain, in one PEM file.
+    pub keystore: PathBuf,
+    /// The CAs whose client certificates are accepted; with it, a client certificate is required.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl KafkaOptions {
+    /// The client listener's security protocol.
+    fn client_protocol(&self) -> &'static str {
+        match (self.scram_users.is_empty(), self.tls.is_some()) {
+            (true, false) => "PLAINTEXT",
+            (false, false) => "SASL_PLAINTEXT",
+            (true, true) => "SSL",
+            (false, true) => "SASL_SSL",
+        }
+    }
+
+    /// Settings of the client listener's SASL and TLS.
+    fn client_security(&self) -> Vec<(&'static str, String)> {
+        const SCRAM_SERVER: &str = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+        let mut settings = Vec::new();
+        if !self.scram_users.is_empty() {
+            settings.extend([
+                ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512".to_string()),
+                ("listener.name.client.scram-sha-256.sasl.jaas.config", SCRAM_SERVER.into()),
+                ("listener.name.client.scram-sha-512.sasl.jaas.config", SCRAM_SERVER.into()),
+            ]);
+        }
+        if let Some(tls) = &self.tls {
+            settings.extend([
+                ("listener.name.client.ssl.keystore.type", "PEM".to_string()),
+                ("listener.name.client.ssl.keystore.location", tls.keystore.display().to_string()),
+            ]);
+            if let Some(ca) = &tls.client_ca {
+                settings.extend([
+                    ("listener.name.client.ssl.truststore.type", "PEM".to_string()),
+                    ("listener.name.client.ssl.truststore.location", ca.display().to_string()),
+                    ("listener.name.client.ssl.client.auth", "required".into()),
+                ]);
+            }
+        }
+        settings
     }
 }
 
@@ -210,6 +262,8 @@ pub struct LocalKafka {
 struct NodeSpec {
     id: u32,
     port: u16,
+    /// The plaintext broker-to-broker port: readiness is checked there, whatever the clients' security.
+    internal: u16,
     dir: PathBuf,
 }
 
@@ -251,19 +305,12 @@ impl LocalKafka {
                 controller: controller_ports[i],
             };
             let mut settings = node_settings(id, &voters, listening, replication, &dir);
-            if !options.scram_users.is_empty() {
-                const SCRAM_SERVER: &str = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
-                settings.retain(|(k, _)| *k != "listener.security.protocol.map");
-                settings.extend([
-                    (
-                        "listener.security.protocol.map",
-                        "PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".to_string(),
-                    ),
-                    ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512".into()),
-                    ("listener.name.plaintext.scram-sha-256.sasl.jaas.config", SCRAM_SERVER.into()),
-                    ("listener.name.plaintext.scram-sha-512.sasl.jaas.config", SCRAM_SERVER.into()),
-                ]);
-            }
+            settings.retain(|(k, _)| *k != "listener.security.protocol.map");
+            settings.push((
+                "listener.security.protocol.map",
+                format!("CLIENT:{},INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT", options.client_protocol()),
+            ));
+            settings.extend(options.client_security());
             for (k, v) in &options.overrides {
                 settings.retain(|(name, _)| name != k);
                 settings.push((k.as_str(), v.clone()));
@@ -276,7 +323,7 @@ impl LocalKafka {
             std::fs::write(&props, text).map_err(io(&props))?;
             let log4j = dir.join("log4j2.yaml");
             std::fs::write(&log4j, LOG4J).map_err(io(&log4j))?;
-            specs.push(NodeSpec { id, port: ports[i], dir });
+            specs.push(NodeSpec { id, port: ports[i], internal: internal_ports[i], dir });
         }
         // Format the nodes side by side: each format is a JVM start of a few seconds.
         let scram: Vec<String> = options
@@ -328,7 +375,7 @@ impl LocalKafka {
         } else {
             "its output is above".to_string()
         };
-        LocalBroker::spawn(cmd, format!("127.0.0.1:{}", spec.port), output)
+        LocalBroker::spawn(cmd, format!("127.0.0.1:{}", spec.internal), output)
             .map_err(|source| KafkaError::Node { node: spec.id, source })
     }
 
@@ -400,7 +447,7 @@ impl Drop for LocalKafka {
 /// The ports a node listens on.
 #[derive(Debug, Clone, Copy)]
 struct Listening {
-    /// Clients (the PLAINTEXT listener; SASL_PLAINTEXT with SCRAM users).
+    /// Clients (the CLIENT listener: PLAINTEXT, or SASL and TLS as the options say).
     client: u16,
     /// What clients are told to connect to (a proxy in tests, else `client`).
     advertised: u16,
@@ -425,16 +472,13 @@ fn node_settings<'a>(
         (
             "listeners",
             format!(
-                "PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+                "CLIENT://127.0.0.1:{},INTERNAL://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
                 at.client, at.internal, at.controller
             ),
         ),
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://127.0.0.1:{},INTERNAL://127.0.0.1:{}", at.advertised, at.internal),
-        ),
+        ("advertised.listeners", format!("CLIENT://127.0.0.1:{},INTERNAL://127.0.0.1:{}", at.advertised, at.internal)),
         ("controller.listener.names", "CONTROLLER".into()),
-        ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into()),
+        ("listener.security.protocol.map", "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into()),
         ("inter.broker.listener.name", "INTERNAL".into()),
         ("log.dirs", dir.join("data").display().to_string()),
         // Internal topics: replicated like the user's topics, one partition each (fast to create and load).

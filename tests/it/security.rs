@@ -193,6 +193,39 @@ async fn a_client_certificate_is_presented_when_configured() {
 }
 
 #[tokio::test]
+async fn scram_over_tls_works_and_a_wrong_password_is_one_clear_error() {
+    // SASL_SSL, as production runs: TLS with the broker's CA, then SCRAM inside it.
+    let broker = TlsBroker::start_with(false, true).await.expect("broker with SASL_SSL");
+    let secured = |mechanism, password: &str| ConnectOptions {
+        sasl: Some(SaslCredentials::new(mechanism, USER, password)),
+        ..tls_options(&broker.ca, None)
+    };
+    for mechanism in SCRAM {
+        let cluster = Cluster::new(vec![broker.addr.clone()], secured(mechanism, PASSWORD));
+        round_trip(&cluster, &format!("sasl-ssl-{}", mechanism.as_str().to_lowercase())).await;
+
+        let err = Connection::connect(&broker.addr, &secured(mechanism, "not-the-password"))
+            .await
+            .expect_err("a wrong password over TLS");
+        let message = err.to_string();
+        assert!(message.contains(mechanism.as_str()) && message.contains(USER), "{message}");
+        assert!(!message.contains("not-the-password"), "the password leaked into the error: {message}");
+        assert!(!err.is_retriable(), "{message}");
+    }
+    // TLS alone is not enough on that listener.
+    let anonymous = Admin::new(Cluster::new(vec![broker.addr.clone()], tls_options(&broker.ca, None)));
+    let refused = anonymous
+        .create_topics(&[NewTopic {
+            name: kfn_tests::unique("anon"),
+            partitions: 1,
+            replication: 1,
+            configs: Default::default(),
+        }])
+        .await;
+    assert!(refused.is_err(), "the SASL_SSL listener let a client without credentials create a topic");
+}
+
+#[tokio::test]
 async fn acls_are_applied_without_error() {
     let registry = kfn_functions::registry();
     let config = kfn::config::Config::load_file_only(&kfn_tests::workspace_root().join("functions.toml"), &registry)

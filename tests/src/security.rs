@@ -127,6 +127,12 @@ pub struct TlsBroker {
 impl TlsBroker {
     /// Starts a one-node cluster of its own with a TLS client listener.
     pub async fn start(require_client_cert: bool) -> anyhow::Result<Self> {
+        Self::start_with(require_client_cert, false).await
+    }
+
+    /// Like [`TlsBroker::start`], the listener also requiring SASL/SCRAM as
+    /// [`USER`] (SASL_SSL) when `scram`.
+    pub async fn start_with(require_client_cert: bool, scram: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let ca = Ca::new("kfn test CA")?;
         let client_ca = Ca::new("kfn test client CA")?;
@@ -147,6 +153,7 @@ impl TlsBroker {
                 keystore,
                 client_ca: require_client_cert.then(|| client_ca_file.clone()),
             }),
+            scram_users: if scram { vec![(USER.to_string(), PASSWORD.to_string())] } else { Vec::new() },
             quiet,
             ..Default::default()
         };

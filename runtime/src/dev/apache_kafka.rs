@@ -286,6 +286,7 @@ impl LocalKafka {
         // Brokers talk to each other on a listener of their own, so clients' advertised ports
         // (a proxy in tests) never carry replication or transaction markers.
         let internal_ports: Vec<u16> = (0..n).map(free).collect::<Result<_, _>>()?;
+        remove_abandoned_data();
         let root = std::env::temp_dir().join(format!("kfn-kafka-{}-{}", std::process::id(), ports[0]));
         let _ = std::fs::remove_dir_all(&root);
         let voters: Vec<String> =
@@ -508,6 +509,23 @@ fn node_settings<'a>(
         ("super.users", "User:ANONYMOUS".into()),
         ("allow.everyone.if.no.acl.found", "true".into()),
     ]
+}
+
+/// Removes the data of clusters whose kfn process is gone.
+///
+/// A cluster that lives as long as its process (the tests' shared broker) is
+/// never dropped, so its directory, `kfn-kafka-<pid>-<port>`, outlives it.
+fn remove_abandoned_data() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix("kfn-kafka-")).and_then(|rest| rest.split('-').next());
+        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 fn classpath(libs: &Path) -> String {

@@ -14,14 +14,16 @@ use kfn::kafka::security::{self as sec, Mechanism, SaslCredentials, SecurityErro
 use kfn::kafka::{Admin, Cluster, ConnectOptions, Connection, KafkaError, NewTopic};
 use kfn_tests::security::{SaslBroker, SaslProxy, TlsBroker, PASSWORD, USER};
 
+/// Asks `cluster` to create a fresh one-partition topic.
+async fn create_one_topic(cluster: &Cluster, prefix: &str) -> Result<String, KafkaError> {
+    let name = kfn_tests::unique(prefix);
+    let topic = NewTopic { name: name.clone(), partitions: 1, replication: 1, configs: Default::default() };
+    Admin::new(cluster.clone()).create_topics(&[topic]).await.map(|_| name)
+}
+
 /// Creates a topic through `cluster`, produces one record and fetches it back.
 async fn round_trip(cluster: &Cluster, what: &str) {
-    let topic = kfn_tests::unique(what);
-    let admin = Admin::new(cluster.clone());
-    admin
-        .create_topics(&[NewTopic { name: topic.clone(), partitions: 1, replication: 1, configs: Default::default() }])
-        .await
-        .unwrap_or_else(|e| panic!("{what}: create topic: {e}"));
+    let topic = create_one_topic(cluster, what).await.unwrap_or_else(|e| panic!("{what}: create topic: {e}"));
     let producer = Producer::new(cluster.clone(), ProducerConfig::default())
         .await
         .unwrap_or_else(|e| panic!("{what}: producer: {e}"));
@@ -54,15 +56,8 @@ const SCRAM: [Mechanism; 2] = [Mechanism::ScramSha256, Mechanism::ScramSha512];
 async fn scram_with_the_right_password_creates_a_topic_and_produces() {
     let broker = SaslBroker::start().await.expect("SASL broker");
     // Without credentials the broker refuses work: the test really needs SASL.
-    let anonymous = Admin::new(Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default()));
-    let refused = anonymous
-        .create_topics(&[NewTopic {
-            name: kfn_tests::unique("anon"),
-            partitions: 1,
-            replication: 1,
-            configs: Default::default(),
-        }])
-        .await;
+    let anonymous = Cluster::new(vec![broker.addr().to_string()], ConnectOptions::default());
+    let refused = create_one_topic(&anonymous, "anon").await;
     assert!(refused.is_err(), "the SASL listener let an unauthenticated client create a topic");
 
     for mechanism in SCRAM {
@@ -80,14 +75,7 @@ async fn a_wrong_password_fails_once_with_an_error_naming_mechanism_and_user() {
         let cluster =
             Cluster::new(vec![format!("127.0.0.1:{}", proxy.port)], sasl_options(mechanism, "not-the-password"));
         let started = Instant::now();
-        let result = Admin::new(cluster)
-            .create_topics(&[NewTopic {
-                name: kfn_tests::unique("denied"),
-                partitions: 1,
-                replication: 1,
-                configs: Default::default(),
-            }])
-            .await;
+        let result = create_one_topic(&cluster, "denied").await;
         let elapsed = started.elapsed();
         let err = result.expect_err("a wrong password must not connect");
         let message = err.to_string();
@@ -213,15 +201,8 @@ async fn scram_over_tls_works_and_a_wrong_password_is_one_clear_error() {
         assert!(!err.is_retriable(), "{message}");
     }
     // TLS alone is not enough on that listener.
-    let anonymous = Admin::new(Cluster::new(vec![broker.addr.clone()], tls_options(&broker.ca, None)));
-    let refused = anonymous
-        .create_topics(&[NewTopic {
-            name: kfn_tests::unique("anon"),
-            partitions: 1,
-            replication: 1,
-            configs: Default::default(),
-        }])
-        .await;
+    let anonymous = Cluster::new(vec![broker.addr.clone()], tls_options(&broker.ca, None));
+    let refused = create_one_topic(&anonymous, "anon").await;
     assert!(refused.is_err(), "the SASL_SSL listener let a client without credentials create a topic");
 }
 

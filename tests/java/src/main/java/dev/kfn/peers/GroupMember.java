@@ -12,7 +12,6 @@ import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.RangeAssignor;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
  * A consumer group member that waits for a stable assignment.
@@ -47,25 +46,13 @@ public final class GroupMember {
 
     private void run(String bootstrap, String topic, String group, int expected, int timeoutSeconds, String protocol) {
         Properties p = new Properties();
-        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
         if (protocol.equals("classic")) {
             // The consumer protocol refuses this setting: the broker assigns.
             p.put(ConsumerConfig.PARTITION_ASSIGNMENT_STRATEGY_CONFIG, RangeAssignor.class.getName());
         }
-        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
-        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.put(ConsumerConfig.ALLOW_AUTO_CREATE_TOPICS_CONFIG, "false");
-        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
-        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
-
-        KafkaConsumer<byte[], byte[]> consumer;
-        try {
-            consumer = new KafkaConsumer<>(p);
-        } catch (Exception e) {
-            throw Out.fail(1, "GroupMember: cannot create the consumer: " + Out.describe(e));
-        }
+        KafkaConsumer<byte[], byte[]> consumer = Out.consumer("GroupMember", bootstrap, p);
         long deadline = System.nanoTime() + Duration.ofSeconds(timeoutSeconds).toNanos();
         List<Integer> printed = List.of();
         try {

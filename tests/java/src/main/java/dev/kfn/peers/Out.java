@@ -8,6 +8,28 @@ import java.util.stream.Collectors;
 final class Out {
     private Out() {}
 
+    /**
+     * A byte-array consumer of {@code bootstrap} with {@code extra} settings: no
+     * auto-commit, from the earliest offset, never creating a topic. Exits naming
+     * {@code who} when the client refuses the settings.
+     */
+    static org.apache.kafka.clients.consumer.KafkaConsumer<byte[], byte[]> consumer(
+            String who, String bootstrap, java.util.Properties extra) {
+        var p = new java.util.Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("enable.auto.commit", "false");
+        p.put("auto.offset.reset", "earliest");
+        p.put("allow.auto.create.topics", "false");
+        p.put("key.deserializer", org.apache.kafka.common.serialization.ByteArrayDeserializer.class.getName());
+        p.put("value.deserializer", org.apache.kafka.common.serialization.ByteArrayDeserializer.class.getName());
+        p.putAll(extra);
+        try {
+            return new org.apache.kafka.clients.consumer.KafkaConsumer<>(p);
+        } catch (Exception e) {
+            throw fail(1, who + ": cannot create the consumer: " + describe(e));
+        }
+    }
+
     /** Prints one JSON object (already formatted) as a line and flushes stdout. */
     static void line(String json) {
         System.out.println(json);

@@ -42,9 +42,6 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<ExitCode> {
     let mut config = super::load(&args.config, &registry)?;
-    if args.broker == BrokerKind::Tansu && args.nodes > 1 {
-        anyhow::bail!("--nodes {}: tansu runs a single node; use --broker kafka", args.nodes);
-    }
     // Three nodes meet the declared replication; one node needs [local]'s.
     let replication = if args.nodes >= 3 {
         3

@@ -46,7 +46,7 @@ pub enum LocalError {
     #[error(transparent)]
     Kafka(#[from] KafkaError),
     /// tansu runs one node only.
-    #[error("tansu runs a single node; use --broker kafka for {0} nodes")]
+    #[error("--nodes {0}: tansu runs a single node; use --broker kafka for {0} nodes")]
     TansuNodes(u32),
     /// No free port.
     #[error("choosing a free port: {0}")]

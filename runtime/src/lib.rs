@@ -41,6 +41,7 @@ pub mod invoker;
 pub mod kafka;
 pub mod metrics;
 pub mod registry;
+pub mod scaffold;
 pub mod schema_check;
 pub mod table;
 pub mod trigger;

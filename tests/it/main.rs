@@ -10,6 +10,7 @@ mod producer;
 mod registry;
 mod restart;
 mod runtime;
+mod scaffold;
 mod security;
 mod topics;
 mod tracking;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::schema_check;
+use crate::{scaffold, schema_check};
 
 /// kfn: small functions on Kafka topics, declared in functions.toml.
 #[derive(Debug, Parser)]
@@ -82,6 +82,20 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Create a new project on kfn: a crate with two functions, functions.toml, schemas and a test.
+    ///
+    /// The project builds its own binary with every subcommand of this one;
+    /// `cd NAME && cargo run -- dev` runs it on a local Apache Kafka.
+    New {
+        /// The project's name: its package, binary and directory.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The kfn checkout to depend on by path (default: the one this kfn was built from).
+        #[arg(long, value_name = "DIR")]
+        kfn_path: Option<PathBuf>,
+    },
 }
 
 /// Parses the command line and runs it with the handlers of `registry`.
@@ -104,6 +118,7 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             Command::Topics { command } => topics::run(command, &registry).await,
             Command::Acls { command } => acls::run(command, &registry).await,
             Command::Dlq { command } => dlq::run(command, &registry).await,
+            Command::New { name, dir, kfn_path } => new_project(&name, dir, kfn_path),
         }
     });
     match result {
@@ -176,6 +191,17 @@ async fn check(
         }
     }
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `kfn new`: writes the project and says what to do next.
+fn new_project(name: &str, dir: Option<PathBuf>, kfn_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let project = scaffold::Project::new(name)?;
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let source = kfn_path.map_or_else(scaffold::KfnSource::of_this_build, scaffold::KfnSource::Path);
+    let files = project.write(&dir, &source)?;
+    println!("created {} ({} files)", dir.display(), files.len());
+    println!("next:\n  cd {}\n  cargo test\n  cargo run -- dev", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads the config or fails with every error listed.

@@ -31,6 +31,8 @@
 //! // dead_letter = "big_orders.dlq"
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod avro;
 pub mod cli;

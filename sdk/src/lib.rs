@@ -22,6 +22,8 @@
 //! assert!(registry.contains("validate_order"));
 //! ```
 
+#![warn(missing_docs)]
+
 mod aggregate;
 mod emit;
 mod error;

@@ -146,7 +146,9 @@ HTTP = dashboard(
               [(f"sum by (route, status) (rate(kfn_http_requests_total{RATE}))", "{{route}} {{status}}")],
               unit="reqps", width=24),
         panel("5xx ratio, by route",
-              [(f'sum by (route) (rate(kfn_http_requests_total{{status=~"5.."}}{RATE})) '
+              # "or 0 * ...": a route without any 5xx shows 0, not a gap.
+              [(f'(sum by (route) (rate(kfn_http_requests_total{{status=~"5.."}}{RATE})) '
+                f"or 0 * sum by (route) (rate(kfn_http_requests_total{RATE}))) "
                 f"/ sum by (route) (rate(kfn_http_requests_total{RATE}))", "{{route}}")],
               unit="percentunit"),
         panel("4xx per second, by route and status",

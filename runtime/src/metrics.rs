@@ -181,8 +181,15 @@ impl Metrics {
     }
 
     /// The handles of one function's metrics, resolved once.
+    ///
+    /// Every dead-letter reason's series is created at 0 here: Prometheus's
+    /// `increase()` cannot see a counter's first step when the series appears
+    /// already at 1, so an alert on the first dead letter would never fire.
     pub fn function(&self, function: &str) -> FunctionMetrics {
         let f = FunctionLabels { function: function.to_string() };
+        for reason in DEAD_LETTER_REASONS {
+            self.dead_letters.get_or_create(&ReasonLabels { function: function.into(), reason: (*reason).into() });
+        }
         let outcome = |o: &str| {
             self.invocations.get_or_create(&OutcomeLabels { function: function.into(), outcome: o.into() }).clone()
         };
@@ -202,6 +209,9 @@ impl Metrics {
         }
     }
 }
+
+/// The `reason` label values of `kfn_dead_letters_total` (the invoker's failure kinds that dead-letter).
+pub const DEAD_LETTER_REASONS: &[&str] = &["permanent", "retries_exhausted", "undecodable", "panic", "output"];
 
 /// One function's metric handles.
 #[derive(Clone)]

@@ -237,7 +237,7 @@ fn metric_sum(text: &str, sample: &str) -> f64 {
 }
 
 /// One system at a time: each runs 21 functions per replica on a machine of few cores.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn the_order_system_settles_every_order_once(replicas: usize) {
     let _turn = ONE_AT_A_TIME.lock().await;

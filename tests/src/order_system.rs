@@ -265,6 +265,11 @@ impl OrderSystem {
         self.replicas.iter_mut().all(|r| matches!(r.0.try_wait(), Ok(None)))
     }
 
+    /// Kills every replica (SIGKILL) and waits for each to exit; broker and registry go on.
+    pub fn kill_replicas(&mut self) {
+        self.replicas.clear();
+    }
+
     /// Stops the replicas (SIGTERM, graceful), then the registry and the broker.
     pub async fn stop(mut self) {
         for r in &self.replicas {

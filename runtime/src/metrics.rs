@@ -188,7 +188,9 @@ impl Metrics {
     pub fn function(&self, function: &str) -> FunctionMetrics {
         let f = FunctionLabels { function: function.to_string() };
         for reason in DEAD_LETTER_REASONS {
-            self.dead_letters.get_or_create(&ReasonLabels { function: function.into(), reason: (*reason).into() });
+            drop(
+                self.dead_letters.get_or_create(&ReasonLabels { function: function.into(), reason: (*reason).into() }),
+            );
         }
         let outcome = |o: &str| {
             self.invocations.get_or_create(&OutcomeLabels { function: function.into(), outcome: o.into() }).clone()

@@ -160,6 +160,50 @@ async fn place_orders(http: SocketAddr, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For the pictures of docs/operations.md (`scripts/render-panels`): orders
+/// at a steady rate with a burst in the middle for `KFN_PANELS_SECONDS`
+/// (default 120), then each panel's series over that time, one JSON file per
+/// panel in `dir`: {dashboard, title, unit, series: [{legend, points: [[t, v]]}]}.
+async fn record_panels(prometheus: &Prometheus, http: SocketAddr, dir: &Path) -> anyhow::Result<()> {
+    let seconds: u64 = std::env::var("KFN_PANELS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let start = kfn_sdk::now_ms() / 1000;
+    eprintln!("observability: {seconds} s of orders for the panels");
+    for tick in 0..seconds * 4 {
+        // 8 orders/s, 40/s during the middle fifth (a burst the lag panel shows).
+        let burst = (seconds * 2..seconds * 2 + seconds * 4 / 5).contains(&(tick * 2));
+        place_orders(http, if burst { 10 } else { 2 }).await?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let end = kfn_sdk::now_ms() / 1000;
+    std::fs::create_dir_all(dir)?;
+    let root = kfn_tests::workspace_root().join("dashboards");
+    for file in ["orders-overview.json", "function.json", "http.json"] {
+        let board: Value = serde_json::from_str(&std::fs::read_to_string(root.join(file))?)?;
+        for panel in board["panels"].as_array().into_iter().flatten() {
+            let mut series = Vec::new();
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                let expr = expr.replace("$__rate_interval", "15s").replace("$function", "payment");
+                let path = format!("/api/v1/query_range?query={}&start={start}&end={end}&step=2", encode(&expr));
+                for s in prometheus.api(&path).await?["result"].as_array().into_iter().flatten() {
+                    let mut legend = target["legendFormat"].as_str().unwrap_or_default().to_string();
+                    for (name, value) in s["metric"].as_object().into_iter().flatten() {
+                        legend = legend.replace(&format!("{{{{{name}}}}}"), value.as_str().unwrap_or_default());
+                    }
+                    series.push(serde_json::json!({ "legend": legend, "points": s["values"] }));
+                }
+            }
+            let out = serde_json::json!({
+                "dashboard": board["title"], "title": panel["title"],
+                "unit": panel["fieldConfig"]["defaults"]["unit"], "series": series,
+            });
+            let name = format!("{}-{:02}.json", file.trim_end_matches(".json"), panel["id"].as_u64().unwrap_or(0));
+            std::fs::write(dir.join(name), serde_json::to_string_pretty(&out)?)?;
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboards_and_alerts_work_on_a_real_prometheus() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -254,6 +298,10 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus() {
         })
         .await
         .expect("KfnDeadLetters fires");
+
+    if let Some(dir) = std::env::var_os("KFN_PANELS_OUT") {
+        record_panels(&prometheus, system.http[0], Path::new(&dir)).await.expect("panels recorded");
+    }
 
     // Every replica stopped: KfnNoReadyReplica becomes pending (it fires after 2 minutes).
     system.kill_replicas();

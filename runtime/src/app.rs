@@ -12,7 +12,7 @@ use crate::config::{Config, FunctionKind};
 use crate::endpoints::Readiness;
 use crate::invoker::outputs::{Output, Outputs};
 use crate::invoker::{start_function, FunctionHandle};
-use crate::kafka::producer::{Compression, Producer, ProducerConfig, SendError};
+use crate::kafka::producer::{Producer, ProducerConfig, SendError};
 use crate::kafka::{Cluster, KafkaError};
 use crate::metrics::Metrics;
 use crate::table::{query_routes, TableView};
@@ -90,11 +90,7 @@ impl App {
             idempotent: p.idempotent,
             linger: p.linger,
             max_batch_bytes: p.max_batch_bytes as usize,
-            compression: match p.compression {
-                crate::config::Compression::None => Compression::None,
-                crate::config::Compression::Lz4 => Compression::Lz4,
-                crate::config::Compression::Zstd => Compression::Zstd,
-            },
+            compression: p.compression,
             request_timeout: p.request_timeout,
             ..ProducerConfig::default()
         };

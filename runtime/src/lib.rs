@@ -33,14 +33,17 @@
 
 #![warn(missing_docs)]
 
+pub mod acls;
 pub mod app;
 pub mod avro;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod endpoints;
 pub mod invoker;
 pub mod kafka;
+pub mod kafka_settings;
 pub mod metrics;
 pub mod registry;
 pub mod scaffold;

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kfn::kafka::acl::{plan, AclBinding, AclFilter, Acls, Applied, Operation, PatternType, Principals, ResourceType};
+use kfn::acls::{plan, Principals};
+use kfn::kafka::acl::{AclBinding, AclFilter, Acls, Applied, Operation, PatternType, ResourceType};
 use kfn::kafka::consumer::{LogEnd, PartitionReader};
 use kfn::kafka::fetch::Isolation;
 use kfn::kafka::group::protocol::TopicPartition;

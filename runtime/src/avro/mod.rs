@@ -15,6 +15,7 @@
 //! ```
 
 pub mod api;
+pub mod cache;
 pub mod client;
 pub mod codec;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod framing;
 mod tests;
 
 pub use api::{CompatibilityCheck, CompatibilityLevel, RegisteredSchema, SchemaReference, SubjectVersion, Version};
+pub use cache::{register_topic_schema, SchemaCache};
 pub use client::{value_subject, BasicAuth, RegistryClient};
-pub use codec::{decode, register_topic_schema, OutputEncoder, SchemaCache, WriterDatum};
+pub use codec::{decode, OutputEncoder, WriterDatum};
 pub use error::{ApiError, ApiErrorKind, CodecError, FramingError, RegistryError};

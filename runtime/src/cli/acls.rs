@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::kafka::acl::{plan, AclBinding, AclFilter, Acls, Applied, Principals};
+use crate::acls::{plan, Principals};
+use crate::kafka::acl::{AclBinding, AclFilter, Acls, Applied};
 use crate::kafka::Cluster;
 
 /// ACL administration.

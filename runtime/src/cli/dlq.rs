@@ -205,8 +205,8 @@ fn report_text(report: &ReplayReport) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::kafka::Header;
     use bytes::Bytes;
-    use kfn_sdk::Header;
 
     use super::*;
 

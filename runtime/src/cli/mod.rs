@@ -7,6 +7,7 @@ mod dev;
 mod dlq;
 mod registry;
 mod run;
+mod signal;
 mod topics;
 
 use std::path::PathBuf;

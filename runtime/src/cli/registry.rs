@@ -40,7 +40,7 @@ pub async fn run(args: RegistryArgs, registry: &kfn_sdk::Registry) -> anyhow::Re
     let settings = RegistryConfig { topic: args.topic, replication: args.replication, ..RegistryConfig::default() };
     let server = RegistryServer::start(cluster, listener, settings).await.context("starting the schema registry")?;
     println!("kfn schema registry on http://{}", server.local_addr());
-    super::dev::shutdown_signal().await;
+    super::signal::shutdown_signal().await;
     eprintln!("kfn: stopping the schema registry");
     server.stop().await;
     Ok(ExitCode::SUCCESS)

@@ -38,7 +38,7 @@ pub(crate) async fn run_app(
     let running = app::start(app, only, shutdown_rx).await.context("starting the functions")?;
     print_listening(&running.listening);
     println!("Press Ctrl-C to stop.");
-    super::dev::shutdown_signal().await;
+    super::signal::shutdown_signal().await;
     eprintln!("kfn: stopping: finishing in-flight work (at most {shutdown_timeout:?}), committing, leaving the groups");
     let _ = shutdown_tx.send(true);
     // Revocation waits for each worker up to the shutdown timeout; leave a margin for commits and LeaveGroup.

@@ -129,16 +129,8 @@ pub struct ProducerSettings {
     pub request_timeout: Duration,
 }
 
-/// Record batch compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// No compression.
-    None,
-    /// LZ4 (fast; the default).
-    Lz4,
-    /// Zstandard (smaller).
-    Zstd,
-}
+/// Record batch compression: the Kafka layer's own type (functions.toml accepts none, lz4 and zstd).
+pub use crate::kafka::producer::Compression;
 
 /// Where a new consumer group starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,14 +141,8 @@ pub enum OffsetReset {
     Latest,
 }
 
-/// Transaction isolation of reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    /// Skip records of aborted and open transactions (the default).
-    ReadCommitted,
-    /// Read everything written.
-    ReadUncommitted,
-}
+/// Transaction isolation of reads: the Kafka layer's own type.
+pub use crate::kafka::fetch::Isolation;
 
 /// How kfn connects to the brokers.
 #[derive(Debug, Clone, Default)]

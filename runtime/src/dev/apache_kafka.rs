@@ -10,7 +10,7 @@
 //! rebalance delay, a small heap).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), kfn::dev::apache_kafka::KafkaError> {
+//! # async fn demo() -> Result<(), kfn::dev::apache_kafka::LocalKafkaError> {
 //! use kfn::dev::apache_kafka::{KafkaOptions, LocalKafka};
 //! let kafka = LocalKafka::start(KafkaOptions { nodes: 3, ..KafkaOptions::default() }).await?;
 //! println!("bootstrap: {}", kafka.bootstrap());
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use super::broker::{BrokerError, LocalBroker};
+use super::broker::{LocalBroker, LocalBrokerError};
 use super::ports::free_port;
 use super::tansu::{cache_dir, InstallError as CacheError};
 
@@ -38,7 +38,7 @@ const LOG4J: &str = include_str!("apache_kafka/log4j2.yaml");
 
 /// Why the local Apache Kafka could not be installed or started.
 #[derive(Debug, thiserror::Error)]
-pub enum KafkaError {
+pub enum LocalKafkaError {
     /// java or mvn is missing.
     #[error("Apache Kafka needs `{tool}` on PATH ({why}); install it, e.g. `apt-get install {package}`, or use --broker tansu")]
     MissingTool {
@@ -76,19 +76,19 @@ pub enum KafkaError {
         node: u32,
         /// The cause.
         #[source]
-        source: BrokerError,
+        source: LocalBrokerError,
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KafkaError + '_ {
-    move |source| KafkaError::Io { path: path.to_path_buf(), source }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LocalKafkaError + '_ {
+    move |source| LocalKafkaError::Io { path: path.to_path_buf(), source }
 }
 
 /// The folder of Apache Kafka's jars (the classpath), installing them first if needed.
 ///
 /// `KFN_KAFKA_LIBS` overrides the folder. The install runs `mvn` on kfn's
 /// pinned pom; a changed pom installs again.
-pub fn ensure_installed() -> Result<PathBuf, KafkaError> {
+pub fn ensure_installed() -> Result<PathBuf, LocalKafkaError> {
     if let Some(dir) = std::env::var_os("KFN_KAFKA_LIBS") {
         return Ok(PathBuf::from(dir));
     }
@@ -109,7 +109,7 @@ pub fn ensure_installed() -> Result<PathBuf, KafkaError> {
     }
     java()?;
     if Command::new("mvn").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        return Err(KafkaError::MissingTool {
+        return Err(LocalKafkaError::MissingTool {
             tool: "mvn",
             why: "to fetch Apache Kafka's jars from Maven Central once",
             package: "maven",
@@ -132,9 +132,12 @@ pub fn ensure_installed() -> Result<PathBuf, KafkaError> {
         .arg(format!("-DoutputDirectory={}", staging.display()))
         .stdin(Stdio::null())
         .status()
-        .map_err(|e| KafkaError::Step { step: "mvn dependency:copy-dependencies".into(), detail: e.to_string() })?;
+        .map_err(|e| LocalKafkaError::Step {
+            step: "mvn dependency:copy-dependencies".into(),
+            detail: e.to_string(),
+        })?;
     if !status.success() {
-        return Err(KafkaError::Step {
+        return Err(LocalKafkaError::Step {
             step: "mvn dependency:copy-dependencies".into(),
             detail: format!("{status}; Maven's output is above"),
         });
@@ -147,14 +150,14 @@ pub fn ensure_installed() -> Result<PathBuf, KafkaError> {
 }
 
 /// The java binary: `$JAVA_HOME/bin/java`, else `java` on PATH.
-fn java() -> Result<PathBuf, KafkaError> {
+fn java() -> Result<PathBuf, LocalKafkaError> {
     let java = std::env::var_os("JAVA_HOME")
         .map(|home| PathBuf::from(home).join("bin").join("java"))
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("java"));
     match Command::new(&java).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
         Ok(_) => Ok(java),
-        Err(_) => Err(KafkaError::MissingTool {
+        Err(_) => Err(LocalKafkaError::MissingTool {
             tool: "java",
             why: "a Java 17 or newer runtime runs the broker",
             package: "openjdk-17-jre-headless",
@@ -270,14 +273,14 @@ struct NodeSpec {
 impl LocalKafka {
     /// Installs Apache Kafka if needed, formats and starts the nodes, and
     /// waits until every node accepts Kafka connections.
-    pub async fn start(options: KafkaOptions) -> Result<Self, KafkaError> {
+    pub async fn start(options: KafkaOptions) -> Result<Self, LocalKafkaError> {
         let libs = tokio::task::spawn_blocking(ensure_installed)
             .await
-            .map_err(|e| KafkaError::Step { step: "install".into(), detail: e.to_string() })??;
+            .map_err(|e| LocalKafkaError::Step { step: "install".into(), detail: e.to_string() })??;
         let java = java()?;
         let n = options.nodes.max(1);
         let free =
-            |_| free_port().map_err(|e| KafkaError::Step { step: "choose a port".into(), detail: e.to_string() });
+            |_| free_port().map_err(|e| LocalKafkaError::Step { step: "choose a port".into(), detail: e.to_string() });
         let ports: Vec<u16> = match options.port {
             Some(first) => (0..n as u16).map(|i| first + i).collect(),
             None => (0..n).map(free).collect::<Result<_, _>>()?,
@@ -340,7 +343,7 @@ impl LocalKafka {
             tokio::task::spawn_blocking(move || format_node(&java, &libs, &dir, &cluster_id, &scram))
         });
         for result in futures::future::join_all(formats).await {
-            result.map_err(|e| KafkaError::Step { step: "format".into(), detail: e.to_string() })??;
+            result.map_err(|e| LocalKafkaError::Step { step: "format".into(), detail: e.to_string() })??;
         }
         let bootstrap = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
         let mut kafka =
@@ -356,7 +359,7 @@ impl LocalKafka {
         Ok(kafka)
     }
 
-    fn spawn(&self, index: usize) -> Result<LocalBroker, KafkaError> {
+    fn spawn(&self, index: usize) -> Result<LocalBroker, LocalKafkaError> {
         let spec = &self.specs[index];
         let java = java()?;
         let mut cmd = Command::new(java);
@@ -377,14 +380,14 @@ impl LocalKafka {
             "its output is above".to_string()
         };
         LocalBroker::spawn(cmd, format!("127.0.0.1:{}", spec.internal), output)
-            .map_err(|source| KafkaError::Node { node: spec.id, source })
+            .map_err(|source| LocalKafkaError::Node { node: spec.id, source })
     }
 
-    async fn wait(&self, index: usize) -> Result<(), KafkaError> {
+    async fn wait(&self, index: usize) -> Result<(), LocalKafkaError> {
         let Some(node) = &self.nodes[index] else { return Ok(()) };
         node.wait_ready(Duration::from_secs(120))
             .await
-            .map_err(|source| KafkaError::Node { node: self.specs[index].id, source })
+            .map_err(|source| LocalKafkaError::Node { node: self.specs[index].id, source })
     }
 
     /// The bootstrap list, `host:port` comma-separated.
@@ -411,7 +414,7 @@ impl LocalKafka {
 
     /// Starts node `id` again (after [`LocalKafka::kill`]) on its data and
     /// waits until it accepts connections.
-    pub async fn restart(&mut self, id: u32) -> Result<(), KafkaError> {
+    pub async fn restart(&mut self, id: u32) -> Result<(), LocalKafkaError> {
         let index = id as usize - 1;
         if self.nodes.get(index).is_some_and(Option::is_some) {
             return Ok(());
@@ -534,7 +537,13 @@ fn classpath(libs: &Path) -> String {
 
 /// Formats a node's directory for `cluster_id` with the static quorum of its
 /// properties, adding the SCRAM credentials `scram` (`MECHANISM=[name=..,password=..]`).
-fn format_node(java: &Path, libs: &Path, dir: &Path, cluster_id: &str, scram: &[String]) -> Result<(), KafkaError> {
+fn format_node(
+    java: &Path,
+    libs: &Path,
+    dir: &Path,
+    cluster_id: &str,
+    scram: &[String],
+) -> Result<(), LocalKafkaError> {
     let out = Command::new(java)
         // A short-lived JVM: the quick compiler only, shared classes.
         .args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"])
@@ -546,13 +555,13 @@ fn format_node(java: &Path, libs: &Path, dir: &Path, cluster_id: &str, scram: &[
         .args(scram.iter().flat_map(|s| ["--add-scram", s.as_str()]))
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| KafkaError::Step { step: "kafka.tools.StorageTool format".into(), detail: e.to_string() })?;
+        .map_err(|e| LocalKafkaError::Step { step: "kafka.tools.StorageTool format".into(), detail: e.to_string() })?;
     if !out.status.success() {
         let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if detail.is_empty() {
             detail = String::from_utf8_lossy(&out.stdout).trim().to_string();
         }
-        return Err(KafkaError::Step {
+        return Err(LocalKafkaError::Step {
             step: format!("kafka.tools.StorageTool format {}", dir.display()),
             detail: format!("{}: {detail}", out.status),
         });

@@ -28,7 +28,7 @@ pub enum Storage {
 
 /// Why the local broker could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
+pub enum LocalBrokerError {
     /// The process could not be spawned.
     #[error("cannot start {binary}: {source}")]
     Spawn {
@@ -76,7 +76,7 @@ pub struct LocalBroker {
 
 impl LocalBroker {
     /// Starts tansu listening on 127.0.0.1:`port` and waits until it answers Kafka requests.
-    pub async fn start(binary: PathBuf, port: u16, storage: Storage, quiet: bool) -> Result<Self, BrokerError> {
+    pub async fn start(binary: PathBuf, port: u16, storage: Storage, quiet: bool) -> Result<Self, LocalBrokerError> {
         Self::start_advertising(binary, port, port, storage, quiet).await
     }
 
@@ -88,7 +88,7 @@ impl LocalBroker {
         advertised_port: u16,
         storage: Storage,
         quiet: bool,
-    ) -> Result<Self, BrokerError> {
+    ) -> Result<Self, LocalBrokerError> {
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
         let advertised = format!("tcp://127.0.0.1:{advertised_port}");
@@ -120,7 +120,7 @@ impl LocalBroker {
     /// Spawns `cmd` (a broker that will listen on `addr`) under a guard thread
     /// that stops it with kfn; `output` says where its output goes, for errors.
     /// Does not wait for it: see [`LocalBroker::wait_ready`].
-    pub(crate) fn spawn(mut cmd: Command, addr: String, output: String) -> Result<Self, BrokerError> {
+    pub(crate) fn spawn(mut cmd: Command, addr: String, output: String) -> Result<Self, LocalBrokerError> {
         let binary = PathBuf::from(cmd.get_program());
         cmd.stdin(Stdio::null());
         let (control_tx, control_rx) = mpsc::channel::<Control>();
@@ -129,11 +129,13 @@ impl LocalBroker {
         std::thread::Builder::new()
             .name(format!("broker-{addr}"))
             .spawn(move || guard(cmd, control_rx, spawned_tx, exited_tx))
-            .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
+            .map_err(|source| LocalBrokerError::Spawn { binary: binary.clone(), source })?;
         let pid = match spawned_rx.recv() {
             Ok(Ok(pid)) => pid,
-            Ok(Err(source)) => return Err(BrokerError::Spawn { binary, source }),
-            Err(_) => return Err(BrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") }),
+            Ok(Err(source)) => return Err(LocalBrokerError::Spawn { binary, source }),
+            Err(_) => {
+                return Err(LocalBrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") })
+            }
         };
         Ok(LocalBroker { addr, output, pid, control: Some(control_tx), exited: exited_rx })
     }
@@ -149,17 +151,17 @@ impl LocalBroker {
     }
 
     /// Waits until the broker accepts Kafka connections (it gives no other readiness signal).
-    pub(crate) async fn wait_ready(&self, limit: Duration) -> Result<(), BrokerError> {
+    pub(crate) async fn wait_ready(&self, limit: Duration) -> Result<(), LocalBrokerError> {
         let start = Instant::now();
         let options = ConnectOptions { connect_timeout: Duration::from_secs(2), ..ConnectOptions::default() };
         loop {
             if let Ok(status) = self.exited.try_recv() {
-                return Err(BrokerError::Exited { addr: self.addr.clone(), status, output: self.output.clone() });
+                return Err(LocalBrokerError::Exited { addr: self.addr.clone(), status, output: self.output.clone() });
             }
             match Connection::connect(&self.addr, &options).await {
                 Ok(_) => return Ok(()),
                 Err(e) if start.elapsed() > limit => {
-                    return Err(BrokerError::NotReady {
+                    return Err(LocalBrokerError::NotReady {
                         addr: self.addr.clone(),
                         seconds: limit.as_secs(),
                         last: e.to_string(),

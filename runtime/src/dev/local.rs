@@ -1,7 +1,7 @@
 //! The local broker of `kfn dev` and the tests, whichever kind: tansu or Apache Kafka.
 
-use super::apache_kafka::{KafkaError, KafkaOptions, LocalKafka};
-use super::broker::{BrokerError, LocalBroker, Storage};
+use super::apache_kafka::{KafkaOptions, LocalKafka, LocalKafkaError};
+use super::broker::{LocalBroker, LocalBrokerError, Storage};
 use super::ports::free_port;
 use super::tansu::{self, InstallError};
 
@@ -41,10 +41,10 @@ pub enum LocalError {
     TansuInstall(#[from] InstallError),
     /// tansu did not start.
     #[error("starting tansu: {0}")]
-    Tansu(#[from] BrokerError),
+    Tansu(#[from] LocalBrokerError),
     /// Apache Kafka could not be installed or started.
     #[error(transparent)]
-    Kafka(#[from] KafkaError),
+    Kafka(#[from] LocalKafkaError),
     /// tansu runs one node only.
     #[error("--nodes {0}: tansu runs a single node; use --broker kafka for {0} nodes")]
     TansuNodes(u32),

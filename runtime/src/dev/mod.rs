@@ -8,7 +8,7 @@ pub mod local;
 pub mod ports;
 pub mod tansu;
 
-pub use broker::{BrokerError, LocalBroker, Storage};
+pub use broker::{LocalBroker, LocalBrokerError, Storage};
 pub use local::{BrokerKind, LocalCluster, LocalError, LocalOptions};
 pub use ports::{ensure_free, PortTaken};
 pub use tansu::{ensure_installed, InstallError};

@@ -17,7 +17,7 @@ use super::worker::FunctionShared;
 use crate::app::{App, StartError};
 use crate::config::{FunctionSpec, OffsetReset};
 use crate::kafka::consumer::LogEnd;
-use crate::kafka::fetch::{FetchLimits, Isolation};
+use crate::kafka::fetch::FetchLimits;
 use crate::kafka::group::coordinator::GroupClient;
 use crate::kafka::group::member::{GroupMember, MemberConfig};
 use crate::kafka::KafkaError;
@@ -118,10 +118,7 @@ pub async fn start_function(
         guarantee: spec.guarantee,
         ordering: spec.ordering,
         max_in_flight: spec.max_in_flight,
-        isolation: match runtime.isolation {
-            crate::config::Isolation::ReadCommitted => Isolation::ReadCommitted,
-            crate::config::Isolation::ReadUncommitted => Isolation::ReadUncommitted,
-        },
+        isolation: runtime.isolation,
         reset,
         fetch_limits: FetchLimits { max_wait: runtime.fetch_max_wait, ..FetchLimits::default() },
         aggregate,

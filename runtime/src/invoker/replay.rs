@@ -322,11 +322,7 @@ fn replay_producer_config(config: &Config, dlq_topic: &str) -> ProducerConfig {
         transactional_id: Some(format!("kfn.replay.{dlq_topic}")),
         linger: p.linger,
         max_batch_bytes: p.max_batch_bytes as usize,
-        compression: match p.compression {
-            crate::config::Compression::None => crate::kafka::producer::Compression::None,
-            crate::config::Compression::Lz4 => crate::kafka::producer::Compression::Lz4,
-            crate::config::Compression::Zstd => crate::kafka::producer::Compression::Zstd,
-        },
+        compression: p.compression,
         request_timeout: p.request_timeout,
         ..ProducerConfig::default()
     }

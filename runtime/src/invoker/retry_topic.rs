@@ -124,7 +124,7 @@ fn number<T: std::str::FromStr>(record: &ConsumedRecord, name: &'static str) -> 
 mod tests {
     use super::*;
     use crate::invoker::invoke::FailureKind;
-    use kfn_sdk::Header;
+    use crate::kafka::Header;
 
     fn topic(jitter: bool) -> RetryTopic {
         RetryTopic {

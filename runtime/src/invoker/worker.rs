@@ -494,7 +494,7 @@ pub(super) fn context(
         key: record.key.clone(),
         timestamp_ms: record.timestamp_ms,
         attempt: 1,
-        headers: record.headers.clone(),
+        headers: record.headers.iter().cloned().map(Into::into).collect(),
     };
     if delayed {
         let waiting = Waiting::parse(record).map_err(|e| Failure {

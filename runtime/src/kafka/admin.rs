@@ -7,9 +7,11 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{CreateTopicsRequest, DescribeConfigsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::cluster::Cluster;
 use super::error::KafkaError;
+use crate::backoff::Pauses;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,17 +24,6 @@ pub struct NewTopic {
     pub replication: i16,
     /// Broker configs (retention.ms, cleanup.policy, ...).
     pub configs: BTreeMap<String, String>,
-}
-
-impl From<&crate::config::TopicSpec> for NewTopic {
-    fn from(spec: &crate::config::TopicSpec) -> Self {
-        NewTopic {
-            name: spec.name.clone(),
-            partitions: spec.partitions,
-            replication: spec.replication,
-            configs: spec.broker_configs(),
-        }
-    }
 }
 
 /// What happened to one topic of a create request.
@@ -132,7 +123,7 @@ impl Admin {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + self.cluster.options().request_timeout;
-        let mut wait = Duration::from_millis(10);
+        let mut pauses = Pauses::new(Duration::from_millis(10), Duration::from_millis(200)).until(deadline);
         loop {
             let ready = match self.cluster.refresh(topics).await {
                 Ok(found) => {
@@ -145,25 +136,15 @@ impl Admin {
             if ready {
                 return Ok(());
             }
-            if tokio::time::Instant::now() + wait > deadline {
+            if pauses.would_pass_deadline() {
                 return Err(KafkaError::Broker {
                     api: "Metadata",
-                    code: 5, // LEADER_NOT_AVAILABLE
+                    code: ResponseError::LeaderNotAvailable.code(),
                     context: format!("created topics without leaders yet: {}", topics.join(", ")),
                 });
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(200));
+            pauses.pause().await;
         }
-    }
-
-    /// Creates the declared topics that do not exist yet.
-    pub async fn ensure_topics<'a>(
-        &self,
-        topics: impl IntoIterator<Item = &'a crate::config::TopicSpec>,
-    ) -> Result<Vec<(String, CreateOutcome)>, KafkaError> {
-        let topics: Vec<NewTopic> = topics.into_iter().map(NewTopic::from).collect();
-        self.create_topics(&topics).await
     }
 
     /// Describes a topic: partition count, replication and configs.

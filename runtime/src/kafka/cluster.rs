@@ -8,6 +8,7 @@ use std::time::Duration;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::conn::{ConnectOptions, Connection};
 use super::error::KafkaError;
@@ -78,12 +79,6 @@ impl Cluster {
                 opening: tokio::sync::Mutex::new(()),
             }),
         }
-    }
-
-    /// A cluster configured by functions.toml's [runtime] and [security].
-    pub fn from_config(config: &crate::config::Config) -> Result<Self, KafkaError> {
-        let options = ConnectOptions::from_settings(&config.runtime, &config.security)?;
-        Ok(Self::new(config.runtime.brokers.clone(), options))
     }
 
     /// The connection options every connection uses.
@@ -215,7 +210,7 @@ impl Cluster {
         }
         self.refresh(&[name]).await?.into_iter().next().ok_or_else(|| KafkaError::Broker {
             api: "Metadata",
-            code: 3,
+            code: ResponseError::UnknownTopicOrPartition.code(),
             context: format!("topic {name}"),
         })
     }
@@ -233,7 +228,7 @@ impl Cluster {
             self.invalidate(topic);
             return Err(KafkaError::Broker {
                 api: "Metadata",
-                code: 5,
+                code: ResponseError::LeaderNotAvailable.code(),
                 context: format!("partition {topic}/{partition}"),
             });
         }
@@ -269,7 +264,11 @@ impl Cluster {
             Some(addr) if leader >= 0 => Ok(addr),
             _ => {
                 self.invalidate(topic);
-                Err(KafkaError::Broker { api: "Metadata", code: 5, context: format!("partition {topic}/{partition}") })
+                Err(KafkaError::Broker {
+                    api: "Metadata",
+                    code: ResponseError::LeaderNotAvailable.code(),
+                    context: format!("partition {topic}/{partition}"),
+                })
             }
         }
     }
@@ -287,12 +286,8 @@ impl Cluster {
     /// first use, COORDINATOR_LOAD_IN_PROGRESS after a failover) for up to the
     /// request timeout.
     pub async fn coordinator_addr(&self, kind: CoordinatorKind, key: &str) -> Result<String, KafkaError> {
-        use backon::{ExponentialBuilder, Retryable};
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(20))
-            .with_max_delay(Duration::from_secs(1))
-            .with_total_delay(Some(self.options().request_timeout))
-            .without_max_times();
+        use backon::Retryable;
+        let backoff = crate::backoff::within(self.options().request_timeout);
         (|| self.find_coordinator(kind, key)).retry(backoff).when(KafkaError::is_retriable).await
     }
 

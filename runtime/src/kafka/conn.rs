@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::ResponseError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -52,39 +53,6 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
         }
-    }
-}
-
-impl ConnectOptions {
-    /// Options from the validated [runtime] and [security] settings.
-    pub fn from_settings(
-        runtime: &crate::config::RuntimeSettings,
-        security: &crate::config::SecuritySettings,
-    ) -> Result<Self, KafkaError> {
-        let tls = match &security.tls {
-            Some(t) => Some(security::connector(&security::TlsSettings {
-                ca_file: t.ca.clone(),
-                cert_file: t.cert.clone(),
-                key_file: t.key.clone(),
-                server_name: t.server_name.clone(),
-            })?),
-            None => None,
-        };
-        let sasl = match &security.sasl {
-            Some(s) => {
-                let mechanism = s.mechanism.parse::<security::Mechanism>()?;
-                Some(SaslCredentials::new(mechanism, s.username.clone(), s.password.clone()))
-            }
-            None => None,
-        };
-        Ok(Self {
-            client_id: runtime.client_id.clone(),
-            tls,
-            tls_server_name: security.tls.as_ref().and_then(|t| t.server_name.clone()),
-            sasl,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: runtime.producer.request_timeout,
-        })
     }
 }
 
@@ -345,7 +313,7 @@ async fn negotiate(inner: &Inner) -> Result<HashMap<i16, (i16, i16)>, KafkaError
         .with_client_software_name(StrBytes::from_static_str("kfn"))
         .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
     let mut response = send_raw::<ApiVersionsRequest>(inner, &request, 3).await?;
-    if response.error_code == 35 {
+    if ResponseError::try_from_code(response.error_code) == Some(ResponseError::UnsupportedVersion) {
         // UNSUPPORTED_VERSION: the broker answered in v0 with its own range; ask again at v0.
         response = send_raw::<ApiVersionsRequest>(inner, &ApiVersionsRequest::default(), 0).await?;
     }

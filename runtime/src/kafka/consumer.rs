@@ -6,6 +6,7 @@ use std::time::Duration;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::cluster::Cluster;
 use super::conn::Connection;
@@ -15,6 +16,7 @@ use super::fetch::{
     PartitionFetch, Undecided,
 };
 use super::group::protocol::TopicPartition;
+use crate::backoff::Pauses;
 
 /// Highest Fetch version kfn uses: v13 switches from topic names to topic ids.
 const FETCH_CAP: i16 = 12;
@@ -32,6 +34,11 @@ pub enum LogEnd {
     Latest,
 }
 
+/// Pauses between failed fetches of one reader: 100 ms doubling to 2 s.
+fn fetch_pauses() -> Pauses {
+    Pauses::new(Duration::from_millis(100), Duration::from_secs(2))
+}
+
 /// The offset at one end of a partition's log.
 ///
 /// Follows leadership: a moved leader (NOT_LEADER_OR_FOLLOWER after a broker
@@ -43,12 +50,8 @@ pub async fn list_offset(
     end: LogEnd,
     isolation: Isolation,
 ) -> Result<i64, KafkaError> {
-    use backon::{ExponentialBuilder, Retryable};
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(20))
-        .with_max_delay(Duration::from_secs(1))
-        .with_total_delay(Some(cluster.options().request_timeout))
-        .without_max_times();
+    use backon::Retryable;
+    let backoff = crate::backoff::within(cluster.options().request_timeout);
     (|| list_offset_once(cluster, tp, end, isolation))
         .retry(backoff)
         .when(KafkaError::is_retriable)
@@ -143,7 +146,8 @@ pub struct PartitionReader {
     isolation: Isolation,
     limits: FetchLimits,
     reset: LogEnd,
-    failures: u32,
+    /// Pauses between failed fetches; restarted by each successful one.
+    pauses: Pauses,
     /// Whether the warning about trusting the broker's aborted list was logged.
     warned_trusting_broker: bool,
     /// The reader's own connection to the leader (a fetch is a long poll).
@@ -176,7 +180,7 @@ impl PartitionReader {
             isolation,
             limits: FetchLimits::default(),
             reset,
-            failures: 0,
+            pauses: fetch_pauses(),
             warned_trusting_broker: false,
             conn: None,
             held: None,
@@ -212,19 +216,17 @@ impl PartitionReader {
         loop {
             match self.fetch_once().await {
                 Ok(decoded) => {
-                    self.failures = 0;
+                    self.pauses = fetch_pauses();
                     self.position = decoded.next_fetch_offset;
                     self.watch_for_a_stall(&decoded);
                     return Ok(decoded);
                 }
                 Err(e) if e.is_retriable() || self.is_metadata_error(&e) => {
-                    self.failures += 1;
                     self.cluster.invalidate(&self.tp.topic);
-                    let wait = Duration::from_millis(50u64.saturating_mul(1 << self.failures.min(6)).min(2_000));
                     tracing::debug!(partition = %self.tp, error = %e, "fetch failed; retrying");
-                    tokio::time::sleep(wait).await;
+                    self.pauses.pause().await;
                 }
-                Err(KafkaError::Broker { code: 1, .. }) => {
+                Err(e) if e.response_error() == Some(ResponseError::OffsetOutOfRange) => {
                     // OFFSET_OUT_OF_RANGE: the records were deleted (retention) or never written.
                     let offset = list_offset(&self.cluster, &self.tp, self.reset, self.isolation).await?;
                     tracing::warn!(partition = %self.tp, from = self.position, to = offset, "offset out of range; reset");
@@ -261,8 +263,19 @@ impl PartitionReader {
     }
 
     fn is_metadata_error(&self, e: &KafkaError) -> bool {
-        // NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH
-        matches!(e, KafkaError::Broker { code: 6 | 3 | 5 | 74 | 75, .. })
+        use ResponseError::{
+            FencedLeaderEpoch, LeaderNotAvailable, NotLeaderOrFollower, UnknownLeaderEpoch, UnknownTopicOrPartition,
+        };
+        matches!(
+            e.response_error(),
+            Some(
+                NotLeaderOrFollower
+                    | UnknownTopicOrPartition
+                    | LeaderNotAvailable
+                    | FencedLeaderEpoch
+                    | UnknownLeaderEpoch
+            )
+        )
     }
 
     async fn fetch_once(&mut self) -> Result<DecodedPartition, KafkaError> {

@@ -12,9 +12,11 @@ pub mod error;
 pub mod fetch;
 pub mod group;
 pub mod producer;
+pub mod record;
 pub mod security;
 
 pub use admin::{Admin, CreateOutcome, NewTopic, TopicDescription};
 pub use cluster::{Cluster, CoordinatorKind};
 pub use conn::{ConnectOptions, Connection};
 pub use error::KafkaError;
+pub use record::Header;

@@ -4,16 +4,50 @@
 //! either reads the caught-up [`State`] or hands a plan from [`super::ops`] to
 //! [`Store::write`].
 
+use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Map, Value};
 
 use super::compat::{check, CompatibilityLevel};
 use super::error::ApiError;
-use super::http::{ApiReply, ApiRequest};
 use super::ops;
 use super::schema::AvroSchema;
 use super::state::{State, Version, VersionSpec};
 use super::store::Store;
+
+/// A request as the API sees it.
+#[derive(Debug)]
+pub struct ApiRequest {
+    /// The method.
+    pub method: Method,
+    /// The path's segments, percent-decoded (`/subjects/a%2Fb` is `["subjects", "a/b"]`).
+    pub segments: Vec<String>,
+    /// The query's pairs, percent-decoded.
+    pub query: Vec<(String, String)>,
+    /// The body (at most the configured limit).
+    pub body: Bytes,
+}
+
+impl ApiRequest {
+    /// Whether the query has `name=true`.
+    pub fn flag(&self, name: &str) -> bool {
+        self.query.iter().any(|(k, v)| k == name && v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The value of `name` in the query.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// An answer: a JSON value, or raw JSON text (a schema as registered).
+#[derive(Debug)]
+pub enum ApiReply {
+    /// 200 with this JSON.
+    Json(serde_json::Value),
+    /// 200 with this text, already JSON.
+    Raw(String),
+}
 
 type Answer = Result<ApiReply, ApiError>;
 

@@ -12,7 +12,7 @@
 //! The reading check itself is apache-avro's `SchemaCompatibility::can_read`
 //! (writer, reader): type promotions (int to long, float, double), defaults
 //! for fields the writer lacks, enum symbols, union branches and names, on the
-//! underlying types of logical types (see `crate::schema_check::resolution`:
+//! underlying types of logical types (see `super::resolution`:
 //! apache-avro alone refuses every schema with a decimal).
 //!
 //! ```
@@ -163,7 +163,7 @@ pub fn check(level: CompatibilityLevel, new: &AvroSchema, previous: &[&AvroSchem
 
 /// Whether data written with `writer` can be read with `reader`.
 fn can_read(writer: &AvroSchema, reader: &AvroSchema) -> Result<(), String> {
-    crate::schema_check::resolution::can_read(writer, reader)
+    super::resolution::can_read(writer, reader)
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::api::{ApiReply, ApiRequest};
 use super::error::ApiError;
 use super::store::Store;
 
@@ -25,40 +26,6 @@ pub const CONTENT_TYPE_V1: &str = "application/vnd.schemaregistry.v1+json";
 
 /// How long open connections get to finish their request on shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
-
-/// A request as the API sees it.
-#[derive(Debug)]
-pub struct ApiRequest {
-    /// The method.
-    pub method: Method,
-    /// The path's segments, percent-decoded (`/subjects/a%2Fb` is `["subjects", "a/b"]`).
-    pub segments: Vec<String>,
-    /// The query's pairs, percent-decoded.
-    pub query: Vec<(String, String)>,
-    /// The body (at most the configured limit).
-    pub body: Bytes,
-}
-
-impl ApiRequest {
-    /// Whether the query has `name=true`.
-    pub fn flag(&self, name: &str) -> bool {
-        self.query.iter().any(|(k, v)| k == name && v.eq_ignore_ascii_case("true"))
-    }
-
-    /// The value of `name` in the query.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-}
-
-/// An answer: a JSON value, or raw JSON text (a schema as registered).
-#[derive(Debug)]
-pub enum ApiReply {
-    /// 200 with this JSON.
-    Json(serde_json::Value),
-    /// 200 with this text, already JSON.
-    Raw(String),
-}
 
 /// Serves `listener` until `shutdown` turns true, then lets open requests finish.
 pub async fn serve(listener: TcpListener, store: Store, max_body: usize, mut shutdown: watch::Receiver<bool>) {

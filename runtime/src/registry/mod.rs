@@ -37,6 +37,7 @@ pub mod error;
 pub mod http;
 pub mod ops;
 pub mod record;
+pub mod resolution;
 pub mod schema;
 pub mod state;
 pub mod store;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backoff::Pauses;
 use crate::kafka::consumer::{list_offset, LogEnd, PartitionReader};
 use crate::kafka::fetch::{FetchLimits, Isolation};
 use crate::kafka::group::protocol::TopicPartition;
@@ -225,18 +226,17 @@ async fn ensure_topic(cluster: &Cluster, config: &RegistryConfig) -> Result<(), 
         .map_err(|source| RegistryError::Kafka { context: format!("creating topic {topic}"), source })?;
     tracing::debug!(topic = %topic, ?outcome, "schema registry topic");
     // Metadata of a topic just created can lag behind on other brokers.
-    let mut wait = Duration::from_millis(50);
     let deadline = tokio::time::Instant::now() + config.load_timeout;
+    let mut pauses = Pauses::new(Duration::from_millis(50), Duration::from_secs(1)).until(deadline);
     let info = loop {
         cluster.invalidate(topic);
         match cluster.topic(topic).await {
             Ok(info) if !info.partitions.is_empty() && info.partitions.iter().all(|p| p.leader >= 0) => break info,
-            Ok(_) | Err(KafkaError::Broker { .. }) if tokio::time::Instant::now() < deadline => {}
+            Ok(_) | Err(KafkaError::Broker { .. }) if !pauses.expired() => {}
             Ok(info) => break info,
             Err(source) => return Err(RegistryError::Kafka { context: format!("describing topic {topic}"), source }),
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(1));
+        pauses.pause().await;
     };
     if info.partitions.len() != 1 {
         return Err(RegistryError::TopicLayout { topic: topic.clone(), partitions: info.partitions.len() });

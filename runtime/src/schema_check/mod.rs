@@ -30,7 +30,9 @@
 
 pub mod graph;
 pub mod registry;
-pub mod resolution;
+
+/// Avro schema resolution, shared with the registry server's compatibility checks.
+pub use crate::registry::resolution;
 
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::kafka::Header;
 use bytes::Bytes;
-use kfn_sdk::Header;
 
 use super::{kafka, ReplayError};
 use crate::invoker::dead_letter::headers;

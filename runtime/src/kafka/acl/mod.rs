@@ -1,23 +1,11 @@
-//! ACLs: the least-privilege plan computed from functions.toml, and the
-//! CreateAcls / DescribeAcls requests that apply and list them.
+//! ACLs on the wire: the bindings, and the CreateAcls / DescribeAcls
+//! requests that apply and list them.
 //!
-//! Each function gets exactly what its declaration needs (see [`plan`]):
-//! READ on its input topic and on its group `kfn.<function>`, WRITE on its
-//! outputs and dead-letter topic, WRITE and DESCRIBE on the transactional ids
-//! `kfn.<function>.*` when it runs exactly-once, and IDEMPOTENT_WRITE on the
-//! cluster when it produces at all (kfn's producer is idempotent by default).
+//! Which function needs which ACL is computed outside the Kafka layer, from
+//! functions.toml ([`crate::acls`]); this module only sends bindings.
 //!
-//! ```
-//! use kfn::kafka::acl::{plan, Principals};
-//! # fn demo(config: &kfn::config::Config) {
-//! for binding in plan(config, &Principals::PerFunction) {
-//!     println!("{binding}");
-//! }
-//! # }
-//! ```
-//!
-//! Layout: `plan.rs` computes the bindings from the configuration (pure);
-//! `client.rs` sends them. The broker used on kfn's own machines (tansu)
+//! Layout: `mod.rs` holds the bindings and their wire codes; `client.rs`
+//! sends them. The broker used on kfn's own machines (tansu)
 //! answers CreateAcls without storing or enforcing anything: the plan and
 //! the wire encoding are tested, enforcement is not (docs/security.md).
 
@@ -30,10 +18,8 @@ use kafka_protocol::protocol::StrBytes;
 use super::error::KafkaError;
 
 mod client;
-mod plan;
 
 pub use client::{create_request, AclFilter, Acls, Applied, CreateAcls, CreateAclsAnswer};
-pub use plan::{function_acls, plan, Principals};
 
 /// The resource name Kafka gives the cluster in ACLs.
 pub const CLUSTER_RESOURCE: &str = "kafka-cluster";

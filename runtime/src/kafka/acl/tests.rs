@@ -1,5 +1,5 @@
-//! The ACL plan of the shipped functions.toml, and CreateAcls/DescribeAcls
-//! encoding round trips through kafka-protocol at every version.
+//! CreateAcls/DescribeAcls encoding round trips through kafka-protocol at
+//! every version (the shipped plan is tested in `crate::acls`).
 
 use std::collections::BTreeSet;
 
@@ -12,137 +12,6 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Req
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::Config;
-
-fn shipped_config() -> Config {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions.toml");
-    Config::load_file_only(&path, &kfn_functions::registry()).expect("the shipped functions.toml is valid")
-}
-
-/// The plan for the shipped functions.toml with one user per function,
-/// written out by hand from the file's [functions] tables.
-const PER_FUNCTION_PLAN: &str = "\
-User:kfn-order_api ALLOW WRITE on TOPIC orders.created (LITERAL) from *
-User:kfn-order_api ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-validation ALLOW READ on TOPIC orders.created (LITERAL) from *
-User:kfn-validation ALLOW READ on GROUP kfn.validation (LITERAL) from *
-User:kfn-validation ALLOW WRITE on TOPIC orders.validated (LITERAL) from *
-User:kfn-validation ALLOW WRITE on TOPIC orders.rejected (LITERAL) from *
-User:kfn-validation ALLOW WRITE on TOPIC validation.dlq (LITERAL) from *
-User:kfn-validation ALLOW WRITE on TRANSACTIONAL_ID kfn.validation. (PREFIXED) from *
-User:kfn-validation ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.validation. (PREFIXED) from *
-User:kfn-validation ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-payment ALLOW READ on TOPIC orders.validated (LITERAL) from *
-User:kfn-payment ALLOW READ on TOPIC payment.retry (LITERAL) from *
-User:kfn-payment ALLOW READ on GROUP kfn.payment (LITERAL) from *
-User:kfn-payment ALLOW WRITE on TOPIC payments.processed (LITERAL) from *
-User:kfn-payment ALLOW WRITE on TOPIC payments.failed (LITERAL) from *
-User:kfn-payment ALLOW WRITE on TOPIC payment.dlq (LITERAL) from *
-User:kfn-payment ALLOW WRITE on TOPIC payment.retry (LITERAL) from *
-User:kfn-payment ALLOW WRITE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *
-User:kfn-payment ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *
-User:kfn-payment ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-inventory ALLOW READ on TOPIC payments.processed (LITERAL) from *
-User:kfn-inventory ALLOW READ on GROUP kfn.inventory (LITERAL) from *
-User:kfn-inventory ALLOW WRITE on TOPIC inventory.reserved (LITERAL) from *
-User:kfn-inventory ALLOW WRITE on TOPIC shipments.created (LITERAL) from *
-User:kfn-inventory ALLOW WRITE on TOPIC inventory.dlq (LITERAL) from *
-User:kfn-inventory ALLOW WRITE on TRANSACTIONAL_ID kfn.inventory. (PREFIXED) from *
-User:kfn-inventory ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.inventory. (PREFIXED) from *
-User:kfn-inventory ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-warehouse ALLOW READ on TOPIC shipments.created (LITERAL) from *
-User:kfn-warehouse ALLOW READ on GROUP kfn.warehouse (LITERAL) from *
-User:kfn-warehouse ALLOW WRITE on TOPIC shipments.dispatched (LITERAL) from *
-User:kfn-warehouse ALLOW WRITE on TOPIC warehouse.dlq (LITERAL) from *
-User:kfn-warehouse ALLOW WRITE on TRANSACTIONAL_ID kfn.warehouse. (PREFIXED) from *
-User:kfn-warehouse ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.warehouse. (PREFIXED) from *
-User:kfn-warehouse ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-notify_rejected ALLOW READ on TOPIC orders.rejected (LITERAL) from *
-User:kfn-notify_rejected ALLOW READ on GROUP kfn.notify_rejected (LITERAL) from *
-User:kfn-notify_rejected ALLOW WRITE on TOPIC notifications.outbound (LITERAL) from *
-User:kfn-notify_rejected ALLOW WRITE on TOPIC notification.dlq (LITERAL) from *
-User:kfn-notify_rejected ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-notify_payment_failed ALLOW READ on TOPIC payments.failed (LITERAL) from *
-User:kfn-notify_payment_failed ALLOW READ on GROUP kfn.notify_payment_failed (LITERAL) from *
-User:kfn-notify_payment_failed ALLOW WRITE on TOPIC notifications.outbound (LITERAL) from *
-User:kfn-notify_payment_failed ALLOW WRITE on TOPIC notification.dlq (LITERAL) from *
-User:kfn-notify_payment_failed ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-notify_payment_processed ALLOW READ on TOPIC payments.processed (LITERAL) from *
-User:kfn-notify_payment_processed ALLOW READ on GROUP kfn.notify_payment_processed (LITERAL) from *
-User:kfn-notify_payment_processed ALLOW WRITE on TOPIC notifications.outbound (LITERAL) from *
-User:kfn-notify_payment_processed ALLOW WRITE on TOPIC notification.dlq (LITERAL) from *
-User:kfn-notify_payment_processed ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-User:kfn-notify_dispatched ALLOW READ on TOPIC shipments.dispatched (LITERAL) from *
-User:kfn-notify_dispatched ALLOW READ on GROUP kfn.notify_dispatched (LITERAL) from *
-User:kfn-notify_dispatched ALLOW WRITE on TOPIC notifications.outbound (LITERAL) from *
-User:kfn-notify_dispatched ALLOW WRITE on TOPIC notification.dlq (LITERAL) from *
-User:kfn-notify_dispatched ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
-";
-
-#[test]
-fn the_shipped_functions_get_exactly_what_they_declare() {
-    let config = shipped_config();
-    let plan = plan(&config, &Principals::PerFunction);
-    // Every function has a principal of its own in the plan.
-    let principals: std::collections::BTreeSet<String> = plan.iter().map(|b| b.principal.clone()).collect();
-    assert_eq!(principals.len(), config.functions.len());
-    // The hand-written plan covers the order pipeline's functions; compared as sorted lines
-    // (the config's maps do not keep file order).
-    let mut want: Vec<&str> = PER_FUNCTION_PLAN.lines().collect();
-    let covered: std::collections::BTreeSet<&str> = want.iter().filter_map(|l| l.split(' ').next()).collect();
-    let mut got: Vec<String> =
-        plan.iter().filter(|b| covered.contains(b.principal.as_str())).map(ToString::to_string).collect();
-    got.sort();
-    want.sort();
-    assert_eq!(got, want);
-}
-
-#[test]
-fn a_shared_user_gets_the_union_once() {
-    let config = shipped_config();
-    let per_function = plan(&config, &Principals::PerFunction);
-    let shared = plan(&config, &Principals::Shared("kfn".into()));
-    assert!(shared.iter().all(|b| b.principal == "User:kfn"));
-    let distinct: BTreeSet<_> = shared.iter().collect();
-    assert_eq!(distinct.len(), shared.len(), "no binding twice");
-    let what = |b: &AclBinding| (b.operation, b.resource_type, b.pattern, b.resource_name.clone());
-    let union: BTreeSet<_> = per_function.iter().map(what).collect();
-    let got: BTreeSet<_> = shared.iter().map(what).collect();
-    assert_eq!(got, union);
-    // Four notifiers write notifications.outbound; the shared user needs it once.
-    let outbound = shared.iter().filter(|b| b.resource_name == "notifications.outbound").count();
-    assert_eq!(outbound, 1);
-}
-
-#[test]
-fn principals_come_from_the_sasl_user_when_configured() {
-    let mut config = shipped_config();
-    assert_eq!(Principals::from_config(&config), Principals::PerFunction);
-    config.security.sasl = Some(crate::config::SaslSettings {
-        mechanism: "SCRAM-SHA-512".into(),
-        username: "kfn-prod".into(),
-        password_env: "KFN_SASL_PASSWORD".into(),
-        password: "secret".into(),
-    });
-    let principals = Principals::from_config(&config);
-    assert_eq!(principals, Principals::Shared("kfn-prod".into()));
-    assert_eq!(principals.principal("validation"), "User:kfn-prod");
-    assert_eq!(Principals::PerFunction.principal("validation"), "User:kfn-validation");
-}
-
-#[test]
-fn transactional_prefix_covers_the_workers_ids() {
-    // Exactly-once workers use kfn.<function>.<topic>.<partition> (invoker/worker.rs).
-    let config = shipped_config();
-    let function = &config.functions["validation"];
-    let acls = function_acls(function, "User:x");
-    let prefixed: Vec<_> = acls.iter().filter(|b| b.resource_type == ResourceType::TransactionalId).collect();
-    assert_eq!(prefixed.len(), 2);
-    let id = format!("kfn.{}.{}.{}", function.name, "orders.created", 3);
-    assert!(prefixed.iter().all(|b| b.pattern == PatternType::Prefixed && id.starts_with(&b.resource_name)));
-    // The prefix ends at the dot, so function "validation2" is not covered.
-    assert!(!"kfn.validation2.orders.created.0".starts_with(&prefixed[0].resource_name));
-}
 
 #[test]
 fn wire_codes_are_kafkas() {
@@ -167,6 +36,24 @@ fn wire_codes_are_kafkas() {
     assert!(ResourceType::from_code(0).is_err());
 }
 
+/// The bindings of one exactly-once function (every resource type, both
+/// pattern types, each operation kfn grants), written out by hand.
+fn sample_bindings() -> Vec<AclBinding> {
+    use Operation::{Describe, IdempotentWrite, Read, Write};
+    use PatternType::{Literal, Prefixed};
+    let user = "User:kfn-validation";
+    vec![
+        AclBinding::allow(user, Read, ResourceType::Topic, Literal, "orders.created"),
+        AclBinding::allow(user, Read, ResourceType::Group, Literal, "kfn.validation"),
+        AclBinding::allow(user, Write, ResourceType::Topic, Literal, "orders.validated"),
+        AclBinding::allow(user, Write, ResourceType::Topic, Literal, "validation.dlq"),
+        AclBinding::allow(user, Write, ResourceType::TransactionalId, Prefixed, "kfn.validation."),
+        AclBinding::allow(user, Describe, ResourceType::TransactionalId, Prefixed, "kfn.validation."),
+        AclBinding::allow(user, IdempotentWrite, ResourceType::Cluster, Literal, CLUSTER_RESOURCE),
+        AclBinding::allow("User:kfn-payment", Read, ResourceType::Topic, Literal, "orders.validated"),
+    ]
+}
+
 fn encode<T: Encodable>(message: &T, version: i16) -> BytesMut {
     let mut buf = BytesMut::new();
     message.encode(&mut buf, version).expect("encode");
@@ -175,7 +62,7 @@ fn encode<T: Encodable>(message: &T, version: i16) -> BytesMut {
 
 #[test]
 fn create_request_round_trips_at_every_version() {
-    let plan = plan(&shipped_config(), &Principals::PerFunction);
+    let plan = sample_bindings();
     let request = create_request(&plan);
     for version in CreateAclsRequest::VERSIONS.min..=CreateAclsRequest::VERSIONS.max {
         let mut buf = encode(&request, version);
@@ -239,7 +126,7 @@ fn described(bindings: &[AclBinding]) -> DescribeAclsResponse {
 
 #[test]
 fn describe_response_decodes_to_the_bindings() {
-    let plan = plan(&shipped_config(), &Principals::PerFunction);
+    let plan = sample_bindings();
     let response = described(&plan);
     for version in DescribeAclsRequest::VERSIONS.min..=DescribeAclsRequest::VERSIONS.max {
         let mut buf = encode(&response, version);
@@ -332,7 +219,7 @@ fn results_are_decoded_as_kafka_protocol_does() {
 
 #[test]
 fn the_wrapped_request_is_kafka_protocols() {
-    let bindings = plan(&shipped_config(), &Principals::PerFunction);
+    let bindings = sample_bindings();
     let wrapped = CreateAcls(create_request(&bindings));
     assert_eq!(<CreateAcls as Request>::KEY, 30);
     for version in CreateAclsRequest::VERSIONS.min..=CreateAclsRequest::VERSIONS.max {

@@ -1,10 +1,10 @@
 //! Turning one partition of a fetch response into the records a handler sees.
 
+use crate::kafka::record::Header;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use kafka_protocol::ResponseError;
-use kfn_sdk::Header;
 
 use super::aborted::AbortedTransactions;
 use super::batch::{BatchHeader, Batches, Piece};

@@ -79,7 +79,7 @@ pub struct ConsumedRecord {
     /// The record value, a slice of the fetch response.
     pub value: Option<Bytes>,
     /// The record headers, in the order the producer wrote them.
-    pub headers: Vec<kfn_sdk::Header>,
+    pub headers: Vec<crate::kafka::Header>,
 }
 
 /// Which records of transactional producers a consumer sees.

@@ -17,8 +17,10 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::protocol::TopicPartition;
+use crate::backoff::Pauses;
 use crate::kafka::cluster::{Cluster, CoordinatorKind};
 use crate::kafka::conn::Connection;
 use crate::kafka::error::KafkaError;
@@ -131,7 +133,7 @@ impl GroupClient {
             // The coordinator holds JoinGroup until the rebalance completes.
             let version = conn.version::<JoinGroupRequest>()?;
             let response = conn.send_version(&request, version, rebalance_timeout + session_timeout).await?;
-            if response.error_code == 79 {
+            if ResponseError::try_from_code(response.error_code) == Some(ResponseError::MemberIdRequired) {
                 // MEMBER_ID_REQUIRED (KIP-394): join again with the id the coordinator made.
                 member_id = response.member_id.to_string();
                 continue;
@@ -284,16 +286,22 @@ impl GroupClient {
     ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
         // UNSTABLE_OFFSET_COMMIT: a transaction holding offsets of these partitions is
         // being completed; the Java consumer waits it out the same way.
-        let mut wait = Duration::from_millis(20);
         let deadline = tokio::time::Instant::now() + self.cluster.options().request_timeout;
+        let mut pauses = Pauses::new(Duration::from_millis(20), Duration::from_millis(500)).until(deadline);
         loop {
             match self.committed_once(partitions).await {
-                Err(e) if e.is_retriable() && tokio::time::Instant::now() + wait < deadline => {
-                    if matches!(e, KafkaError::Broker { code: 14..=16, .. }) {
+                Err(e) if e.is_retriable() && !pauses.would_pass_deadline() => {
+                    if matches!(
+                        e.response_error(),
+                        Some(
+                            ResponseError::CoordinatorLoadInProgress
+                                | ResponseError::CoordinatorNotAvailable
+                                | ResponseError::NotCoordinator
+                        )
+                    ) {
                         self.reset_coordinator();
                     }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(500));
+                    pauses.pause().await;
                 }
                 other => return other,
             }

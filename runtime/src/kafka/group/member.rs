@@ -8,6 +8,7 @@
 //! two members at once. The sticky assignor then gives most partitions back
 //! to their previous owner.
 
+use kafka_protocol::ResponseError;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -278,8 +279,14 @@ impl GroupMember {
 fn is_fatal(e: &KafkaError) -> bool {
     match e {
         KafkaError::AuthenticationFailed { .. } | KafkaError::Security(_) | KafkaError::UnsupportedApi { .. } => true,
-        // GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED, INCONSISTENT_GROUP_PROTOCOL
-        KafkaError::Broker { code, .. } => matches!(code, 30 | 29 | 23),
+        KafkaError::Broker { code, .. } => matches!(
+            ResponseError::try_from_code(*code),
+            Some(
+                ResponseError::GroupAuthorizationFailed
+                    | ResponseError::TopicAuthorizationFailed
+                    | ResponseError::InconsistentGroupProtocol
+            )
+        ),
         _ => false,
     }
 }

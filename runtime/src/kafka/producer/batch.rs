@@ -23,13 +23,13 @@
 
 use std::sync::Arc;
 
+use crate::kafka::record::Header;
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_SEQUENCE,
 };
-use kfn_sdk::Header;
 
 use super::{Compression, ProducerError, ProducerIdentity};
 

@@ -32,6 +32,7 @@ use super::{
     classify_produce, classify_txn_offset_commit, produce_request, producer_identity, BatchBuilder, PartitionBatch,
     ProduceOutcome, ProducerConfig, ProducerIdentity, ProducerRecord, Pushed, SequenceNumbers, TxnOutcome,
 };
+use crate::backoff::Pauses;
 use crate::kafka::cluster::{Cluster, CoordinatorKind};
 use crate::kafka::error::KafkaError;
 use crate::kafka::group::coordinator::Generation;
@@ -186,7 +187,7 @@ impl Producer {
     /// InitProducerId: a new id (idempotent) or the next epoch of the transactional id, fencing older instances.
     async fn init_producer_id(&self) -> Result<(), SendError> {
         let deadline = Instant::now() + self.inner.config.delivery_timeout;
-        let mut wait = Duration::from_millis(50);
+        let mut pauses = Pauses::new(Duration::from_millis(50), Duration::from_secs(1)).until(deadline);
         loop {
             let conn = match &self.inner.config.transactional_id {
                 Some(id) => self.inner.cluster.coordinator(CoordinatorKind::Transaction, id).await,
@@ -235,15 +236,14 @@ impl Producer {
                 Err(e) if e.is_retriable() || e.response_error().is_some_and(|r| r.is_retriable()) => e.to_string(),
                 Err(e) => return Err(e.into()),
             };
-            if Instant::now() >= deadline {
+            if pauses.expired() {
                 return Err(SendError::Timeout {
                     target: "InitProducerId".into(),
                     seconds: self.inner.config.delivery_timeout.as_secs(),
                     last,
                 });
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(1));
+            pauses.pause().await;
         }
     }
 
@@ -350,7 +350,7 @@ impl Producer {
             (state.identity, sequence)
         };
         let mut batch = builder.encode(identity, sequence, transactional, config.compression)?;
-        let mut wait = Duration::from_millis(20);
+        let mut pauses = Pauses::new(Duration::from_millis(20), Duration::from_secs(1)).until(deadline);
         let txn_id = config.transactional_id.as_deref();
         loop {
             let request = produce_request(
@@ -400,7 +400,7 @@ impl Producer {
                 }
                 Err(e) => return Err(e.into()),
             };
-            if Instant::now() >= deadline {
+            if pauses.expired() {
                 return Err(SendError::Timeout {
                     target: tp.to_string(),
                     seconds: config.delivery_timeout.as_secs(),
@@ -408,8 +408,7 @@ impl Producer {
                 });
             }
             tracing::debug!(partition = %tp, error = %last, "produce failed; retrying the same batch");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(1));
+            pauses.pause().await;
         }
     }
 
@@ -437,7 +436,7 @@ impl Producer {
     {
         let txn_id = self.inner.config.transactional_id.clone().unwrap_or_default();
         let deadline = Instant::now() + self.inner.config.delivery_timeout;
-        let mut wait = Duration::from_millis(20);
+        let mut pauses = Pauses::new(Duration::from_millis(20), Duration::from_millis(500)).until(deadline);
         loop {
             let last = match self.inner.cluster.coordinator(CoordinatorKind::Transaction, &txn_id).await {
                 Ok(conn) => match f(conn).await {
@@ -456,15 +455,14 @@ impl Producer {
                 Err(e) if e.is_retriable() || e.response_error().is_some_and(|r| r.is_retriable()) => e.to_string(),
                 Err(e) => return Err(e.into()),
             };
-            if Instant::now() >= deadline {
+            if pauses.expired() {
                 return Err(SendError::Timeout {
                     target: what.into(),
                     seconds: self.inner.config.delivery_timeout.as_secs(),
                     last,
                 });
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_millis(500));
+            pauses.pause().await;
         }
     }
 

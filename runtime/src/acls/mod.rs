@@ -1,8 +1,29 @@
 //! The ACL plan: what each function of functions.toml needs, computed from
 //! its declaration alone (no broker involved).
+//!
+//! Each function gets exactly what its declaration needs (see [`plan`]):
+//! READ on its input topic and on its group `kfn.<function>`, WRITE on its
+//! outputs and dead-letter topic, WRITE and DESCRIBE on the transactional ids
+//! `kfn.<function>.*` when it runs exactly-once, and IDEMPOTENT_WRITE on the
+//! cluster when it produces at all (kfn's producer is idempotent by default).
+//!
+//! ```
+//! use kfn::acls::{plan, Principals};
+//! # fn demo(config: &kfn::config::Config) {
+//! for binding in plan(config, &Principals::PerFunction) {
+//!     println!("{binding}");
+//! }
+//! # }
+//! ```
+//!
+//! The plan lives here, beside the configuration it reads; [`crate::kafka::acl`]
+//! sends the bindings (CreateAcls / DescribeAcls) and knows nothing of functions.
 
-use super::{AclBinding, Operation, PatternType, ResourceType, CLUSTER_RESOURCE};
 use crate::config::{Config, FunctionSpec, Guarantee};
+use crate::kafka::acl::{AclBinding, Operation, PatternType, ResourceType, CLUSTER_RESOURCE};
+
+#[cfg(test)]
+mod shipped_tests;
 
 /// Which user each function authenticates as.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,7 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use serde_json::Value;
 
-use crate::registry::schema::AvroSchema;
+use super::schema::AvroSchema;
 
 /// Whether data written with `writer` can be read with `reader`; the error says why not.
 pub fn can_read(writer: &AvroSchema, reader: &AvroSchema) -> Result<(), String> {

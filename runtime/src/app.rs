@@ -222,7 +222,8 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                     Some(_) => app.registry.aggregate_handler(&spec.handler).cloned().map(FunctionCode::Fold),
                     None => app.registry.topic_handler(&spec.handler).cloned().map(FunctionCode::Handler),
                 };
-                let code = code.ok_or_else(|| not_registered("handler", &spec.handler))?;
+                let what = if spec.aggregate.is_some() { "fold" } else { "handler" };
+                let code = code.ok_or_else(|| not_registered(what, &spec.handler))?;
                 let handle = start_function(app.function_deps(), spec, code, shutdown.clone()).await?;
                 readiness.watch(&spec.name, handle.assignments.clone());
                 functions.push(handle);

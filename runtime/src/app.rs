@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::avro::{register_topic_schema, CodecError, OutputEncoder, RegistryClient, RegistryError, SchemaCache};
 use crate::config::{Config, FunctionKind};
 use crate::endpoints::Readiness;
-use crate::invoker::outputs::{Output, Outputs};
+use crate::invoker::function::{FunctionCode, FunctionDeps, FunctionError};
 use crate::invoker::{start_function, FunctionHandle};
 use crate::kafka::producer::{Producer, ProducerConfig, SendError};
 use crate::kafka::{Cluster, KafkaError};
@@ -42,9 +42,37 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// Anything else, said plainly.
-    #[error("{0}")]
-    Other(String),
+    /// functions.toml names no schema registry.
+    #[error("runtime.schema_registry is not set: kfn needs a schema registry")]
+    NoSchemaRegistry,
+    /// A topic's schema file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadSchema {
+        /// The schema file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--only` named a function functions.toml does not declare.
+    #[error("--only {name}: no such function (declared: {declared})")]
+    UnknownFunction {
+        /// The name given.
+        name: String,
+        /// The declared functions, comma-separated.
+        declared: String,
+    },
+    /// A function's code is not registered with the binary.
+    #[error("{what} {name} is not registered")]
+    NotRegistered {
+        /// What kind of code: fold, handler, HTTP handler.
+        what: &'static str,
+        /// The name functions.toml gives.
+        name: String,
+    },
+    /// A function could not start.
+    #[error(transparent)]
+    Function(#[from] FunctionError),
 }
 
 /// What every part of the running application shares.
@@ -71,16 +99,14 @@ impl App {
     /// Connects, registers every topic's schema, and starts the shared producer.
     pub async fn new(config: Config, registry: kfn_sdk::Registry) -> Result<Self, StartError> {
         let cluster = Cluster::from_config(&config)?;
-        let url = config.runtime.schema_registry.clone().ok_or_else(|| {
-            StartError::Other("runtime.schema_registry is not set: kfn needs a schema registry".into())
-        })?;
+        let url = config.runtime.schema_registry.clone().ok_or(StartError::NoSchemaRegistry)?;
         let client = RegistryClient::new(&url, None)?;
         let mut encoders = HashMap::new();
         let schemas = Arc::new(SchemaCache::new(client));
         for topic in config.topics.values() {
             let Some(path) = &topic.schema else { continue };
             let text = std::fs::read_to_string(path)
-                .map_err(|e| StartError::Other(format!("cannot read {}: {e}", path.display())))?;
+                .map_err(|source| StartError::ReadSchema { path: path.clone(), source })?;
             let (id, schema) = register_topic_schema(schemas.client(), &topic.name, &text).await?;
             schemas.insert(id, schema.clone());
             encoders.insert(topic.name.clone(), OutputEncoder::new(topic.name.as_str(), id, schema));
@@ -100,8 +126,25 @@ impl App {
 
     /// The partition count of a topic.
     pub async fn partitions(&self, topic: &str) -> Result<i32, StartError> {
-        Ok(self.cluster.topic(topic).await?.partitions.len() as i32)
+        Ok(self.function_deps().partitions(topic).await?)
     }
+
+    /// What a function started in this application depends on.
+    pub fn function_deps(&self) -> FunctionDeps<'_> {
+        FunctionDeps {
+            cluster: &self.cluster,
+            schemas: &self.schemas,
+            encoders: &self.encoders,
+            metrics: &self.metrics,
+            producer: &self.producer,
+            producer_config: &self.producer_config,
+            runtime: &self.config.runtime,
+        }
+    }
+}
+
+fn not_registered(what: &'static str, name: &str) -> StartError {
+    StartError::NotRegistered { what, name: name.to_string() }
 }
 
 /// Where the running application listens.
@@ -147,7 +190,7 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
     for name in only {
         if !app.config.functions.contains_key(name) {
             let known: Vec<_> = app.config.functions.keys().cloned().collect();
-            return Err(StartError::Other(format!("--only {name}: no such function (declared: {})", known.join(", "))));
+            return Err(StartError::UnknownFunction { name: name.clone(), declared: known.join(", ") });
         }
     }
     let mut functions = Vec::new();
@@ -156,10 +199,8 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
     for spec in app.config.functions.values().filter(|f| selected(&f.name)) {
         // An aggregate's pull query: a view of its whole table, served on the HTTP trigger.
         if let Some((aggregate, path)) = spec.aggregate.as_ref().and_then(|a| Some((a, a.query_path.as_ref()?))) {
-            let fold = app
-                .registry
-                .aggregate_handler(&spec.handler)
-                .ok_or_else(|| StartError::Other(format!("fold {} is not registered", spec.handler)))?;
+            let fold =
+                app.registry.aggregate_handler(&spec.handler).ok_or_else(|| not_registered("fold", &spec.handler))?;
             let view = TableView::start_exporting(
                 &app.cluster,
                 app.schemas.clone(),
@@ -173,7 +214,13 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
         }
         match &spec.kind {
             FunctionKind::Topic { .. } => {
-                let handle = start_function(&app, spec, shutdown.clone()).await?;
+                let code = match &spec.aggregate {
+                    Some(_) => app.registry.aggregate_handler(&spec.handler).cloned().map(FunctionCode::Fold),
+                    None => app.registry.topic_handler(&spec.handler).cloned().map(FunctionCode::Handler),
+                };
+                let what = if spec.aggregate.is_some() { "fold" } else { "handler" };
+                let code = code.ok_or_else(|| not_registered(what, &spec.handler))?;
+                let handle = start_function(app.function_deps(), spec, code, shutdown.clone()).await?;
                 readiness.watch(&spec.name, handle.assignments.clone());
                 functions.push(handle);
             }
@@ -181,27 +228,15 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                 let handler = app
                     .registry
                     .http_handler(&spec.handler)
-                    .ok_or_else(|| StartError::Other(format!("HTTP handler {} is not registered", spec.handler)))?
+                    .ok_or_else(|| not_registered("HTTP handler", &spec.handler))?
                     .clone();
-                let mut outputs = HashMap::new();
-                for (name, topic) in &spec.outputs {
-                    let encoder = app
-                        .encoders
-                        .get(topic)
-                        .cloned()
-                        .ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
-                    let partitions = app.partitions(topic).await?;
-                    outputs.insert(
-                        name.clone(),
-                        Arc::new(Output { topic: Arc::from(topic.as_str()), partitions, encoder }),
-                    );
-                }
+                let outputs = app.function_deps().outputs(spec).await?;
                 routes.push(Route {
                     method: method.clone(),
                     path: path.clone(),
                     function: spec.name.clone(),
                     handler,
-                    outputs: Outputs::new(&spec.name, outputs),
+                    outputs,
                 });
             }
         }

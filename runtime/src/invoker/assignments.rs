@@ -8,7 +8,8 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::worker::{self, FunctionShared};
+use super::shared::FunctionShared;
+use super::worker;
 use crate::kafka::group::coordinator::Generation;
 use crate::kafka::group::member::RebalanceListener;
 use crate::kafka::group::protocol::TopicPartition;

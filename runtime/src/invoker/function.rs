@@ -1,8 +1,11 @@
-//! Starting one topic function: its group member, workers and layers.
+//! Starting one topic function: its group member, workers and layers, from
+//! the explicit dependencies in [`FunctionDeps`] (the application depends on
+//! the invoker, never the other way).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use kfn_sdk::{AggregateHandler, TopicHandler};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -10,17 +13,108 @@ use super::aggregate::Aggregate;
 use super::assignments::PartitionWorkers;
 use super::committer::Committer;
 use super::dead_letter::DeadLetters;
+use super::egress::Egress;
+use super::ingress::Inputs;
 use super::invoke::{pipeline, HandlerCall};
 use super::outputs::{Output, Outputs};
 use super::retry_topic::RetryTopic;
-use super::worker::FunctionShared;
-use crate::app::{App, StartError};
-use crate::config::{FunctionSpec, OffsetReset};
+use super::shared::FunctionShared;
+use crate::avro::{OutputEncoder, SchemaCache};
+use crate::config::{FunctionSpec, OffsetReset, RuntimeSettings};
 use crate::kafka::consumer::LogEnd;
 use crate::kafka::fetch::FetchLimits;
 use crate::kafka::group::coordinator::GroupClient;
 use crate::kafka::group::member::{GroupMember, MemberConfig};
-use crate::kafka::KafkaError;
+use crate::kafka::producer::{Producer, ProducerConfig};
+use crate::kafka::{Cluster, KafkaError};
+use crate::metrics::Metrics;
+
+/// Why a function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    /// The function names no input topic.
+    #[error("function {function} has no input topic")]
+    NoInput {
+        /// The function.
+        function: String,
+    },
+    /// The function names no dead-letter topic.
+    #[error("function {function} has no dead_letter topic")]
+    NoDeadLetter {
+        /// The function.
+        function: String,
+    },
+    /// An output topic has no schema to encode with.
+    #[error("function {function}: output topic {topic} has no schema")]
+    NoSchema {
+        /// The function.
+        function: String,
+        /// The output topic.
+        topic: String,
+    },
+    /// The registered code does not fit the function's kind (a fold for a
+    /// handler function, or a handler for an aggregate).
+    #[error("function {function}: {expected} expected")]
+    Code {
+        /// The function.
+        function: String,
+        /// What the function's kind needs.
+        expected: &'static str,
+    },
+    /// A topic's metadata could not be read.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
+
+/// The registered code a topic function runs.
+#[derive(Clone)]
+pub enum FunctionCode {
+    /// A topic handler: one invocation per record.
+    Handler(TopicHandler),
+    /// An aggregate's fold into its table.
+    Fold(AggregateHandler),
+}
+
+/// What a topic function needs from the running application.
+#[derive(Clone, Copy)]
+pub struct FunctionDeps<'a> {
+    /// The cluster.
+    pub cluster: &'a Cluster,
+    /// Writer schemas by id.
+    pub schemas: &'a Arc<SchemaCache>,
+    /// The encoder of each topic with a schema.
+    pub encoders: &'a HashMap<String, OutputEncoder>,
+    /// The application's metrics.
+    pub metrics: &'a Metrics,
+    /// The shared idempotent producer.
+    pub producer: &'a Producer,
+    /// Producer settings, for per-partition transactional producers.
+    pub producer_config: &'a ProducerConfig,
+    /// Runtime settings: group timeouts, isolation, fetch wait, slow-handler threshold.
+    pub runtime: &'a RuntimeSettings,
+}
+
+impl FunctionDeps<'_> {
+    /// The partition count of a topic.
+    pub async fn partitions(&self, topic: &str) -> Result<i32, KafkaError> {
+        Ok(self.cluster.topic(topic).await?.partitions.len() as i32)
+    }
+
+    /// The outputs of `spec` (a topic or HTTP function): each one's topic, partition count and encoder.
+    pub async fn outputs(&self, spec: &FunctionSpec) -> Result<Outputs, FunctionError> {
+        let mut outputs = HashMap::new();
+        for (name, topic) in &spec.outputs {
+            let encoder = self
+                .encoders
+                .get(topic)
+                .cloned()
+                .ok_or_else(|| FunctionError::NoSchema { function: spec.name.clone(), topic: topic.clone() })?;
+            let partitions = self.partitions(topic).await?;
+            outputs.insert(name.clone(), Arc::new(Output { topic: Arc::from(topic.as_str()), partitions, encoder }));
+        }
+        Ok(Outputs::new(&spec.name, outputs))
+    }
+}
 
 /// A running function.
 pub struct FunctionHandle {
@@ -32,64 +126,62 @@ pub struct FunctionHandle {
     pub assignments: watch::Receiver<u64>,
 }
 
-/// Starts `spec` (a topic function) in `app`; it stops when `shutdown` turns true.
+/// Starts `spec` (a topic function) running `code`; it stops when `shutdown` turns true.
 pub async fn start_function(
-    app: &App,
+    deps: FunctionDeps<'_>,
     spec: &FunctionSpec,
+    code: FunctionCode,
     shutdown: watch::Receiver<bool>,
-) -> Result<FunctionHandle, StartError> {
-    let input = spec.input().ok_or_else(|| StartError::Other(format!("function {} has no input topic", spec.name)))?;
-    let aggregate = match &spec.aggregate {
-        Some(agg) => {
-            let fold = app
-                .registry
-                .aggregate_handler(&spec.handler)
-                .ok_or_else(|| StartError::Other(format!("fold {} is not registered", spec.handler)))?
-                .clone();
-            Some(Arc::new(Aggregate::new(fold, agg, app.schemas.clone(), spec.retry.clone())))
+) -> Result<FunctionHandle, FunctionError> {
+    let input = spec.input().ok_or_else(|| FunctionError::NoInput { function: spec.name.clone() })?;
+    let (handler, aggregate) = match (code, &spec.aggregate) {
+        (FunctionCode::Fold(fold), Some(agg)) => {
+            let metrics = deps.metrics.function(&spec.name);
+            let slow = deps.runtime.slow_handler;
+            let aggregate = Aggregate::new(fold, agg, deps.schemas.clone(), spec.retry.clone(), metrics, slow);
+            // An aggregate's records go through its fold; the pipeline then holds a handler that is never called.
+            (never_called(), Some(Arc::new(aggregate)))
         }
-        None => None,
+        (FunctionCode::Handler(handler), None) => (handler, None),
+        (FunctionCode::Handler(_), Some(_)) => {
+            return Err(FunctionError::Code { function: spec.name.clone(), expected: "an aggregate fold" })
+        }
+        (FunctionCode::Fold(_), None) => {
+            return Err(FunctionError::Code { function: spec.name.clone(), expected: "a topic handler" })
+        }
     };
-    // An aggregate's records go through its fold; the pipeline then holds a handler that is never called.
-    let handler = match (&aggregate, app.registry.topic_handler(&spec.handler)) {
-        (_, Some(h)) => h.clone(),
-        (Some(_), None) => never_called(),
-        (None, None) => return Err(StartError::Other(format!("handler {} is not registered", spec.handler))),
-    };
-    let mut outputs = HashMap::new();
-    for (name, topic) in &spec.outputs {
-        let encoder = app
-            .encoders
-            .get(topic)
-            .cloned()
-            .ok_or_else(|| StartError::Other(format!("topic {topic} has no schema")))?;
-        let partitions = app.partitions(topic).await?;
-        outputs.insert(name.clone(), Arc::new(Output { topic: Arc::from(topic.as_str()), partitions, encoder }));
-    }
-    let dlq_topic = spec
-        .dead_letter
-        .clone()
-        .ok_or_else(|| StartError::Other(format!("function {} has no dead_letter topic", spec.name)))?;
+    let outputs = deps.outputs(spec).await?;
+    let dlq_topic =
+        spec.dead_letter.clone().ok_or_else(|| FunctionError::NoDeadLetter { function: spec.name.clone() })?;
     let dead_letters =
-        DeadLetters { partitions: app.partitions(&dlq_topic).await?, topic: dlq_topic, function: spec.name.clone() };
+        DeadLetters { partitions: deps.partitions(&dlq_topic).await?, topic: dlq_topic, function: spec.name.clone() };
     let retry_topic = match &spec.retry.topic {
         Some(topic) => Some(RetryTopic {
-            partitions: app.partitions(topic).await?,
+            partitions: deps.partitions(topic).await?,
             topic: topic.clone(),
             function: spec.name.clone(),
             policy: spec.retry.clone(),
         }),
         None => None,
     };
-    let mut topics = vec![input.to_string()];
-    topics.extend(spec.retry.topic.clone());
-    let runtime = &app.config.runtime;
-    let metrics = app.metrics.function(&spec.name);
+    let runtime = deps.runtime;
+    let metrics = deps.metrics.function(&spec.name);
+    let function: Arc<str> = Arc::from(spec.name.as_str());
+    let inputs = Inputs::new(
+        input,
+        spec.retry.topic.as_deref(),
+        pipeline(
+            HandlerCall::new(handler, deps.schemas.clone()),
+            spec.retry.clone(),
+            metrics.clone(),
+            runtime.slow_handler,
+        ),
+    );
     let member = GroupMember::new(
-        app.cluster.clone(),
+        deps.cluster.clone(),
         MemberConfig {
             group: spec.group_id(),
-            topics,
+            topics: inputs.topics(),
             session_timeout: runtime.session_timeout,
             rebalance_timeout: runtime.rebalance_timeout,
             heartbeat_interval: runtime.heartbeat_interval,
@@ -100,21 +192,14 @@ pub async fn start_function(
         OffsetReset::Latest => LogEnd::Latest,
     };
     let shared = Arc::new(FunctionShared {
-        function: Arc::from(spec.name.as_str()),
-        pipeline: pipeline(
-            HandlerCall::new(handler, app.schemas.clone()),
-            spec.retry.clone(),
-            metrics.clone(),
-            runtime.slow_handler,
-        ),
-        outputs: Outputs::new(&spec.name, outputs),
-        dead_letters,
-        retry_topic,
+        egress: Egress { function: function.clone(), outputs, dead_letters, retry_topic, metrics: metrics.clone() },
+        function,
+        inputs,
         metrics,
-        cluster: app.cluster.clone(),
-        producer: app.producer.clone(),
-        producer_config: app.producer_config.clone(),
-        committer: Committer::new(GroupClient::new(app.cluster.clone(), spec.group_id()), member.state()),
+        cluster: deps.cluster.clone(),
+        producer: deps.producer.clone(),
+        producer_config: deps.producer_config.clone(),
+        committer: Arc::new(Committer::new(GroupClient::new(deps.cluster.clone(), spec.group_id()), member.state())),
         guarantee: spec.guarantee,
         ordering: spec.ordering,
         max_in_flight: spec.max_in_flight,

@@ -1,9 +1,12 @@
 //! A handler invocation as a stack of layers: decode and call (with panics
 //! caught), observe (metrics, slow-call log), retry by policy.
 //!
-//! Each layer wraps an [`Invoke`]; [`pipeline`] composes them in the order a
+//! Each layer wraps an [`Invoke`]; [`stack`] composes them in the order a
 //! function's policy says. Adding a policy means adding a layer here, not
-//! editing the partition worker.
+//! editing the partition worker. The same layers run a topic handler
+//! ([`HandlerCall`], called with a [`Ctx`]) and an aggregate's fold
+//! ([`FoldCall`], called with a [`FoldInput`]): a registry outage, a panic or
+//! a retryable error ends the same way for both.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -12,9 +15,9 @@ use std::time::{Duration, Instant};
 use backon::BackoffBuilder;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use kfn_sdk::{Ctx, Emit, FnErrorKind, InvokeError, TopicHandler};
+use kfn_sdk::{AggCtx, AggregateHandler, Ctx, Emit, FnErrorKind, InvokeError, Row, TopicHandler};
 
-use crate::avro::SchemaCache;
+use crate::avro::{SchemaCache, WriterDatum};
 use crate::config::RetryPolicy;
 use crate::metrics::FunctionMetrics;
 
@@ -70,10 +73,69 @@ pub enum AttemptError {
     Final(FailureKind, String),
 }
 
-/// One layer of the invocation stack.
-pub trait Invoke: Send + Sync {
-    /// Invokes the handler for one record's value with `ctx`.
-    fn call<'a>(&'a self, ctx: Ctx, value: &'a [u8]) -> BoxFuture<'a, Result<Emit, AttemptError>>;
+/// What the layers need to know of a call: its attempt and where its record is, for logs.
+pub trait Call: Clone + Send + Sync {
+    /// Which attempt this is, from 1.
+    fn attempt(&self) -> u32;
+    /// Sets the attempt before the next try.
+    fn set_attempt(&mut self, attempt: u32);
+    /// The function, topic, partition and offset of the record.
+    fn site(&self) -> (&Arc<str>, &str, i32, i64);
+}
+
+impl Call for Ctx {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn set_attempt(&mut self, attempt: u32) {
+        self.attempt = attempt;
+    }
+
+    fn site(&self) -> (&Arc<str>, &str, i32, i64) {
+        (&self.function, &self.topic, self.partition, self.offset)
+    }
+}
+
+/// One layer of the invocation stack, for calls of type `C`.
+pub trait Invoke<C: Call>: Send + Sync {
+    /// What a successful call gives.
+    type Output: Send;
+
+    /// Invokes the handler for one record's value.
+    fn call<'a>(&'a self, call: C, value: &'a [u8]) -> BoxFuture<'a, Result<Self::Output, AttemptError>>
+    where
+        C: 'a;
+}
+
+/// The writer's schema and datum of `value`: from the cache, else from the registry.
+///
+/// A registry that cannot be reached (or answers 5xx) is retryable: the
+/// record is fine, the registry will be back. Anything else is undecodable.
+async fn writer<'v>(schemas: &SchemaCache, value: &'v [u8]) -> Result<WriterDatum<'v>, AttemptError> {
+    match schemas.try_resolve(value) {
+        Ok(Some(w)) => Ok(w),
+        Ok(None) => match schemas.resolve(value).await {
+            Ok(w) => Ok(w),
+            Err(e) if e.is_transient() => Err(AttemptError::Retryable(e.to_string())),
+            Err(e) => Err(AttemptError::Final(FailureKind::Undecodable, e.to_string())),
+        },
+        Err(e) => Err(AttemptError::Final(FailureKind::Undecodable, e.to_string())),
+    }
+}
+
+/// What the handler's error means for the record.
+fn attempt_error(error: InvokeError, schema_id: u32) -> AttemptError {
+    match error {
+        InvokeError::Decode { event, message } => AttemptError::Final(
+            FailureKind::Undecodable,
+            format!("cannot decode as {event} (writer schema id {schema_id}): {message}"),
+        ),
+        InvokeError::Handler(e) => match e.kind {
+            FnErrorKind::Retryable => AttemptError::Retryable(e.message),
+            FnErrorKind::Permanent => AttemptError::Final(FailureKind::Permanent, e.message),
+        },
+    }
 }
 
 /// The innermost layer: resolve the writer's schema, decode, run the handler, catch panics.
@@ -89,29 +151,76 @@ impl HandlerCall {
     }
 }
 
-impl Invoke for HandlerCall {
-    fn call<'a>(&'a self, ctx: Ctx, value: &'a [u8]) -> BoxFuture<'a, Result<Emit, AttemptError>> {
+impl Invoke<Ctx> for HandlerCall {
+    type Output = Emit;
+
+    fn call<'a>(&'a self, ctx: Ctx, value: &'a [u8]) -> BoxFuture<'a, Result<Emit, AttemptError>>
+    where
+        Ctx: 'a,
+    {
         Box::pin(async move {
-            let writer = match self.schemas.try_resolve(value) {
-                Ok(Some(w)) => w,
-                Ok(None) => match self.schemas.resolve(value).await {
-                    Ok(w) => w,
-                    Err(e) if e.is_transient() => return Err(AttemptError::Retryable(e.to_string())),
-                    Err(e) => return Err(AttemptError::Final(FailureKind::Undecodable, e.to_string())),
-                },
-                Err(e) => return Err(AttemptError::Final(FailureKind::Undecodable, e.to_string())),
-            };
+            let writer = writer(&self.schemas, value).await?;
             let call = (self.handler.call)(ctx, writer.datum, &writer.schema);
             match AssertUnwindSafe(call).catch_unwind().await {
-                Ok(Ok(emit)) => Ok(emit),
-                Ok(Err(InvokeError::Decode { event, message })) => Err(AttemptError::Final(
-                    FailureKind::Undecodable,
-                    format!("cannot decode as {event} (writer schema id {}): {message}", writer.schema_id),
-                )),
-                Ok(Err(InvokeError::Handler(e))) => match e.kind {
-                    FnErrorKind::Retryable => Err(AttemptError::Retryable(e.message)),
-                    FnErrorKind::Permanent => Err(AttemptError::Final(FailureKind::Permanent, e.message)),
-                },
+                Ok(result) => result.map_err(|e| attempt_error(e, writer.schema_id)),
+                Err(panic) => Err(AttemptError::Final(FailureKind::Panic, panic_message(&panic))),
+            }
+        })
+    }
+}
+
+/// One record's fold: its context and the key's state before it.
+#[derive(Clone)]
+pub struct FoldInput<'s> {
+    /// The fold's context.
+    pub ctx: &'s AggCtx,
+    /// The key's state before this record, if any.
+    pub previous: Option<&'s Row>,
+    /// The input topic, for logs.
+    pub topic: &'s str,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
+}
+
+impl Call for FoldInput<'_> {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn set_attempt(&mut self, attempt: u32) {
+        self.attempt = attempt;
+    }
+
+    fn site(&self) -> (&Arc<str>, &str, i32, i64) {
+        (&self.ctx.function, self.topic, self.ctx.partition, self.ctx.offset)
+    }
+}
+
+/// The innermost layer of an aggregate: resolve the writer's schema, decode, fold, catch panics.
+pub struct FoldCall {
+    handler: AggregateHandler,
+    schemas: Arc<SchemaCache>,
+}
+
+impl FoldCall {
+    /// Folds with `handler` over values decoded through `schemas`.
+    pub fn new(handler: AggregateHandler, schemas: Arc<SchemaCache>) -> Self {
+        Self { handler, schemas }
+    }
+}
+
+impl<'s> Invoke<FoldInput<'s>> for FoldCall {
+    type Output = Row;
+
+    fn call<'a>(&'a self, input: FoldInput<'s>, value: &'a [u8]) -> BoxFuture<'a, Result<Row, AttemptError>>
+    where
+        FoldInput<'s>: 'a,
+    {
+        Box::pin(async move {
+            let writer = writer(&self.schemas, value).await?;
+            let fold = || (self.handler.fold)(input.ctx, input.previous, writer.datum, &writer.schema);
+            match std::panic::catch_unwind(AssertUnwindSafe(fold)) {
+                Ok(result) => result.map_err(|e| attempt_error(e, writer.schema_id)),
                 Err(panic) => Err(AttemptError::Final(FailureKind::Panic, panic_message(&panic))),
             }
         })
@@ -135,14 +244,21 @@ pub struct Observe<I> {
     slow: Duration,
 }
 
-impl<I: Invoke> Invoke for Observe<I> {
-    fn call<'a>(&'a self, ctx: Ctx, value: &'a [u8]) -> BoxFuture<'a, Result<Emit, AttemptError>> {
+impl<C: Call, I: Invoke<C>> Invoke<C> for Observe<I> {
+    type Output = I::Output;
+
+    fn call<'a>(&'a self, call: C, value: &'a [u8]) -> BoxFuture<'a, Result<I::Output, AttemptError>>
+    where
+        C: 'a,
+    {
         Box::pin(async move {
-            let (function, topic, partition, offset) =
-                (ctx.function.clone(), ctx.topic.clone(), ctx.partition, ctx.offset);
+            let (function, topic, partition, offset) = {
+                let (function, topic, partition, offset) = call.site();
+                (function.clone(), topic.to_string(), partition, offset)
+            };
             self.metrics.inflight.inc();
             let start = Instant::now();
-            let result = self.inner.call(ctx, value).await;
+            let result = self.inner.call(call, value).await;
             let elapsed = start.elapsed();
             self.metrics.inflight.dec();
             self.metrics.handler_duration.observe(elapsed.as_secs_f64());
@@ -166,17 +282,20 @@ pub struct Retry<I> {
     metrics: FunctionMetrics,
 }
 
-impl<I: Invoke> Retry<I> {
-    /// Runs attempts from `ctx.attempt` on until success, a final error, or the policy's last attempt.
+impl<I> Retry<I> {
+    /// Runs attempts from `call.attempt()` on until success, a final error, or the policy's last attempt.
     ///
     /// With a retry topic, a retryable failure before the last attempt ends in
     /// [`FailureKind::Deferred`] instead of a wait here: the record waits in the topic.
-    pub async fn run(&self, mut ctx: Ctx, value: &[u8]) -> Result<Emit, Failure> {
-        let mut attempt = ctx.attempt.max(1);
+    pub async fn run<C: Call>(&self, mut call: C, value: &[u8]) -> Result<I::Output, Failure>
+    where
+        I: Invoke<C>,
+    {
+        let mut attempt = call.attempt().max(1);
         let mut delays = backoff(&self.policy).build().skip(attempt as usize - 1);
         loop {
-            ctx.attempt = attempt;
-            match self.inner.call(ctx.clone(), value).await {
+            call.set_attempt(attempt);
+            match self.inner.call(call.clone(), value).await {
                 Ok(emit) => return Ok(emit),
                 Err(AttemptError::Final(kind, message)) => return Err(Failure { kind, message, attempts: attempt }),
                 Err(AttemptError::Retryable(message)) if self.policy.topic.is_some() => {
@@ -191,7 +310,8 @@ impl<I: Invoke> Retry<I> {
                         // backon's jitter adds up to the delay again; max_backoff stays the longest wait.
                         let delay = delay.min(self.policy.max_backoff);
                         self.metrics.retries.inc();
-                        tracing::debug!(function = %ctx.function, offset = ctx.offset, attempt, ?delay, %message, "retrying");
+                        let (function, _, _, offset) = call.site();
+                        tracing::debug!(%function, offset, attempt, ?delay, %message, "retrying");
                         tokio::time::sleep(delay).await;
                         attempt += 1;
                     }
@@ -222,10 +342,18 @@ pub fn backoff(policy: &RetryPolicy) -> backon::ExponentialBuilder {
     }
 }
 
-/// The whole stack for one function: Retry(Observe(HandlerCall)).
-pub type Pipeline = Arc<Retry<Observe<HandlerCall>>>;
+/// The layers around an innermost call: Retry(Observe(call)).
+pub type Stack<I> = Retry<Observe<I>>;
 
-/// Composes the layers for a function.
+/// The whole stack for one topic handler: Retry(Observe(HandlerCall)).
+pub type Pipeline = Arc<Stack<HandlerCall>>;
+
+/// Composes the layers around `call` for a function's policy.
+pub fn stack<I>(call: I, policy: RetryPolicy, metrics: FunctionMetrics, slow: Duration) -> Stack<I> {
+    Retry { inner: Observe { inner: call, metrics: metrics.clone(), slow }, policy, metrics }
+}
+
+/// Composes the layers for a topic handler.
 pub fn pipeline(call: HandlerCall, policy: RetryPolicy, metrics: FunctionMetrics, slow: Duration) -> Pipeline {
-    Arc::new(Retry { inner: Observe { inner: call, metrics: metrics.clone(), slow }, policy, metrics })
+    Arc::new(stack(call, policy, metrics, slow))
 }

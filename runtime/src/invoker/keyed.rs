@@ -33,13 +33,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::dead_letter::Origin;
+use super::deliver::{Deliver, MAX_CHUNK};
 use super::invoke::{Failure, FailureKind};
-use super::worker::{context, finish, BatchError, FunctionShared, MAX_CHUNK};
-use crate::config::Guarantee;
+use super::shared::FunctionShared;
 use crate::kafka::consumer::PartitionReader;
 use crate::kafka::fetch::{ConsumedRecord, DecodedPartition};
 use crate::kafka::group::protocol::TopicPartition;
-use crate::kafka::producer::Producer;
 
 /// Most records fetched ahead of the oldest unfinished one.
 const MAX_WINDOW: usize = 5_000;
@@ -48,6 +48,8 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 struct Slot {
     record: ConsumedRecord,
+    /// Where the record entered the function, once it ran.
+    origin: Option<Origin>,
     result: Option<Result<Emit, Failure>>,
     /// Its outputs (or dead letter) are written.
     sent: bool,
@@ -79,7 +81,7 @@ impl Window {
                 self.ready.push_back(seq);
             }
         }
-        self.slots.push_back(Slot { record, result: None, sent: false });
+        self.slots.push_back(Slot { record, origin: None, result: None, sent: false });
     }
 
     fn slot(&mut self, seq: u64) -> &mut Slot {
@@ -87,9 +89,9 @@ impl Window {
     }
 
     /// The next record that may run, with its sequence number.
-    fn next_ready(&mut self) -> Option<(u64, &ConsumedRecord)> {
+    fn next_ready(&mut self) -> Option<(u64, &mut Slot)> {
         let seq = self.ready.pop_front()?;
-        Some((seq, &self.slot(seq).record))
+        Some((seq, self.slot(seq)))
     }
 
     /// Records the result of `seq`; the next record of its key becomes ready.
@@ -145,16 +147,15 @@ pub(super) async fn run(
     shared: Arc<FunctionShared>,
     tp: TopicPartition,
     reader: PartitionReader,
-    transactional: Option<Producer>,
+    deliver: Deliver,
     mut stop: watch::Receiver<bool>,
     start: i64,
 ) {
-    let topic: Arc<str> = Arc::from(tp.topic.as_str());
     // Fetching runs on its own so a long poll is never cut short by a finishing handler.
     let (tx, mut fetched) = mpsc::channel(1);
     let _fetcher = AbortOnDrop(tokio::spawn(fetch(reader, tx, shared.function.clone(), tp.clone())));
     let lag = shared.metrics.lag(&tp.topic, tp.partition);
-    let exactly_once = shared.guarantee == Guarantee::ExactlyOnce;
+    let exactly_once = deliver.is_exactly_once();
     let mut window = Window::default();
     let mut tasks: JoinSet<(u64, Result<Emit, Failure>)> = JoinSet::new();
     let (mut fetched_to, mut committed) = (start, start);
@@ -162,17 +163,13 @@ pub(super) async fn run(
     let mut stopping = false;
     loop {
         while !stopping && tasks.len() < shared.max_in_flight {
-            let Some((seq, record)) = window.next_ready() else { break };
-            let ctx = context(&shared, &tp, &topic, record, false);
-            let value = record.value.clone().unwrap_or_default();
+            let Some((seq, slot)) = window.next_ready() else { break };
+            let invocation = shared.inputs.invocation(&shared.function, &tp, &slot.record);
+            slot.origin = Some(invocation.origin.clone());
+            let value = slot.record.value.clone().unwrap_or_default();
             let shared = shared.clone();
             tasks.spawn(async move {
-                let call = async {
-                    match ctx {
-                        Ok(ctx) => shared.pipeline.run(ctx, &value).await,
-                        Err(failure) => Err(failure),
-                    }
-                };
+                let call = shared.inputs.run(&invocation, &value);
                 // The handler layer catches handler panics; this keeps a bug in kfn from losing the record.
                 let result = AssertUnwindSafe(call).catch_unwind().await.unwrap_or_else(|_| {
                     Err(Failure { kind: FailureKind::Panic, message: "the invocation panicked".into(), attempts: 1 })
@@ -189,21 +186,22 @@ pub(super) async fn run(
                 .iter()
                 .take(if exactly_once { window.prefix } else { window.slots.len() })
                 .filter(|s| !s.sent)
-                .filter_map(|s| s.result.as_ref().map(|r| (&s.record, r)));
+                .filter_map(|s| Some((&s.record, s.origin.as_ref()?, s.result.as_ref()?)));
+            let outgoing = shared.egress.route(&tp, processed, kfn_sdk::now_ms());
             let commit = (exactly_once || commit > committed).then_some(commit);
-            match finish(&shared, &tp, processed, commit, transactional.as_ref()).await {
+            match deliver.deliver(&tp, outgoing, commit).await {
                 Ok(()) => {
                     window.sent(exactly_once);
                     committed = commit.unwrap_or(committed);
                     last_flush = Instant::now();
                     continue;
                 }
-                Err(BatchError::Fenced(reason)) => {
-                    tracing::warn!(function = %shared.function, partition = %tp, %reason, "fenced: another member owns this partition now");
+                Err(e) if e.is_fenced() => {
+                    tracing::warn!(function = %shared.function, partition = %tp, error = %e, "fenced: another member owns this partition now");
                     return;
                 }
-                Err(BatchError::Retry(reason)) => {
-                    tracing::warn!(function = %shared.function, partition = %tp, %reason, "writing finished records failed; trying again");
+                Err(e) => {
+                    tracing::warn!(function = %shared.function, partition = %tp, error = %e, "writing finished records failed; trying again");
                     if tokio::time::timeout(Duration::from_millis(500), stop.changed()).await.is_ok() {
                         stopping = true;
                         fetched.close();
@@ -241,9 +239,7 @@ pub(super) async fn run(
     }
     // Offsets moved past control records or aborted data since the last commit.
     let done = window.watermark(fetched_to);
-    if done > committed && !exactly_once {
-        let _ = shared.committer.commit(&tp, done).await;
-    }
+    deliver.stopped_at(&tp, committed, done).await;
     tracing::info!(function = %shared.function, partition = %tp, offset = done, "partition worker stopped");
 }
 
@@ -283,7 +279,7 @@ mod tests {
     }
 
     fn ready(window: &mut Window) -> Vec<i64> {
-        std::iter::from_fn(|| window.next_ready().map(|(_, r)| r.offset)).collect()
+        std::iter::from_fn(|| window.next_ready().map(|(_, s)| s.record.offset)).collect()
     }
 
     #[test]

@@ -1,22 +1,39 @@
-//! The function runtime: group membership, partition workers, the
-//! invocation layers, outputs, dead letters and commits.
+//! The function runtime, along the record's path: group membership,
+//! partition workers, then per record ingress -> one layer stack -> egress ->
+//! deliver.
 //!
 //! ```text
-//! group member --assigned--> PartitionWorkers --spawn--> worker::run per partition
-//! worker: fetch -> invoke (Retry(Observe(HandlerCall))) -> route outputs / dead letters
-//!         -> produce (idempotent) then commit, or stage + offsets + commit (transaction)
+//! function::start_function(FunctionDeps, spec, code)
+//!   -> GroupMember --assigned--> assignments::PartitionWorkers --spawn--> worker::run per partition
+//! worker::run: start offset, deliver::Deliver (exactly_once: the transactional producer fences
+//!              the previous owner), an aggregate's state restored; then one driver:
+//!   keyed::run   (ordering = "key")            chunked::run (partition order, aggregates, retry topic)
+//!        \                                          /
+//!   ingress   record -> Invocation (Origin, Ctx; retry-topic headers read once; Inputs picks the stack)
+//!   invoke    Retry(Observe(HandlerCall | FoldCall)): decode, panic catch, metrics, retry by policy
+//!   egress    outcome -> output records | retry-topic copy | dead letter   (pure, no I/O)
+//!   deliver   AtLeastOnce: produce, then commit | ExactlyOnce: stage, send offsets, commit
 //! ```
+//!
+//! [`shared::FunctionShared`] holds what every worker of a function shares.
+//! Which topics a function reads and which handler stack runs a record of a
+//! topic is decided in one place: [`ingress::Inputs`].
 
 pub mod aggregate;
 pub mod assignments;
+mod chunked;
 pub mod committer;
 pub mod dead_letter;
+pub mod deliver;
+pub mod egress;
 pub mod function;
+pub mod ingress;
 pub mod invoke;
 mod keyed;
 pub mod outputs;
 pub mod replay;
 pub mod retry_topic;
+pub mod shared;
 pub mod worker;
 
 #[cfg(test)]

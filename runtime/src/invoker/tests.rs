@@ -231,3 +231,8 @@ async fn in_place_retries_resume_from_the_attempt_the_context_carries() {
     assert_eq!(attempts(&s.calls), [3, 4]);
     assert_waits(&s.calls, &[400]);
 }
+
+/// A handler stack whose handler is never expected to run (it fails permanently).
+pub(super) fn never_called_pipeline() -> Pipeline {
+    stack(RetryPolicy::default(), vec![Step::Permanent]).pipeline
+}

@@ -15,18 +15,16 @@ mod restore;
 mod state;
 
 use std::borrow::Cow;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use backon::BackoffBuilder;
 use bytes::Bytes;
-use kfn_sdk::{AggCtx, AggregateHandler, Emit, Emitted, FnErrorKind, InvokeError, Row, SharedRow, Window};
+use kfn_sdk::{AggCtx, AggregateHandler, Emit, Emitted, SharedRow, Window};
 
 pub use restore::restore;
 pub use state::{Overlay, PartitionState};
 
-use super::invoke::{backoff, Failure, FailureKind};
+use super::invoke::{stack, Failure, FoldCall, FoldInput, Stack};
 use crate::avro::SchemaCache;
 use crate::config::{AggregateSpec, RetryPolicy};
 use crate::kafka::fetch::ConsumedRecord;
@@ -83,20 +81,28 @@ pub struct Aggregate {
     pub grace_ms: i64,
     /// Writer schemas of input records and table rows.
     pub schemas: Arc<SchemaCache>,
-    /// Retries of retryable fold errors.
-    pub retry: RetryPolicy,
+    /// The fold in the function's layer stack: decode, panic catch, observe, retry.
+    fold: Stack<FoldCall>,
 }
 
 impl Aggregate {
-    /// The aggregate of `spec` running `handler`.
-    pub fn new(handler: AggregateHandler, spec: &AggregateSpec, schemas: Arc<SchemaCache>, retry: RetryPolicy) -> Self {
+    /// The aggregate of `spec` running `handler` in the layer stack of `retry`,
+    /// observed by `metrics` (folds slower than `slow` are logged).
+    pub fn new(
+        handler: AggregateHandler,
+        spec: &AggregateSpec,
+        schemas: Arc<SchemaCache>,
+        retry: RetryPolicy,
+        metrics: FunctionMetrics,
+        slow: Duration,
+    ) -> Self {
         Self {
+            fold: stack(FoldCall::new(handler.clone(), schemas.clone()), retry, metrics, slow),
             handler,
             table: spec.table.clone(),
             window_ms: spec.window.map(|w| w.as_millis().max(1) as i64),
             grace_ms: spec.grace.as_millis() as i64,
             schemas,
-            retry,
         }
     }
 
@@ -158,9 +164,9 @@ impl Aggregate {
                 window,
             };
             let value = record.value.as_deref().unwrap_or_default();
-            let started = Instant::now();
-            let folded = self.fold_one(&ctx, overlay.get(state, &ctx.state_key), value, metrics).await;
-            metrics.handler_duration.observe(started.elapsed().as_secs_f64());
+            let input =
+                FoldInput { ctx: &ctx, previous: overlay.get(state, &ctx.state_key), topic: &tp.topic, attempt: 1 };
+            let folded = self.fold.run(input, value).await;
             results.push(folded.map(|row| {
                 overlay.set(ctx.state_key.clone(), row.clone());
                 Emit {
@@ -175,58 +181,7 @@ impl Aggregate {
         }
         (results, overlay)
     }
-
-    /// One fold, retried by policy on retryable errors, with panics caught.
-    async fn fold_one(
-        &self,
-        ctx: &AggCtx,
-        previous: Option<&Row>,
-        value: &[u8],
-        metrics: &FunctionMetrics,
-    ) -> Result<Row, Failure> {
-        let writer = match self.schemas.try_resolve(value) {
-            Ok(Some(w)) => w,
-            Ok(None) => match self.schemas.resolve(value).await {
-                Ok(w) => w,
-                Err(e) => return Err(Failure { kind: FailureKind::Undecodable, message: e.to_string(), attempts: 1 }),
-            },
-            Err(e) => return Err(Failure { kind: FailureKind::Undecodable, message: e.to_string(), attempts: 1 }),
-        };
-        let mut delays = backoff(&self.retry).build();
-        let mut attempt = 1;
-        loop {
-            let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                (self.handler.fold)(ctx, previous, writer.datum, &writer.schema)
-            }));
-            let message = match call {
-                Ok(Ok(row)) => return Ok(row),
-                Ok(Err(InvokeError::Decode { event, message })) => {
-                    let message =
-                        format!("cannot decode as {event} (writer schema id {}): {message}", writer.schema_id);
-                    return Err(Failure { kind: FailureKind::Undecodable, message, attempts: attempt });
-                }
-                Ok(Err(InvokeError::Handler(e))) if e.kind == FnErrorKind::Permanent => {
-                    return Err(Failure { kind: FailureKind::Permanent, message: e.message, attempts: attempt })
-                }
-                Ok(Err(InvokeError::Handler(e))) => e.message,
-                Err(_) => {
-                    metrics.panics.inc();
-                    tracing::error!(function = %ctx.function, partition = ctx.partition, offset = ctx.offset, "fold panicked");
-                    return Err(Failure {
-                        kind: FailureKind::Panic,
-                        message: "the fold panicked".into(),
-                        attempts: attempt,
-                    });
-                }
-            };
-            match delays.next() {
-                Some(delay) if attempt < self.retry.max_attempts => {
-                    metrics.retries.inc();
-                    tokio::time::sleep(delay.min(self.retry.max_backoff)).await;
-                    attempt += 1;
-                }
-                _ => return Err(Failure { kind: FailureKind::RetriesExhausted, message, attempts: attempt }),
-            }
-        }
-    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,9 @@ pub async fn start_function(
     spec: &FunctionSpec,
     shutdown: watch::Receiver<bool>,
 ) -> Result<FunctionHandle, StartError> {
-    let input = spec.input().ok_or_else(|| StartError::Other(format!("function {} has no input topic", spec.name)))?;
+    if spec.inputs().is_empty() {
+        return Err(StartError::Other(format!("function {} has no input topic", spec.name)));
+    }
     let aggregate = match &spec.aggregate {
         Some(agg) => {
             let fold = app
@@ -51,10 +53,9 @@ pub async fn start_function(
         None => None,
     };
     // An aggregate's records go through its fold; the pipeline then holds a handler that is never called.
-    let handler = match (&aggregate, app.registry.topic_handler(&spec.handler)) {
-        (_, Some(h)) => h.clone(),
-        (Some(_), None) => never_called(),
-        (None, None) => return Err(StartError::Other(format!("handler {} is not registered", spec.handler))),
+    let handler = match &aggregate {
+        Some(_) => never_called(),
+        None => handler_by_topic(app, spec)?,
     };
     let mut outputs = HashMap::new();
     for (name, topic) in &spec.outputs {
@@ -81,7 +82,7 @@ pub async fn start_function(
         }),
         None => None,
     };
-    let mut topics = vec![input.to_string()];
+    let mut topics = spec.inputs().to_vec();
     topics.extend(spec.retry.topic.clone());
     let runtime = &app.config.runtime;
     let metrics = app.metrics.function(&spec.name);
@@ -130,6 +131,35 @@ pub async fn start_function(
     let assignments = member.assignments();
     let task = tokio::spawn(member.run(workers, shutdown));
     Ok(FunctionHandle { name: spec.name.clone(), task, assignments })
+}
+
+/// The handler of `spec`: for each record, the function registered under
+/// its handler name for the event type of the record's input topic (a record
+/// from the retry topic carries its input topic in `ctx.topic`).
+fn handler_by_topic(app: &App, spec: &FunctionSpec) -> Result<kfn_sdk::TopicHandler, StartError> {
+    let mut by_topic = HashMap::new();
+    for input in spec.inputs() {
+        let event = app.config.topics.get(input).and_then(|t| t.event.as_deref()).unwrap_or_default();
+        let handler = app.registry.topic_handler_for(&spec.handler, event).ok_or_else(|| {
+            StartError::Other(format!("handler {} is not registered for {event} (topic {input})", spec.handler))
+        })?;
+        by_topic.insert(input.clone(), handler.clone());
+    }
+    let mut handlers = by_topic.values();
+    let first = match (handlers.next(), handlers.next()) {
+        (Some(only), None) => return Ok(only.clone()),
+        (first, _) => first.map_or("", |h| h.input),
+    };
+    Ok(kfn_sdk::TopicHandler {
+        // Not read by the invoker: the event type is chosen per record below.
+        input: first,
+        call: Arc::new(move |ctx, datum, schema| match by_topic.get(&*ctx.topic) {
+            Some(handler) => (handler.call)(ctx, datum, schema),
+            None => Box::pin(std::future::ready(Err(kfn_sdk::InvokeError::Handler(kfn_sdk::FnError::permanent(
+                format!("no handler for records of topic {}", ctx.topic),
+            ))))),
+        }),
+    })
 }
 
 /// The pipeline's handler for an aggregate, whose records go through the fold instead.

@@ -359,7 +359,7 @@ fn the_check_command_exits_with_the_verdict() {
     assert!(stderr.contains("2 error(s)"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{}: topics.\"orders.created\".partitions: expected an integer from 1 to 100000, found 0",
+            "{}: topic_defaults.partitions: expected an integer from 1 to 100000, found 0",
             broken.display()
         )),
         "{stderr}"

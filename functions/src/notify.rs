@@ -1,11 +1,12 @@
-//! `notify_*`: tells a customer what happened to their order.
+//! `notify`: tells a customer what happened to their order.
 //!
-//! One function reads one input, so there is one handler per event that
-//! concerns the customer: `notify_rejected` (OrderRejected),
-//! `notify_payment_failed` (PaymentFailed), `notify_payment_processed`
-//! (PaymentProcessed) and `notify_dispatched` (ShipmentDispatched). Each emits
-//! one `Notification` on output `outbound`, keyed by customer_id so that one
-//! customer's messages stay in order. The notification id is the order id and
+//! One function `notify` reads the four topics whose events concern the
+//! customer (`inputs = [...]` in functions.toml); its handler is one Rust
+//! function per event type, all registered under the name `notify`:
+//! [`rejected`] (OrderRejected), [`payment_failed`] (PaymentFailed),
+//! [`payment_processed`] (PaymentProcessed) and [`dispatched`]
+//! (ShipmentDispatched). Each emits one `Notification` on output `outbound`,
+//! keyed by customer_id so that one customer's messages stay in order. The notification id is the order id and
 //! the kind, so a sender can drop the duplicates a redelivery produces.
 
 use kfn_sdk::{Ctx, Emit, FnError};
@@ -44,26 +45,26 @@ pub fn notification(
     Ok(Emit::one("outbound", customer_id.to_owned(), notification))
 }
 
-/// The `notify_rejected` handler.
-pub async fn notify_rejected(_ctx: Ctx, e: OrderRejected) -> Result<Emit, FnError> {
+/// The `notify` handler for OrderRejected events.
+pub async fn rejected(_ctx: Ctx, e: OrderRejected) -> Result<Emit, FnError> {
     let message = format!("Your order {} could not be accepted: {}.", e.order_id, e.message);
     notification(&e.customer_id, &e.order_id, NotificationKind::OrderRejected, message)
 }
 
-/// The `notify_payment_failed` handler.
-pub async fn notify_payment_failed(_ctx: Ctx, e: PaymentFailed) -> Result<Emit, FnError> {
+/// The `notify` handler for PaymentFailed events.
+pub async fn payment_failed(_ctx: Ctx, e: PaymentFailed) -> Result<Emit, FnError> {
     let message = format!("We could not charge {} for your order {}: {}.", e.amount, e.order_id, e.message);
     notification(&e.customer_id, &e.order_id, NotificationKind::PaymentFailed, message)
 }
 
-/// The `notify_payment_processed` handler.
-pub async fn notify_payment_processed(_ctx: Ctx, e: PaymentProcessed) -> Result<Emit, FnError> {
+/// The `notify` handler for PaymentProcessed events.
+pub async fn payment_processed(_ctx: Ctx, e: PaymentProcessed) -> Result<Emit, FnError> {
     let message = format!("We received your payment of {} for order {}; it is being prepared.", e.amount, e.order_id);
     notification(&e.customer_id, &e.order_id, NotificationKind::PaymentConfirmed, message)
 }
 
-/// The `notify_dispatched` handler.
-pub async fn notify_dispatched(_ctx: Ctx, e: ShipmentDispatched) -> Result<Emit, FnError> {
+/// The `notify` handler for ShipmentDispatched events.
+pub async fn dispatched(_ctx: Ctx, e: ShipmentDispatched) -> Result<Emit, FnError> {
     let message =
         format!("Your order {} is on its way with {}, tracking number {}.", e.order_id, e.carrier, e.tracking_number);
     notification(&e.customer_id, &e.order_id, NotificationKind::ShipmentDispatched, message)
@@ -95,7 +96,7 @@ mod tests {
             total_amount: dec("18000.00"),
             rejected_at: 1,
         };
-        let emit = notify_rejected(Ctx::default(), rejected).await.unwrap();
+        let emit = super::rejected(Ctx::default(), rejected).await.unwrap();
         check(&emit, NotificationKind::OrderRejected, NotificationChannel::Email, "3 in stock");
 
         let failed = PaymentFailed {
@@ -106,7 +107,7 @@ mod tests {
             message: "over the limit".into(),
             failed_at: 1,
         };
-        let emit = notify_payment_failed(Ctx::default(), failed).await.unwrap();
+        let emit = payment_failed(Ctx::default(), failed).await.unwrap();
         check(&emit, NotificationKind::PaymentFailed, NotificationChannel::Email, "6000.00");
 
         let processed = PaymentProcessed {
@@ -118,7 +119,7 @@ mod tests {
             shipping_address: "1 Main St".into(),
             processed_at: 1,
         };
-        let emit = notify_payment_processed(Ctx::default(), processed).await.unwrap();
+        let emit = payment_processed(Ctx::default(), processed).await.unwrap();
         check(&emit, NotificationKind::PaymentConfirmed, NotificationChannel::Email, "19.99");
 
         let dispatched = ShipmentDispatched {
@@ -129,7 +130,7 @@ mod tests {
             tracking_number: "UP0123".into(),
             dispatched_at: 1,
         };
-        let emit = notify_dispatched(Ctx::default(), dispatched).await.unwrap();
+        let emit = super::dispatched(Ctx::default(), dispatched).await.unwrap();
         check(&emit, NotificationKind::ShipmentDispatched, NotificationChannel::Sms, "UP0123");
     }
 

@@ -2,11 +2,13 @@
 //! the `order_status` fold keeps each order's [`OrderStatus`].
 //!
 //! The order events live on seven topics with different partition counts, so
-//! one rekey handler per topic (`track_created`, `track_validated`,
-//! `track_rejected`, `track_payment_processed`, `track_payment_failed`,
-//! `track_shipment_created`, `track_dispatched`) writes the change on output
-//! `changes`, keyed by order_id, to one topic (`orders.status-changes`): the
-//! aggregate's input, co-partitioned with its table `orders.status`.
+//! one rekey function `track` reads all seven (`inputs = [...]` in
+//! functions.toml) and writes the change on output `changes`, keyed by
+//! order_id, to one topic (`orders.status-changes`): the aggregate's input,
+//! co-partitioned with its table `orders.status`. Its handler is one Rust
+//! function per event type ([`created`], [`validated`], [`rejected`],
+//! [`payment_processed`], [`payment_failed`], [`shipment_created`],
+//! [`dispatched`]), all registered under the name `track`.
 //!
 //! Changes come from different topics and functions, so they may arrive out
 //! of order: the fold inserts each one at its place in event time (`at`,
@@ -31,44 +33,44 @@ pub fn change(order_id: &str, status: OrderState, at: i64, detail: String) -> Re
     Ok(Emit::one("changes", order_id.to_owned(), changed))
 }
 
-/// The `track_created` handler (OrderCreated).
-pub async fn track_created(_ctx: Ctx, e: OrderCreated) -> Result<Emit, FnError> {
+/// The `track` handler for OrderCreated events.
+pub async fn created(_ctx: Ctx, e: OrderCreated) -> Result<Emit, FnError> {
     let detail = format!("{} item(s), total {}, customer {}", e.items.len(), e.total_amount, e.customer_id);
     change(&e.order_id, OrderState::Created, e.created_at, detail)
 }
 
-/// The `track_validated` handler (OrderValidated).
-pub async fn track_validated(_ctx: Ctx, e: OrderValidated) -> Result<Emit, FnError> {
+/// The `track` handler for OrderValidated events.
+pub async fn validated(_ctx: Ctx, e: OrderValidated) -> Result<Emit, FnError> {
     let detail = format!("products in stock, total {}", e.total_amount);
     change(&e.order_id, OrderState::Validated, e.validated_at, detail)
 }
 
-/// The `track_rejected` handler (OrderRejected).
-pub async fn track_rejected(_ctx: Ctx, e: OrderRejected) -> Result<Emit, FnError> {
+/// The `track` handler for OrderRejected events.
+pub async fn rejected(_ctx: Ctx, e: OrderRejected) -> Result<Emit, FnError> {
     let detail = format!("{}: {}", e.reason, e.message);
     change(&e.order_id, OrderState::Rejected, e.rejected_at, detail)
 }
 
-/// The `track_payment_processed` handler (PaymentProcessed).
-pub async fn track_payment_processed(_ctx: Ctx, e: PaymentProcessed) -> Result<Emit, FnError> {
+/// The `track` handler for PaymentProcessed events.
+pub async fn payment_processed(_ctx: Ctx, e: PaymentProcessed) -> Result<Emit, FnError> {
     let detail = format!("payment {} of {}", e.payment_id, e.amount);
     change(&e.order_id, OrderState::PaymentProcessed, e.processed_at, detail)
 }
 
-/// The `track_payment_failed` handler (PaymentFailed).
-pub async fn track_payment_failed(_ctx: Ctx, e: PaymentFailed) -> Result<Emit, FnError> {
+/// The `track` handler for PaymentFailed events.
+pub async fn payment_failed(_ctx: Ctx, e: PaymentFailed) -> Result<Emit, FnError> {
     let detail = format!("{}: {}", e.reason, e.message);
     change(&e.order_id, OrderState::PaymentFailed, e.failed_at, detail)
 }
 
-/// The `track_shipment_created` handler (ShipmentCreated).
-pub async fn track_shipment_created(_ctx: Ctx, e: ShipmentCreated) -> Result<Emit, FnError> {
+/// The `track` handler for ShipmentCreated events.
+pub async fn shipment_created(_ctx: Ctx, e: ShipmentCreated) -> Result<Emit, FnError> {
     let detail = format!("shipment {}", e.shipment_id);
     change(&e.order_id, OrderState::ShipmentCreated, e.created_at, detail)
 }
 
-/// The `track_dispatched` handler (ShipmentDispatched).
-pub async fn track_dispatched(_ctx: Ctx, e: ShipmentDispatched) -> Result<Emit, FnError> {
+/// The `track` handler for ShipmentDispatched events.
+pub async fn dispatched(_ctx: Ctx, e: ShipmentDispatched) -> Result<Emit, FnError> {
     let detail = format!("shipment {} with {}, tracking number {}", e.shipment_id, e.carrier, e.tracking_number);
     change(&e.order_id, OrderState::Dispatched, e.dispatched_at, detail)
 }
@@ -122,7 +124,7 @@ mod tests {
     async fn every_change() -> Vec<Emit> {
         let ctx = Ctx::default;
         vec![
-            track_created(
+            created(
                 ctx(),
                 OrderCreated {
                     order_id: "o-1".into(),
@@ -135,7 +137,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            track_validated(
+            validated(
                 ctx(),
                 OrderValidated {
                     order_id: "o-1".into(),
@@ -149,7 +151,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            track_rejected(
+            rejected(
                 ctx(),
                 OrderRejected {
                     order_id: "o-1".into(),
@@ -163,7 +165,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            track_payment_processed(
+            payment_processed(
                 ctx(),
                 PaymentProcessed {
                     order_id: "o-1".into(),
@@ -177,7 +179,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            track_payment_failed(
+            payment_failed(
                 ctx(),
                 PaymentFailed {
                     order_id: "o-1".into(),
@@ -190,7 +192,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            track_shipment_created(
+            shipment_created(
                 ctx(),
                 ShipmentCreated {
                     shipment_id: "shp-o-1".into(),
@@ -203,7 +205,7 @@ mod tests {
             )
             .await
             .unwrap(),
-            track_dispatched(
+            dispatched(
                 ctx(),
                 ShipmentDispatched {
                     shipment_id: "shp-o-1".into(),

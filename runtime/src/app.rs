@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use kfn_sdk::TopicHandler;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::avro::{register_topic_schema, CodecError, OutputEncoder, RegistryClient, RegistryError, SchemaCache};
-use crate::config::{Config, FunctionKind};
+use crate::config::{Config, FunctionKind, FunctionSpec};
 use crate::endpoints::Readiness;
 use crate::invoker::function::{FunctionCode, FunctionDeps, FunctionError};
 use crate::invoker::{start_function, FunctionHandle};
@@ -143,6 +144,21 @@ impl App {
     }
 }
 
+/// For each input topic of `spec`, the handler registered under its handler
+/// name for the topic's event type.
+fn handlers_by_input(app: &App, spec: &FunctionSpec) -> Result<Vec<(String, TopicHandler)>, StartError> {
+    spec.inputs()
+        .iter()
+        .map(|input| {
+            let event = app.config.topics.get(input).and_then(|t| t.event.as_deref()).unwrap_or_default();
+            let handler = app.registry.topic_handler_for(&spec.handler, event).cloned().ok_or_else(|| {
+                not_registered("handler", &format!("{} for {event} (the events of {input})", spec.handler))
+            })?;
+            Ok((input.clone(), handler))
+        })
+        .collect()
+}
+
 fn not_registered(what: &'static str, name: &str) -> StartError {
     StartError::NotRegistered { what, name: name.to_string() }
 }
@@ -215,11 +231,14 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
         match &spec.kind {
             FunctionKind::Topic { .. } => {
                 let code = match &spec.aggregate {
-                    Some(_) => app.registry.aggregate_handler(&spec.handler).cloned().map(FunctionCode::Fold),
-                    None => app.registry.topic_handler(&spec.handler).cloned().map(FunctionCode::Handler),
+                    Some(_) => app
+                        .registry
+                        .aggregate_handler(&spec.handler)
+                        .cloned()
+                        .map(FunctionCode::Fold)
+                        .ok_or_else(|| not_registered("fold", &spec.handler))?,
+                    None => FunctionCode::Handler(handlers_by_input(&app, spec)?),
                 };
-                let what = if spec.aggregate.is_some() { "fold" } else { "handler" };
-                let code = code.ok_or_else(|| not_registered(what, &spec.handler))?;
                 let handle = start_function(app.function_deps(), spec, code, shutdown.clone()).await?;
                 readiness.watch(&spec.name, handle.assignments.clone());
                 functions.push(handle);

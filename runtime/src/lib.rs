@@ -28,7 +28,7 @@
 //! // handler = "big_orders"
 //! // input = "orders"
 //! // outputs = { big = "orders.big" }
-//! // dead_letter = "big_orders.dlq"
+//! // (records it gives up on go to big_orders.dlq, created by convention)
 //! ```
 
 #![warn(missing_docs)]

@@ -3,7 +3,9 @@
 //! A handler is a plain async function that takes a [`Ctx`] and a typed event
 //! and returns an [`Emit`] (events for the outputs declared in functions.toml)
 //! or a [`FnError`] that says whether a retry can help. Handlers never name a
-//! topic: they name an *output*, and functions.toml maps it to a topic.
+//! topic: they name an *output*, and functions.toml maps it to a topic. One
+//! handler name may cover several event types, for a function that reads
+//! several topics (see [`Registry`]).
 //!
 //! ```
 //! use kfn_sdk::{Ctx, Emit, Event, FnError, Registry};

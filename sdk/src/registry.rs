@@ -43,15 +43,52 @@ pub struct TopicHandler {
 }
 
 /// Every handler of a functions crate, by name.
+///
+/// One topic handler name may cover several event types: register a function
+/// per event type under the same name, and a function of functions.toml that
+/// reads several topics (`inputs = [...]`) runs, for each record, the one
+/// registered for the event type of the record's topic.
+///
+/// ```
+/// use kfn_sdk::{Ctx, Emit, Event, FnError, Registry};
+/// # #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// # struct OrderCreated { order_id: String }
+/// # impl Event for OrderCreated { const NAME: &'static str = "OrderCreated"; }
+/// # #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// # struct OrderShipped { order_id: String }
+/// # impl Event for OrderShipped { const NAME: &'static str = "OrderShipped"; }
+/// async fn created(_: Ctx, order: OrderCreated) -> Result<Emit, FnError> {
+///     Ok(Emit::one("changes", order.order_id.clone(), order))
+/// }
+/// async fn shipped(_: Ctx, order: OrderShipped) -> Result<Emit, FnError> {
+///     Ok(Emit::one("changes", order.order_id.clone(), order))
+/// }
+/// // functions.toml: [functions.track] handler = "track", inputs = ["orders.created", "orders.shipped"]
+/// let mut registry = Registry::default();
+/// registry.handler("track", created).handler("track", shipped);
+/// let events: Vec<_> = registry.topic_handlers("track").iter().map(|h| h.input).collect();
+/// assert_eq!(events, ["OrderCreated", "OrderShipped"]);
+/// assert!(registry.topic_handler_for("track", "OrderShipped").is_some());
+/// ```
 #[derive(Clone, Default)]
 pub struct Registry {
-    topic: BTreeMap<&'static str, TopicHandler>,
+    /// Per name, one handler per event type, in registration order.
+    topic: BTreeMap<&'static str, Vec<TopicHandler>>,
     http: BTreeMap<&'static str, ErasedHttp>,
     aggregate: BTreeMap<&'static str, AggregateHandler>,
 }
 
 impl Registry {
-    /// Registers a topic handler under `name`.
+    /// Registers a topic handler under `name` for events of type `E`.
+    ///
+    /// Registering another event type under a name it already has adds that
+    /// event type to the name (see [`Registry`]).
+    ///
+    /// # Panics
+    ///
+    /// If `name` already has a handler for `E`: two functions for one event
+    /// would leave which one runs to registration order, so it is refused the
+    /// first time the registry is built (as axum refuses a route twice).
     pub fn handler<E, F, Fut>(&mut self, name: &'static str, f: F) -> &mut Self
     where
         E: Event,
@@ -70,7 +107,13 @@ impl Registry {
                     Box::pin(std::future::ready(Err(err)))
                 }
             });
-        self.topic.insert(name, TopicHandler { input: E::NAME, call });
+        let handlers = self.topic.entry(name).or_default();
+        assert!(
+            handlers.iter().all(|h| h.input != E::NAME),
+            "topic handler {name:?} is registered twice for {} events",
+            E::NAME
+        );
+        handlers.push(TopicHandler { input: E::NAME, call });
         self
     }
 
@@ -113,9 +156,21 @@ impl Registry {
         self.aggregate.keys().copied()
     }
 
-    /// The topic handler with this name.
+    /// The topic handler with this name: the first registered, which is the
+    /// only one unless the name covers several event types (then see
+    /// [`Registry::topic_handler_for`]).
     pub fn topic_handler(&self, name: &str) -> Option<&TopicHandler> {
-        self.topic.get(name)
+        self.topic_handlers(name).first()
+    }
+
+    /// Every topic handler registered under `name`, one per event type, in registration order.
+    pub fn topic_handlers(&self, name: &str) -> &[TopicHandler] {
+        self.topic.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// The topic handler registered under `name` for events of `event` (an Avro full name).
+    pub fn topic_handler_for(&self, name: &str, event: &str) -> Option<&TopicHandler> {
+        self.topic_handlers(name).iter().find(|h| h.input == event)
     }
 
     /// The HTTP handler with this name.
@@ -131,5 +186,53 @@ impl Registry {
     /// Names of all HTTP handlers.
     pub fn http_names(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.http.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Created {
+        id: String,
+    }
+    impl Event for Created {
+        const NAME: &'static str = "test.Created";
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Shipped {
+        id: String,
+    }
+    impl Event for Shipped {
+        const NAME: &'static str = "test.Shipped";
+    }
+
+    async fn created(_: Ctx, e: Created) -> Result<Emit, FnError> {
+        Ok(Emit::one("out", e.id.clone(), e))
+    }
+
+    async fn shipped(_: Ctx, e: Shipped) -> Result<Emit, FnError> {
+        Ok(Emit::one("out", e.id.clone(), e))
+    }
+
+    #[test]
+    fn one_name_covers_several_event_types_in_registration_order() {
+        let mut registry = Registry::default();
+        registry.handler("track", shipped).handler("track", created).handler("other", created);
+        let events: Vec<_> = registry.topic_handlers("track").iter().map(|h| h.input).collect();
+        assert_eq!(events, [Shipped::NAME, Created::NAME]);
+        assert_eq!(registry.topic_handler("track").map(|h| h.input), Some(Shipped::NAME));
+        assert_eq!(registry.topic_handler_for("track", Created::NAME).map(|h| h.input), Some(Created::NAME));
+        assert!(registry.topic_handler_for("other", Shipped::NAME).is_none());
+        assert!(registry.topic_handlers("nothing").is_empty());
+        assert_eq!(registry.topic_names().collect::<Vec<_>>(), ["other", "track"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "topic handler \"track\" is registered twice for test.Created events")]
+    fn one_event_type_twice_under_one_name_is_refused() {
+        Registry::default().handler("track", created).handler("track", created);
     }
 }

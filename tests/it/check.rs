@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kfn::config::{Config, ConfigErrors};
+use std::time::Duration;
+
+use kfn::config::{CleanupPolicy, Config, ConfigErrors};
 
 fn registry() -> kfn_sdk::Registry {
     kfn_functions::registry()
@@ -66,6 +68,104 @@ fn the_shipped_config_is_valid() {
     assert_eq!(config.topics["orders.rejected"].retention, Some(std::time::Duration::from_secs(30 * 86_400)));
     assert_eq!(config.local.replication, Some(1));
     assert!(config.functions.contains_key("validation"));
+}
+
+#[test]
+fn topic_defaults_fill_what_a_topic_leaves_out() {
+    let (_dir, result) = load(&shipped());
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    let days = |d: u64| Some(Duration::from_secs(d * 86_400));
+    // From [topic_defaults]: 6 partitions, replication 3, 7 days.
+    let created = &config.topics["orders.created"];
+    assert_eq!((created.partitions, created.replication, created.retention), (6, 3, days(7)));
+    // An explicit value wins.
+    let rejected = &config.topics["orders.rejected"];
+    assert_eq!((rejected.partitions, rejected.replication, rejected.retention), (3, 3, days(30)));
+    // A table keeps each key's last record: no default retention.
+    let status = &config.topics["orders.status"];
+    assert_eq!((status.cleanup_policy, status.retention), (CleanupPolicy::Compact, None));
+}
+
+#[test]
+fn a_topic_without_partitions_anywhere_is_an_error() {
+    let text = variant("[topic_defaults]\npartitions = 6\n", "[topic_defaults]\n");
+    assert_error(&text, "topics.\"orders.created\".partitions", "here or in [topic_defaults]");
+}
+
+#[test]
+fn a_bad_default_is_reported_once_under_topic_defaults() {
+    let text = variant("[topic_defaults]\npartitions = 6", "[topic_defaults]\npartitions = 0");
+    let (_dir, result) = load(&text);
+    let err = result.expect_err("accepted");
+    let fields: Vec<_> = err.errors().iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["topic_defaults.partitions"], "not again for each topic that inherits it");
+    assert_error(&text, "topic_defaults.partitions", "from 1 to 100000");
+    let text = variant("[topic_defaults]\npartitions = 6", "[topic_defaults]\npartitions = 6\nsegments = 2");
+    assert_error(&text, "topic_defaults.segments", "unknown field");
+}
+
+#[test]
+fn a_topic_function_gets_a_dead_letter_topic_by_convention() {
+    let (_dir, result) = load(&shipped());
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    for (name, function) in &config.functions {
+        let expected = (!function.inputs().is_empty()).then(|| format!("{name}.dlq"));
+        assert_eq!(function.dead_letter, expected, "{name}");
+    }
+    // Materialized among the topics, so whatever creates, describes or grants topics sees it.
+    let dlq = &config.topics["track.dlq"];
+    assert_eq!((dlq.partitions, dlq.replication), (1, 3));
+    assert_eq!(dlq.retention, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(dlq.cleanup_policy, CleanupPolicy::Delete);
+    assert!(dlq.schema.is_none());
+
+    // Declaring the topic overrides the convention's settings.
+    let text = variant("[topics]\n", "[topics]\n\"track.dlq\" = { partitions = 2, retention = \"90d\" }\n");
+    let (_dir, result) = load(&text);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    let dlq = &config.topics["track.dlq"];
+    assert_eq!((dlq.partitions, dlq.retention), (2, Some(Duration::from_secs(90 * 86_400))));
+    assert_eq!(config.functions["track"].dead_letter.as_deref(), Some("track.dlq"));
+
+    // An explicit dead_letter must still be declared.
+    let text = variant(
+        "guarantee = \"exactly_once\"\nordering = \"key\"",
+        "guarantee = \"exactly_once\"\nordering = \"key\"\ndead_letter = \"valdation.dlq\"",
+    );
+    assert_error(&text, "functions.validation.dead_letter", "undeclared topic \"valdation.dlq\"");
+}
+
+#[test]
+fn a_function_reads_several_topics_each_with_the_handler_of_its_event() {
+    let (_dir, result) = load(&shipped());
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.functions["track"].inputs().len(), 7);
+    assert_eq!(config.functions["notify"].inputs()[3], "shipments.dispatched");
+
+    // A topic whose event type has no handler under the function's handler name.
+    let text = variant("inputs = [\"orders.rejected\"", "inputs = [\"orders.validated\"");
+    assert_error(
+        &text,
+        "functions.notify.inputs[0]",
+        "but \"orders.validated\" carries com.tutorial.orders.OrderValidated",
+    );
+    let text = variant("inputs = [\"orders.rejected\"", "inputs = [\"orders.rejectd\"");
+    assert_error(&text, "functions.notify.inputs[0]", "undeclared topic \"orders.rejectd\"");
+    let text = variant(
+        "inputs = [\"orders.rejected\", \"payments.failed\"",
+        "inputs = [\"orders.rejected\", \"orders.rejected\"",
+    );
+    assert_error(&text, "functions.notify.inputs[1]", "expected each topic once");
+    let text = variant("inputs = [\"orders.rejected\"", "input = \"orders.rejected\"\ninputs = [\"orders.rejected\"");
+    assert_error(&text, "functions.notify", "either `input` (one topic) or `inputs` (several)");
+    let text = variant(
+        "inputs = [\"orders.rejected\", \"payments.failed\", \"payments.processed\", \"shipments.dispatched\"]",
+        "inputs = []",
+    );
+    assert_error(&text, "functions.notify.inputs", "at least one topic");
+    // An aggregate folds one input into a table partitioned like it.
+    let text = variant("input = \"orders.status-changes\"", "inputs = [\"orders.status-changes\", \"orders.created\"]");
+    assert_error(&text, "functions.tracking.inputs", "expected one input");
 }
 
 #[test]
@@ -148,13 +248,13 @@ fn a_retry_topic_must_be_declared_and_the_function_s_own() {
 #[test]
 fn a_retry_topic_that_would_lose_waiting_records_is_an_error() {
     let text = variant(
-        "[topics.\"payment.retry\"]\npartitions = 3\nreplication = 3\nretention = \"1d\"",
-        "[topics.\"payment.retry\"]\npartitions = 3\nreplication = 3\nretention = \"1s\"",
+        "\"payment.retry\" = { partitions = 3, retention = \"1d\" }",
+        "\"payment.retry\" = { partitions = 3, retention = \"1s\" }",
     );
     assert_error(&text, "functions.payment.retry.topic", "at least twice max_backoff");
     let text = variant(
-        "retention = \"1d\"\n\n# Dead letters",
-        "retention = \"1d\"\ncleanup_policy = \"compact\"\n\n# Dead letters",
+        "\"payment.retry\" = { partitions = 3, retention = \"1d\" }",
+        "\"payment.retry\" = { partitions = 3, retention = \"1d\", cleanup_policy = \"compact\" }",
     );
     assert_error(&text, "functions.payment.retry.topic", "expected a delete topic");
 }
@@ -168,13 +268,15 @@ fn a_fetch_wait_out_of_range_is_an_error() {
 #[test]
 fn a_bad_duration_is_an_error() {
     let text = variant("retention = \"7d\"", "retention = \"7 dayz\"");
-    assert_error(&text, "topics.\"orders.created\".retention", "a duration such as");
+    assert_error(&text, "topic_defaults.retention", "a duration such as");
+    let text = variant("retention = \"30d\", key = \"order_id\"", "retention = \"30 dayz\", key = \"order_id\"");
+    assert_error(&text, "topics.\"orders.rejected\".retention", "a duration such as");
 }
 
 #[test]
 fn zero_partitions_is_an_error() {
-    let text = variant("partitions = 6", "partitions = 0");
-    assert_error(&text, "topics.\"orders.created\".partitions", "from 1 to 100000");
+    let text = variant("\"orders.rejected\" = { partitions = 3", "\"orders.rejected\" = { partitions = 0");
+    assert_error(&text, "topics.\"orders.rejected\".partitions", "from 1 to 100000");
 }
 
 #[test]
@@ -227,11 +329,11 @@ fn a_password_in_the_file_is_an_error() {
 #[test]
 fn every_error_is_reported_not_only_the_first() {
     let text =
-        variant("partitions = 6", "partitions = 0").replacen("handler = \"validate_order\"", "handler = \"nope\"", 1);
+        variant("partitions = 3", "partitions = 0").replacen("handler = \"validate_order\"", "handler = \"nope\"", 1);
     let (_dir, result) = load(&text);
     let err = result.expect_err("accepted");
     let fields: Vec<_> = err.errors().iter().map(|e| e.field.as_str()).collect();
-    assert!(fields.contains(&"topics.\"orders.created\".partitions"), "{fields:?}");
+    assert!(fields.contains(&"topics.\"orders.rejected\".partitions"), "{fields:?}");
     assert!(fields.contains(&"functions.validation.handler"), "{fields:?}");
 }
 
@@ -257,7 +359,7 @@ fn the_check_command_exits_with_the_verdict() {
     assert!(stderr.contains("2 error(s)"), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "{}: topics.\"orders.created\".partitions: expected an integer from 1 to 100000, found 0",
+            "{}: topic_defaults.partitions: expected an integer from 1 to 100000, found 0",
             broken.display()
         )),
         "{stderr}"

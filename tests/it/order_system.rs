@@ -99,7 +99,7 @@ impl Terminal {
         match self {
             Terminal::Rejected => &[NotificationKind::OrderRejected],
             Terminal::PaymentFailed => &[NotificationKind::PaymentFailed],
-            // notify_payment_processed confirms the charge, notify_dispatched the shipment.
+            // notify confirms the charge (PaymentProcessed) and the shipment (ShipmentDispatched).
             Terminal::Dispatched => &[NotificationKind::PaymentConfirmed, NotificationKind::ShipmentDispatched],
         }
     }

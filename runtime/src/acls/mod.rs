@@ -72,8 +72,10 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
     use Operation::{Describe, IdempotentWrite, Read, Write};
     use PatternType::{Literal, Prefixed};
     let mut acls = Vec::new();
-    if let Some(input) = function.input() {
-        acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, input));
+    if !function.inputs().is_empty() {
+        for input in function.inputs() {
+            acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, input));
+        }
         if let Some(delay) = &function.retry.topic {
             acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, delay));
         }

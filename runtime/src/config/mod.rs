@@ -17,6 +17,8 @@
 
 mod error;
 mod raw;
+#[cfg(test)]
+mod tests;
 mod units;
 mod validate;
 
@@ -229,6 +231,8 @@ pub struct TopicSpec {
     pub key: Option<String>,
     /// The value schema file, resolved against the config's directory.
     pub schema: Option<PathBuf>,
+    /// The Avro full name of the record `schema` declares: the topic's event type.
+    pub event: Option<String>,
     /// Further broker configs, passed through.
     pub configs: BTreeMap<String, String>,
     /// What the topic carries, for the event catalog.
@@ -285,7 +289,8 @@ pub struct FunctionSpec {
     pub max_in_flight: usize,
     /// How failures are retried.
     pub retry: RetryPolicy,
-    /// Where records that keep failing go.
+    /// Where records that keep failing go: `dead_letter`, or `<function>.dlq`
+    /// for a topic function that names none (then a topic of [`Config::topics`] too).
     pub dead_letter: Option<String>,
     /// Where a new group starts; overrides `runtime.auto_offset_reset`.
     pub start_from: Option<OffsetReset>,
@@ -314,11 +319,20 @@ impl FunctionSpec {
         format!("kfn.{}", self.name)
     }
 
-    /// The input topic, for topic-triggered functions.
-    pub fn input(&self) -> Option<&str> {
+    /// The input topics (empty for HTTP functions); an aggregate has one.
+    pub fn inputs(&self) -> &[String] {
         match &self.kind {
-            FunctionKind::Topic { input } => Some(input),
-            FunctionKind::Http { .. } => None,
+            FunctionKind::Topic { inputs } => inputs,
+            FunctionKind::Http { .. } => &[],
+        }
+    }
+
+    /// The field path of input `i` in messages: `functions.<name>.input` for
+    /// a function of one input, `functions.<name>.inputs[i]` for several.
+    pub fn input_field(&self, i: usize) -> String {
+        match self.inputs().len() {
+            1 => format!("functions.{}.input", self.name),
+            _ => format!("functions.{}.inputs[{i}]", self.name),
         }
     }
 }
@@ -326,10 +340,10 @@ impl FunctionSpec {
 /// What triggers a function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FunctionKind {
-    /// Records of an input topic.
+    /// Records of one or more input topics.
     Topic {
-        /// The input topic.
-        input: String,
+        /// The input topics, at least one (`input = "t"` or `inputs = [...]`).
+        inputs: Vec<String>,
     },
     /// An HTTP route.
     Http {

@@ -75,12 +75,23 @@ pub struct RawLocal {
     pub replication: Option<i64>,
 }
 
+/// The `[topic_defaults]` table: what a topic gets for a field it does not set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopicDefaults {
+    pub partitions: Option<i64>,
+    pub replication: Option<i64>,
+    pub retention: Option<String>,
+    pub cleanup_policy: Option<String>,
+    pub configs: Option<BTreeMap<String, String>>,
+}
+
 /// One `[topics."name"]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTopic {
-    pub partitions: i64,
-    pub replication: i64,
+    pub partitions: Option<i64>,
+    pub replication: Option<i64>,
     pub retention: Option<String>,
     pub key: Option<String>,
     pub schema: Option<String>,
@@ -99,6 +110,7 @@ pub struct RawFunction {
     pub grace: Option<String>,
     pub query: Option<RawQuery>,
     pub input: Option<String>,
+    pub inputs: Option<Vec<String>>,
     pub trigger: Option<RawTrigger>,
     #[serde(default)]
     pub outputs: IndexMap<String, String>,

@@ -15,6 +15,10 @@ use super::raw::*;
 use super::*;
 
 mod aggregate;
+mod inputs;
+mod topic;
+
+use topic::TopicDefaults;
 
 /// The top level of the file; each section is validated on its own so one
 /// bad section does not hide the errors of the others.
@@ -24,6 +28,7 @@ struct RawTop {
     runtime: Option<Value>,
     security: Option<Value>,
     local: Option<Value>,
+    topic_defaults: Option<Value>,
     #[serde(default)]
     topics: BTreeMap<String, Value>,
     #[serde(default)]
@@ -55,12 +60,15 @@ fn load_with(path: &Path, registry: &kfn_sdk::Registry, env: Option<Env>) -> Res
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut v = Validator { c, base, registry };
+    let mut v = Validator { c, base, registry, topic_defaults: TopicDefaults::default() };
     let runtime = v.runtime(top.runtime);
     let security = v.security(top.security);
     let local = v.local(top.local);
-    let topics = v.topics(top.topics);
-    let functions = v.functions(top.functions, &topics);
+    v.topic_defaults = v.topic_defaults(top.topic_defaults);
+    let mut topics = v.topics(top.topics);
+    let (functions, dead_letters) = v.functions(top.functions, &topics);
+    // Materialized here, so whatever lists topics (creation, ACLs, `kfn dlq`) sees them as declared.
+    topics.extend(dead_letters);
     v.c.finish()?;
     Ok(Config { file: path.to_path_buf(), runtime, security, local, topics, functions })
 }
@@ -69,6 +77,8 @@ struct Validator<'a> {
     c: Collector,
     base: PathBuf,
     registry: &'a kfn_sdk::Registry,
+    /// `[topic_defaults]`, validated before the topics that inherit from it.
+    topic_defaults: TopicDefaults,
 }
 
 impl Validator<'_> {
@@ -315,98 +325,6 @@ impl Validator<'_> {
         LocalOverrides { replication }
     }
 
-    fn topics(&mut self, raw: BTreeMap<String, Value>) -> IndexMap<String, TopicSpec> {
-        let mut topics = IndexMap::new();
-        for (name, value) in raw {
-            let prefix = format!("topics.\"{name}\"");
-            if name.is_empty()
-                || name.len() > 249
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            {
-                self.c.push(&prefix, "expected a topic name of 1-249 characters from [a-zA-Z0-9._-]");
-            }
-            let raw: RawTopic = match value.deserialize() {
-                Ok(t) => t,
-                Err(e) => {
-                    self.c.figment(&prefix, e);
-                    continue;
-                }
-            };
-            if let Some(spec) = self.topic(&prefix, name.clone(), raw) {
-                topics.insert(name, spec);
-            }
-        }
-        topics
-    }
-
-    fn topic(&mut self, prefix: &str, name: String, raw: RawTopic) -> Option<TopicSpec> {
-        let partitions = match i32::try_from(raw.partitions) {
-            Ok(p) if (1..=100_000).contains(&p) => p,
-            _ => {
-                self.c.push(
-                    format!("{prefix}.partitions"),
-                    format!("expected an integer from 1 to 100000, found {}", raw.partitions),
-                );
-                1
-            }
-        };
-        let replication = match i16::try_from(raw.replication) {
-            Ok(r) if r >= 1 => r,
-            _ => {
-                self.c.push(
-                    format!("{prefix}.replication"),
-                    format!("expected an integer of at least 1, found {}", raw.replication),
-                );
-                1
-            }
-        };
-        let retention = match raw.retention.as_deref() {
-            None => None,
-            Some("forever") | Some("infinite") => None,
-            Some(text) => match parse_duration(text) {
-                Ok(d) if d >= Duration::from_secs(1) => Some(d),
-                Ok(d) => {
-                    self.c.push(format!("{prefix}.retention"), format!("expected at least 1s, found {d:?}"));
-                    None
-                }
-                Err(e) => {
-                    self.c.push(format!("{prefix}.retention"), format!("expected {e} or \"forever\""));
-                    None
-                }
-            },
-        };
-        let cleanup_policy = self.choice(
-            &format!("{prefix}.cleanup_policy"),
-            raw.cleanup_policy.as_deref(),
-            CleanupPolicy::Delete,
-            &[("delete", CleanupPolicy::Delete), ("compact", CleanupPolicy::Compact)],
-        );
-        let configs = raw.configs.unwrap_or_default();
-        for key in configs.keys() {
-            if matches!(key.as_str(), "retention.ms" | "cleanup.policy") {
-                self.c.push(
-                    format!("{prefix}.configs.\"{key}\""),
-                    "expected no duplicate of a typed field: use `retention` or `cleanup_policy` instead",
-                );
-            }
-        }
-        let schema = raw.schema.map(|s| self.base.join(s));
-        if let Some(path) = &schema {
-            self.schema_file(&format!("{prefix}.schema"), path);
-        }
-        Some(TopicSpec {
-            name,
-            partitions,
-            replication,
-            retention,
-            cleanup_policy,
-            key: raw.key,
-            schema,
-            configs,
-            doc: raw.doc,
-        })
-    }
-
     /// Checks that a schema file exists and is a valid Avro record schema.
     fn schema_file(&mut self, field: &str, path: &Path) -> Option<String> {
         let text = match std::fs::read_to_string(path) {
@@ -429,12 +347,14 @@ impl Validator<'_> {
         }
     }
 
+    /// The functions, and the dead-letter topics derived for them (`<function>.dlq`, unless declared).
     fn functions(
         &mut self,
         raw: BTreeMap<String, Value>,
         topics: &IndexMap<String, TopicSpec>,
-    ) -> IndexMap<String, FunctionSpec> {
+    ) -> (IndexMap<String, FunctionSpec>, IndexMap<String, TopicSpec>) {
         let mut functions = IndexMap::new();
+        let mut derived = IndexMap::new();
         let mut routes: HashMap<(String, String), String> = HashMap::new();
         for (name, value) in raw {
             let prefix = format!("functions.{name}");
@@ -464,11 +384,15 @@ impl Validator<'_> {
                         );
                     }
                 }
+                if let Some(dlq) = spec.dead_letter.as_ref().filter(|d| !topics.contains_key(*d)) {
+                    let input = spec.inputs().first().and_then(|i| topics.get(i));
+                    derived.insert(dlq.clone(), self.dead_letter_topic(dlq.clone(), &name, input));
+                }
                 functions.insert(name, spec);
             }
         }
         self.shared_retry_topics(&functions);
-        functions
+        (functions, derived)
     }
 
     /// A retry topic read by anything but its own function would hand records to the wrong consumer.
@@ -476,7 +400,7 @@ impl Validator<'_> {
         for (name, spec) in functions {
             let Some(delay) = &spec.retry.topic else { continue };
             let other = functions.iter().find(|(other, o)| {
-                *other != name && (o.input() == Some(delay.as_str()) || o.retry.topic.as_deref() == Some(delay))
+                *other != name && (o.inputs().contains(delay) || o.retry.topic.as_deref() == Some(delay))
             });
             if let Some((other, _)) = other {
                 self.c.push(
@@ -518,23 +442,38 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let kind = match (raw.input.clone(), raw.trigger) {
-            (Some(input), None) if raw.aggregate.is_some() => {
-                self.topic_ref(&format!("{prefix}.input"), &input, topics);
-                self.check_fold(prefix, &input, &handler, topics);
-                FunctionKind::Topic { input }
+        let inputs = self.inputs(prefix, raw.input, raw.inputs).ok()?;
+        let kind = match (inputs, raw.trigger) {
+            (Some(inputs), None) if raw.aggregate.is_some() => {
+                let [(field, input)] = inputs.as_slice() else {
+                    self.c.push(
+                        format!("{prefix}.inputs"),
+                        "expected one input: an aggregate's table partition p holds the state of input partition p",
+                    );
+                    return None;
+                };
+                self.topic_ref(field, input, topics);
+                self.check_fold(prefix, field, input, &handler, topics);
+                FunctionKind::Topic { inputs: vec![input.clone()] }
             }
-            (Some(input), None) => {
-                self.topic_ref(&format!("{prefix}.input"), &input, topics);
-                match self.registry.topic_handler(&handler) {
-                    Some(handler) => self.check_input_event(prefix, &input, handler.input, topics),
-                    None if self.registry.http_handler(&handler).is_some() => self.c.push(
+            (Some(inputs), None) => {
+                for (field, input) in &inputs {
+                    self.topic_ref(field, input, topics);
+                }
+                let events: Vec<&str> = self.registry.topic_handlers(&handler).iter().map(|h| h.input).collect();
+                if !events.is_empty() {
+                    for (field, input) in &inputs {
+                        self.check_input_event(field, input, &handler, &events, topics);
+                    }
+                } else if self.registry.http_handler(&handler).is_some() {
+                    self.c.push(
                         format!("{prefix}.handler"),
                         format!("expected a topic handler, but {handler:?} is an HTTP handler (use trigger.http)"),
-                    ),
-                    None => self.unknown_handler(prefix, &handler),
+                    );
+                } else {
+                    self.unknown_handler(prefix, &handler);
                 }
-                FunctionKind::Topic { input }
+                FunctionKind::Topic { inputs: inputs.into_iter().map(|(_, input)| input).collect() }
             }
             (None, Some(_)) if raw.aggregate.is_some() => {
                 self.c
@@ -568,11 +507,14 @@ impl Validator<'_> {
                 FunctionKind::Http { method, path: trigger.http.path }
             }
             (Some(_), Some(_)) => {
-                self.c.push(prefix, "expected either `input` (a topic) or `trigger.http`, not both");
+                self.c.push(prefix, "expected either `input`/`inputs` (topics) or `trigger.http`, not both");
                 return None;
             }
             (None, None) => {
-                self.c.push(format!("{prefix}.input"), "missing: expected `input` (a topic) or `trigger.http`");
+                self.c.push(
+                    format!("{prefix}.input"),
+                    "missing: expected `input` (a topic), `inputs` (several) or `trigger.http`",
+                );
                 return None;
             }
         };
@@ -610,14 +552,18 @@ impl Validator<'_> {
             }
         };
         let retry = raw.retry.map(|r| self.retry(&format!("{prefix}.retry"), r)).unwrap_or_default();
-        let input = match &kind {
-            FunctionKind::Topic { input } => Some(input.clone()),
-            FunctionKind::Http { .. } => None,
+        let inputs = match &kind {
+            FunctionKind::Topic { inputs } => inputs.clone(),
+            FunctionKind::Http { .. } => Vec::new(),
         };
-        if let Some(dlq) = &raw.dead_letter {
+        // A topic function that names no dead-letter topic gets `<function>.dlq`.
+        let dead_letter = raw.dead_letter.clone().or_else(|| (!inputs.is_empty()).then(|| format!("{name}.dlq")));
+        if let Some(dlq) = &dead_letter {
             let field = format!("{prefix}.dead_letter");
-            self.topic_ref(&field, dlq, topics);
-            if input.as_deref() == Some(dlq.as_str()) || raw.outputs.values().any(|o| o == dlq) {
+            if raw.dead_letter.is_some() {
+                self.topic_ref(&field, dlq, topics);
+            }
+            if inputs.contains(dlq) || raw.outputs.values().any(|o| o == dlq) {
                 self.c.push(
                     &field,
                     format!("expected a topic of its own, but {dlq:?} is also this function's input or output"),
@@ -626,9 +572,9 @@ impl Validator<'_> {
         }
         if let Some(delay) = &retry.topic {
             let taken: Vec<&str> =
-                input.iter().chain(raw.outputs.values()).chain(raw.dead_letter.as_ref()).map(String::as_str).collect();
+                inputs.iter().chain(raw.outputs.values()).chain(dead_letter.as_ref()).map(String::as_str).collect();
             let field = format!("{prefix}.retry.topic");
-            if input.is_none() {
+            if inputs.is_empty() {
                 self.c.push(&field, "expected none: an HTTP function reports errors to its caller instead");
             } else if raw.aggregate.is_some() {
                 self.c.push(&field, "expected none: an aggregate folds records in order, so it retries in place");
@@ -636,13 +582,7 @@ impl Validator<'_> {
                 self.retry_topic(&field, delay, &retry, &taken, topics);
             }
         }
-        if input.is_some() && raw.dead_letter.is_none() {
-            self.c.push(
-                format!("{prefix}.dead_letter"),
-                "missing: expected a topic for records that keep failing (kfn never skips a record silently)",
-            );
-        }
-        if input.is_none() {
+        if inputs.is_empty() {
             if guarantee == Guarantee::ExactlyOnce {
                 self.c.push(format!("{prefix}.guarantee"), "expected at_least_once: exactly_once needs an input topic");
             }
@@ -664,7 +604,7 @@ impl Validator<'_> {
         let aggregate = self.aggregate_spec(
             prefix,
             &raw.aggregate,
-            &raw.input,
+            inputs.first().map(String::as_str),
             &raw.outputs,
             &raw.window,
             &raw.grace,
@@ -680,7 +620,7 @@ impl Validator<'_> {
             ordering,
             max_in_flight,
             retry,
-            dead_letter: raw.dead_letter,
+            dead_letter,
             start_from,
             doc: raw.doc,
             aggregate,
@@ -703,29 +643,6 @@ impl Validator<'_> {
         );
     }
 
-    /// The input topic's schema must describe the event type the handler takes.
-    fn check_input_event(&mut self, prefix: &str, input: &str, event: &str, topics: &IndexMap<String, TopicSpec>) {
-        let Some(path) = topics.get(input).and_then(|t| t.schema.clone()) else {
-            self.c.push(
-                format!("{prefix}.input"),
-                format!("expected topic {input:?} to declare a schema: the handler takes {event} events"),
-            );
-            return;
-        };
-        let mut scratch = Collector::new(self.c.file.clone());
-        std::mem::swap(&mut self.c, &mut scratch);
-        let found = self.schema_file("", &path);
-        std::mem::swap(&mut self.c, &mut scratch);
-        if let Some(found) = found {
-            if found != event {
-                self.c.push(
-                    format!("{prefix}.input"),
-                    format!("expected a topic of {event} events for this handler, but {input:?} carries {found}"),
-                );
-            }
-        }
-    }
-
     /// A retry topic is the function's own delay line: no other role, and only where waiting out of order is allowed.
     fn retry_topic(
         &mut self,
@@ -735,14 +652,16 @@ impl Validator<'_> {
         taken: &[&str],
         topics: &IndexMap<String, TopicSpec>,
     ) {
-        self.topic_ref(field, delay, topics);
         if taken.contains(&delay) {
+            // Said alone: a derived dead-letter topic is not under [topics] yet, and "undeclared" would mislead.
             self.c.push(
                 field,
                 format!(
                     "expected a topic of its own, but {delay:?} is also this function's input, output or dead_letter"
                 ),
             );
+        } else {
+            self.topic_ref(field, delay, topics);
         }
         if retry.max_attempts < 2 {
             self.c.push(field, "expected max_attempts of at least 2: with one attempt nothing is ever retried");

@@ -69,8 +69,9 @@ pub enum FunctionError {
 /// The registered code a topic function runs.
 #[derive(Clone)]
 pub enum FunctionCode {
-    /// A topic handler: one invocation per record.
-    Handler(TopicHandler),
+    /// Topic handlers, one per input topic (the handler registered for the
+    /// topic's event type): one invocation per record.
+    Handler(Vec<(String, TopicHandler)>),
     /// An aggregate's fold into its table.
     Fold(AggregateHandler),
 }
@@ -133,16 +134,19 @@ pub async fn start_function(
     code: FunctionCode,
     shutdown: watch::Receiver<bool>,
 ) -> Result<FunctionHandle, FunctionError> {
-    let input = spec.input().ok_or_else(|| FunctionError::NoInput { function: spec.name.clone() })?;
-    let (handler, aggregate) = match (code, &spec.aggregate) {
+    if spec.inputs().is_empty() {
+        return Err(FunctionError::NoInput { function: spec.name.clone() });
+    }
+    let (handlers, aggregate) = match (code, &spec.aggregate) {
         (FunctionCode::Fold(fold), Some(agg)) => {
             let metrics = deps.metrics.function(&spec.name);
             let slow = deps.runtime.slow_handler;
             let aggregate = Aggregate::new(fold, agg, deps.schemas.clone(), spec.retry.clone(), metrics, slow);
             // An aggregate's records go through its fold; the pipeline then holds a handler that is never called.
-            (never_called(), Some(Arc::new(aggregate)))
+            let handlers = spec.inputs().iter().map(|input| (input.clone(), never_called())).collect();
+            (handlers, Some(Arc::new(aggregate)))
         }
-        (FunctionCode::Handler(handler), None) => (handler, None),
+        (FunctionCode::Handler(handlers), None) => (handlers, None),
         (FunctionCode::Handler(_), Some(_)) => {
             return Err(FunctionError::Code { function: spec.name.clone(), expected: "an aggregate fold" })
         }
@@ -167,15 +171,13 @@ pub async fn start_function(
     let runtime = deps.runtime;
     let metrics = deps.metrics.function(&spec.name);
     let function: Arc<str> = Arc::from(spec.name.as_str());
+    let stack = |handler| {
+        let call = HandlerCall::new(handler, deps.schemas.clone());
+        pipeline(call, spec.retry.clone(), metrics.clone(), runtime.slow_handler)
+    };
     let inputs = Inputs::new(
-        input,
+        handlers.into_iter().map(|(topic, handler)| (topic, stack(handler))).collect(),
         spec.retry.topic.as_deref(),
-        pipeline(
-            HandlerCall::new(handler, deps.schemas.clone()),
-            spec.retry.clone(),
-            metrics.clone(),
-            runtime.slow_handler,
-        ),
     );
     let member = GroupMember::new(
         deps.cluster.clone(),

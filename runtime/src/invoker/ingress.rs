@@ -18,23 +18,23 @@ use crate::kafka::group::protocol::TopicPartition;
 
 /// The topics a function reads and the handler stack of each.
 pub struct Inputs {
-    /// The input topic.
-    input: Arc<str>,
+    /// The input topics, each with the handler stack of its records (and of their retry copies).
+    inputs: Vec<(Arc<str>, Pipeline)>,
     /// The retry topic, for functions that opted in: read by the same group.
     retry_topic: Option<Arc<str>>,
-    /// The handler stack of records of `input` (and of their retry copies).
-    pipeline: Pipeline,
 }
 
 impl Inputs {
-    /// A function reading `input` (and `retry_topic`, when set) with `pipeline`.
-    pub fn new(input: &str, retry_topic: Option<&str>, pipeline: Pipeline) -> Self {
-        Self { input: Arc::from(input), retry_topic: retry_topic.map(Arc::from), pipeline }
+    /// A function reading `inputs` (each topic with its handler stack) and
+    /// `retry_topic`, when set.
+    pub fn new(inputs: Vec<(String, Pipeline)>, retry_topic: Option<&str>) -> Self {
+        let inputs = inputs.into_iter().map(|(topic, pipeline)| (Arc::from(topic), pipeline)).collect();
+        Self { inputs, retry_topic: retry_topic.map(Arc::from) }
     }
 
     /// The topics the function's group subscribes to.
     pub fn topics(&self) -> Vec<String> {
-        std::iter::once(&self.input).chain(&self.retry_topic).map(|t| t.to_string()).collect()
+        self.inputs.iter().map(|(t, _)| t).chain(&self.retry_topic).map(|t| t.to_string()).collect()
     }
 
     /// Whether `topic` is the function's retry topic (its records wait for their due time).
@@ -45,15 +45,21 @@ impl Inputs {
     /// The handler stack for a record that entered the function from `origin_topic`.
     ///
     /// A retry copy runs the stack of the topic it first came from.
-    pub fn pipeline(&self, _origin_topic: &str) -> &Pipeline {
-        &self.pipeline
+    pub fn pipeline(&self, origin_topic: &str) -> Option<&Pipeline> {
+        self.inputs.iter().find(|(t, _)| &**t == origin_topic).map(|(_, p)| p)
     }
 
     /// Runs `invocation` of a record whose value is `value` through its handler stack.
     pub async fn run(&self, invocation: &Invocation, value: &[u8]) -> Result<Emit, Failure> {
-        match &invocation.ctx {
-            Ok(ctx) => self.pipeline(&invocation.origin.topic).run(ctx.clone(), value).await,
-            Err(failure) => Err(failure.clone()),
+        let ctx = invocation.ctx.as_ref().map_err(Clone::clone)?;
+        match self.pipeline(&invocation.origin.topic) {
+            Some(pipeline) => pipeline.run(ctx.clone(), value).await,
+            // A retry copy whose input was removed from the function since it was written.
+            None => Err(Failure {
+                kind: FailureKind::Permanent,
+                message: format!("{} is no longer an input of this function", invocation.origin.topic),
+                attempts: 0,
+            }),
         }
     }
 
@@ -111,12 +117,13 @@ mod tests {
 
     fn inputs() -> Inputs {
         let pipeline = crate::invoker::tests::never_called_pipeline();
-        Inputs::new("orders", Some("orders.retry"), pipeline)
+        Inputs::new(vec![("orders".into(), pipeline.clone()), ("refunds".into(), pipeline)], Some("orders.retry"))
     }
 
     #[test]
     fn a_function_subscribes_to_its_input_and_retry_topic() {
-        assert_eq!(inputs().topics(), ["orders", "orders.retry"]);
+        assert_eq!(inputs().topics(), ["orders", "refunds", "orders.retry"]);
+        assert!(inputs().pipeline("refunds").is_some() && inputs().pipeline("orders.retry").is_none());
         assert!(inputs().is_retry_topic("orders.retry") && !inputs().is_retry_topic("orders"));
     }
 

@@ -130,8 +130,9 @@ impl GraphReport {
     }
 }
 
-/// Checks that each topic-triggered function of `config` can read its input
-/// topic's schema with the reader schema of its handler's event type.
+/// Checks that each topic-triggered function of `config` can read each of its
+/// input topics' schemas with the reader schema of the event type its handler
+/// takes from that topic.
 pub fn check_graph(config: &Config, handlers: &kfn_sdk::Registry, readers: &ReaderSchemas) -> GraphReport {
     let base = config.base_dir();
     let source = config.file.display().to_string();
@@ -142,68 +143,71 @@ pub fn check_graph(config: &Config, handlers: &kfn_sdk::Registry, readers: &Read
     // Parsed once per topic, as several functions may read one topic.
     let mut writers: HashMap<&str, Result<AvroSchema, String>> = HashMap::new();
     for (name, function) in &config.functions {
-        let Some(topic) = function.input() else { continue };
-        // The config was validated: the handler exists, and the topic has a schema naming its event.
-        let Some(handler) = handlers.topic_handler(&function.handler) else { continue };
-        let Some(writer_path) = config.topics.get(topic).and_then(|t| t.schema.clone()) else { continue };
-        let field = format!("functions.{name}.input");
-        let event = handler.input;
-        let files = readers.by_event.get(event).map(Vec::as_slice).unwrap_or_default();
-        report.reads.push(GraphRead {
-            function: name.clone(),
-            handler: function.handler.clone(),
-            topic: topic.to_string(),
-            event: event.to_string(),
-            writer: writer_path.clone(),
-            reader: files.first().filter(|_| files.len() == 1).map(|f| f.path.clone()),
-        });
-        let problem = |message: String| ConfigError { source: source.clone(), field: field.clone(), message };
-        let writer = writers.entry(topic).or_insert_with(|| {
-            std::fs::read_to_string(&writer_path).map_err(|e| e.to_string()).and_then(|t| AvroSchema::parse(&t))
-        });
-        let writer = match writer {
-            Ok(w) => w,
-            Err(reason) => {
-                let file = shown(&writer_path, base);
-                report.problems.push(problem(format!("cannot read topic {topic:?}'s schema {file}: {reason}")));
+        for (i, topic) in function.inputs().iter().enumerate() {
+            let topic = topic.as_str();
+            // The config was validated: the topic has a schema naming its event, and the handler takes it.
+            let Some(spec) = config.topics.get(topic) else { continue };
+            let (Some(writer_path), Some(topic_event)) = (spec.schema.clone(), spec.event.as_deref()) else { continue };
+            let Some(handler) = handlers.topic_handler_for(&function.handler, topic_event) else { continue };
+            let field = function.input_field(i);
+            let event = handler.input;
+            let files = readers.by_event.get(event).map(Vec::as_slice).unwrap_or_default();
+            report.reads.push(GraphRead {
+                function: name.clone(),
+                handler: function.handler.clone(),
+                topic: topic.to_string(),
+                event: event.to_string(),
+                writer: writer_path.clone(),
+                reader: files.first().filter(|_| files.len() == 1).map(|f| f.path.clone()),
+            });
+            let problem = |message: String| ConfigError { source: source.clone(), field: field.clone(), message };
+            let writer = writers.entry(topic).or_insert_with(|| {
+                std::fs::read_to_string(&writer_path).map_err(|e| e.to_string()).and_then(|t| AvroSchema::parse(&t))
+            });
+            let writer = match writer {
+                Ok(w) => w,
+                Err(reason) => {
+                    let file = shown(&writer_path, base);
+                    report.problems.push(problem(format!("cannot read topic {topic:?}'s schema {file}: {reason}")));
+                    continue;
+                }
+            };
+            let reader = match files {
+                [] => {
+                    report.notes.push(format!(
+                        "function {name}: no schema file in {} declares {event}, the event of handler {}; \
+                         its read of {topic:?} was checked by record name only",
+                        shown(&base.join("schemas"), base),
+                        function.handler
+                    ));
+                    continue;
+                }
+                [one] => one,
+                several => {
+                    let names: Vec<String> = several.iter().map(|f| shown(&f.path, base)).collect();
+                    report.problems.push(problem(format!(
+                        "expected one reader schema of {event} (the event of handler {}), found {}: {}; \
+                         keep other versions outside the schemas folder, e.g. in schemas/evolution/",
+                        function.handler,
+                        several.len(),
+                        names.join(", ")
+                    )));
+                    continue;
+                }
+            };
+            if reader.schema.identity() == writer.identity() {
                 continue;
             }
-        };
-        let reader = match files {
-            [] => {
-                report.notes.push(format!(
-                    "function {name}: no schema file in {} declares {event}, the event of handler {}; \
-                     its read of {topic:?} was checked by record name only",
-                    shown(&base.join("schemas"), base),
-                    function.handler
-                ));
-                continue;
-            }
-            [one] => one,
-            several => {
-                let names: Vec<String> = several.iter().map(|f| shown(&f.path, base)).collect();
+            if let Err(reason) = can_read(writer, &reader.schema) {
+                let producers = writers_of(config, topic);
                 report.problems.push(problem(format!(
-                    "expected one reader schema of {event} (the event of handler {}), found {}: {}; \
-                     keep other versions outside the schemas folder, e.g. in schemas/evolution/",
+                    "handler {} reads {event} with {}, which cannot read records of topic {topic:?} written with {} \
+                     ({producers}): {reason}",
                     function.handler,
-                    several.len(),
-                    names.join(", ")
+                    shown(&reader.path, base),
+                    shown(&writer_path, base),
                 )));
-                continue;
             }
-        };
-        if reader.schema.identity() == writer.identity() {
-            continue;
-        }
-        if let Err(reason) = can_read(writer, &reader.schema) {
-            let producers = writers_of(config, topic);
-            report.problems.push(problem(format!(
-                "handler {} reads {event} with {}, which cannot read records of topic {topic:?} written with {} \
-                 ({producers}): {reason}",
-                function.handler,
-                shown(&reader.path, base),
-                shown(&writer_path, base),
-            )));
         }
     }
     report

@@ -61,10 +61,15 @@ fn the_shipped_graph_reads_every_topic_with_the_handlers_own_schema() {
     let report = check_graph(&config, &kfn_functions::registry(), &shipped_readers());
     assert!(report.is_ok(), "{:?}", report.problems);
     assert!(report.notes.is_empty(), "{:?}", report.notes);
-    // Aggregates fold into their own table rows; the graph covers the handler functions.
-    let topic_functions = config.functions.values().filter(|f| f.input().is_some() && f.aggregate.is_none()).count();
-    assert!(topic_functions >= 5, "the shipped system has its topic functions");
-    assert_eq!(report.reads.len(), topic_functions);
+    // Aggregates fold into their own table rows; the graph covers each input of the handler functions.
+    let handler_inputs: usize =
+        config.functions.values().filter(|f| f.aggregate.is_none()).map(|f| f.inputs().len()).sum();
+    assert!(handler_inputs >= 5, "the shipped system has its topic functions");
+    assert_eq!(report.reads.len(), handler_inputs);
+    // One function reading several topics: each read with the event type of its topic.
+    let track: Vec<_> = report.reads.iter().filter(|r| r.function == "track").map(|r| (&*r.topic, &*r.event)).collect();
+    assert_eq!(track.len(), 7, "{track:?}");
+    assert!(track.contains(&("shipments.dispatched", "com.tutorial.orders.ShipmentDispatched")), "{track:?}");
     let validation = report.reads.iter().find(|r| r.function == "validation").expect("validation reads");
     assert_eq!(validation.event, "com.tutorial.orders.OrderCreated");
     assert_eq!(validation.topic, "orders.created");
@@ -91,7 +96,7 @@ fn an_added_required_field_is_skipped_by_the_v1_handler() {
 fn a_removed_field_the_handler_needs_is_an_error_naming_everything() {
     let report = graph_of("schemas/evolution/order_created_removed_field.avsc");
     // Every handler reading orders.created is reported, validation among them.
-    assert_eq!(report.problems.len(), consumers_of_orders_created().len(), "{:?}", report.problems);
+    assert_eq!(report.problems.len(), orders_created_input_fields().len(), "{:?}", report.problems);
     let problem =
         report.problems.iter().find(|p| p.field == "functions.validation.input").expect("validation reported");
     assert_eq!(problem.field, "functions.validation.input");
@@ -135,8 +140,7 @@ fn two_readers_of_one_event_are_an_error_for_its_consumers_only() {
     let config = Config::load_file_only(&workspace().join("functions.toml"), &kfn_functions::registry()).unwrap();
     let report = check_graph(&config, &kfn_functions::registry(), &readers);
     let fields: Vec<String> = report.problems.iter().map(|p| p.field.clone()).collect();
-    let expected: Vec<String> = consumers_of_orders_created().iter().map(|f| format!("functions.{f}.input")).collect();
-    assert_eq!(fields, expected, "{:?}", report.problems);
+    assert_eq!(fields, orders_created_input_fields(), "{:?}", report.problems);
     assert!(report.problems.iter().all(|p| p.message.contains("order_created_v2.avsc")), "{:?}", report.problems);
     assert!(report.notes.iter().any(|n| n.contains("broken.avsc")), "{:?}", report.notes);
 }
@@ -203,13 +207,14 @@ fn an_incompatible_verdict_names_the_config_topic_subject_file_level_and_reasons
     assert!(!report.is_ok(), "a topic not asked about is not a pass");
 }
 
-/// The handler functions of the shipped config that read orders.created, in config order.
-fn consumers_of_orders_created() -> Vec<String> {
+/// The input fields of the shipped config's handler functions that read orders.created, in config order.
+fn orders_created_input_fields() -> Vec<String> {
     let config = Config::load_file_only(&workspace().join("functions.toml"), &kfn_functions::registry()).unwrap();
-    config
-        .functions
-        .values()
-        .filter(|f| f.input() == Some("orders.created") && f.aggregate.is_none())
-        .map(|f| f.name.clone())
-        .collect()
+    let mut fields = Vec::new();
+    for f in config.functions.values().filter(|f| f.aggregate.is_none()) {
+        for (i, _) in f.inputs().iter().enumerate().filter(|(_, input)| *input == "orders.created") {
+            fields.push(f.input_field(i));
+        }
+    }
+    fields
 }

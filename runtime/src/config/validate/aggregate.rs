@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::super::error::Collector;
 use super::super::raw::RawQuery;
 use super::super::{AggregateSpec, CleanupPolicy, TopicSpec};
 use super::Validator;
@@ -14,9 +13,16 @@ pub const TABLE_OUTPUT: &str = "table";
 
 impl Validator<'_> {
     /// The fold must be registered and take the events of `input`.
-    pub(super) fn check_fold(&mut self, prefix: &str, input: &str, fold: &str, topics: &IndexMap<String, TopicSpec>) {
+    pub(super) fn check_fold(
+        &mut self,
+        prefix: &str,
+        field: &str,
+        input: &str,
+        fold: &str,
+        topics: &IndexMap<String, TopicSpec>,
+    ) {
         match self.registry.aggregate_handler(fold) {
-            Some(handler) => self.check_input_event(prefix, input, handler.input, topics),
+            Some(handler) => self.check_input_event(field, input, fold, &[handler.input], topics),
             None if self.registry.contains(fold) => self.c.push(
                 format!("{prefix}.aggregate"),
                 format!(
@@ -42,7 +48,7 @@ impl Validator<'_> {
         &mut self,
         prefix: &str,
         fold: &Option<String>,
-        input: &Option<String>,
+        input: Option<&str>,
         outputs: &IndexMap<String, String>,
         window: &Option<String>,
         grace: &Option<String>,
@@ -84,7 +90,7 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if let Some(input_spec) = input.as_ref().and_then(|i| topics.get(i)) {
+            if let Some(input_spec) = input.and_then(|i| topics.get(i)) {
                 if input_spec.partitions != spec.partitions {
                     self.c.push(
                         &field,
@@ -96,12 +102,8 @@ impl Validator<'_> {
                     );
                 }
             }
-            if let (Some(path), Some(handler)) = (spec.schema.clone(), self.registry.aggregate_handler(fold)) {
-                let mut scratch = Collector::new(self.c.file.clone());
-                std::mem::swap(&mut self.c, &mut scratch);
-                let found = self.schema_file("", &path);
-                std::mem::swap(&mut self.c, &mut scratch);
-                if found.is_some_and(|found| found != handler.state) {
+            if let (Some(found), Some(handler)) = (&spec.event, self.registry.aggregate_handler(fold)) {
+                if found != handler.state {
                     self.c.push(
                         &field,
                         format!(

@@ -1,0 +1,147 @@
+//! Validation of topic defaults, conventional dead-letter topics and several
+//! inputs, on small files with a registry of their own.
+
+use std::time::Duration;
+
+use kfn_sdk::{Ctx, Emit, Event, FnError, Registry};
+
+use super::*;
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Created {
+    id: String,
+}
+impl Event for Created {
+    const NAME: &'static str = "t.Created";
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Shipped {
+    id: String,
+}
+impl Event for Shipped {
+    const NAME: &'static str = "t.Shipped";
+}
+
+async fn created(_: Ctx, e: Created) -> Result<Emit, FnError> {
+    Ok(Emit::one("out", e.id.clone(), e))
+}
+
+async fn shipped(_: Ctx, e: Shipped) -> Result<Emit, FnError> {
+    Ok(Emit::one("out", e.id.clone(), e))
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::default();
+    registry.handler("track", created).handler("track", shipped).handler("only_created", created);
+    registry
+}
+
+/// Topics `created` (t.Created), `shipped` (t.Shipped) and `out`, then `rest`.
+fn load(defaults: &str, rest: &str) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["Created", "Shipped"] {
+        let schema = format!(
+            r#"{{"type": "record", "name": "{name}", "namespace": "t", "fields": [{{"name": "id", "type": "string"}}]}}"#
+        );
+        std::fs::write(dir.path().join(format!("{name}.avsc")), schema).expect("write schema");
+    }
+    let text = format!(
+        "{defaults}\n[topics]\n\
+         created = {{ schema = \"Created.avsc\" }}\n\
+         shipped = {{ partitions = 2, retention = \"30d\", schema = \"Shipped.avsc\" }}\n\
+         out = {{ cleanup_policy = \"compact\", schema = \"Created.avsc\" }}\n\n{rest}"
+    );
+    let file = dir.path().join("functions.toml");
+    std::fs::write(&file, text).expect("write functions.toml");
+    let result = Config::load_file_only(&file, &registry());
+    (dir, result)
+}
+
+const DEFAULTS: &str = "[topic_defaults]\npartitions = 4\nreplication = 3\nretention = \"7d\"\n";
+const TRACK: &str =
+    "[functions.track]\nhandler = \"track\"\ninputs = [\"created\", \"shipped\"]\noutputs = { out = \"out\" }\n";
+
+/// The (field, message) of each error of a config that must not load.
+fn errors_of(loaded: (tempfile::TempDir, Result<Config, ConfigErrors>)) -> Vec<(String, String)> {
+    let err = loaded.1.expect_err("the broken config was accepted");
+    err.errors().iter().map(|e| (e.field.clone(), e.message.clone())).collect()
+}
+
+fn has(errors: &[(String, String)], field: &str, needle: &str) -> bool {
+    errors.iter().any(|(f, m)| f == field && m.contains(needle))
+}
+
+#[test]
+fn config_topic_defaults_fill_in_and_explicit_values_win() {
+    let (_dir, result) = load(DEFAULTS, TRACK);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    let days = |d: u64| Some(Duration::from_secs(d * 86_400));
+    let t = &config.topics["created"];
+    assert_eq!((t.partitions, t.replication, t.retention), (4, 3, days(7)));
+    assert_eq!(t.event.as_deref(), Some("t.Created"));
+    let t = &config.topics["shipped"];
+    assert_eq!((t.partitions, t.replication, t.retention), (2, 3, days(30)));
+    // A table does not inherit the default retention.
+    let t = &config.topics["out"];
+    assert_eq!((t.cleanup_policy, t.retention), (CleanupPolicy::Compact, None));
+}
+
+#[test]
+fn config_topic_default_errors_name_topic_defaults() {
+    let (dir, result) = load("[topic_defaults]\npartitions = 0\nreplication = 3\ncleanup_policy = \"shred\"\n", TRACK);
+    let err = result.expect_err("accepted");
+    let file = dir.path().join("functions.toml").display().to_string();
+    assert!(err.errors().iter().all(|e| e.source == file), "{err}");
+    let errors: Vec<_> = err.errors().iter().map(|e| (e.field.clone(), e.message.clone())).collect();
+    assert!(has(&errors, "topic_defaults.partitions", "from 1 to 100000"), "{errors:?}");
+    assert!(has(&errors, "topic_defaults.cleanup_policy", "\"delete\", \"compact\""), "{errors:?}");
+    // Reported once, not for each topic that inherits the value.
+    assert_eq!(errors.len(), 2, "{errors:?}");
+
+    let errors = errors_of(load("[topic_defaults]\nreplication = 3\n", TRACK));
+    assert!(has(&errors, "topics.\"created\".partitions", "here or in [topic_defaults]"), "{errors:?}");
+    assert!(!errors.iter().any(|(f, _)| f.starts_with("topics.\"shipped\"")), "{errors:?}");
+}
+
+#[test]
+fn config_dead_letter_topics_are_derived_and_overridable() {
+    let (_dir, result) = load(DEFAULTS, TRACK);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.functions["track"].dead_letter.as_deref(), Some("track.dlq"));
+    let dlq = &config.topics["track.dlq"];
+    assert_eq!((dlq.partitions, dlq.replication, dlq.cleanup_policy), (1, 3, CleanupPolicy::Delete));
+    assert_eq!(dlq.retention, Some(Duration::from_secs(30 * 86_400)));
+
+    // Declared: its settings win, [topic_defaults] fills the rest.
+    let (_dir, result) = load(DEFAULTS, &format!("{TRACK}\n[topics.\"track.dlq\"]\npartitions = 2\n"));
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    let dlq = &config.topics["track.dlq"];
+    assert_eq!((dlq.partitions, dlq.retention), (2, Some(Duration::from_secs(7 * 86_400))));
+
+    // A named dead_letter must be declared; it is not derived.
+    let named = TRACK.replace("outputs =", "dead_letter = \"letters\"\noutputs =");
+    let errors = errors_of(load(DEFAULTS, &named));
+    assert!(has(&errors, "functions.track.dead_letter", "undeclared topic \"letters\""), "{errors:?}");
+}
+
+#[test]
+fn config_each_input_needs_a_handler_for_its_event_type() {
+    let (_dir, result) = load(DEFAULTS, TRACK);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.functions["track"].inputs(), ["created", "shipped"]);
+    assert_eq!(config.functions["track"].input_field(1), "functions.track.inputs[1]");
+
+    let only = TRACK.replace("handler = \"track\"", "handler = \"only_created\"");
+    let errors = errors_of(load(DEFAULTS, &only));
+    assert!(has(&errors, "functions.track.inputs[1]", "\"shipped\" carries t.Shipped"), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+
+    let both = TRACK.replace("inputs = [", "input = \"created\"\ninputs = [");
+    let errors = errors_of(load(DEFAULTS, &both));
+    assert!(has(&errors, "functions.track", "not both"), "{errors:?}");
+
+    let twice = TRACK.replace("[\"created\", \"shipped\"]", "[\"created\", \"shipped\", \"created\"]");
+    let errors = errors_of(load(DEFAULTS, &twice));
+    assert!(has(&errors, "functions.track.inputs[2]", "functions.track.inputs[0]"), "{errors:?}");
+}

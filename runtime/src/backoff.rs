@@ -10,10 +10,12 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0).unwrap_or_default().round();
 //! let mut pauses = kfn::backoff::Pauses::new(Duration::from_millis(20), Duration::from_millis(50));
-//! assert_eq!(pauses.next_delay(), Some(Duration::from_millis(20)));
-//! assert_eq!(pauses.next_delay(), Some(Duration::from_millis(40)));
-//! assert_eq!(pauses.next_delay(), Some(Duration::from_millis(50)));
+//! // backon computes in floating point: 40 ms may come out as 39.999999 ms.
+//! assert_eq!(ms(pauses.next_delay()), 20.0);
+//! assert_eq!(ms(pauses.next_delay()), 40.0);
+//! assert_eq!(ms(pauses.next_delay()), 50.0);
 //! ```
 
 use std::time::Duration;

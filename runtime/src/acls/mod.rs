@@ -22,9 +22,6 @@
 use crate::config::{Config, FunctionSpec, Guarantee};
 use crate::kafka::acl::{AclBinding, Operation, PatternType, ResourceType, CLUSTER_RESOURCE};
 
-#[cfg(test)]
-mod shipped_tests;
-
 /// Which user each function authenticates as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principals {

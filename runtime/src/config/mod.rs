@@ -2,7 +2,8 @@
 //! parsed once into validated types.
 //!
 //! ```no_run
-//! let registry = kfn_functions::registry();
+//! # fn my_app_registry() -> kfn_sdk::Registry { kfn_sdk::Registry::default() }
+//! let registry = my_app_registry(); // the handlers of your crate
 //! let config = kfn::config::Config::load("functions.toml".as_ref(), &registry)?;
 //! for (name, function) in &config.functions {
 //!     println!("{name}: {:?}", function.kind);

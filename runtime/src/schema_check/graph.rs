@@ -11,9 +11,9 @@
 //! The SDK knows a handler's event type only by its Avro full name
 //! ([`kfn_sdk::TopicHandler::input`]), not by its serde shape, so the reader's
 //! schema is the file of the project's `schemas/` folder that declares that
-//! name ([`ReaderSchemas`]). In the order system that is exactly the file
-//! `kfn_functions::events::schema_files()` pairs with the type, and the
-//! functions crate's drift tests keep each type and its file equal.
+//! name ([`ReaderSchemas`]). In the order system (functions/) that is exactly
+//! the file its `events::schema_files()` pairs with the type, and that
+//! crate's drift tests keep each type and its file equal.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

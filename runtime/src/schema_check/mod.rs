@@ -15,7 +15,8 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use kfn::schema_check::{check_graph, check_registry, ReaderSchemas};
-//! let handlers = kfn_functions::registry();
+//! # fn my_app_registry() -> kfn_sdk::Registry { kfn_sdk::Registry::default() }
+//! let handlers = my_app_registry(); // the handlers of your crate
 //! let config = kfn::config::Config::load("functions.toml".as_ref(), &handlers)?;
 //! let readers = ReaderSchemas::from_dir(&config.base_dir().join("schemas"))?;
 //! let graph = check_graph(&config, &handlers, &readers);

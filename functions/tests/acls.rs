@@ -1,12 +1,11 @@
-//! The plan for the shipped functions.toml, loaded with the order system's
-//! handlers (`kfn_functions::registry()`): these tests belong with the order
-//! application, not with the runtime, and move out with it.
+//! The ACL plan (`kfn acls plan`) of the shipped functions.toml, loaded with
+//! the order system's handlers: exactly what each function declares.
 
 use std::collections::BTreeSet;
 
-use super::*;
-use crate::config::Config;
-use crate::kafka::acl::{AclBinding, PatternType, ResourceType};
+use kfn::acls::{function_acls, plan, Principals};
+use kfn::config::Config;
+use kfn::kafka::acl::{AclBinding, Operation, PatternType, ResourceType};
 
 fn shipped_config() -> Config {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions.toml");
@@ -100,7 +99,7 @@ fn a_shared_user_gets_the_union_once() {
 fn principals_come_from_the_sasl_user_when_configured() {
     let mut config = shipped_config();
     assert_eq!(Principals::from_config(&config), Principals::PerFunction);
-    config.security.sasl = Some(crate::config::SaslSettings {
+    config.security.sasl = Some(kfn::config::SaslSettings {
         mechanism: "SCRAM-SHA-512".into(),
         username: "kfn-prod".into(),
         password_env: "KFN_SASL_PASSWORD".into(),

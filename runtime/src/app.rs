@@ -103,7 +103,8 @@ impl App {
         let url = config.runtime.schema_registry.clone().ok_or(StartError::NoSchemaRegistry)?;
         let client = RegistryClient::new(&url, None)?;
         let mut encoders = HashMap::new();
-        let schemas = Arc::new(SchemaCache::new(client));
+        let metrics = Metrics::new();
+        let schemas = Arc::new(SchemaCache::new(client).counting_errors(metrics.schema_registry_errors.clone()));
         for topic in config.topics.values() {
             let Some(path) = &topic.schema else { continue };
             let text = std::fs::read_to_string(path)
@@ -122,7 +123,7 @@ impl App {
             ..ProducerConfig::default()
         };
         let producer = Producer::new(cluster.clone(), producer_config.clone()).await?;
-        Ok(Self { config, registry, cluster, metrics: Metrics::new(), schemas, encoders, producer, producer_config })
+        Ok(Self { config, registry, cluster, metrics, schemas, encoders, producer, producer_config })
     }
 
     /// The partition count of a topic.
@@ -256,6 +257,7 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                     function: spec.name.clone(),
                     handler,
                     outputs,
+                    observed: true,
                 });
             }
         }
@@ -273,6 +275,7 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
             app.producer.clone(),
             app.metrics.clone(),
             app.config.runtime.max_http_body,
+            app.config.runtime.slow_handler,
         ));
         servers.push(tokio::spawn(trigger.serve(listener, shutdown.clone())));
         Some(local)

@@ -7,7 +7,7 @@ use hyper::Request;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::metrics::{FunctionLabels, Metrics};
 use crate::trigger::server::{self, HttpResponse};
 
 /// What /readyz looks at: each function's assignment counter.
@@ -26,13 +26,24 @@ impl Readiness {
     pub fn waiting(&self) -> Vec<&str> {
         self.functions.iter().filter(|(_, rx)| *rx.borrow() == 0).map(|(name, _)| name.as_str()).collect()
     }
+
+    /// Sets `kfn_function_ready` of every watched function to what /readyz would say of it.
+    pub fn export(&self, metrics: &Metrics) {
+        for (function, rx) in &self.functions {
+            let ready = metrics.function_ready.get_or_create(&FunctionLabels { function: function.clone() });
+            ready.set(i64::from(*rx.borrow() > 0));
+        }
+    }
 }
 
 /// Serves the admin endpoints until `shutdown`.
 pub async fn serve(listener: TcpListener, metrics: Metrics, readiness: Readiness, shutdown: watch::Receiver<bool>) {
     let handler = Arc::new(move |req: Request<Incoming>| {
         let response: HttpResponse = match req.uri().path() {
-            "/metrics" => server::text(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8"),
+            "/metrics" => {
+                readiness.export(&metrics);
+                server::text(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+            }
             "/healthz" => server::json(200, "{\"status\":\"ok\"}"),
             "/readyz" => {
                 let waiting = readiness.waiting();

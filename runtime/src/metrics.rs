@@ -102,6 +102,12 @@ pub struct Metrics {
     pub late_events: Family<FunctionLabels, Counter>,
     /// kfn_table_value{table,key,field}: numeric fields of queryable tables (analytics).
     pub table_values: Family<TableLabels, FloatGauge>,
+    /// kfn_function_ready{function}: 1 once the function's group member received an assignment.
+    pub function_ready: Family<FunctionLabels, Gauge>,
+    /// kfn_transactions_total{function,outcome}: exactly_once transactions committed or aborted.
+    pub transactions: Family<OutcomeLabels, Counter>,
+    /// kfn_schema_registry_errors_total: writer-schema lookups the registry failed (unreachable, 5xx).
+    pub schema_registry_errors: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +139,9 @@ impl Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         let table_values = Family::<TableLabels, FloatGauge>::default();
         let late_events = Family::<FunctionLabels, Counter>::default();
+        let function_ready = Family::<FunctionLabels, Gauge>::default();
+        let transactions = Family::<OutcomeLabels, Counter>::default();
+        let schema_registry_errors = Counter::default();
         registry.register("kfn_invocations", "Handler invocations by outcome", invocations.clone());
         registry.register("kfn_handler_duration_seconds", "Time spent in handlers", handler_duration.clone());
         registry.register("kfn_retries", "Handler attempts that were retried", retries.clone());
@@ -154,6 +163,17 @@ impl Metrics {
             "Records an aggregate dropped: their window closed (past grace)",
             late_events.clone(),
         );
+        registry.register(
+            "kfn_function_ready",
+            "1 once the function's group member received an assignment (what /readyz waits for)",
+            function_ready.clone(),
+        );
+        registry.register("kfn_transactions", "exactly_once transactions by outcome", transactions.clone());
+        registry.register(
+            "kfn_schema_registry_errors",
+            "Writer-schema lookups the schema registry failed (unreachable or 5xx)",
+            schema_registry_errors.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             invocations,
@@ -169,6 +189,9 @@ impl Metrics {
             http_requests,
             late_events,
             table_values,
+            function_ready,
+            transactions,
+            schema_registry_errors,
         }
     }
 
@@ -195,7 +218,12 @@ impl Metrics {
         let outcome = |o: &str| {
             self.invocations.get_or_create(&OutcomeLabels { function: function.into(), outcome: o.into() }).clone()
         };
+        let transactions = |o: &str| {
+            self.transactions.get_or_create(&OutcomeLabels { function: function.into(), outcome: o.into() }).clone()
+        };
         FunctionMetrics {
+            committed: transactions("committed"),
+            aborted: transactions("aborted"),
             ok: outcome("ok"),
             failed: outcome("failed"),
             handler_duration: self.handler_duration.get_or_create(&f).clone(),
@@ -238,6 +266,10 @@ pub struct FunctionMetrics {
     pub panics: Counter,
     /// Records an aggregate dropped as late.
     pub late: Counter,
+    /// exactly_once transactions committed.
+    pub committed: Counter,
+    /// exactly_once transactions aborted (a failed produce or commit; not a fenced zombie's).
+    pub aborted: Counter,
     function: String,
     metrics: Metrics,
 }

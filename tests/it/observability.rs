@@ -218,15 +218,18 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus() {
     producer.send(&TopicPartition::new("orders.created", 0), vec![poison]).await.expect("the poison record is written");
 
     prometheus
-        .until("orders through the warehouse and a dead letter, scraped", |p| async move {
+        .until("orders through, a dead letter, transactions, every function ready: scraped", |p| async move {
             let dispatched = p.query(r#"sum(kfn_invocations_total{function="warehouse",outcome="ok"})"#).await?;
             let dead = p.query(r#"sum(kfn_dead_letters_total{function="validation"})"#).await?;
             let value =
                 |r: &[Value]| r.first().and_then(|s| s["value"][1].as_str()?.parse::<f64>().ok()).unwrap_or(0.0);
-            Ok(value(&dispatched) >= 1.0 && value(&dead) >= 1.0)
+            let committed =
+                p.query(r#"sum(kfn_transactions_total{function="validation",outcome="committed"})"#).await?;
+            let ready = p.query("count(kfn_function_ready == 1) == count(kfn_function_ready)").await?;
+            Ok(value(&dispatched) >= 1.0 && value(&dead) >= 1.0 && value(&committed) >= 1.0 && value(&ready) >= 1.0)
         })
         .await
-        .expect("the scrape sees the orders and the dead letter");
+        .expect("the scrape sees the orders, the dead letter, committed transactions and every function ready");
 
     // Every panel query parses and returns series (the rates once a minute of scrapes is in).
     let queries = panel_queries("validation");

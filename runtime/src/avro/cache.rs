@@ -36,12 +36,21 @@ const MAX_REFERENCE_DEPTH: usize = 32;
 pub struct SchemaCache {
     client: RegistryClient,
     parsed: RwLock<HashMap<u32, Arc<Schema>>>,
+    /// Counts lookups the registry failed transiently, when set.
+    errors: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl SchemaCache {
     /// An empty cache that fetches through `client`.
     pub fn new(client: RegistryClient) -> Self {
-        Self { client, parsed: RwLock::default() }
+        Self { client, parsed: RwLock::default(), errors: None }
+    }
+
+    /// The same cache, counting in `errors` each lookup the registry failed
+    /// transiently (unreachable, timed out, 5xx): what an alert on a registry
+    /// outage watches.
+    pub fn counting_errors(self, errors: prometheus_client::metrics::counter::Counter) -> Self {
+        Self { errors: Some(errors), ..self }
     }
 
     /// The registry client behind the cache.
@@ -74,7 +83,11 @@ impl SchemaCache {
     /// Splits a Confluent-framed value and finds its writer's schema.
     pub async fn resolve<'a>(&self, value: &'a [u8]) -> Result<WriterDatum<'a>, CodecError> {
         let (schema_id, datum) = framing::split(value)?;
-        let schema = self.schema(schema_id).await?;
+        let schema = self.schema(schema_id).await.inspect_err(|e| {
+            if let (Some(errors), true) = (&self.errors, e.is_transient()) {
+                errors.inc();
+            }
+        })?;
         Ok(WriterDatum { schema_id, schema, datum })
     }
 
@@ -172,4 +185,24 @@ pub async fn register_topic_schema(
         source: Box::new(source),
     })?;
     Ok((id, Arc::new(schema)))
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::metrics::counter::Counter;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn lookups_the_registry_fails_are_counted_and_bad_records_are_not() {
+        let errors = Counter::default();
+        // Nothing listens on port 9 (discard): the registry cannot be reached.
+        let client = RegistryClient::new("http://127.0.0.1:9", None).unwrap();
+        let cache = SchemaCache::new(client).counting_errors(errors.clone());
+        let framed = [0u8, 0, 0, 0, 7, 2, b'a'];
+        assert!(cache.resolve(&framed).await.is_err());
+        assert_eq!(errors.get(), 1);
+        assert!(cache.resolve(b"not framed").await.is_err());
+        assert_eq!(errors.get(), 1, "a record without Confluent framing is not the registry's failure");
+    }
 }

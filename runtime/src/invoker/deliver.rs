@@ -129,6 +129,7 @@ impl ExactlyOnce {
             producer.stage(&TopicPartition::new(topic.to_string(), partition), recs);
         }
         let Some(generation) = self.committer.generation() else {
+            self.metrics.aborted.inc();
             let _ = producer.abort().await;
             return Err(DeliverError::Unassigned);
         };
@@ -141,9 +142,13 @@ impl ExactlyOnce {
         }
         .await;
         match &committed {
-            Ok(()) => self.metrics.produce_duration.observe(start.elapsed().as_secs_f64()),
+            Ok(()) => {
+                self.metrics.committed.inc();
+                self.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
+            }
             Err(e) if e.is_fenced() => {}
             Err(_) => {
+                self.metrics.aborted.inc();
                 let _ = producer.abort().await;
             }
         }

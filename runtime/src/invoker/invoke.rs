@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use backon::BackoffBuilder;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use kfn_sdk::{AggCtx, AggregateHandler, Ctx, Emit, FnErrorKind, InvokeError, Row, TopicHandler};
+use kfn_sdk::{
+    AggCtx, AggregateHandler, Ctx, Emit, ErasedHttp, FnErrorKind, HttpReply, HttpRequest, InvokeError, Row,
+    TopicHandler,
+};
 
 use crate::avro::{SchemaCache, WriterDatum};
 use crate::config::RetryPolicy;
@@ -167,6 +170,77 @@ impl Invoke<Ctx> for HandlerCall {
             }
         })
     }
+}
+
+/// One HTTP request as a call of the layer stack: the request without its
+/// body (the stack passes the body as the value, as it passes a record's).
+#[derive(Clone)]
+pub struct HttpInput {
+    /// The HTTP function.
+    pub function: Arc<str>,
+    /// The request; its body is replaced by the value passed down the stack.
+    pub request: HttpRequest,
+    attempt: u32,
+}
+
+impl HttpInput {
+    /// The call of `function` for `request`.
+    pub fn new(function: Arc<str>, request: HttpRequest) -> Self {
+        Self { function, request, attempt: 1 }
+    }
+}
+
+impl Call for HttpInput {
+    fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    fn set_attempt(&mut self, attempt: u32) {
+        self.attempt = attempt;
+    }
+
+    fn site(&self) -> (&Arc<str>, &str, i32, i64) {
+        // No partition or offset: the log names the path instead of a topic.
+        (&self.function, &self.request.path, -1, -1)
+    }
+}
+
+/// The innermost layer for HTTP handlers: run the handler, catch panics.
+///
+/// HTTP handlers are never retried by kfn (their stack has one attempt):
+/// the client retries, with the same `Idempotency-Key`.
+pub struct HttpCall {
+    handler: ErasedHttp,
+}
+
+impl HttpCall {
+    /// Calls `handler`.
+    pub fn new(handler: ErasedHttp) -> Self {
+        Self { handler }
+    }
+}
+
+impl Invoke<HttpInput> for HttpCall {
+    type Output = HttpReply;
+
+    fn call<'a>(&'a self, input: HttpInput, body: &'a [u8]) -> BoxFuture<'a, Result<HttpReply, AttemptError>>
+    where
+        HttpInput: 'a,
+    {
+        Box::pin(async move {
+            let request = HttpRequest { body: bytes::Bytes::copy_from_slice(body), ..input.request };
+            match AssertUnwindSafe((self.handler)(request)).catch_unwind().await {
+                Ok(reply) => Ok(reply),
+                Err(panic) => Err(AttemptError::Final(FailureKind::Panic, panic_message(&panic))),
+            }
+        })
+    }
+}
+
+/// The stack of an HTTP function: Observe(HttpCall) in a Retry of one attempt.
+pub fn http_stack(handler: ErasedHttp, metrics: FunctionMetrics, slow: Duration) -> Arc<Stack<HttpCall>> {
+    let once = RetryPolicy { max_attempts: 1, ..RetryPolicy::default() };
+    Arc::new(stack(HttpCall::new(handler), once, metrics, slow))
 }
 
 /// One record's fold: its context and the key's state before it.

@@ -34,6 +34,7 @@ pub fn query_routes(function: &str, path: &str, view: Arc<TableView>) -> [Route;
         function: function.to_string(),
         handler,
         outputs: Outputs::new(function, HashMap::new()),
+        observed: false,
     };
     [route(path.clone(), all), route(format!("{path}/{{key}}"), one)]
 }

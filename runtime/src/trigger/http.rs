@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::Request;
 use kfn_sdk::{ErasedHttp, HttpReply, HttpRequest};
+
+use crate::invoker::invoke::{http_stack, HttpCall, HttpInput, Stack};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OnceCell};
 
@@ -42,6 +43,16 @@ pub struct Route {
     pub handler: ErasedHttp,
     /// Where its events go.
     pub outputs: Outputs,
+    /// Whether the route is an HTTP function of functions.toml (its calls go
+    /// through the function's observe layer: its metrics, slow-call log and
+    /// panic count) rather than an aggregate's pull query.
+    pub observed: bool,
+}
+
+/// A route with the layer stack its handler runs in.
+struct Served {
+    route: Route,
+    stack: Arc<Stack<HttpCall>>,
 }
 
 type Answer = (u16, String);
@@ -76,7 +87,7 @@ impl IdempotencyKeys {
 
 /// The HTTP trigger of one process.
 pub struct HttpTrigger {
-    routes: Vec<Route>,
+    routes: Vec<Served>,
     producer: Producer,
     metrics: Metrics,
     max_body: u64,
@@ -84,8 +95,22 @@ pub struct HttpTrigger {
 }
 
 impl HttpTrigger {
-    /// A trigger serving `routes`, producing with `producer`.
-    pub fn new(routes: Vec<Route>, producer: Producer, metrics: Metrics, max_body: u64) -> Self {
+    /// A trigger serving `routes`, producing with `producer`; a handler call
+    /// slower than `slow` is logged.
+    ///
+    /// Each handler runs in the invoker's layer stack, as topic handlers do:
+    /// panics caught, and for HTTP functions their metrics observed. A pull
+    /// query's calls are not counted as its aggregate's handler calls.
+    pub fn new(routes: Vec<Route>, producer: Producer, metrics: Metrics, max_body: u64, slow: Duration) -> Self {
+        let unobserved = Metrics::new();
+        let routes = routes
+            .into_iter()
+            .map(|route| {
+                let observer = if route.observed { &metrics } else { &unobserved };
+                let stack = http_stack(route.handler.clone(), observer.function(&route.function), slow);
+                Served { route, stack }
+            })
+            .collect();
         Self { routes, producer, metrics, max_body, keys: Mutex::default() }
     }
 
@@ -101,7 +126,7 @@ impl HttpTrigger {
     async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
-        let (route, params) = match self.find(&method, &path) {
+        let (served, params) = match self.find(&method, &path) {
             Ok(found) => found,
             Err(status) => {
                 let message = if status == 405 { "method not allowed on this path" } else { "no route for this path" };
@@ -109,6 +134,7 @@ impl HttpTrigger {
                 return server::json(status, serde_json::json!({ "error": message, "path": path }).to_string());
             }
         };
+        let route = &served.route;
         let label = format!("{} {}", route.method, route.path);
         let idempotency_key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
         let headers: HashMap<String, String> = req
@@ -129,12 +155,12 @@ impl HttpTrigger {
             Some(key) => {
                 let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).cell(&format!("{label}\n{key}"));
                 // Only answers that produced (or rejected the input) are remembered; a 503 may be retried.
-                match cell.get_or_try_init(|| self.invoke(route, request)).await {
+                match cell.get_or_try_init(|| self.invoke(served, request)).await {
                     Ok(answer) => answer.clone(),
                     Err(answer) => answer,
                 }
             }
-            None => match self.invoke(route, request).await {
+            None => match self.invoke(served, request).await {
                 Ok(answer) | Err(answer) => answer,
             },
         };
@@ -143,13 +169,14 @@ impl HttpTrigger {
     }
 
     /// Runs the handler and produces its events. `Err` is an answer not to remember (503, 500).
-    async fn invoke(&self, route: &Route, request: HttpRequest) -> Result<Answer, Answer> {
-        let reply: HttpReply = match std::panic::AssertUnwindSafe((route.handler)(request)).catch_unwind().await {
+    async fn invoke(&self, served: &Served, request: HttpRequest) -> Result<Answer, Answer> {
+        let route = &served.route;
+        let body = request.body.clone();
+        let input = HttpInput::new(Arc::from(route.function.as_str()), request);
+        let reply: HttpReply = match served.stack.run(input, &body).await {
             Ok(reply) => reply,
-            Err(_) => {
-                tracing::error!(function = %route.function, "HTTP handler panicked");
-                return Err((500, serde_json::json!({ "error": "the handler failed" }).to_string()));
-            }
+            // The observe layer logged and counted a panic; nothing else fails here.
+            Err(_) => return Err((500, serde_json::json!({ "error": "the handler failed" }).to_string())),
         };
         if reply.emit.is_empty() {
             return Ok((reply.status, reply.body));
@@ -178,12 +205,13 @@ impl HttpTrigger {
         }
     }
 
-    fn find(&self, method: &str, path: &str) -> Result<(&Route, HashMap<String, String>), u16> {
+    fn find(&self, method: &str, path: &str) -> Result<(&Served, HashMap<String, String>), u16> {
         let mut path_matched = false;
-        for route in &self.routes {
+        for served in &self.routes {
+            let route = &served.route;
             if let Some(params) = match_path(&route.path, path) {
                 if route.method == method {
-                    return Ok((route, params));
+                    return Ok((served, params));
                 }
                 path_matched = true;
             }

@@ -1,5 +1,5 @@
 //! CreateAcls/DescribeAcls encoding round trips through kafka-protocol at
-//! every version (the shipped plan is tested in `crate::acls`).
+//! every version (the shipped plan is tested with the order system, in functions/tests/acls.rs).
 
 use std::collections::BTreeSet;
 

@@ -193,7 +193,8 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
+    // Paused time: the client's retries of the unreachable registry take no wall-clock time.
+    #[tokio::test(start_paused = true)]
     async fn lookups_the_registry_fails_are_counted_and_bad_records_are_not() {
         let errors = Counter::default();
         // Nothing listens on port 9 (discard): the registry cannot be reached.

@@ -131,10 +131,23 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
     }
 }
 
+/// Logs to stderr at `KFN_LOG`'s levels: `info` (the default), `debug`,
+/// `kfn::invoker=debug,info`, ... (targets and levels; `Targets` instead of
+/// `EnvFilter` spares every build the regex engine).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KFN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let info = || Targets::new().with_default(LevelFilter::INFO);
+    let filter = match std::env::var("KFN_LOG") {
+        Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("kfn: KFN_LOG={spec:?} is not a filter like `info` or `kfn::invoker=debug,info` ({e}); logging at info");
+            info()
+        }),
+        Err(_) => info(),
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
 }
 
 /// `kfn check`: the config, then the function graph, then (when asked) the registry.

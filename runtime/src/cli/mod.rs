@@ -141,7 +141,9 @@ fn init_tracing() {
     let info = || Targets::new().with_default(LevelFilter::INFO);
     let filter = match std::env::var("KFN_LOG") {
         Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|e| {
-            eprintln!("kfn: KFN_LOG={spec:?} is not a filter like `info` or `kfn::invoker=debug,info` ({e}); logging at info");
+            eprintln!(
+                "kfn: KFN_LOG={spec:?} is not a filter like `info` or `kfn::invoker=debug,info` ({e}); logging at info"
+            );
             info()
         }),
         Err(_) => info(),

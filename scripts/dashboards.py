@@ -151,6 +151,9 @@ HTTP = dashboard(
                 f"or 0 * sum by (route) (rate(kfn_http_requests_total{RATE}))) "
                 f"/ sum by (route) (rate(kfn_http_requests_total{RATE}))", "{{route}}")],
               unit="percentunit"),
+        panel("Latency by route (arrival to answer, events stored)",
+              [(f"histogram_quantile({q}, sum by (route, le) (rate(kfn_http_request_duration_seconds_bucket{RATE})))",
+                f"{{{{route}}}} p{int(q * 100)}") for q in (0.5, 0.99)], unit="s"),
         panel("4xx per second, by route and status",
               [(f'sum by (route, status) (rate(kfn_http_requests_total{{status=~"4.."}}{RATE}))',
                 "{{route}} {{status}}")], unit="reqps"),

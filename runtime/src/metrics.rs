@@ -58,6 +58,13 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+/// Labels of per-route HTTP metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route, e.g. `POST /orders`.
+    pub route: String,
+}
+
 /// Labels of table values.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabels {
@@ -102,6 +109,8 @@ pub struct Metrics {
     pub late_events: Family<FunctionLabels, Counter>,
     /// kfn_table_value{table,key,field}: numeric fields of queryable tables (analytics).
     pub table_values: Family<TableLabels, FloatGauge>,
+    /// kfn_http_request_duration_seconds{route}: from the request's arrival to the answer (events stored).
+    pub http_duration: Family<RouteLabels, Histogram>,
     /// kfn_function_ready{function}: 1 once the function's group member received an assignment.
     pub function_ready: Family<FunctionLabels, Gauge>,
     /// kfn_transactions_total{function,outcome}: exactly_once transactions committed or aborted.
@@ -140,6 +149,8 @@ impl Metrics {
         let table_values = Family::<TableLabels, FloatGauge>::default();
         let late_events = Family::<FunctionLabels, Counter>::default();
         let function_ready = Family::<FunctionLabels, Gauge>::default();
+        let http_duration =
+            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let transactions = Family::<OutcomeLabels, Counter>::default();
         let schema_registry_errors = Counter::default();
         registry.register("kfn_invocations", "Handler invocations by outcome", invocations.clone());
@@ -170,6 +181,11 @@ impl Metrics {
         );
         registry.register("kfn_transactions", "exactly_once transactions by outcome", transactions.clone());
         registry.register(
+            "kfn_http_request_duration_seconds",
+            "HTTP trigger requests, from arrival to the answer (the handler's events stored)",
+            http_duration.clone(),
+        );
+        registry.register(
             "kfn_schema_registry_errors",
             "Writer-schema lookups the schema registry failed (unreachable or 5xx)",
             schema_registry_errors.clone(),
@@ -190,6 +206,7 @@ impl Metrics {
             late_events,
             table_values,
             function_ready,
+            http_duration,
             transactions,
             schema_registry_errors,
         }

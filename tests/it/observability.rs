@@ -3,6 +3,7 @@
 //! panel query of dashboards/*.json returns series, every alert rule of
 //! dashboards/alerts.yml evaluates without error, a poison record fires
 //! KfnDeadLetters, and stopping the replica makes KfnNoReadyReplica pending.
+//! The replica logs as JSON lines (`KFN_LOG_FORMAT=json`), which are checked too.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -208,7 +209,8 @@ async fn record_panels(prometheus: &Prometheus, http: SocketAddr, dir: &Path) ->
 async fn dashboards_and_alerts_work_on_a_real_prometheus() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let binary = Path::new(env!("CARGO_BIN_EXE_kfn-test-replica"));
-    let mut system = OrderSystem::start(binary, 1).await.expect("the order system starts");
+    let json_logs = [("KFN_LOG_FORMAT", "json")];
+    let mut system = OrderSystem::start_with_env(binary, 1, &json_logs).await.expect("the order system starts");
     let prometheus = Prometheus::start(system.admin[0]).await.expect("prometheus starts");
 
     place_orders(system.http[0], 20).await.expect("orders accepted");
@@ -305,6 +307,20 @@ async fn dashboards_and_alerts_work_on_a_real_prometheus() {
     if let Some(dir) = std::env::var_os("KFN_PANELS_OUT") {
         record_panels(&prometheus, system.http[0], Path::new(&dir)).await.expect("panels recorded");
     }
+
+    // KFN_LOG_FORMAT=json: every line of the replica's log is a JSON object
+    // with its fields at the top level.
+    let log = std::fs::read_to_string(system.dir.join("replica-0.log")).expect("the replica's log");
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let assigned = lines
+        .iter()
+        .find(|l| l["message"] == "partitions assigned" && l["group"] == "kfn.validation")
+        .unwrap_or_else(|| panic!("no JSON line for validation's assignment in {} lines", lines.len()));
+    assert_eq!(assigned["level"], "INFO", "{assigned}");
+    assert!(assigned["timestamp"].is_string() && assigned["generation"].is_number(), "{assigned}");
 
     // Every replica stopped: KfnNoReadyReplica becomes pending (it fires after 2 minutes).
     system.kill_replicas();

@@ -98,6 +98,15 @@ impl OrderSystem {
     /// `replicas` processes of `replica_binary` (the integration tests'
     /// `CARGO_BIN_EXE_kfn-test-replica`), and waits until each answers /readyz.
     pub async fn start(replica_binary: &Path, replicas: usize) -> anyhow::Result<OrderSystem> {
+        Self::start_with_env(replica_binary, replicas, &[]).await
+    }
+
+    /// [`start`](Self::start), with `env` set for each replica process.
+    pub async fn start_with_env(
+        replica_binary: &Path,
+        replicas: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<OrderSystem> {
         crate::init_logs();
         let broker = crate::start_local_broker(None).await.context("starting the broker")?;
         let cluster = Cluster::new(broker.brokers(), ConnectOptions::default());
@@ -138,6 +147,7 @@ impl OrderSystem {
                 .arg(path)
                 .env("KFN_LOG", std::env::var("KFN_TEST_REPLICA_LOG").unwrap_or_else(|_| "info".into()))
                 .env_remove("KFN_CONFIG")
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

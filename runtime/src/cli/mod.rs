@@ -131,7 +131,7 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
     }
 }
 
-/// Logs to stderr at `KFN_LOG`'s levels: `info` (the default), `debug`,
+/// Logs to stderr (as JSON lines with `KFN_LOG_FORMAT=json`) at `KFN_LOG`'s levels: `info` (the default), `debug`,
 /// `kfn::invoker=debug,info`, ... (targets and levels; `Targets` instead of
 /// `EnvFilter` spares every build the regex engine).
 fn init_tracing() {
@@ -149,7 +149,17 @@ fn init_tracing() {
         Err(_) => info(),
     };
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
+    let logs = tracing_subscriber::registry().with(filter);
+    // KFN_LOG_FORMAT=json: one JSON object per line, the event's fields at the
+    // top level, for log shippers; text otherwise.
+    let _ = match std::env::var("KFN_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.with(fmt.json().flatten_event(true).with_current_span(false)).try_init(),
+        Ok("text") | Err(_) => logs.with(fmt).try_init(),
+        Ok(other) => {
+            eprintln!("kfn: KFN_LOG_FORMAT={other:?}: expected `json` or `text`; logging as text");
+            logs.with(fmt).try_init()
+        }
+    };
 }
 
 /// `kfn check`: the config, then the function graph, then (when asked) the registry.

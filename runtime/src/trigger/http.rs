@@ -24,7 +24,7 @@ use super::server::{self, HttpResponse};
 use crate::invoker::outputs::{EncodeBuffers, Outputs, Target};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Producer, ProducerRecord};
-use crate::metrics::{HttpLabels, Metrics};
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
 
 /// How long an idempotency key is remembered.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -124,6 +124,7 @@ impl HttpTrigger {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> HttpResponse {
+        let started = Instant::now();
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
         let (served, params) = match self.find(&method, &path) {
@@ -165,6 +166,10 @@ impl HttpTrigger {
             },
         };
         self.count(&label, status);
+        self.metrics
+            .http_duration
+            .get_or_create(&RouteLabels { route: label })
+            .observe(started.elapsed().as_secs_f64());
         server::json(status, body)
     }
 

@@ -27,6 +27,14 @@ impl Readiness {
         self.functions.iter().filter(|(_, rx)| *rx.borrow() == 0).map(|(name, _)| name.as_str()).collect()
     }
 
+    /// Waits until every watched function received its first assignment.
+    pub async fn all_ready(&self) {
+        for (_, rx) in &self.functions {
+            // An error means the function stopped: nothing more to wait for.
+            let _ = rx.clone().wait_for(|assignments| *assignments > 0).await;
+        }
+    }
+
     /// Sets `kfn_function_ready` of every watched function to what /readyz would say of it.
     pub fn export(&self, metrics: &Metrics) {
         for (function, rx) in &self.functions {

@@ -176,7 +176,7 @@ impl RegistryClient {
         }
         let path = format!("/subjects/{}/versions", segment(subject));
         let answer: IdAnswer = self.call(Method::POST, &path, Some(body(schema))).await?;
-        tracing::info!(subject, schema_id = answer.id, "schema registered");
+        tracing::debug!(subject, schema_id = answer.id, "schema registered");
         write(&self.inner.ids).insert(key, answer.id);
         Ok(answer.id)
     }

@@ -38,6 +38,16 @@ pub(crate) async fn run_app(
     let running = app::start(app, only, shutdown_rx).await.context("starting the functions")?;
     print_listening(&running.listening);
     println!("Press Ctrl-C to stop.");
+    // One line when every function holds its partitions (the per-partition lines are at debug).
+    let (readiness, started, functions) =
+        (running.readiness.clone(), std::time::Instant::now(), running.listening.functions.len());
+    tokio::spawn(async move {
+        readiness.all_ready().await;
+        println!(
+            "  ready            all {functions} functions hold their partitions ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+    });
     super::signal::shutdown_signal().await;
     eprintln!("kfn: stopping: finishing in-flight work (at most {shutdown_timeout:?}), committing, leaving the groups");
     let _ = shutdown_tx.send(true);

@@ -116,7 +116,7 @@ pub(super) async fn run(
     }
     // Offsets moved past control records or aborted data since the last commit.
     deliver.stopped_at(&tp, committed, done).await;
-    tracing::info!(function = %shared.function, partition = %tp, offset = done, "partition worker stopped");
+    tracing::debug!(function = %shared.function, partition = %tp, offset = done, "partition worker stopped");
 }
 
 /// Invokes a chunk, routes its outcomes and delivers them with the chunk's end offset.

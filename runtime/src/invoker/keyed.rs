@@ -240,7 +240,7 @@ pub(super) async fn run(
     // Offsets moved past control records or aborted data since the last commit.
     let done = window.watermark(fetched_to);
     deliver.stopped_at(&tp, committed, done).await;
-    tracing::info!(function = %shared.function, partition = %tp, offset = done, "partition worker stopped");
+    tracing::debug!(function = %shared.function, partition = %tp, offset = done, "partition worker stopped");
 }
 
 async fn fetch(

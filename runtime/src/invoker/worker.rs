@@ -37,7 +37,7 @@ pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watc
         None => None,
     };
     let delayed = shared.inputs.is_retry_topic(&tp.topic);
-    tracing::info!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
+    tracing::debug!(function = %shared.function, partition = %tp, offset = start, "partition worker started");
     if shared.ordering == Ordering::Key && shared.aggregate.is_none() && !delayed {
         keyed::run(shared, tp, reader, deliver, stop, start).await
     } else {
@@ -78,7 +78,7 @@ async fn restore_state(
         let started = Instant::now();
         match aggregate.restore(&shared.cluster, tp).await {
             Ok(state) => {
-                tracing::info!(
+                tracing::debug!(
                     function = %shared.function, partition = %tp, table = %aggregate.table, rows = state.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64, "aggregate state restored"
                 );

@@ -221,7 +221,7 @@ impl GroupMember {
         let counts =
             self.cluster.refresh(&names).await?.into_iter().map(|t| (t.name, t.partitions.len() as i32)).collect();
         let plan = assignor.assign(&subscriptions, &counts);
-        tracing::info!(group = %self.config.group, protocol, members = members.len(), "assigned partitions as leader");
+        tracing::debug!(group = %self.config.group, protocol, members = members.len(), "assigned partitions as leader");
         plan.into_iter()
             .map(|(member, assignment)| Ok((member, encode_assignment(&assignment).map_err(codec)?)))
             .collect()

@@ -26,6 +26,7 @@ fn shipped_with_order_schema(schema: &str) -> (tempfile::TempDir, Config) {
     let text = text.replacen(from, &format!("schema = \"{schema}\""), 1);
     let root = workspace().display().to_string();
     let text = text.replace("schema = \"schemas/", &format!("schema = \"{root}/schemas/"));
+    let text = text.replace("openapi = \"docs/", &format!("openapi = \"{root}/docs/"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("functions.toml");
     std::fs::write(&path, text).unwrap();

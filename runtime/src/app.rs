@@ -270,13 +270,17 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
         let listener =
             TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
         let local = listener.local_addr().map_err(|source| StartError::Listen { addr: addr.clone(), source })?;
-        let trigger = Arc::new(HttpTrigger::new(
+        let trigger = HttpTrigger::new(
             routes,
             app.producer.clone(),
             app.metrics.clone(),
             app.config.runtime.max_http_body,
             app.config.runtime.slow_handler,
-        ));
+        );
+        let trigger = Arc::new(match &app.config.runtime.openapi {
+            Some(openapi) => trigger.with_openapi(&openapi.text),
+            None => trigger,
+        });
         servers.push(tokio::spawn(trigger.serve(listener, shutdown.clone())));
         Some(local)
     };

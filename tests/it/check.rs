@@ -15,7 +15,7 @@ fn shipped() -> String {
     std::fs::read_to_string(kfn_tests::workspace_root().join("functions.toml")).expect("functions.toml")
 }
 
-/// Writes `text` as functions.toml next to a copy of schemas/ and loads it.
+/// Writes `text` as functions.toml next to a copy of schemas/ and docs/openapi.json, and loads it.
 fn load(text: &str) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let schemas = dir.path().join("schemas");
@@ -27,6 +27,9 @@ fn load(text: &str) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
         }
         std::fs::copy(&path, schemas.join(path.file_name().expect("name"))).expect("copy");
     }
+    std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
+    let openapi = kfn_tests::workspace_root().join("docs/openapi.json");
+    std::fs::copy(openapi, dir.path().join("docs/openapi.json")).expect("copy docs/openapi.json");
     let file = dir.path().join("functions.toml");
     std::fs::write(&file, text).expect("write");
     let result = Config::load_file_only(&file, &registry());

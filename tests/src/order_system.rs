@@ -57,7 +57,7 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 }
 
 /// The shipped functions.toml with `[runtime]`'s addresses replaced and
-/// schema paths made absolute (Config resolves them against the file's directory).
+/// schema and OpenAPI paths made absolute (Config resolves them against the file's directory).
 fn rewrite_config(
     shipped: &str,
     root: &Path,
@@ -77,6 +77,7 @@ fn rewrite_config(
     let mut out = String::with_capacity(shipped.len() + 4096);
     for line in shipped.lines() {
         let mut line = line.replace("schema = \"schemas/", &schemas);
+        line = line.replace("openapi = \"docs/", &format!("openapi = \"{}/docs/", root.display()));
         for (i, (prefix, new)) in replacements.iter().enumerate() {
             if line.starts_with(prefix) {
                 line = new.clone();

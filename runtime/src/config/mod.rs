@@ -113,8 +113,19 @@ pub struct RuntimeSettings {
     pub shutdown_timeout: Duration,
     /// The largest HTTP request body accepted.
     pub max_http_body: u64,
+    /// The HTTP trigger's OpenAPI document (JSON), served at `GET /openapi.json`.
+    pub openapi: Option<OpenApi>,
     /// Producer settings.
     pub producer: ProducerSettings,
+}
+
+/// An OpenAPI document, read and checked to be JSON when the config is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenApi {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its text (JSON).
+    pub text: String,
 }
 
 /// Producer settings shared by every function.

@@ -26,6 +26,7 @@ pub struct RawRuntime {
     pub fetch_max_wait: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub max_http_body: Option<String>,
+    pub openapi: Option<String>,
     pub producer: Option<RawProducer>,
 }
 

@@ -173,6 +173,7 @@ impl Validator<'_> {
                 64 * 1024
             }
         };
+        let openapi = raw.openapi.and_then(|name| self.openapi(&name));
         let producer = self.producer(raw.producer.unwrap_or_default());
         RuntimeSettings {
             brokers,
@@ -189,8 +190,26 @@ impl Validator<'_> {
             fetch_max_wait,
             shutdown_timeout,
             max_http_body,
+            openapi,
             producer,
         }
+    }
+
+    /// `runtime.openapi`: a JSON file, relative to the config's directory.
+    fn openapi(&mut self, name: &str) -> Option<OpenApi> {
+        let path = self.base.join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                self.c.push("runtime.openapi", format!("expected a readable JSON file, {}: {e}", path.display()));
+                return None;
+            }
+        };
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+            self.c.push("runtime.openapi", format!("expected an OpenAPI document in JSON, {}: {e}", path.display()));
+            return None;
+        }
+        Some(OpenApi { path, text })
     }
 
     fn producer(&mut self, raw: RawProducer) -> ProducerSettings {

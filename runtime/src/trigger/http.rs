@@ -92,6 +92,8 @@ pub struct HttpTrigger {
     metrics: Metrics,
     max_body: u64,
     keys: Mutex<IdempotencyKeys>,
+    /// The OpenAPI document served at `GET /openapi.json`, when configured.
+    openapi: Option<Arc<str>>,
 }
 
 impl HttpTrigger {
@@ -111,7 +113,12 @@ impl HttpTrigger {
                 Served { route, stack }
             })
             .collect();
-        Self { routes, producer, metrics, max_body, keys: Mutex::default() }
+        Self { routes, producer, metrics, max_body, keys: Mutex::default(), openapi: None }
+    }
+
+    /// Serves `document` (JSON) at `GET /openapi.json`.
+    pub fn with_openapi(self, document: &str) -> Self {
+        Self { openapi: Some(Arc::from(document)), ..self }
     }
 
     /// Serves until `shutdown`.
@@ -127,6 +134,10 @@ impl HttpTrigger {
         let started = Instant::now();
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
+        if let (Some(document), "GET", "/openapi.json") = (&self.openapi, method.as_str(), path.as_str()) {
+            self.count("GET /openapi.json", 200);
+            return server::json(200, document.to_string());
+        }
         let (served, params) = match self.find(&method, &path) {
             Ok(found) => found,
             Err(status) => {

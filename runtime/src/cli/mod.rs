@@ -5,6 +5,7 @@
 mod acls;
 mod dev;
 mod dlq;
+mod lag;
 mod registry;
 mod run;
 mod signal;
@@ -83,6 +84,12 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Show each topic function's lag from its group's committed offsets and the log ends.
+    ///
+    /// Asks the brokers, not the replicas: the answer is the same when every
+    /// replica is down. A partition with nothing committed counts from its
+    /// earliest offset, where auto_offset_reset = earliest would start.
+    Lag(lag::LagArgs),
     /// Create a new project on kfn: a crate with two functions, functions.toml, schemas and a test.
     ///
     /// The project builds its own binary with every subcommand of this one;
@@ -119,6 +126,7 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             Command::Topics { command } => topics::run(command, &registry).await,
             Command::Acls { command } => acls::run(command, &registry).await,
             Command::Dlq { command } => dlq::run(command, &registry).await,
+            Command::Lag(args) => lag::run(args, &registry).await,
             Command::New { name, dir, kfn_path } => new_project(&name, dir, kfn_path),
         }
     });
@@ -141,7 +149,9 @@ fn init_tracing() {
     let info = || Targets::new().with_default(LevelFilter::INFO);
     let filter = match std::env::var("KFN_LOG") {
         Ok(spec) => spec.parse::<Targets>().unwrap_or_else(|e| {
-            eprintln!("kfn: KFN_LOG={spec:?} is not a filter like `info` or `kfn::invoker=debug,info` ({e}); logging at info");
+            eprintln!(
+                "kfn: KFN_LOG={spec:?} is not a filter like `info` or `kfn::invoker=debug,info` ({e}); logging at info"
+            );
             info()
         }),
         Err(_) => info(),

@@ -53,16 +53,21 @@ pub async fn function_lag(
     spec: &FunctionSpec,
     isolation: Isolation,
 ) -> Result<FunctionLag, KafkaError> {
+    let group = spec.group_id();
+    let partitions = group_lag(cluster, &group, &group_partitions(cluster, spec).await?, isolation).await?;
+    Ok(FunctionLag { function: spec.name.clone(), group, partitions })
+}
+
+/// Every partition of the topics `spec`'s group reads, as the brokers have them now.
+pub async fn group_partitions(cluster: &Cluster, spec: &FunctionSpec) -> Result<Vec<TopicPartition>, KafkaError> {
     let mut partitions = Vec::new();
     for topic in group_topics(spec) {
-        // Fresh metadata: partitions may have been added since the last round.
+        // Fresh metadata: partitions may have been added since the last look.
         cluster.invalidate(&topic);
         let info = cluster.topic(&topic).await?;
         partitions.extend(info.partitions.iter().map(|p| TopicPartition::new(topic.clone(), p.partition)));
     }
-    let group = spec.group_id();
-    let partitions = group_lag(cluster, &group, &partitions, isolation).await?;
-    Ok(FunctionLag { function: spec.name.clone(), group, partitions })
+    Ok(partitions)
 }
 
 /// Sets `kfn_committed_lag` of every partition in `lag`.

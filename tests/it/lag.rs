@@ -134,3 +134,62 @@ async fn the_exporter_reports_partitions_no_replica_holds() {
     stop.send(true).expect("stop");
     tokio::time::timeout(Duration::from_secs(5), exporter).await.expect("the exporter stops").expect("join");
 }
+
+/// `kfn offsets reset` with `args` on the function of `dir`: (success, stdout, stderr).
+async fn reset(dir: &tempfile::TempDir, function: &str, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kfn-test-replica"))
+        .args(["offsets", "reset", "--function", function, "--config"])
+        .arg(dir.path().join("functions.toml"))
+        .args(args)
+        .output()
+        .await
+        .expect("run kfn offsets reset");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test]
+async fn offsets_reset_moves_a_stopped_group_and_refuses_a_running_one() {
+    let (dir, function, input) = stopped_function().await;
+    let cluster = kfn_tests::cluster();
+    let group = format!("kfn.{function}");
+    let partitions = [TopicPartition::new(input.clone(), 0), TopicPartition::new(input.clone(), 1)];
+    let committed = || {
+        let (cluster, group, partitions) = (cluster.clone(), group.clone(), partitions.clone());
+        async move {
+            let found = GroupClient::new(cluster, group).committed(&partitions).await.expect("committed");
+            partitions.iter().map(|tp| found.get(tp).copied()).collect::<Vec<_>>()
+        }
+    };
+
+    // A dry run prints the moves and commits nothing.
+    let (ok, out, err) = reset(&dir, &function, &["--to", "earliest"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("{input}/0  4 -> 0")), "{out}");
+    assert!(out.contains(&format!("{input}/1  (nothing committed) -> 0")), "{out}");
+    assert!(out.contains("dry run"), "{out}");
+    assert_eq!(committed().await, [Some(4), None]);
+
+    let (ok, out, err) = reset(&dir, &function, &["--to", "earliest", "--execute"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(committed().await, [Some(0), Some(0)]);
+
+    // An offset past a partition's end is kept at the end (partition 1 has 6 records).
+    let (ok, out, err) = reset(&dir, &function, &["--to", "7", "--execute"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(committed().await, [Some(7), Some(6)]);
+
+    let (ok, out, err) = reset(&dir, &function, &["--to", "latest", "--execute"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(committed().await, [Some(10), Some(6)]);
+
+    // A member holds the group: refused, naming the group.
+    let member = kfn_tests::group::TestMember::start(&cluster, &group, &input, "m", Default::default());
+    kfn_tests::group::await_members(&[&member], Duration::from_secs(60), "the member joins", |now| now[0].len() == 2)
+        .await;
+    let (ok, _, err) = reset(&dir, &function, &["--to", "earliest", "--execute"]).await;
+    assert!(!ok, "a reset of a running group was accepted");
+    assert!(err.contains(&format!("group {group} has 1 active member(s)")), "{err}");
+    member.stop().await;
+    assert_eq!(committed().await, [Some(10), Some(6)], "the refused reset committed nothing");
+}

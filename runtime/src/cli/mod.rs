@@ -6,6 +6,7 @@ mod acls;
 mod dev;
 mod dlq;
 mod lag;
+mod offsets;
 mod registry;
 mod run;
 mod signal;
@@ -90,6 +91,11 @@ enum Command {
     /// replica is down. A partition with nothing committed counts from its
     /// earliest offset, where auto_offset_reset = earliest would start.
     Lag(lag::LagArgs),
+    /// Move a stopped function's committed offsets (see docs/runbook.md).
+    Offsets {
+        #[command(subcommand)]
+        command: offsets::OffsetsCommand,
+    },
     /// Create a new project on kfn: a crate with two functions, functions.toml, schemas and a test.
     ///
     /// The project builds its own binary with every subcommand of this one;
@@ -127,6 +133,7 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             Command::Acls { command } => acls::run(command, &registry).await,
             Command::Dlq { command } => dlq::run(command, &registry).await,
             Command::Lag(args) => lag::run(args, &registry).await,
+            Command::Offsets { command } => offsets::run(command, &registry).await,
             Command::New { name, dir, kfn_path } => new_project(&name, dir, kfn_path),
         }
     });

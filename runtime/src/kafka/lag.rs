@@ -93,7 +93,7 @@ fn missing(tp: &TopicPartition) -> KafkaError {
 /// One end of each partition's log: one ListOffsets per leader broker; a
 /// partition whose answer failed (a moved leader, a lost connection) is asked
 /// again alone, with [`list_offset`]'s retries.
-async fn log_offsets(
+pub async fn log_offsets(
     cluster: &Cluster,
     partitions: &[TopicPartition],
     end: LogEnd,
@@ -107,9 +107,14 @@ async fn log_offsets(
     }
     let mut out = BTreeMap::new();
     let mut again = Vec::new();
+    let timestamp = match end {
+        LogEnd::Earliest => EARLIEST,
+        LogEnd::Latest => LATEST,
+    };
     for (leader, tps) in by_leader {
-        match leader_offsets(cluster, leader, &tps, end, isolation).await {
+        match leader_offsets(cluster, leader, &tps, timestamp, isolation).await {
             Ok(found) => {
+                let found: BTreeMap<_, _> = found.into_iter().filter(|(_, offset)| *offset >= 0).collect();
                 again.extend(tps.into_iter().filter(|tp| !found.contains_key(*tp)));
                 out.extend(found);
             }
@@ -122,22 +127,44 @@ async fn log_offsets(
     Ok(out)
 }
 
-/// One ListOffsets to `leader`; the partitions it answered without an error.
+/// ListOffsets' timestamp for the earliest offset.
+const EARLIEST: i64 = -2;
+/// ListOffsets' timestamp for the log end.
+const LATEST: i64 = -1;
+
+/// The first offset of each partition whose record's timestamp is at or
+/// after `timestamp_ms`; None where no record is that recent (the log end
+/// then is where such a record would go).
+pub async fn offsets_for_time(
+    cluster: &Cluster,
+    partitions: &[TopicPartition],
+    timestamp_ms: i64,
+    isolation: Isolation,
+) -> Result<BTreeMap<TopicPartition, Option<i64>>, KafkaError> {
+    let mut out = BTreeMap::new();
+    for tp in partitions {
+        let info = cluster.topic(&tp.topic).await?;
+        let leader = info.partitions.iter().find(|p| p.partition == tp.partition).map_or(-1, |p| p.leader);
+        let found = leader_offsets(cluster, leader, &[tp], timestamp_ms, isolation).await?;
+        let offset = found.get(tp).copied().ok_or_else(|| missing(tp))?;
+        out.insert(tp.clone(), (offset >= 0).then_some(offset));
+    }
+    Ok(out)
+}
+
+/// One ListOffsets to `leader`; the partitions it answered without an error
+/// (offset -1: no record at or after a timestamp asked for).
 async fn leader_offsets(
     cluster: &Cluster,
     leader: i32,
     partitions: &[&TopicPartition],
-    end: LogEnd,
+    timestamp: i64,
     isolation: Isolation,
 ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
     if leader < 0 {
         return Ok(BTreeMap::new());
     }
     let conn = cluster.broker(leader).await?;
-    let timestamp = match end {
-        LogEnd::Earliest => -2,
-        LogEnd::Latest => -1,
-    };
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
         by_topic.entry(&tp.topic).or_default().push(tp.partition);
@@ -169,7 +196,7 @@ async fn leader_offsets(
     for t in response.topics {
         for p in t.partitions {
             // Errors are left out: the caller asks those partitions again, one by one.
-            if p.error_code == 0 && p.offset >= 0 {
+            if p.error_code == 0 {
                 out.insert(TopicPartition::new(t.name.0.to_string(), p.partition_index), p.offset);
             }
         }

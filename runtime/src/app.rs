@@ -293,6 +293,19 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
         readiness.clone(),
         shutdown.clone(),
     )));
+    // The committed lag of every partition of the topic functions run here, held or not.
+    let topic_functions: Vec<_> =
+        app.config.functions.values().filter(|f| selected(&f.name) && !f.inputs().is_empty()).cloned().collect();
+    if !topic_functions.is_empty() {
+        servers.push(tokio::spawn(crate::lag::export_every(
+            app.cluster.clone(),
+            topic_functions,
+            app.config.runtime.isolation,
+            app.metrics.clone(),
+            crate::lag::EXPORT_INTERVAL,
+            shutdown.clone(),
+        )));
+    }
     let names = app.config.functions.values().filter(|f| selected(&f.name)).map(|f| f.name.clone()).collect();
     Ok(Running { listening: Listening { http, admin, functions: names }, functions, servers, readiness })
 }

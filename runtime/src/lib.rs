@@ -44,6 +44,7 @@ pub mod endpoints;
 pub mod invoker;
 pub mod kafka;
 pub mod kafka_settings;
+pub mod lag;
 pub mod metrics;
 pub mod registry;
 pub mod scaffold;

@@ -93,6 +93,8 @@ pub struct Metrics {
     pub dead_letters: Family<ReasonLabels, Counter>,
     /// kfn_consumer_lag{function,topic,partition}.
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// kfn_committed_lag{function,topic,partition}: log end minus the group's committed offset, every partition.
+    pub committed_lag: Family<PartitionLabels, Gauge>,
     /// kfn_rebalances_total{function}.
     pub rebalances: Family<FunctionLabels, Counter>,
     /// kfn_produce_duration_seconds{function}.
@@ -139,6 +141,7 @@ impl Metrics {
         let retries = Family::<FunctionLabels, Counter>::default();
         let dead_letters = Family::<ReasonLabels, Counter>::default();
         let consumer_lag = Family::<PartitionLabels, Gauge>::default();
+        let committed_lag = Family::<PartitionLabels, Gauge>::default();
         let rebalances = Family::<FunctionLabels, Counter>::default();
         let produce_duration =
             Family::<FunctionLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -158,6 +161,11 @@ impl Metrics {
         registry.register("kfn_retries", "Handler attempts that were retried", retries.clone());
         registry.register("kfn_dead_letters", "Records written to dead-letter topics", dead_letters.clone());
         registry.register("kfn_consumer_lag", "Records between the position and the log end", consumer_lag.clone());
+        registry.register(
+            "kfn_committed_lag",
+            "Records between the group's committed offset and the log end, for every partition of the function",
+            committed_lag.clone(),
+        );
         registry.register("kfn_rebalances", "Partition assignments received", rebalances.clone());
         registry.register(
             "kfn_produce_duration_seconds",
@@ -197,6 +205,7 @@ impl Metrics {
             retries,
             dead_letters,
             consumer_lag,
+            committed_lag,
             rebalances,
             produce_duration,
             inflight,

@@ -5,6 +5,7 @@ mod check;
 mod evolution;
 mod exactly_once;
 mod group;
+mod lag;
 mod observability;
 mod order_system;
 mod producer;

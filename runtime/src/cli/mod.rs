@@ -5,6 +5,8 @@
 mod acls;
 mod dev;
 mod dlq;
+mod lag;
+mod offsets;
 mod registry;
 mod run;
 mod signal;
@@ -83,6 +85,17 @@ enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Show each topic function's lag from its group's committed offsets and the log ends.
+    ///
+    /// Asks the brokers, not the replicas: the answer is the same when every
+    /// replica is down. A partition with nothing committed counts from its
+    /// earliest offset, where auto_offset_reset = earliest would start.
+    Lag(lag::LagArgs),
+    /// Move a stopped function's committed offsets (see docs/runbook.md).
+    Offsets {
+        #[command(subcommand)]
+        command: offsets::OffsetsCommand,
+    },
     /// Create a new project on kfn: a crate with two functions, functions.toml, schemas and a test.
     ///
     /// The project builds its own binary with every subcommand of this one;
@@ -119,6 +132,8 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             Command::Topics { command } => topics::run(command, &registry).await,
             Command::Acls { command } => acls::run(command, &registry).await,
             Command::Dlq { command } => dlq::run(command, &registry).await,
+            Command::Lag(args) => lag::run(args, &registry).await,
+            Command::Offsets { command } => offsets::run(command, &registry).await,
             Command::New { name, dir, kfn_path } => new_project(&name, dir, kfn_path),
         }
     });

@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod error;
 pub mod fetch;
 pub mod group;
+pub mod lag;
 pub mod producer;
 pub mod record;
 pub mod security;

@@ -4,6 +4,7 @@ pub mod assignor;
 pub mod coordinator;
 pub mod member;
 pub mod protocol;
+pub mod reset;
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ mod exactly_once;
 mod group;
 mod lag;
 mod observability;
+mod openapi;
 mod order_system;
 mod producer;
 mod registry;

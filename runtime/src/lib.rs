@@ -50,4 +50,5 @@ pub mod registry;
 pub mod scaffold;
 pub mod schema_check;
 pub mod table;
+pub mod trace;
 pub mod trigger;

@@ -16,5 +16,6 @@ mod runtime;
 mod scaffold;
 mod security;
 mod topics;
+mod trace;
 mod tracking;
 mod transactions;

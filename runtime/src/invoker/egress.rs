@@ -18,6 +18,13 @@ use crate::kafka::fetch::ConsumedRecord;
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::ProducerRecord;
 use crate::metrics::FunctionMetrics;
+use crate::trace::{TraceParent, TRACEPARENT};
+
+/// The trace of an input record, from its `traceparent` header.
+fn trace_of(record: &ConsumedRecord) -> Option<TraceParent> {
+    let header = record.headers.iter().find(|h| h.name == TRACEPARENT)?;
+    TraceParent::parse(std::str::from_utf8(header.value.as_deref()?).ok()?)
+}
 
 /// The records to write for a chunk of invocations, by topic-partition.
 pub type Outgoing = BTreeMap<Target, Vec<ProducerRecord>>;
@@ -59,7 +66,13 @@ impl Egress {
                     });
                     match all {
                         Ok(()) => {
-                            for (target, out) in routed.drain(..) {
+                            let trace = trace_of(record);
+                            for (target, mut out) in routed.drain(..) {
+                                if let Some(trace) = &trace {
+                                    if !out.headers.iter().any(|h| h.name == TRACEPARENT) {
+                                        out = out.with_header(TRACEPARENT, Some(trace.child().to_header().into()));
+                                    }
+                                }
                                 by_tp.entry(target).or_default().push(out);
                             }
                             self.metrics.ok.inc();

@@ -25,6 +25,7 @@ use crate::invoker::outputs::{EncodeBuffers, Outputs, Target};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Producer, ProducerRecord};
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::trace::{TraceParent, TRACEPARENT};
 
 /// How long an idempotency key is remembered.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -188,6 +189,9 @@ impl HttpTrigger {
     async fn invoke(&self, served: &Served, request: HttpRequest) -> Result<Answer, Answer> {
         let route = &served.route;
         let body = request.body.clone();
+        // The request's trace continues on every event it produces (a new one when it has none).
+        let trace =
+            request.header(TRACEPARENT).and_then(TraceParent::parse).map_or_else(TraceParent::root, |t| t.child());
         let input = HttpInput::new(Arc::from(route.function.as_str()), request);
         let reply: HttpReply = match served.stack.run(input, &body).await {
             Ok(reply) => reply,
@@ -202,7 +206,12 @@ impl HttpTrigger {
         let mut buffers = EncodeBuffers::default();
         for emitted in &reply.emit.events {
             match route.outputs.route(emitted, now, &mut buffers) {
-                Ok((tp, record)) => by_tp.entry(tp).or_default().push(record),
+                Ok((tp, record)) => {
+                    let traced = record.headers.iter().any(|h| h.name == TRACEPARENT);
+                    let record =
+                        if traced { record } else { record.with_header(TRACEPARENT, Some(trace.to_header().into())) };
+                    by_tp.entry(tp).or_default().push(record)
+                }
                 Err(e) => {
                     tracing::error!(function = %route.function, error = %e, "cannot route the handler's event");
                     return Err((500, serde_json::json!({ "error": e.to_string() }).to_string()));

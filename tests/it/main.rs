@@ -9,6 +9,7 @@ mod observability;
 mod order_system;
 mod producer;
 mod registry;
+mod registry_client;
 mod restart;
 mod runtime;
 mod scaffold;

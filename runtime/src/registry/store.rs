@@ -120,6 +120,12 @@ impl Store {
     /// the log agrees (see the module docs).
     pub async fn write<T>(&self, plan: impl Fn(&State) -> Result<Plan<T>, ApiError>) -> Result<T, ApiError> {
         let _one_writer = self.inner.write_lock.lock().await;
+        // Two instances that retry in lockstep would collide again: random
+        // pauses let one of them through first. Each pause lies between its
+        // step (10 ms doubling) and twice it, up to MAX_RACE_BACKOFF; before
+        // backoff.rs it was anywhere from 0 to 20 ms << attempt, which could
+        // be no pause at all.
+        let mut pauses = Pauses::jittered(Duration::from_millis(10), MAX_RACE_BACKOFF / 2);
         for attempt in 1..=MAX_WRITE_ATTEMPTS {
             self.catch_up(self.inner.timeout).await?;
             let (records, answer, claim) = match self.with_state(&plan)? {
@@ -137,10 +143,7 @@ impl Store {
                         "another registry instance took this version first; retrying"
                     );
                     self.append(vec![(claim.key, None)]).await?;
-                    // Two instances that retry in lockstep would collide again: a
-                    // random pause lets one of them through first.
-                    let ceiling = Duration::from_millis(20u64 << attempt.min(5)).min(MAX_RACE_BACKOFF);
-                    tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+                    pauses.pause().await;
                 }
                 _ => return Ok(answer),
             }

@@ -12,7 +12,7 @@ use super::compat::{check, CompatibilityLevel};
 use super::error::ApiErrorReply;
 use super::ops;
 use super::schema::AvroSchema;
-use super::state::{State, StoredVersion, VersionSpec};
+use super::state::{parse_version, State, StoredVersion};
 use super::store::Store;
 
 /// A request as the API sees it.
@@ -67,17 +67,17 @@ pub async fn route(store: &Store, request: ApiRequest) -> Answer {
         }
         (&Method::POST, ["subjects", subject, "versions"]) => register(store, subject, &request).await,
         (&Method::GET, ["subjects", subject, "versions", version]) => {
-            let (spec, deleted) = (VersionSpec::parse(version)?, request.flag("deleted"));
+            let (spec, deleted) = (parse_version(version)?, request.flag("deleted"));
             store.read(|s| s.version(subject, spec, deleted).map(|(n, v)| version_json(subject, n, v))).await
         }
         (&Method::GET, ["subjects", subject, "versions", version, "schema"]) => {
-            let (spec, deleted) = (VersionSpec::parse(version)?, request.flag("deleted"));
+            let (spec, deleted) = (parse_version(version)?, request.flag("deleted"));
             store
                 .read(|s| s.version(subject, spec, deleted).map(|(_, v)| ApiReply::Raw(v.schema.text().to_string())))
                 .await
         }
         (&Method::DELETE, ["subjects", subject, "versions", version]) => {
-            let (spec, permanent) = (VersionSpec::parse(version)?, request.flag("permanent"));
+            let (spec, permanent) = (parse_version(version)?, request.flag("permanent"));
             let deleted = store.write(|s| ops::delete_version(s, subject, spec, permanent)).await?;
             Ok(ApiReply::Json(json!(deleted)))
         }
@@ -132,7 +132,7 @@ pub async fn route(store: &Store, request: ApiRequest) -> Answer {
         (&Method::DELETE, ["config"]) => delete_level(store, None).await,
         (&Method::DELETE, ["config", subject]) => delete_level(store, Some(subject)).await,
         (&Method::POST, ["compatibility", "subjects", subject, "versions", version]) => {
-            let (spec, schema) = (VersionSpec::parse(version)?, schema_body(&request)?);
+            let (spec, schema) = (parse_version(version)?, schema_body(&request)?);
             let messages = store
                 .read(|s| s.version(subject, spec, false).map(|(_, v)| check(s.level(subject), &schema, &[&v.schema])))
                 .await?;

@@ -10,7 +10,7 @@ use super::compat::{check, CompatibilityLevel};
 use super::error::ApiErrorReply;
 use super::record::{encode_config, LogKey, SchemaValue};
 use super::schema::AvroSchema;
-use super::state::{State, VersionSpec};
+use super::state::{State, Version};
 
 /// One record to append: key and value (`None`: tombstone).
 pub type LogRecord = (Bytes, Option<Bytes>);
@@ -107,7 +107,7 @@ pub fn delete_subject(state: &State, subject: &str, permanent: bool) -> Result<P
 pub fn delete_version(
     state: &State,
     subject: &str,
-    spec: VersionSpec,
+    spec: Version,
     permanent: bool,
 ) -> Result<Plan<i32>, ApiErrorReply> {
     if !state.has_subject(subject, permanent) {
@@ -115,7 +115,7 @@ pub fn delete_version(
     }
     // A soft delete of "latest" means the latest live version; a numbered
     // version is looked up among deleted ones too, to answer 40406.
-    let include_deleted = permanent || spec != VersionSpec::Latest;
+    let include_deleted = permanent || spec != Version::Latest;
     let (number, version) = state.version(subject, spec, include_deleted)?;
     match (permanent, version.deleted) {
         (false, true) => Err(ApiErrorReply::version_soft_deleted(subject, number)),

@@ -103,16 +103,16 @@ fn version_deletes_follow_confluent_rules() {
     let mut r = Registry::default();
     r.register("s", &v1()).unwrap();
     r.register("s", &v2()).unwrap();
-    let n = VersionSpec::Number;
+    let n = Version::Number;
     assert_eq!(delete_version(&r.state, "s", n(3), false).unwrap_err().code, 40402);
     assert_eq!(delete_version(&r.state, "nope", n(1), false).unwrap_err().code, 40401);
     assert_eq!(delete_version(&r.state, "s", n(1), true).unwrap_err().code, 40407);
     assert_eq!(r.commit(delete_version(&r.state, "s", n(1), false)).unwrap(), 1);
     assert_eq!(delete_version(&r.state, "s", n(1), false).unwrap_err().code, 40406);
-    assert_eq!(r.commit(delete_version(&r.state, "s", VersionSpec::Latest, false)).unwrap(), 2);
+    assert_eq!(r.commit(delete_version(&r.state, "s", Version::Latest, false)).unwrap(), 2);
     assert_eq!(r.commit(delete_version(&r.state, "s", n(1), true)).unwrap(), 1);
     assert_eq!(r.state.versions("s", true).unwrap(), [2]);
-    assert_eq!(r.commit(delete_version(&r.state, "s", VersionSpec::Latest, true)).unwrap(), 2);
+    assert_eq!(r.commit(delete_version(&r.state, "s", Version::Latest, true)).unwrap(), 2);
     assert!(!r.state.has_subject("s", true));
 }
 

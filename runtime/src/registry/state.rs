@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+pub use crate::avro::Version;
+
 use super::compat::CompatibilityLevel;
 use super::error::ApiErrorReply;
 use super::record::{decode_config, decode_delete_subject, LogKey, SchemaValue};
@@ -38,26 +40,17 @@ pub struct StoredVersion {
     pub key: Bytes,
 }
 
-/// A version as a request names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VersionSpec {
-    /// The highest version (`latest` or `-1`).
-    Latest,
-    /// A version number, 1 or more.
-    Number(i32),
-}
-
-impl VersionSpec {
-    /// Parses `latest`, `-1` or a positive integer; anything else is 42202.
-    pub fn parse(text: &str) -> Result<VersionSpec, ApiErrorReply> {
-        if text == "latest" {
-            return Ok(VersionSpec::Latest);
-        }
-        match text.parse::<i32>() {
-            Ok(-1) => Ok(VersionSpec::Latest),
-            Ok(n) if n >= 1 => Ok(VersionSpec::Number(n)),
-            _ => Err(ApiErrorReply::invalid_version(text)),
-        }
+/// Parses a version as a request names it: `latest`, `-1` or a positive
+/// integer (the client's [`Version`], one type for both sides of the API);
+/// anything else is 42202.
+pub fn parse_version(text: &str) -> Result<Version, ApiErrorReply> {
+    if text == "latest" {
+        return Ok(Version::Latest);
+    }
+    match text.parse::<i32>() {
+        Ok(-1) => Ok(Version::Latest),
+        Ok(n) if n >= 1 => Ok(Version::Number(n)),
+        _ => Err(ApiErrorReply::invalid_version(text)),
     }
 }
 
@@ -232,21 +225,16 @@ impl State {
     }
 
     /// One version of `subject` (40401 / 40402 when missing).
-    pub fn version(
-        &self,
-        subject: &str,
-        spec: VersionSpec,
-        deleted: bool,
-    ) -> Result<(i32, &StoredVersion), ApiErrorReply> {
+    pub fn version(&self, subject: &str, spec: Version, deleted: bool) -> Result<(i32, &StoredVersion), ApiErrorReply> {
         if !self.has_subject(subject, deleted) {
             return Err(ApiErrorReply::subject_not_found(subject));
         }
         let mut visible = self.all_versions(subject).filter(|(_, v)| deleted || !v.deleted);
         let found = match spec {
-            VersionSpec::Latest => visible.last(),
-            VersionSpec::Number(n) => visible.find(|(m, _)| *m == n),
+            Version::Latest => visible.last(),
+            Version::Number(n) => visible.find(|(m, _)| *m == n),
         };
-        found.ok_or_else(|| ApiErrorReply::version_not_found(if let VersionSpec::Number(n) = spec { n } else { -1 }))
+        found.ok_or_else(|| ApiErrorReply::version_not_found(if let Version::Number(n) = spec { n } else { -1 }))
     }
 
     /// The schema with this id (soft-deleted versions still count: old data must stay readable).

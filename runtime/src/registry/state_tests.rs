@@ -78,7 +78,7 @@ fn versions_ids_and_levels_follow_the_log() {
     assert!(applied.iter().all(|a| *a == RecordEffect::Changed), "{applied:?}");
     assert_eq!(state.subjects(false, ""), ["s", "t"]);
     assert_eq!(state.versions("s", false).unwrap(), [1, 2]);
-    assert_eq!(state.version("s", VersionSpec::Latest, false).unwrap().1.id, 2);
+    assert_eq!(state.version("s", Version::Latest, false).unwrap().1.id, 2);
     assert_eq!(state.versions_of_id(1, false), [("s".to_string(), 1), ("t".to_string(), 1)]);
     assert!(state.schema_by_id(2).unwrap().text().contains("\"B\""));
     assert_eq!(state.level("s"), CompatibilityLevel::Full);
@@ -95,7 +95,7 @@ fn soft_delete_hides_and_tombstone_removes() {
     let (state, _) = log.replay();
     assert_eq!(state.versions("s", false).unwrap(), [2]);
     assert_eq!(state.versions("s", true).unwrap(), [1, 2]);
-    assert_eq!(state.version("s", VersionSpec::Number(1), false).unwrap_err().code, 40402);
+    assert_eq!(state.version("s", Version::Number(1), false).unwrap_err().code, 40402);
     assert!(state.schema_by_id(1).is_some(), "a soft-deleted schema stays readable by id");
 
     log.push(key("s", 1, "w"), None);
@@ -188,10 +188,10 @@ fn unreadable_records_are_skipped() {
 
 #[test]
 fn version_specs_parse_as_confluent() {
-    assert_eq!(VersionSpec::parse("latest").unwrap(), VersionSpec::Latest);
-    assert_eq!(VersionSpec::parse("-1").unwrap(), VersionSpec::Latest);
-    assert_eq!(VersionSpec::parse("3").unwrap(), VersionSpec::Number(3));
+    assert_eq!(parse_version("latest").unwrap(), Version::Latest);
+    assert_eq!(parse_version("-1").unwrap(), Version::Latest);
+    assert_eq!(parse_version("3").unwrap(), Version::Number(3));
     for bad in ["0", "-2", "one", "", "2147483648", "1.5"] {
-        assert_eq!(VersionSpec::parse(bad).unwrap_err().code, 42202, "{bad}");
+        assert_eq!(parse_version(bad).unwrap_err().code, 42202, "{bad}");
     }
 }

@@ -46,7 +46,18 @@ pub struct Pauses {
 impl Pauses {
     /// Pauses without a deadline.
     pub fn new(min: Duration, max: Duration) -> Self {
-        let mut delays = exponential(min, max).build();
+        Self::from_builder(exponential(min, max), max)
+    }
+
+    /// Pauses without a deadline, each a random length between its step
+    /// (doubling from `min` to `max`) and twice it: for writers that race each
+    /// other and would collide again if they retried in lockstep.
+    pub fn jittered(min: Duration, max: Duration) -> Self {
+        Self::from_builder(exponential(min, max).with_jitter(), max)
+    }
+
+    fn from_builder(builder: ExponentialBuilder, max: Duration) -> Self {
+        let mut delays = builder.build();
         let next = delays.next().unwrap_or(max);
         Self { delays, next, deadline: None }
     }
@@ -97,6 +108,18 @@ mod tests {
         let mut p = Pauses::new(Duration::from_millis(10), Duration::from_millis(35));
         let got: Vec<_> = (0..4).map(|_| p.next_delay().expect("no deadline")).collect();
         assert_eq!(got, [10, 20, 35, 35].map(Duration::from_millis));
+    }
+
+    #[test]
+    fn jittered_pauses_stay_between_the_step_and_twice_it() {
+        let mut p = Pauses::jittered(Duration::from_millis(10), Duration::from_millis(40));
+        let got: Vec<_> = (0..200).map(|_| p.next_delay().expect("no deadline")).collect();
+        for (n, (delay, step)) in got.iter().zip([10, 20, 40].into_iter().chain(std::iter::repeat(40))).enumerate() {
+            let step = Duration::from_millis(step);
+            assert!(*delay >= step && *delay <= step * 2, "pause {n}: {delay:?} for a step of {step:?}");
+        }
+        let distinct: std::collections::HashSet<_> = got.iter().collect();
+        assert!(distinct.len() > 10, "the pauses are random: {distinct:?}");
     }
 
     #[tokio::test(start_paused = true)]

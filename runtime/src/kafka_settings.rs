@@ -15,12 +15,7 @@ impl ConnectOptions {
     /// Options from the validated [runtime] and [security] settings.
     pub fn from_settings(runtime: &RuntimeSettings, security: &SecuritySettings) -> Result<Self, KafkaError> {
         let tls = match &security.tls {
-            Some(t) => Some(security::connector(&security::TlsSettings {
-                ca_file: t.ca.clone(),
-                cert_file: t.cert.clone(),
-                key_file: t.key.clone(),
-                server_name: t.server_name.clone(),
-            })?),
+            Some(t) => Some(security::connector(t)?),
             None => None,
         };
         let sasl = match &security.sasl {

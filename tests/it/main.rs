@@ -11,6 +11,7 @@ mod openapi;
 mod order_system;
 mod producer;
 mod registry;
+mod registry_client;
 mod restart;
 mod runtime;
 mod scaffold;

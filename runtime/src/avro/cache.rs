@@ -193,6 +193,24 @@ mod tests {
 
     use super::*;
 
+    /// Schemas kfn's registry refuses to store (it takes only self-contained
+    /// Avro), which other registries may hold and serve.
+    #[tokio::test]
+    async fn non_avro_and_unparsable_schemas_are_typed_errors() {
+        let cache = SchemaCache::new(RegistryClient::new("http://127.0.0.1:9", None).unwrap());
+        let registered = |id, schema: &str, schema_type: &str| RegisteredSchema {
+            id,
+            schema: schema.to_owned(),
+            schema_type: schema_type.to_owned(),
+            references: Vec::new(),
+        };
+        let err = cache.parse(&registered(1, "syntax = \"proto3\";", "PROTOBUF")).await.unwrap_err();
+        assert!(matches!(&err, CodecError::NotAvro { id: 1, schema_type } if schema_type == "PROTOBUF"), "{err}");
+        let broken = r#"{"type":"record","name":"Broken","fields":[{"name":"x","type":"nope"}]}"#;
+        let err = cache.parse(&registered(2, broken, "AVRO")).await.unwrap_err();
+        assert!(matches!(&err, CodecError::InvalidSchema { what, .. } if what == "schema id 2"), "{err}");
+    }
+
     // Paused time: the client's retries of the unreachable registry take no wall-clock time.
     #[tokio::test(start_paused = true)]
     async fn lookups_the_registry_fails_are_counted_and_bad_records_are_not() {

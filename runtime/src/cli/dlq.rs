@@ -18,7 +18,7 @@ use crate::kafka::Cluster;
 
 /// Which function's dead letters, and where it is declared.
 #[derive(Debug, Args)]
-pub struct Target {
+pub struct DlqFunction {
     /// The function whose dead-letter topic to read.
     #[arg(long, short)]
     function: String,
@@ -33,12 +33,12 @@ pub enum DlqCommand {
     /// One line per dead letter: where it is, where it came from, why it failed.
     List {
         #[command(flatten)]
-        target: Target,
+        target: DlqFunction,
     },
     /// One dead letter in full: headers, key, and the value decoded.
     Show {
         #[command(flatten)]
-        target: Target,
+        target: DlqFunction,
         /// The dead letter, as `list` prints it: <partition>/<offset>.
         at: DlqOffset,
     },
@@ -50,7 +50,7 @@ pub enum DlqCommand {
     /// the same transaction as the replayed record (see docs/dlq.md).
     Replay {
         #[command(flatten)]
-        target: Target,
+        target: DlqFunction,
         /// Replay every dead letter not replayed yet.
         #[arg(long, conflicts_with = "at")]
         all: bool,
@@ -93,7 +93,7 @@ pub async fn run(command: DlqCommand, registry: &kfn_sdk::Registry) -> anyhow::R
     }
 }
 
-fn connect(target: &Target, registry: &kfn_sdk::Registry) -> anyhow::Result<(Config, Cluster)> {
+fn connect(target: &DlqFunction, registry: &kfn_sdk::Registry) -> anyhow::Result<(Config, Cluster)> {
     let config = super::load(&target.config, registry)?;
     let cluster = Cluster::from_config(&config).context("connecting to the brokers")?;
     Ok((config, cluster))

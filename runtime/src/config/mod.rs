@@ -206,18 +206,9 @@ impl std::fmt::Debug for SaslSettings {
     }
 }
 
-/// TLS files, resolved relative to the config file.
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    /// CA certificate(s) to trust, PEM.
-    pub ca: Option<PathBuf>,
-    /// Client certificate, PEM.
-    pub cert: Option<PathBuf>,
-    /// Client key, PEM.
-    pub key: Option<PathBuf>,
-    /// Name to verify instead of the broker's host name.
-    pub server_name: Option<String>,
-}
+/// TLS files, resolved relative to the config file: the Kafka layer's own
+/// settings type, filled by validation (one type, one name).
+pub use crate::kafka::security::TlsSettings;
 
 /// Overrides `kfn dev` applies for a single-node broker.
 #[derive(Debug, Clone, Default)]

@@ -329,7 +329,7 @@ impl Validator<'_> {
         if cert.is_some() != key.is_some() {
             self.c.push("security.tls", "expected both cert and key for a client certificate, or neither");
         }
-        TlsSettings { ca, cert, key, server_name: raw.server_name }
+        TlsSettings { ca_file: ca, cert_file: cert, key_file: key, server_name: raw.server_name }
     }
 
     fn local(&mut self, value: Option<Value>) -> LocalOverrides {

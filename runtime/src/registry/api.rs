@@ -9,10 +9,10 @@ use hyper::Method;
 use serde_json::{json, Map, Value};
 
 use super::compat::{check, CompatibilityLevel};
-use super::error::ApiError;
+use super::error::ApiErrorReply;
 use super::ops;
 use super::schema::AvroSchema;
-use super::state::{State, Version, VersionSpec};
+use super::state::{parse_version, State, StoredVersion};
 use super::store::Store;
 
 /// A request as the API sees it.
@@ -49,7 +49,7 @@ pub enum ApiReply {
     Raw(String),
 }
 
-type Answer = Result<ApiReply, ApiError>;
+type Answer = Result<ApiReply, ApiErrorReply>;
 
 /// Answers one request.
 pub async fn route(store: &Store, request: ApiRequest) -> Answer {
@@ -67,17 +67,17 @@ pub async fn route(store: &Store, request: ApiRequest) -> Answer {
         }
         (&Method::POST, ["subjects", subject, "versions"]) => register(store, subject, &request).await,
         (&Method::GET, ["subjects", subject, "versions", version]) => {
-            let (spec, deleted) = (VersionSpec::parse(version)?, request.flag("deleted"));
+            let (spec, deleted) = (parse_version(version)?, request.flag("deleted"));
             store.read(|s| s.version(subject, spec, deleted).map(|(n, v)| version_json(subject, n, v))).await
         }
         (&Method::GET, ["subjects", subject, "versions", version, "schema"]) => {
-            let (spec, deleted) = (VersionSpec::parse(version)?, request.flag("deleted"));
+            let (spec, deleted) = (parse_version(version)?, request.flag("deleted"));
             store
                 .read(|s| s.version(subject, spec, deleted).map(|(_, v)| ApiReply::Raw(v.schema.text().to_string())))
                 .await
         }
         (&Method::DELETE, ["subjects", subject, "versions", version]) => {
-            let (spec, permanent) = (VersionSpec::parse(version)?, request.flag("permanent"));
+            let (spec, permanent) = (parse_version(version)?, request.flag("permanent"));
             let deleted = store.write(|s| ops::delete_version(s, subject, spec, permanent)).await?;
             Ok(ApiReply::Json(json!(deleted)))
         }
@@ -122,7 +122,7 @@ pub async fn route(store: &Store, request: ApiRequest) -> Answer {
                 .read(|s| match s.subject_level(subject) {
                     Some(level) => Ok(level),
                     None if fallback => Ok(s.global_level()),
-                    None => Err(ApiError::subject_level_not_configured(subject)),
+                    None => Err(ApiErrorReply::subject_level_not_configured(subject)),
                 })
                 .await?;
             Ok(ApiReply::Json(json!({ "compatibilityLevel": level.as_str() })))
@@ -132,7 +132,7 @@ pub async fn route(store: &Store, request: ApiRequest) -> Answer {
         (&Method::DELETE, ["config"]) => delete_level(store, None).await,
         (&Method::DELETE, ["config", subject]) => delete_level(store, Some(subject)).await,
         (&Method::POST, ["compatibility", "subjects", subject, "versions", version]) => {
-            let (spec, schema) = (VersionSpec::parse(version)?, schema_body(&request)?);
+            let (spec, schema) = (parse_version(version)?, schema_body(&request)?);
             let messages = store
                 .read(|s| s.version(subject, spec, false).map(|(_, v)| check(s.level(subject), &schema, &[&v.schema])))
                 .await?;
@@ -148,8 +148,8 @@ pub async fn route(store: &Store, request: ApiRequest) -> Answer {
                 .await;
             Ok(compatibility_json(&messages, request.flag("verbose")))
         }
-        _ if known_path(&segments) => Err(ApiError::method_not_allowed()),
-        _ => Err(ApiError::no_route()),
+        _ if known_path(&segments) => Err(ApiErrorReply::method_not_allowed()),
+        _ => Err(ApiErrorReply::no_route()),
     }
 }
 
@@ -187,7 +187,7 @@ async fn set_level(store: &Store, subject: Option<&str>, request: &ApiRequest) -
         .or_else(|| body.get("compatibilityLevel"))
         .and_then(Value::as_str)
         .and_then(|name| name.parse::<CompatibilityLevel>().ok())
-        .ok_or_else(ApiError::invalid_compatibility_level)?;
+        .ok_or_else(ApiErrorReply::invalid_compatibility_level)?;
     let level = store.write(|_| Ok(ops::set_level(subject, level))).await?;
     Ok(ApiReply::Json(json!({ "compatibility": level.as_str() })))
 }
@@ -197,26 +197,26 @@ async fn delete_level(store: &Store, subject: Option<&str>) -> Answer {
     Ok(ApiReply::Json(json!({ "compatibilityLevel": previous.as_str() })))
 }
 
-async fn schema_text(store: &Store, id: i32) -> Result<String, ApiError> {
+async fn schema_text(store: &Store, id: i32) -> Result<String, ApiErrorReply> {
     store
         .read(|s| s.schema_by_id(id).map(|schema| schema.text().to_string()))
         .await
-        .ok_or_else(|| ApiError::schema_id_not_found(&id.to_string()))
+        .ok_or_else(|| ApiErrorReply::schema_id_not_found(&id.to_string()))
 }
 
-async fn versions_of_id(store: &Store, id: i32, deleted: bool) -> Result<Vec<(String, i32)>, ApiError> {
+async fn versions_of_id(store: &Store, id: i32, deleted: bool) -> Result<Vec<(String, i32)>, ApiErrorReply> {
     store
         .read(|s: &State| s.schema_by_id(id).map(|_| s.versions_of_id(id, deleted)))
         .await
-        .ok_or_else(|| ApiError::schema_id_not_found(&id.to_string()))
+        .ok_or_else(|| ApiErrorReply::schema_id_not_found(&id.to_string()))
 }
 
 /// A schema id from the path; anything but a positive integer names no schema.
-fn schema_id(text: &str) -> Result<i32, ApiError> {
-    text.parse::<i32>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::schema_id_not_found(text))
+fn schema_id(text: &str) -> Result<i32, ApiErrorReply> {
+    text.parse::<i32>().ok().filter(|id| *id > 0).ok_or_else(|| ApiErrorReply::schema_id_not_found(text))
 }
 
-fn version_json(subject: &str, number: i32, version: &Version) -> ApiReply {
+fn version_json(subject: &str, number: i32, version: &StoredVersion) -> ApiReply {
     ApiReply::Json(json!({
         "subject": subject,
         "version": number,
@@ -234,11 +234,11 @@ fn compatibility_json(messages: &[String], verbose: bool) -> ApiReply {
 }
 
 /// The body as a JSON object (400 otherwise, as Confluent's rest-utils answers).
-fn json_object(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
+fn json_object(request: &ApiRequest) -> Result<Map<String, Value>, ApiErrorReply> {
     match serde_json::from_slice::<Value>(&request.body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("the request body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        Ok(_) => Err(ApiErrorReply::bad_request("the request body must be a JSON object")),
+        Err(e) => Err(ApiErrorReply::bad_request(format!("the request body is not valid JSON: {e}"))),
     }
 }
 
@@ -246,35 +246,37 @@ fn json_object(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
 ///
 /// `schemaType` must be absent or AVRO and `references` absent or empty:
 /// kfn's registry stores self-contained Avro schemas only.
-pub fn schema_body(request: &ApiRequest) -> Result<AvroSchema, ApiError> {
+pub fn schema_body(request: &ApiRequest) -> Result<AvroSchema, ApiErrorReply> {
     let body = json_object(request)?;
     match body.get("schemaType") {
         None | Some(Value::Null) => {}
         Some(Value::String(kind)) if kind.eq_ignore_ascii_case("AVRO") => {}
         Some(Value::String(kind)) => {
-            return Err(ApiError::invalid_schema(format!(
+            return Err(ApiErrorReply::invalid_schema(format!(
                 "Schema type {kind} is not supported: kfn's schema registry stores Avro schemas only"
             )))
         }
-        Some(_) => return Err(ApiError::bad_request("\"schemaType\" must be a string")),
+        Some(_) => return Err(ApiErrorReply::bad_request("\"schemaType\" must be a string")),
     }
     match body.get("references") {
         None | Some(Value::Null) => {}
         Some(Value::Array(refs)) if refs.is_empty() => {}
         Some(Value::Array(_)) => {
-            return Err(ApiError::invalid_schema(
+            return Err(ApiErrorReply::invalid_schema(
                 "Schema references are not supported by kfn's schema registry: register a self-contained schema",
             ))
         }
-        Some(_) => return Err(ApiError::bad_request("\"references\" must be an array")),
+        Some(_) => return Err(ApiErrorReply::bad_request("\"references\" must be an array")),
     }
     let text = match body.get("schema") {
-        None | Some(Value::Null) => return Err(ApiError::invalid_schema("Empty schema")),
-        Some(Value::String(text)) if text.trim().is_empty() => return Err(ApiError::invalid_schema("Empty schema")),
+        None | Some(Value::Null) => return Err(ApiErrorReply::invalid_schema("Empty schema")),
+        Some(Value::String(text)) if text.trim().is_empty() => {
+            return Err(ApiErrorReply::invalid_schema("Empty schema"))
+        }
         Some(Value::String(text)) => text,
-        Some(_) => return Err(ApiError::bad_request("\"schema\" must be a string holding the schema's JSON")),
+        Some(_) => return Err(ApiErrorReply::bad_request("\"schema\" must be a string holding the schema's JSON")),
     };
-    AvroSchema::parse(text).map_err(|e| ApiError::invalid_schema(format!("Invalid schema {text}, details: {e}")))
+    AvroSchema::parse(text).map_err(|e| ApiErrorReply::invalid_schema(format!("Invalid schema {text}, details: {e}")))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The registry's two kinds of failure: [`RegistryError`] when the server
-//! cannot start or keep its log, and [`ApiError`], the Confluent error body
+//! The registry's two kinds of failure: [`RegistryServerError`] when the server
+//! cannot start or keep its log, and [`ApiErrorReply`], the Confluent error body
 //! `{"error_code": N, "message": "..."}` a request is answered with.
 //!
 //! The codes and statuses are Confluent Schema Registry's, so clients that
@@ -13,7 +13,7 @@ use crate::kafka::KafkaError;
 
 /// Why the registry server could not start, or lost its `_schemas` log.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub enum RegistryServerError {
     /// A request to the brokers failed.
     #[error("schema registry: {context}: {source}")]
     Kafka {
@@ -67,7 +67,7 @@ pub enum RegistryError {
 /// A Confluent error answer: HTTP status, `error_code` and `message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {code}: {message}")]
-pub struct ApiError {
+pub struct ApiErrorReply {
     /// The HTTP status.
     pub status: StatusCode,
     /// Confluent's `error_code` (e.g. 40401).
@@ -76,9 +76,9 @@ pub struct ApiError {
     pub message: String,
 }
 
-impl ApiError {
+impl ApiErrorReply {
     fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiErrorReply { status, code, message: message.into() }
     }
 
     /// 40401: the subject does not exist (or only has soft-deleted versions).
@@ -234,11 +234,11 @@ impl ApiError {
     }
 }
 
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
+impl From<RegistryServerError> for ApiErrorReply {
+    fn from(e: RegistryServerError) -> Self {
         match e {
-            RegistryError::CatchUpTimeout { .. } => ApiError::timeout(e),
-            other => ApiError::backend(other),
+            RegistryServerError::CatchUpTimeout { .. } => ApiErrorReply::timeout(e),
+            other => ApiErrorReply::backend(other),
         }
     }
 }
@@ -250,15 +250,15 @@ mod tests {
     #[test]
     fn bodies_carry_confluent_codes_and_statuses() {
         let cases = [
-            (ApiError::subject_not_found("s"), 404, 40401),
-            (ApiError::version_not_found(3), 404, 40402),
-            (ApiError::schema_id_not_found("9"), 404, 40403),
-            (ApiError::subject_level_not_configured("s"), 404, 40408),
-            (ApiError::incompatible("s", &["x".into()]), 409, 409),
-            (ApiError::invalid_schema("bad"), 422, 42201),
-            (ApiError::invalid_version("zero"), 422, 42202),
-            (ApiError::invalid_compatibility_level(), 422, 42203),
-            (ApiError::bad_request("not json"), 400, 400),
+            (ApiErrorReply::subject_not_found("s"), 404, 40401),
+            (ApiErrorReply::version_not_found(3), 404, 40402),
+            (ApiErrorReply::schema_id_not_found("9"), 404, 40403),
+            (ApiErrorReply::subject_level_not_configured("s"), 404, 40408),
+            (ApiErrorReply::incompatible("s", &["x".into()]), 409, 409),
+            (ApiErrorReply::invalid_schema("bad"), 422, 42201),
+            (ApiErrorReply::invalid_version("zero"), 422, 42202),
+            (ApiErrorReply::invalid_compatibility_level(), 422, 42203),
+            (ApiErrorReply::bad_request("not json"), 400, 400),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status.as_u16(), status, "{error}");

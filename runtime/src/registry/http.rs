@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::api::{ApiReply, ApiRequest};
-use super::error::ApiError;
+use super::error::ApiErrorReply;
 use super::store::Store;
 
 /// The content type of every answer, as Confluent sends it.
@@ -103,24 +103,24 @@ impl App {
         response
     }
 
-    async fn read(&self, request: hyper::Request<Incoming>) -> Result<ApiRequest, ApiError> {
+    async fn read(&self, request: hyper::Request<Incoming>) -> Result<ApiRequest, ApiErrorReply> {
         let (parts, body) = request.into_parts();
         if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
             let content_type = content_type.to_str().unwrap_or("(not text)");
             if !content_type.to_ascii_lowercase().contains("json") {
-                return Err(ApiError::unsupported_media_type(content_type));
+                return Err(ApiErrorReply::unsupported_media_type(content_type));
             }
         }
         let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body as u64) {
-            return Err(ApiError::body_too_large(self.max_body));
+            return Err(ApiErrorReply::body_too_large(self.max_body));
         }
         let body = match Limited::new(body, self.max_body).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(ApiError::body_too_large(self.max_body))
+                return Err(ApiErrorReply::body_too_large(self.max_body))
             }
-            Err(e) => return Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+            Err(e) => return Err(ApiErrorReply::bad_request(format!("cannot read the request body: {e}"))),
         };
         let segments = split_path(parts.uri.path())?;
         let query = parts.uri.query().map(parse_query).transpose()?.unwrap_or_default();
@@ -129,12 +129,12 @@ impl App {
 }
 
 /// The path's non-empty segments, percent-decoded.
-pub fn split_path(path: &str) -> Result<Vec<String>, ApiError> {
+pub fn split_path(path: &str) -> Result<Vec<String>, ApiErrorReply> {
     path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect()
 }
 
 /// The query's `key=value` pairs, percent-decoded (`+` is a space).
-pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiErrorReply> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -145,7 +145,7 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ApiError> {
         .collect()
 }
 
-fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, ApiError> {
+fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, ApiErrorReply> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -155,7 +155,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, ApiError> {
                 let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
                 let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
                 let byte =
-                    byte.ok_or_else(|| ApiError::bad_request(format!("malformed percent-encoding in {text:?}")))?;
+                    byte.ok_or_else(|| ApiErrorReply::bad_request(format!("malformed percent-encoding in {text:?}")))?;
                 out.push(byte);
                 i += 3;
             }
@@ -169,7 +169,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Result<String, ApiError> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| ApiError::bad_request(format!("{text:?} is not UTF-8 once decoded")))
+    String::from_utf8(out).map_err(|_| ApiErrorReply::bad_request(format!("{text:?} is not UTF-8 once decoded")))
 }
 
 #[cfg(test)]

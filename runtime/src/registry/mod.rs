@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 use crate::kafka::Cluster;
 
 pub use compat::CompatibilityLevel;
-pub use error::{ApiError, RegistryError};
+pub use error::{ApiErrorReply, RegistryServerError};
 use store::Store;
 
 /// Where the registry keeps its state and what it accepts.
@@ -99,7 +99,7 @@ impl RegistryServer {
         cluster: Cluster,
         listener: TcpListener,
         config: RegistryConfig,
-    ) -> Result<RegistryServer, RegistryError> {
+    ) -> Result<RegistryServer, RegistryServerError> {
         let addr = listener.local_addr()?;
         let store = Store::open(cluster, &config).await?;
         let (shutdown, stop) = watch::channel(false);

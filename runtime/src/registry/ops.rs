@@ -7,10 +7,10 @@
 use bytes::Bytes;
 
 use super::compat::{check, CompatibilityLevel};
-use super::error::ApiError;
+use super::error::ApiErrorReply;
 use super::record::{encode_config, LogKey, SchemaValue};
 use super::schema::AvroSchema;
-use super::state::{State, VersionSpec};
+use super::state::{State, Version};
 
 /// One record to append: key and value (`None`: tombstone).
 pub type LogRecord = (Bytes, Option<Bytes>);
@@ -55,14 +55,14 @@ pub enum Plan<T> {
 /// one must pass the subject's compatibility level against its live versions,
 /// reuses the id of the same schema under any subject, else takes the highest
 /// id seen + 1, and becomes the subject's highest version + 1.
-pub fn register(state: &State, subject: &str, schema: &AvroSchema, writer: &str) -> Result<Plan<i32>, ApiError> {
+pub fn register(state: &State, subject: &str, schema: &AvroSchema, writer: &str) -> Result<Plan<i32>, ApiErrorReply> {
     if let Some((_, existing)) = state.live_versions(subject).find(|(_, v)| v.schema.identity() == schema.identity()) {
         return Ok(Plan::Ready(existing.id));
     }
     let previous: Vec<&AvroSchema> = state.live_versions(subject).map(|(_, v)| &v.schema).collect();
     let messages = check(state.level(subject), schema, &previous);
     if !messages.is_empty() {
-        return Err(ApiError::incompatible(subject, &messages));
+        return Err(ApiErrorReply::incompatible(subject, &messages));
     }
     let id = state.id_of(schema).unwrap_or_else(|| state.max_id().saturating_add(1));
     let version = state.all_versions(subject).map(|(n, _)| n).max().unwrap_or(0).saturating_add(1);
@@ -78,14 +78,14 @@ pub fn register(state: &State, subject: &str, schema: &AvroSchema, writer: &str)
 
 /// Deletes every version of `subject`: soft (hidden, ids still readable), or
 /// permanent (after a soft delete) with the subject's level. Answers the versions.
-pub fn delete_subject(state: &State, subject: &str, permanent: bool) -> Result<Plan<Vec<i32>>, ApiError> {
+pub fn delete_subject(state: &State, subject: &str, permanent: bool) -> Result<Plan<Vec<i32>>, ApiErrorReply> {
     if !state.has_subject(subject, true) {
-        return Err(ApiError::subject_not_found(subject));
+        return Err(ApiErrorReply::subject_not_found(subject));
     }
     let live = state.live_versions(subject).count();
     if permanent {
         if live > 0 {
-            return Err(ApiError::subject_not_soft_deleted(subject));
+            return Err(ApiErrorReply::subject_not_soft_deleted(subject));
         }
         let mut records: Vec<LogRecord> = state.all_versions(subject).map(|(_, v)| (v.key.clone(), None)).collect();
         if state.subject_level(subject).is_some() {
@@ -95,7 +95,7 @@ pub fn delete_subject(state: &State, subject: &str, permanent: bool) -> Result<P
         return Ok(Plan::Write { records, answer, claim: None });
     }
     if live == 0 {
-        return Err(ApiError::subject_soft_deleted(subject));
+        return Err(ApiErrorReply::subject_soft_deleted(subject));
     }
     let records =
         state.live_versions(subject).map(|(n, v)| (v.key.clone(), Some(deleted_value(subject, n, v)))).collect();
@@ -104,17 +104,22 @@ pub fn delete_subject(state: &State, subject: &str, permanent: bool) -> Result<P
 }
 
 /// Deletes one version: soft, or permanent after a soft delete. Answers its number.
-pub fn delete_version(state: &State, subject: &str, spec: VersionSpec, permanent: bool) -> Result<Plan<i32>, ApiError> {
+pub fn delete_version(
+    state: &State,
+    subject: &str,
+    spec: Version,
+    permanent: bool,
+) -> Result<Plan<i32>, ApiErrorReply> {
     if !state.has_subject(subject, permanent) {
-        return Err(ApiError::subject_not_found(subject));
+        return Err(ApiErrorReply::subject_not_found(subject));
     }
     // A soft delete of "latest" means the latest live version; a numbered
     // version is looked up among deleted ones too, to answer 40406.
-    let include_deleted = permanent || spec != VersionSpec::Latest;
+    let include_deleted = permanent || spec != Version::Latest;
     let (number, version) = state.version(subject, spec, include_deleted)?;
     match (permanent, version.deleted) {
-        (false, true) => Err(ApiError::version_soft_deleted(subject, number)),
-        (true, false) => Err(ApiError::version_not_soft_deleted(subject, number)),
+        (false, true) => Err(ApiErrorReply::version_soft_deleted(subject, number)),
+        (true, false) => Err(ApiErrorReply::version_not_soft_deleted(subject, number)),
         (true, true) => Ok(Plan::Write { records: vec![(version.key.clone(), None)], answer: number, claim: None }),
         (false, false) => Ok(Plan::Write {
             records: vec![(version.key.clone(), Some(deleted_value(subject, number, version)))],
@@ -124,7 +129,7 @@ pub fn delete_version(state: &State, subject: &str, spec: VersionSpec, permanent
     }
 }
 
-fn deleted_value(subject: &str, number: i32, version: &super::state::Version) -> Bytes {
+fn deleted_value(subject: &str, number: i32, version: &super::state::StoredVersion) -> Bytes {
     SchemaValue {
         subject: subject.to_string(),
         version: number,
@@ -146,9 +151,9 @@ pub fn set_level(subject: Option<&str>, level: CompatibilityLevel) -> Plan<Compa
 
 /// Removes a subject's level (40408 when it has none) or resets the global
 /// one to BACKWARD; answers the level that was set.
-pub fn delete_level(state: &State, subject: Option<&str>) -> Result<Plan<CompatibilityLevel>, ApiError> {
+pub fn delete_level(state: &State, subject: Option<&str>) -> Result<Plan<CompatibilityLevel>, ApiErrorReply> {
     let previous = match subject {
-        Some(s) => state.subject_level(s).ok_or_else(|| ApiError::subject_level_not_configured(s))?,
+        Some(s) => state.subject_level(s).ok_or_else(|| ApiErrorReply::subject_level_not_configured(s))?,
         None => state.global_level(),
     };
     Ok(Plan::Write { records: vec![(LogKey::config(subject).encode(), None)], answer: previous, claim: None })

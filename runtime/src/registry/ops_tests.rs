@@ -1,5 +1,5 @@
 use super::*;
-use crate::registry::state::Applied;
+use crate::registry::state::RecordEffect;
 
 fn avro(fields: &str) -> AvroSchema {
     AvroSchema::parse(&format!(r#"{{"type":"record","name":"r","fields":[{fields}]}}"#)).unwrap()
@@ -21,13 +21,13 @@ struct Registry {
 }
 
 impl Registry {
-    fn commit<T>(&mut self, plan: Result<Plan<T>, ApiError>) -> Result<T, ApiError> {
+    fn commit<T>(&mut self, plan: Result<Plan<T>, ApiErrorReply>) -> Result<T, ApiErrorReply> {
         match plan? {
             Plan::Ready(answer) => Ok(answer),
             Plan::Write { records, answer, claim } => {
                 for (key, value) in records {
                     let applied = self.state.apply(self.offset, Some(&key), value.as_ref());
-                    assert_eq!(applied, Applied::Changed);
+                    assert_eq!(applied, RecordEffect::Changed);
                     self.offset += 1;
                 }
                 if let Some(claim) = claim {
@@ -38,7 +38,7 @@ impl Registry {
         }
     }
 
-    fn register(&mut self, subject: &str, schema: &AvroSchema) -> Result<i32, ApiError> {
+    fn register(&mut self, subject: &str, schema: &AvroSchema) -> Result<i32, ApiErrorReply> {
         let plan = register(&self.state, subject, schema, "w");
         self.commit(plan)
     }
@@ -103,16 +103,16 @@ fn version_deletes_follow_confluent_rules() {
     let mut r = Registry::default();
     r.register("s", &v1()).unwrap();
     r.register("s", &v2()).unwrap();
-    let n = VersionSpec::Number;
+    let n = Version::Number;
     assert_eq!(delete_version(&r.state, "s", n(3), false).unwrap_err().code, 40402);
     assert_eq!(delete_version(&r.state, "nope", n(1), false).unwrap_err().code, 40401);
     assert_eq!(delete_version(&r.state, "s", n(1), true).unwrap_err().code, 40407);
     assert_eq!(r.commit(delete_version(&r.state, "s", n(1), false)).unwrap(), 1);
     assert_eq!(delete_version(&r.state, "s", n(1), false).unwrap_err().code, 40406);
-    assert_eq!(r.commit(delete_version(&r.state, "s", VersionSpec::Latest, false)).unwrap(), 2);
+    assert_eq!(r.commit(delete_version(&r.state, "s", Version::Latest, false)).unwrap(), 2);
     assert_eq!(r.commit(delete_version(&r.state, "s", n(1), true)).unwrap(), 1);
     assert_eq!(r.state.versions("s", true).unwrap(), [2]);
-    assert_eq!(r.commit(delete_version(&r.state, "s", VersionSpec::Latest, true)).unwrap(), 2);
+    assert_eq!(r.commit(delete_version(&r.state, "s", Version::Latest, true)).unwrap(), 2);
     assert!(!r.state.has_subject("s", true));
 }
 
@@ -141,7 +141,7 @@ fn a_lost_race_is_visible_in_the_claim() {
         panic!("a write")
     };
     r.state.apply(0, Some(&a[0].0), a[0].1.as_ref());
-    assert!(matches!(r.state.apply(1, Some(&b[0].0), b[0].1.as_ref()), Applied::Ignored(_)));
+    assert!(matches!(r.state.apply(1, Some(&b[0].0), b[0].1.as_ref()), RecordEffect::Ignored(_)));
     assert!(claim_a.held(&r.state));
     assert!(!claim_b.held(&r.state));
 }

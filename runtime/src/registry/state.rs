@@ -18,14 +18,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+pub use crate::avro::Version;
+
 use super::compat::CompatibilityLevel;
-use super::error::ApiError;
+use super::error::ApiErrorReply;
 use super::record::{decode_config, decode_delete_subject, LogKey, SchemaValue};
 use super::schema::AvroSchema;
 
 /// One version of one subject.
 #[derive(Debug, Clone)]
-pub struct Version {
+pub struct StoredVersion {
     /// The global schema id.
     pub id: i32,
     /// The schema.
@@ -38,32 +40,23 @@ pub struct Version {
     pub key: Bytes,
 }
 
-/// A version as a request names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VersionSpec {
-    /// The highest version (`latest` or `-1`).
-    Latest,
-    /// A version number, 1 or more.
-    Number(i32),
-}
-
-impl VersionSpec {
-    /// Parses `latest`, `-1` or a positive integer; anything else is 42202.
-    pub fn parse(text: &str) -> Result<VersionSpec, ApiError> {
-        if text == "latest" {
-            return Ok(VersionSpec::Latest);
-        }
-        match text.parse::<i32>() {
-            Ok(-1) => Ok(VersionSpec::Latest),
-            Ok(n) if n >= 1 => Ok(VersionSpec::Number(n)),
-            _ => Err(ApiError::invalid_version(text)),
-        }
+/// Parses a version as a request names it: `latest`, `-1` or a positive
+/// integer (the client's [`Version`], one type for both sides of the API);
+/// anything else is 42202.
+pub fn parse_version(text: &str) -> Result<Version, ApiErrorReply> {
+    if text == "latest" {
+        return Ok(Version::Latest);
+    }
+    match text.parse::<i32>() {
+        Ok(-1) => Ok(Version::Latest),
+        Ok(n) if n >= 1 => Ok(Version::Number(n)),
+        _ => Err(ApiErrorReply::invalid_version(text)),
     }
 }
 
 /// What applying one record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
+pub enum RecordEffect {
     /// The state changed.
     Changed,
     /// The record lost a race (or contradicts the state) and was ignored.
@@ -75,7 +68,7 @@ pub enum Applied {
 /// Everything the log says.
 #[derive(Debug, Default)]
 pub struct State {
-    subjects: BTreeMap<String, BTreeMap<i32, Version>>,
+    subjects: BTreeMap<String, BTreeMap<i32, StoredVersion>>,
     /// (subject, version) of every version with a given id; all share one schema.
     by_id: BTreeMap<i32, BTreeSet<(String, i32)>>,
     levels: BTreeMap<String, CompatibilityLevel>,
@@ -85,13 +78,13 @@ pub struct State {
 
 impl State {
     /// Applies the record at `offset`; a `None` value is a tombstone.
-    pub fn apply(&mut self, offset: i64, key: Option<&Bytes>, value: Option<&Bytes>) -> Applied {
+    pub fn apply(&mut self, offset: i64, key: Option<&Bytes>, value: Option<&Bytes>) -> RecordEffect {
         let Some(key_bytes) = key else {
-            return Applied::Skipped("record without key".into());
+            return RecordEffect::Skipped("record without key".into());
         };
         let key = match LogKey::decode(key_bytes) {
             Ok(key) => key,
-            Err(e) => return Applied::Skipped(e.to_string()),
+            Err(e) => return RecordEffect::Skipped(e.to_string()),
         };
         match (key, value) {
             (LogKey::Schema { subject, version, .. }, None) => self.remove_version(&subject, version, key_bytes),
@@ -104,29 +97,29 @@ impl State {
                     for (_, v) in self.subjects.get_mut(&subject).into_iter().flatten().filter(|(n, _)| **n <= up_to) {
                         v.deleted = true;
                     }
-                    Applied::Changed
+                    RecordEffect::Changed
                 }
-                Err(e) => Applied::Skipped(e.to_string()),
+                Err(e) => RecordEffect::Skipped(e.to_string()),
             },
-            (LogKey::DeleteSubject { .. }, None) => Applied::Skipped("DELETE_SUBJECT tombstone".into()),
-            (LogKey::Other(kind), _) => Applied::Skipped(format!("key type {kind}")),
+            (LogKey::DeleteSubject { .. }, None) => RecordEffect::Skipped("DELETE_SUBJECT tombstone".into()),
+            (LogKey::Other(kind), _) => RecordEffect::Skipped(format!("key type {kind}")),
         }
     }
 
-    fn put_version(&mut self, offset: i64, subject: String, version: i32, key: &Bytes, value: &Bytes) -> Applied {
+    fn put_version(&mut self, offset: i64, subject: String, version: i32, key: &Bytes, value: &Bytes) -> RecordEffect {
         let value = match SchemaValue::decode(value) {
             Ok(value) => value,
-            Err(e) => return Applied::Skipped(e.to_string()),
+            Err(e) => return RecordEffect::Skipped(e.to_string()),
         };
         // Ids are never handed out twice by one instance, even for ignored records.
         self.max_id = self.max_id.max(value.id);
         let schema = match AvroSchema::parse(&value.schema) {
             Ok(schema) => schema,
-            Err(e) => return Applied::Skipped(format!("{subject} version {version}: invalid schema: {e}")),
+            Err(e) => return RecordEffect::Skipped(format!("{subject} version {version}: invalid schema: {e}")),
         };
         if let Some(existing) = self.subjects.get(&subject).and_then(|s| s.get(&version)) {
             if existing.key != *key {
-                return Applied::Ignored(format!(
+                return RecordEffect::Ignored(format!(
                     "{subject} version {version} was taken at offset {}",
                     existing.offset
                 ));
@@ -138,7 +131,7 @@ impl State {
                 .get(&value.id)
                 .is_some_and(|set| set.len() == 1 && set.contains(&(subject.clone(), version)));
             if !same_entry && owner.identity() != schema.identity() {
-                return Applied::Ignored(format!("id {} belongs to another schema", value.id));
+                return RecordEffect::Ignored(format!("id {} belongs to another schema", value.id));
             }
         }
         if let Some(old) = self.subjects.get(&subject).and_then(|s| s.get(&version)) {
@@ -146,14 +139,14 @@ impl State {
             self.unindex(old_id, &subject, version);
         }
         self.by_id.entry(value.id).or_default().insert((subject.clone(), version));
-        let entry = Version { id: value.id, schema, deleted: value.deleted, offset, key: key.clone() };
+        let entry = StoredVersion { id: value.id, schema, deleted: value.deleted, offset, key: key.clone() };
         self.subjects.entry(subject).or_default().insert(version, entry);
-        Applied::Changed
+        RecordEffect::Changed
     }
 
-    fn remove_version(&mut self, subject: &str, version: i32, key: &Bytes) -> Applied {
+    fn remove_version(&mut self, subject: &str, version: i32, key: &Bytes) -> RecordEffect {
         let Some(versions) = self.subjects.get_mut(subject) else {
-            return Applied::Ignored(format!("{subject} has no version {version}"));
+            return RecordEffect::Ignored(format!("{subject} has no version {version}"));
         };
         match versions.get(&version) {
             Some(v) if v.key == *key => {
@@ -163,10 +156,10 @@ impl State {
                     self.subjects.remove(subject);
                 }
                 self.unindex(id, subject, version);
-                Applied::Changed
+                RecordEffect::Changed
             }
             // The tombstone of a record that lost its race: nothing was applied.
-            _ => Applied::Ignored(format!("{subject} version {version} is held by another key")),
+            _ => RecordEffect::Ignored(format!("{subject} version {version} is held by another key")),
         }
     }
 
@@ -179,10 +172,10 @@ impl State {
         }
     }
 
-    fn put_level(&mut self, subject: Option<String>, value: Option<&Bytes>) -> Applied {
+    fn put_level(&mut self, subject: Option<String>, value: Option<&Bytes>) -> RecordEffect {
         let level = match value.map(|v| decode_config(v)).transpose() {
             Ok(level) => level,
-            Err(e) => return Applied::Skipped(e.to_string()),
+            Err(e) => return RecordEffect::Skipped(e.to_string()),
         };
         match (subject, level) {
             (None, level) => self.global = level,
@@ -193,7 +186,7 @@ impl State {
                 self.levels.remove(&subject);
             }
         }
-        Applied::Changed
+        RecordEffect::Changed
     }
 
     /// The highest id any record of the log gave.
@@ -202,12 +195,12 @@ impl State {
     }
 
     /// Every version of `subject`, soft-deleted ones included, by number.
-    pub fn all_versions(&self, subject: &str) -> impl Iterator<Item = (i32, &Version)> {
+    pub fn all_versions(&self, subject: &str) -> impl Iterator<Item = (i32, &StoredVersion)> {
         self.subjects.get(subject).into_iter().flatten().map(|(n, v)| (*n, v))
     }
 
     /// The live (not soft-deleted) versions of `subject`, oldest first.
-    pub fn live_versions(&self, subject: &str) -> impl Iterator<Item = (i32, &Version)> {
+    pub fn live_versions(&self, subject: &str) -> impl Iterator<Item = (i32, &StoredVersion)> {
         self.all_versions(subject).filter(|(_, v)| !v.deleted)
     }
 
@@ -222,26 +215,26 @@ impl State {
     }
 
     /// The version numbers of `subject` (40401 when it has none).
-    pub fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<i32>, ApiError> {
+    pub fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<i32>, ApiErrorReply> {
         let versions: Vec<i32> =
             self.all_versions(subject).filter(|(_, v)| deleted || !v.deleted).map(|(n, _)| n).collect();
         if versions.is_empty() {
-            return Err(ApiError::subject_not_found(subject));
+            return Err(ApiErrorReply::subject_not_found(subject));
         }
         Ok(versions)
     }
 
     /// One version of `subject` (40401 / 40402 when missing).
-    pub fn version(&self, subject: &str, spec: VersionSpec, deleted: bool) -> Result<(i32, &Version), ApiError> {
+    pub fn version(&self, subject: &str, spec: Version, deleted: bool) -> Result<(i32, &StoredVersion), ApiErrorReply> {
         if !self.has_subject(subject, deleted) {
-            return Err(ApiError::subject_not_found(subject));
+            return Err(ApiErrorReply::subject_not_found(subject));
         }
         let mut visible = self.all_versions(subject).filter(|(_, v)| deleted || !v.deleted);
         let found = match spec {
-            VersionSpec::Latest => visible.last(),
-            VersionSpec::Number(n) => visible.find(|(m, _)| *m == n),
+            Version::Latest => visible.last(),
+            Version::Number(n) => visible.find(|(m, _)| *m == n),
         };
-        found.ok_or_else(|| ApiError::version_not_found(if let VersionSpec::Number(n) = spec { n } else { -1 }))
+        found.ok_or_else(|| ApiErrorReply::version_not_found(if let Version::Number(n) = spec { n } else { -1 }))
     }
 
     /// The schema with this id (soft-deleted versions still count: old data must stay readable).
@@ -270,14 +263,19 @@ impl State {
     }
 
     /// The newest version of `subject` that is `schema` (40401 / 40403 when none).
-    pub fn lookup(&self, subject: &str, schema: &AvroSchema, deleted: bool) -> Result<(i32, &Version), ApiError> {
+    pub fn lookup(
+        &self,
+        subject: &str,
+        schema: &AvroSchema,
+        deleted: bool,
+    ) -> Result<(i32, &StoredVersion), ApiErrorReply> {
         if !self.has_subject(subject, deleted) {
-            return Err(ApiError::subject_not_found(subject));
+            return Err(ApiErrorReply::subject_not_found(subject));
         }
         self.all_versions(subject)
             .filter(|(_, v)| (deleted || !v.deleted) && v.schema.identity() == schema.identity())
             .last()
-            .ok_or_else(ApiError::schema_not_found)
+            .ok_or_else(ApiErrorReply::schema_not_found)
     }
 
     /// The subject's own level, if it has one.

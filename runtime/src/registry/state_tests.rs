@@ -25,7 +25,7 @@ impl Log {
         self
     }
 
-    fn replay(&self) -> (State, Vec<Applied>) {
+    fn replay(&self) -> (State, Vec<RecordEffect>) {
         let mut state = State::default();
         let applied = self.0.iter().enumerate().map(|(o, (k, v))| state.apply(o as i64, Some(k), v.as_ref())).collect();
         (state, applied)
@@ -75,10 +75,10 @@ fn versions_ids_and_levels_follow_the_log() {
         .push(LogKey::config(Some("s")).encode(), Some(encode_config(CompatibilityLevel::Full)))
         .push(LogKey::config(None).encode(), Some(encode_config(CompatibilityLevel::None)));
     let (state, applied) = log.replay();
-    assert!(applied.iter().all(|a| *a == Applied::Changed), "{applied:?}");
+    assert!(applied.iter().all(|a| *a == RecordEffect::Changed), "{applied:?}");
     assert_eq!(state.subjects(false, ""), ["s", "t"]);
     assert_eq!(state.versions("s", false).unwrap(), [1, 2]);
-    assert_eq!(state.version("s", VersionSpec::Latest, false).unwrap().1.id, 2);
+    assert_eq!(state.version("s", Version::Latest, false).unwrap().1.id, 2);
     assert_eq!(state.versions_of_id(1, false), [("s".to_string(), 1), ("t".to_string(), 1)]);
     assert!(state.schema_by_id(2).unwrap().text().contains("\"B\""));
     assert_eq!(state.level("s"), CompatibilityLevel::Full);
@@ -95,12 +95,12 @@ fn soft_delete_hides_and_tombstone_removes() {
     let (state, _) = log.replay();
     assert_eq!(state.versions("s", false).unwrap(), [2]);
     assert_eq!(state.versions("s", true).unwrap(), [1, 2]);
-    assert_eq!(state.version("s", VersionSpec::Number(1), false).unwrap_err().code, 40402);
+    assert_eq!(state.version("s", Version::Number(1), false).unwrap_err().code, 40402);
     assert!(state.schema_by_id(1).is_some(), "a soft-deleted schema stays readable by id");
 
     log.push(key("s", 1, "w"), None);
     let (state, applied) = log.replay();
-    assert_eq!(applied[3], Applied::Changed);
+    assert_eq!(applied[3], RecordEffect::Changed);
     assert_eq!(state.versions("s", true).unwrap(), [2]);
     assert!(state.schema_by_id(1).is_none());
     assert_eq!(state.max_id(), 2, "the id counter never goes back while the records are in the log");
@@ -113,12 +113,12 @@ fn the_earlier_record_wins_a_version_and_compaction_agrees() {
         // Writer b raced for the same version with another schema.
         .push(key("s", 1, "b"), Some(value("s", 1, 1, &schema("B"), false)));
     let (state, applied) = log.replay();
-    assert!(matches!(applied[1], Applied::Ignored(_)), "{applied:?}");
+    assert!(matches!(applied[1], RecordEffect::Ignored(_)), "{applied:?}");
     assert!(state.schema_by_id(1).unwrap().text().contains("\"A\""));
     // b notices, removes its record and registers again under a new version and id.
     log.push(key("s", 1, "b"), None).push(key("s", 2, "b"), Some(value("s", 2, 2, &schema("B"), false)));
     let (state, applied) = log.replay();
-    assert!(matches!(applied[2], Applied::Ignored(_)), "the loser's tombstone must not remove the winner");
+    assert!(matches!(applied[2], RecordEffect::Ignored(_)), "the loser's tombstone must not remove the winner");
     assert_eq!(state.versions("s", false).unwrap(), [1, 2]);
     assert_eq!(observe(&state), observe(&replay_compacted(&log)));
 }
@@ -131,8 +131,8 @@ fn the_earlier_record_wins_an_id() {
         // The same schema under another subject shares the id: no conflict.
         .push(key("u", 1, "b"), Some(value("u", 1, 7, &schema("A"), false)));
     let (state, applied) = log.replay();
-    assert!(matches!(applied[1], Applied::Ignored(_)), "{applied:?}");
-    assert_eq!(applied[2], Applied::Changed);
+    assert!(matches!(applied[1], RecordEffect::Ignored(_)), "{applied:?}");
+    assert_eq!(applied[2], RecordEffect::Changed);
     assert!(!state.has_subject("t", true));
     assert_eq!(state.versions_of_id(7, false).len(), 2);
     assert_eq!(state.max_id(), 7);
@@ -177,21 +177,21 @@ fn confluent_delete_subject_marks_versions_deleted() {
 fn unreadable_records_are_skipped() {
     let mut state = State::default();
     let junk = Bytes::from_static(b"junk");
-    assert!(matches!(state.apply(0, Some(&junk), Some(&junk)), Applied::Skipped(_)));
-    assert!(matches!(state.apply(1, None, Some(&junk)), Applied::Skipped(_)));
+    assert!(matches!(state.apply(0, Some(&junk), Some(&junk)), RecordEffect::Skipped(_)));
+    assert!(matches!(state.apply(1, None, Some(&junk)), RecordEffect::Skipped(_)));
     let bad_schema = value("s", 1, 1, "{\"type\":\"nope\"}", false);
-    assert!(matches!(state.apply(2, Some(&key("s", 1, "w")), Some(&bad_schema)), Applied::Skipped(_)));
+    assert!(matches!(state.apply(2, Some(&key("s", 1, "w")), Some(&bad_schema)), RecordEffect::Skipped(_)));
     let noop = Bytes::from_static(br#"{"keytype":"NOOP","magic":0}"#);
-    assert!(matches!(state.apply(3, Some(&noop), None), Applied::Skipped(_)));
+    assert!(matches!(state.apply(3, Some(&noop), None), RecordEffect::Skipped(_)));
     assert!(state.subjects(true, "").is_empty());
 }
 
 #[test]
 fn version_specs_parse_as_confluent() {
-    assert_eq!(VersionSpec::parse("latest").unwrap(), VersionSpec::Latest);
-    assert_eq!(VersionSpec::parse("-1").unwrap(), VersionSpec::Latest);
-    assert_eq!(VersionSpec::parse("3").unwrap(), VersionSpec::Number(3));
+    assert_eq!(parse_version("latest").unwrap(), Version::Latest);
+    assert_eq!(parse_version("-1").unwrap(), Version::Latest);
+    assert_eq!(parse_version("3").unwrap(), Version::Number(3));
     for bad in ["0", "-2", "one", "", "2147483648", "1.5"] {
-        assert_eq!(VersionSpec::parse(bad).unwrap_err().code, 42202, "{bad}");
+        assert_eq!(parse_version(bad).unwrap_err().code, 42202, "{bad}");
     }
 }

@@ -26,9 +26,9 @@ use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Compression, Producer, ProducerConfig, ProducerRecord};
 use crate::kafka::{Admin, Cluster, KafkaError, NewTopic};
 
-use super::error::{ApiError, RegistryError};
+use super::error::{ApiErrorReply, RegistryServerError};
 use super::ops::{LogRecord, Plan};
-use super::state::{Applied, State};
+use super::state::{RecordEffect, State};
 use super::RegistryConfig;
 
 /// How often a write re-plans after losing a race before giving up.
@@ -68,7 +68,7 @@ struct Inner {
 
 impl Store {
     /// Creates the topic if needed, reads it to its end, and keeps following it.
-    pub async fn open(cluster: Cluster, config: &RegistryConfig) -> Result<Store, RegistryError> {
+    pub async fn open(cluster: Cluster, config: &RegistryConfig) -> Result<Store, RegistryServerError> {
         let cluster = private_cluster(&cluster).await?;
         ensure_topic(&cluster, config).await?;
         let producer_config = ProducerConfig {
@@ -79,7 +79,7 @@ impl Store {
         };
         let producer = Producer::new(cluster.clone(), producer_config)
             .await
-            .map_err(|source| RegistryError::Produce { topic: config.topic.clone(), source })?;
+            .map_err(|source| RegistryServerError::Produce { topic: config.topic.clone(), source })?;
         let tp = TopicPartition::new(config.topic.clone(), 0);
         let state = Arc::new(RwLock::new(State::default()));
         let (applied_tx, applied) = watch::channel(0);
@@ -118,8 +118,14 @@ impl Store {
 
     /// Plans a write against the caught-up state, appends it, and answers once
     /// the log agrees (see the module docs).
-    pub async fn write<T>(&self, plan: impl Fn(&State) -> Result<Plan<T>, ApiError>) -> Result<T, ApiError> {
+    pub async fn write<T>(&self, plan: impl Fn(&State) -> Result<Plan<T>, ApiErrorReply>) -> Result<T, ApiErrorReply> {
         let _one_writer = self.inner.write_lock.lock().await;
+        // Two instances that retry in lockstep would collide again: random
+        // pauses let one of them through first. Each pause lies between its
+        // step (10 ms doubling) and twice it, up to MAX_RACE_BACKOFF; before
+        // backoff.rs it was anywhere from 0 to 20 ms << attempt, which could
+        // be no pause at all.
+        let mut pauses = Pauses::jittered(Duration::from_millis(10), MAX_RACE_BACKOFF / 2);
         for attempt in 1..=MAX_WRITE_ATTEMPTS {
             self.catch_up(self.inner.timeout).await?;
             let (records, answer, claim) = match self.with_state(&plan)? {
@@ -137,15 +143,12 @@ impl Store {
                         "another registry instance took this version first; retrying"
                     );
                     self.append(vec![(claim.key, None)]).await?;
-                    // Two instances that retry in lockstep would collide again: a
-                    // random pause lets one of them through first.
-                    let ceiling = Duration::from_millis(20u64 << attempt.min(5)).min(MAX_RACE_BACKOFF);
-                    tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+                    pauses.pause().await;
                 }
                 _ => return Ok(answer),
             }
         }
-        Err(ApiError::backend(format!(
+        Err(ApiErrorReply::backend(format!(
             "gave up after {MAX_WRITE_ATTEMPTS} attempts: other registry instances kept writing the same subject"
         )))
     }
@@ -169,19 +172,17 @@ impl Store {
         f(&state)
     }
 
-    async fn append(&self, records: Vec<LogRecord>) -> Result<(), ApiError> {
+    async fn append(&self, records: Vec<LogRecord>) -> Result<(), ApiErrorReply> {
         let now = kfn_sdk::now_ms();
         let records = records.into_iter().map(|(key, value)| ProducerRecord::new(Some(key), value, now)).collect();
-        self.inner
-            .producer
-            .send(&self.inner.tp, records)
-            .await
-            .map_err(|e| ApiError::from(RegistryError::Produce { topic: self.inner.tp.topic.clone(), source: e }))?;
+        self.inner.producer.send(&self.inner.tp, records).await.map_err(|e| {
+            ApiErrorReply::from(RegistryServerError::Produce { topic: self.inner.tp.topic.clone(), source: e })
+        })?;
         Ok(())
     }
 
     /// Waits until the follower has applied every record up to the log's current end.
-    async fn catch_up(&self, timeout: Duration) -> Result<(), RegistryError> {
+    async fn catch_up(&self, timeout: Duration) -> Result<(), RegistryServerError> {
         let topic = &self.inner.tp.topic;
         let deadline = tokio::time::Instant::now() + timeout;
         let end = tokio::time::timeout_at(
@@ -189,8 +190,15 @@ impl Store {
             list_offset(&self.inner.cluster, &self.inner.tp, LogEnd::Latest, Isolation::ReadCommitted),
         )
         .await
-        .map_err(|_| RegistryError::CatchUpTimeout { topic: topic.clone(), target: -1, seconds: timeout.as_secs() })?
-        .map_err(|source| RegistryError::Kafka { context: format!("finding the end of topic {topic}"), source })?;
+        .map_err(|_| RegistryServerError::CatchUpTimeout {
+            topic: topic.clone(),
+            target: -1,
+            seconds: timeout.as_secs(),
+        })?
+        .map_err(|source| RegistryServerError::Kafka {
+            context: format!("finding the end of topic {topic}"),
+            source,
+        })?;
         self.inner.wanted.send_if_modified(|wanted| {
             let behind = *wanted < end;
             *wanted = (*wanted).max(end);
@@ -203,16 +211,18 @@ impl Store {
         .await;
         match reached {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(RegistryError::ReaderStopped { topic: topic.clone() }),
-            Err(_) => {
-                Err(RegistryError::CatchUpTimeout { topic: topic.clone(), target: end, seconds: timeout.as_secs() })
-            }
+            Ok(Err(_)) => Err(RegistryServerError::ReaderStopped { topic: topic.clone() }),
+            Err(_) => Err(RegistryServerError::CatchUpTimeout {
+                topic: topic.clone(),
+                target: end,
+                seconds: timeout.as_secs(),
+            }),
         }
     }
 }
 
 /// Creates the topic (1 partition, compacted) unless it exists, and checks it has one partition.
-async fn ensure_topic(cluster: &Cluster, config: &RegistryConfig) -> Result<(), RegistryError> {
+async fn ensure_topic(cluster: &Cluster, config: &RegistryConfig) -> Result<(), RegistryServerError> {
     let topic = &config.topic;
     let new = NewTopic {
         name: topic.clone(),
@@ -223,7 +233,7 @@ async fn ensure_topic(cluster: &Cluster, config: &RegistryConfig) -> Result<(), 
     let outcome = Admin::new(cluster.clone())
         .create_topics(&[new])
         .await
-        .map_err(|source| RegistryError::Kafka { context: format!("creating topic {topic}"), source })?;
+        .map_err(|source| RegistryServerError::Kafka { context: format!("creating topic {topic}"), source })?;
     tracing::debug!(topic = %topic, ?outcome, "schema registry topic");
     // Metadata of a topic just created can lag behind on other brokers.
     let deadline = tokio::time::Instant::now() + config.load_timeout;
@@ -234,12 +244,14 @@ async fn ensure_topic(cluster: &Cluster, config: &RegistryConfig) -> Result<(), 
             Ok(info) if !info.partitions.is_empty() && info.partitions.iter().all(|p| p.leader >= 0) => break info,
             Ok(_) | Err(KafkaError::Broker { .. }) if !pauses.expired() => {}
             Ok(info) => break info,
-            Err(source) => return Err(RegistryError::Kafka { context: format!("describing topic {topic}"), source }),
+            Err(source) => {
+                return Err(RegistryServerError::Kafka { context: format!("describing topic {topic}"), source })
+            }
         }
         pauses.pause().await;
     };
     if info.partitions.len() != 1 {
-        return Err(RegistryError::TopicLayout { topic: topic.clone(), partitions: info.partitions.len() });
+        return Err(RegistryServerError::TopicLayout { topic: topic.clone(), partitions: info.partitions.len() });
     }
     Ok(())
 }
@@ -250,11 +262,11 @@ async fn ensure_topic(cluster: &Cluster, config: &RegistryConfig) -> Result<(), 
 /// connections with consumers whose fetches long-poll would hold every
 /// registry request behind their wait. The broker `shared` reaches first
 /// becomes the bootstrap; metadata then names the others.
-async fn private_cluster(shared: &Cluster) -> Result<Cluster, RegistryError> {
+async fn private_cluster(shared: &Cluster) -> Result<Cluster, RegistryServerError> {
     let conn = shared
         .any_connection()
         .await
-        .map_err(|source| RegistryError::Kafka { context: "connecting to the cluster".into(), source })?;
+        .map_err(|source| RegistryServerError::Kafka { context: "connecting to the cluster".into(), source })?;
     let mut options = shared.options().clone();
     options.client_id = format!("{}-schema-registry", options.client_id);
     Ok(Cluster::new(vec![conn.broker().to_string()], options))
@@ -312,11 +324,11 @@ impl Follower {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for record in records {
             match state.apply(record.offset, record.key.as_ref(), record.value.as_ref()) {
-                Applied::Changed => {}
-                Applied::Ignored(reason) => {
+                RecordEffect::Changed => {}
+                RecordEffect::Ignored(reason) => {
                     tracing::debug!(topic = %self.tp.topic, offset = record.offset, %reason, "record lost a race")
                 }
-                Applied::Skipped(reason) => {
+                RecordEffect::Skipped(reason) => {
                     tracing::warn!(topic = %self.tp.topic, offset = record.offset, %reason, "record skipped")
                 }
             }

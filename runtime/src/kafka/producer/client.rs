@@ -546,15 +546,19 @@ impl Producer {
                     })
                     .collect(),
             );
-        let deadline = Instant::now() + self.inner.config.delivery_timeout;
+        // Doubling from 50 ms (it was a fixed 50 ms): a group coordinator
+        // that is loading or moving can take seconds, and is not asked 20
+        // times a second meanwhile.
+        let mut pauses = crate::backoff::Pauses::new(Duration::from_millis(50), Duration::from_millis(500))
+            .until(Instant::now() + self.inner.config.delivery_timeout);
         loop {
             let conn = self.inner.cluster.coordinator(CoordinatorKind::Group, group).await?;
             let outcome = classify_txn_offset_commit(&conn.send(&request).await?);
             match outcome {
                 TxnOutcome::Done => return Ok(()),
-                TxnOutcome::Retry { error, .. } if Instant::now() < deadline => {
+                TxnOutcome::Retry { error, .. } if !pauses.expired() => {
                     tracing::debug!(group, %error, "TxnOffsetCommit retry");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    pauses.pause().await;
                 }
                 TxnOutcome::Fenced(e) | TxnOutcome::ReinitProducer(e) => return Err(self.fenced(e.to_string())),
                 TxnOutcome::AbortTransaction(e) => return Err(SendError::Abortable(e.to_string())),

@@ -332,7 +332,7 @@ async fn kfn_check_is_offline_unless_asked() {
     assert!(stderr.contains(&format!("not asked, as the registry cannot be reached: {second}")), "{stderr}");
 }
 
-/// A copy of the shipped functions.toml and schemas/ (with evolution/) in a temporary folder.
+/// A copy of the shipped functions.toml, schemas/ (with evolution/) and docs/openapi.json in a temporary folder.
 fn shipped_copy(replace: (&str, &str)) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = kfn_tests::workspace_root();
@@ -345,6 +345,9 @@ fn shipped_copy(replace: (&str, &str)) -> (tempfile::TempDir, PathBuf) {
             }
         }
     }
+    std::fs::create_dir_all(dir.path().join("docs")).expect("mkdir");
+    std::fs::copy(root.join("docs/openapi.json"), dir.path().join("docs/openapi.json"))
+        .expect("copy docs/openapi.json");
     let text = std::fs::read_to_string(root.join("functions.toml")).expect("functions.toml");
     assert!(text.contains(replace.0), "the shipped functions.toml no longer contains {:?}", replace.0);
     let path = dir.path().join("functions.toml");

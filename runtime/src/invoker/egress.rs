@@ -108,8 +108,9 @@ impl Egress {
         }
         self.metrics.failed.inc();
         self.metrics.dead_letter(failure.kind.as_str());
+        let trace_id = trace_of(record).map(|t| format!("{:032x}", t.trace_id)).unwrap_or_default();
         tracing::warn!(
-            function = %self.function, partition = %tp, offset = record.offset,
+            function = %self.function, partition = %tp, offset = record.offset, %trace_id,
             kind = failure.kind.as_str(), attempts = failure.attempts, error = %failure.message,
             "record dead-lettered"
         );
@@ -181,6 +182,24 @@ mod tests {
         // Without a retry topic a deferred failure is never expected; it is dead-lettered, not lost.
         let out = egress(false).route(&tp, processed(), 1_000);
         assert_eq!(out[&(Arc::from("in.dlq"), 0)].len(), 2);
+    }
+
+    #[test]
+    fn retry_copies_and_dead_letters_keep_the_inputs_trace() {
+        let tp = TopicPartition::new("in".to_string(), 0);
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let traced = |offset| ConsumedRecord {
+            headers: vec![crate::kafka::Header { name: TRACEPARENT.into(), value: Some(Bytes::from(trace)) }],
+            ..record(offset)
+        };
+        let records = [traced(0), traced(1)];
+        let origins: Vec<Origin> = records.iter().map(|r| Origin::input(&tp, r)).collect();
+        let fail = |kind| Err(Failure { kind, message: "no".into(), attempts: 1 });
+        let results = [fail(FailureKind::Deferred), fail(FailureKind::Permanent)];
+        let processed = records.iter().zip(&origins).zip(&results).map(|((r, o), x)| (r, o, x));
+        let out = egress(true).route(&tp, processed, 1_000);
+        assert_eq!(header(&out[&(Arc::from("in.retry"), 0)][0], TRACEPARENT), Some(trace));
+        assert_eq!(header(&out[&(Arc::from("in.dlq"), 0)][0], TRACEPARENT), Some(trace));
     }
 
     /// An event for an output the function does not declare.

@@ -23,6 +23,7 @@ use kfn_sdk::{
 use crate::avro::{SchemaCache, WriterDatum};
 use crate::config::RetryPolicy;
 use crate::metrics::FunctionMetrics;
+use crate::trace::{TraceParent, TRACEPARENT};
 
 /// Why a record was given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,10 @@ pub trait Call: Clone + Send + Sync {
     fn set_attempt(&mut self, attempt: u32);
     /// The function, topic, partition and offset of the record.
     fn site(&self) -> (&Arc<str>, &str, i32, i64);
+    /// The W3C trace id the call belongs to, for its log lines.
+    fn trace_id(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Call for Ctx {
@@ -97,6 +102,11 @@ impl Call for Ctx {
 
     fn site(&self) -> (&Arc<str>, &str, i32, i64) {
         (&self.function, &self.topic, self.partition, self.offset)
+    }
+
+    fn trace_id(&self) -> Option<String> {
+        let header = std::str::from_utf8(self.header(TRACEPARENT)?).ok()?;
+        TraceParent::parse(header).map(|t| format!("{:032x}", t.trace_id))
     }
 }
 
@@ -330,6 +340,7 @@ impl<C: Call, I: Invoke<C>> Invoke<C> for Observe<I> {
                 let (function, topic, partition, offset) = call.site();
                 (function.clone(), topic.to_string(), partition, offset)
             };
+            let trace_id = call.trace_id().unwrap_or_default();
             self.metrics.inflight.inc();
             let start = Instant::now();
             let result = self.inner.call(call, value).await;
@@ -338,11 +349,11 @@ impl<C: Call, I: Invoke<C>> Invoke<C> for Observe<I> {
             self.metrics.handler_duration.observe(elapsed.as_secs_f64());
             if elapsed > self.slow {
                 self.metrics.slow.inc();
-                tracing::warn!(%function, %topic, partition, offset, elapsed_ms = elapsed.as_millis() as u64, "slow handler");
+                tracing::warn!(%function, %topic, partition, offset, %trace_id, elapsed_ms = elapsed.as_millis() as u64, "slow handler");
             }
             if let Err(AttemptError::Final(FailureKind::Panic, message)) = &result {
                 self.metrics.panics.inc();
-                tracing::error!(%function, %topic, partition, offset, %message, "handler panicked");
+                tracing::error!(%function, %topic, partition, offset, %trace_id, %message, "handler panicked");
             }
             result
         })

@@ -24,23 +24,22 @@ async fn schemathesis_finds_no_5xx_and_every_answer_conforms() {
 
     let python = kfn_tests::python::interpreter();
     let schemathesis = Path::new(&python).parent().expect("the venv's bin/").join("schemathesis");
-    let base = format!("http://{http}");
-    let output = tokio::process::Command::new(&schemathesis)
-        .args(["run", &format!("{base}/openapi.json"), "--url", &base])
-        .args([
-            "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-        ])
-        .args(["--max-examples", "30", "--seed", "1", "--no-color"])
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("running {} (scripts/test installs it): {e}", schemathesis.display()));
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "schemathesis found problems:\n{text}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(text.contains("passed"), "{text}");
+    // The HTTP trigger's operations on its port, the admin endpoints (tag `admin`) on the admin port.
+    let document = format!("http://{http}/openapi.json");
+    let trigger = (format!("http://{http}"), "--exclude-tag");
+    let admin = (format!("http://{}", system.admin[0]), "--include-tag");
+    for (base, tag) in [trigger, admin] {
+        let checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance";
+        let output = tokio::process::Command::new(&schemathesis)
+            .args(["run", &document, "--url", &base, tag, "admin", "--checks", checks])
+            .args(["--max-examples", "30", "--seed", "1", "--no-color"])
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("running {} (scripts/test installs it): {e}", schemathesis.display()));
+        let text = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "schemathesis found problems at {base}:\n{text}\n{stderr}");
+        assert!(text.contains("passed"), "{text}");
+    }
     system.stop().await;
 }

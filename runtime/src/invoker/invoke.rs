@@ -85,8 +85,9 @@ pub trait Call: Clone + Send + Sync {
     fn set_attempt(&mut self, attempt: u32);
     /// The function, topic, partition and offset of the record.
     fn site(&self) -> (&Arc<str>, &str, i32, i64);
-    /// The W3C trace id the call belongs to, for its log lines.
-    fn trace_id(&self) -> Option<String> {
+    /// The call's `traceparent` header, kept as it is: it is parsed only for a
+    /// log line, never on the per-record path.
+    fn traceparent(&self) -> Option<bytes::Bytes> {
         None
     }
 }
@@ -104,9 +105,8 @@ impl Call for Ctx {
         (&self.function, &self.topic, self.partition, self.offset)
     }
 
-    fn trace_id(&self) -> Option<String> {
-        let header = std::str::from_utf8(self.header(TRACEPARENT)?).ok()?;
-        TraceParent::parse(header).map(|t| format!("{:032x}", t.trace_id))
+    fn traceparent(&self) -> Option<bytes::Bytes> {
+        self.headers.iter().find(|h| h.name == TRACEPARENT)?.value.clone()
     }
 }
 
@@ -182,13 +182,13 @@ impl Invoke<Ctx> for HandlerCall {
     }
 }
 
-/// One HTTP request as a call of the layer stack: the request without its
-/// body (the stack passes the body as the value, as it passes a record's).
+/// One HTTP request as a call of the layer stack. Its body stays in the
+/// request (shared `Bytes`): the value the stack passes down is not used.
 #[derive(Clone)]
 pub struct HttpInput {
     /// The HTTP function.
     pub function: Arc<str>,
-    /// The request; its body is replaced by the value passed down the stack.
+    /// The request, body included.
     pub request: HttpRequest,
     attempt: u32,
 }
@@ -233,13 +233,12 @@ impl HttpCall {
 impl Invoke<HttpInput> for HttpCall {
     type Output = HttpReply;
 
-    fn call<'a>(&'a self, input: HttpInput, body: &'a [u8]) -> BoxFuture<'a, Result<HttpReply, AttemptError>>
+    fn call<'a>(&'a self, input: HttpInput, _: &'a [u8]) -> BoxFuture<'a, Result<HttpReply, AttemptError>>
     where
         HttpInput: 'a,
     {
         Box::pin(async move {
-            let request = HttpRequest { body: bytes::Bytes::copy_from_slice(body), ..input.request };
-            match AssertUnwindSafe((self.handler)(request)).catch_unwind().await {
+            match AssertUnwindSafe((self.handler)(input.request)).catch_unwind().await {
                 Ok(reply) => Ok(reply),
                 Err(panic) => Err(AttemptError::Final(FailureKind::Panic, panic_message(&panic))),
             }
@@ -340,7 +339,11 @@ impl<C: Call, I: Invoke<C>> Invoke<C> for Observe<I> {
                 let (function, topic, partition, offset) = call.site();
                 (function.clone(), topic.to_string(), partition, offset)
             };
-            let trace_id = call.trace_id().unwrap_or_default();
+            let traceparent = call.traceparent();
+            let trace_id = || {
+                let text = traceparent.as_deref().and_then(|t| std::str::from_utf8(t).ok());
+                text.and_then(TraceParent::parse).map(|t| format!("{:032x}", t.trace_id)).unwrap_or_default()
+            };
             self.metrics.inflight.inc();
             let start = Instant::now();
             let result = self.inner.call(call, value).await;
@@ -349,11 +352,11 @@ impl<C: Call, I: Invoke<C>> Invoke<C> for Observe<I> {
             self.metrics.handler_duration.observe(elapsed.as_secs_f64());
             if elapsed > self.slow {
                 self.metrics.slow.inc();
-                tracing::warn!(%function, %topic, partition, offset, %trace_id, elapsed_ms = elapsed.as_millis() as u64, "slow handler");
+                tracing::warn!(%function, %topic, partition, offset, trace_id = %trace_id(), elapsed_ms = elapsed.as_millis() as u64, "slow handler");
             }
             if let Err(AttemptError::Final(FailureKind::Panic, message)) = &result {
                 self.metrics.panics.inc();
-                tracing::error!(%function, %topic, partition, offset, %trace_id, %message, "handler panicked");
+                tracing::error!(%function, %topic, partition, offset, trace_id = %trace_id(), %message, "handler panicked");
             }
             result
         })

@@ -188,12 +188,12 @@ impl HttpTrigger {
     /// Runs the handler and produces its events. `Err` is an answer not to remember (503, 500).
     async fn invoke(&self, served: &Served, request: HttpRequest) -> Result<Answer, Answer> {
         let route = &served.route;
-        let body = request.body.clone();
         // The request's trace continues on every event it produces (a new one when it has none).
         let trace =
             request.header(TRACEPARENT).and_then(TraceParent::parse).map_or_else(TraceParent::root, |t| t.child());
         let input = HttpInput::new(Arc::from(route.function.as_str()), request);
-        let reply: HttpReply = match served.stack.run(input, &body).await {
+        // The body travels in the request: no value to pass down the stack.
+        let reply: HttpReply = match served.stack.run(input, &[]).await {
             Ok(reply) => reply,
             // The observe layer logged and counted a panic; nothing else fails here.
             Err(_) => return Err((500, serde_json::json!({ "error": "the handler failed" }).to_string())),

@@ -104,6 +104,21 @@ pub struct Move {
     pub to: i64,
 }
 
+/// A client of `group`, once the group is known to have no member (a reset would race them).
+async fn idle_group(cluster: &Cluster, group: &str) -> Result<GroupClient, ResetError> {
+    let mut client = GroupClient::new(cluster.clone(), group);
+    let description =
+        client.describe().await.map_err(|source| ResetError::Kafka { group: group.to_string(), source })?;
+    if !description.members.is_empty() {
+        return Err(ResetError::Active {
+            group: group.to_string(),
+            state: description.state,
+            members: description.members.len(),
+        });
+    }
+    Ok(client)
+}
+
 /// The moves that would reset `group` on `partitions` to `to`; refuses a group with members.
 pub async fn plan(
     cluster: &Cluster,
@@ -113,15 +128,7 @@ pub async fn plan(
     isolation: Isolation,
 ) -> Result<Vec<Move>, ResetError> {
     let kafka = |source| ResetError::Kafka { group: group.to_string(), source };
-    let mut client = GroupClient::new(cluster.clone(), group);
-    let description = client.describe().await.map_err(kafka)?;
-    if !description.members.is_empty() {
-        return Err(ResetError::Active {
-            group: group.to_string(),
-            state: description.state,
-            members: description.members.len(),
-        });
-    }
+    let mut client = idle_group(cluster, group).await?;
     let committed = client.committed(partitions).await.map_err(kafka)?;
     let earliest = log_offsets(cluster, partitions, LogEnd::Earliest, isolation).await.map_err(kafka)?;
     let latest = log_offsets(cluster, partitions, LogEnd::Latest, isolation).await.map_err(kafka)?;
@@ -152,15 +159,7 @@ pub async fn plan(
 /// Commits `moves` for `group`, checking again that it has no member.
 pub async fn apply(cluster: &Cluster, group: &str, moves: &[Move]) -> Result<(), ResetError> {
     let kafka = |source| ResetError::Kafka { group: group.to_string(), source };
-    let mut client = GroupClient::new(cluster.clone(), group);
-    let description = client.describe().await.map_err(kafka)?;
-    if !description.members.is_empty() {
-        return Err(ResetError::Active {
-            group: group.to_string(),
-            state: description.state,
-            members: description.members.len(),
-        });
-    }
+    let mut client = idle_group(cluster, group).await?;
     let offsets: BTreeMap<TopicPartition, i64> =
         moves.iter().map(|m| (TopicPartition::new(m.topic.clone(), m.partition), m.to)).collect();
     // A standalone commit (generation -1): accepted for a group with no members only.

@@ -5,6 +5,9 @@
 //! (graceful shutdown) loses and duplicates nothing, even at_least_once.
 //! On a three-node Apache Kafka cluster, kill -9 of the broker leading the
 //! most partitions mid-stream loses and duplicates nothing either.
+//! exactly_once runs under both transactional models: one producer per
+//! member (KIP-447, fenced by the group generation) and one per input
+//! partition (fenced by the transactional id).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -166,7 +169,20 @@ async fn busiest_leader(cluster: &Cluster, topics: &[&str]) -> i32 {
 
 /// Runs the stream through `fault`; returns the inputs' datums, the outputs' datums
 /// (read_committed by kfn's reader) and the output topic.
-async fn crash_and_restart(guarantee: &str, ordering: &str, fault: Fault<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, String) {
+/// The function's settings under test.
+struct Setup {
+    guarantee: &'static str,
+    ordering: &'static str,
+    /// `runtime.transactional_producer`: per_member or per_partition.
+    producers: &'static str,
+}
+
+const EXACTLY_ONCE: Setup = Setup { guarantee: "exactly_once", ordering: "partition", producers: "per_member" };
+const EXACTLY_ONCE_PER_PARTITION: Setup = Setup { producers: "per_partition", ..EXACTLY_ONCE };
+const AT_LEAST_ONCE: Setup = Setup { guarantee: "at_least_once", ..EXACTLY_ONCE };
+
+async fn crash_and_restart(setup: Setup, fault: Fault<'_>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, String) {
+    let Setup { guarantee, ordering, producers } = setup;
     let (cluster, bootstrap, replication) = match &fault {
         Fault::KillLeadingBroker(kafka) => {
             (Cluster::new(kafka.addrs(), ConnectOptions::default()), kafka.bootstrap().to_string(), 3)
@@ -229,6 +245,7 @@ schema_registry = "{url}"
 admin_addr = "127.0.0.1:0"
 session_timeout = "6s"
 shutdown_timeout = "5s"
+transactional_producer = "{producers}"
 
 [topics."{input}"]
 partitions = {PARTITIONS}
@@ -320,7 +337,7 @@ fn assert_once_each(inputs: &[Vec<u8>], outputs: &[Vec<u8>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_survives_kill_9_without_duplicates() {
-    let (inputs, outputs, topic) = crash_and_restart("exactly_once", "partition", Fault::Kill).await;
+    let (inputs, outputs, topic) = crash_and_restart(EXACTLY_ONCE, Fault::Kill).await;
     assert_once_each(&inputs, &outputs);
     assert_eq!(outputs.len(), inputs.len());
     // Apache Kafka's Java consumer, read_committed, sees the same: one output per input.
@@ -340,15 +357,22 @@ async fn exactly_once_survives_kill_9_without_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_per_partition_survives_kill_9_without_duplicates() {
+    let (inputs, outputs, _) = crash_and_restart(EXACTLY_ONCE_PER_PARTITION, Fault::Kill).await;
+    assert_once_each(&inputs, &outputs);
+    assert_eq!(outputs.len(), inputs.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_with_key_ordering_survives_kill_9_without_duplicates() {
     // Keys in parallel: records finish out of offset order, yet only the finished prefix commits.
-    let (inputs, outputs, _) = crash_and_restart("exactly_once", "key", Fault::Kill).await;
+    let (inputs, outputs, _) = crash_and_restart(Setup { ordering: "key", ..EXACTLY_ONCE }, Fault::Kill).await;
     assert_once_each(&inputs, &outputs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_survives_kill_9_without_loss() {
-    let (inputs, outputs, _) = crash_and_restart("at_least_once", "partition", Fault::Kill).await;
+    let (inputs, outputs, _) = crash_and_restart(AT_LEAST_ONCE, Fault::Kill).await;
     let seen: std::collections::HashSet<&[u8]> = outputs.iter().map(Vec::as_slice).collect();
     let missing = inputs.iter().filter(|i| !seen.contains(i.as_slice())).count();
     assert_eq!(missing, 0, "{} outputs for {} inputs", outputs.len(), inputs.len());
@@ -357,8 +381,22 @@ async fn at_least_once_survives_kill_9_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_and_duplicates_nothing() {
-    let (inputs, outputs, _) = crash_and_restart("at_least_once", "partition", Fault::Term).await;
+    let (inputs, outputs, _) = crash_and_restart(AT_LEAST_ONCE, Fault::Term).await;
     assert_once_each(&inputs, &outputs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_sigterm_under_load_loses_and_duplicates_nothing() {
+    let (inputs, outputs, _) = crash_and_restart(EXACTLY_ONCE, Fault::Term).await;
+    assert_once_each(&inputs, &outputs);
+    assert_eq!(outputs.len(), inputs.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_per_partition_sigterm_under_load_loses_and_duplicates_nothing() {
+    let (inputs, outputs, _) = crash_and_restart(EXACTLY_ONCE_PER_PARTITION, Fault::Term).await;
+    assert_once_each(&inputs, &outputs);
+    assert_eq!(outputs.len(), inputs.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,8 +408,7 @@ async fn exactly_once_survives_kill_9_of_the_leading_broker_of_three() {
     let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
     let mut kafka =
         LocalKafka::start(KafkaOptions { nodes: 3, quiet, ..KafkaOptions::default() }).await.expect("three nodes");
-    let (inputs, outputs, _) =
-        crash_and_restart("exactly_once", "partition", Fault::KillLeadingBroker(&mut kafka)).await;
+    let (inputs, outputs, _) = crash_and_restart(EXACTLY_ONCE, Fault::KillLeadingBroker(&mut kafka)).await;
     // 10,001 inputs: the last was written while the node was down.
     assert_once_each(&inputs, &outputs);
     assert_eq!(outputs.len(), inputs.len());

@@ -9,7 +9,7 @@ use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::records::RecordBatchDecoder;
 use kfn::kafka::fetch::{decode_partition, fetch_request, FetchLimits, Isolation, PartitionFetch};
 use kfn::kafka::group::coordinator::{Generation, GroupClient};
-use kfn::kafka::group::protocol::TopicPartition;
+use kfn::kafka::group::protocol::{encode_assignment, encode_subscription, Assignment, TopicPartition};
 use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
 use kfn::kafka::{Cluster, ConnectOptions};
 use serde_json::Value;
@@ -144,6 +144,101 @@ async fn a_fenced_zombie_cannot_write() {
     successor.stage(&tp, vec![record("successor")]);
     successor.commit().await.expect("commit");
     assert_eq!(read(kfn_tests::broker(), &topic, "read_committed").await, ["successor"]);
+}
+
+/// Joins `group` as a new member reading `topic` and takes all of it: its generation.
+async fn join_alone(client: &mut GroupClient, topic: &str) -> Generation {
+    let subscription = encode_subscription(&[topic.to_string()], &[], None).expect("subscription");
+    let (session, rebalance) = (Duration::from_secs(6), Duration::from_secs(10));
+    // A new group's coordinator may still be loading: retriable, as for any member.
+    let joined = loop {
+        match client.join("", session, rebalance, &[("range", subscription.clone())]).await {
+            Err(e) if e.is_retriable() => {
+                client.reset_coordinator();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            joined => break joined.expect("join"),
+        }
+    };
+    let all = Assignment::from_partitions([TopicPartition::new(topic, 0)]);
+    let assignments = vec![(joined.generation.member_id.clone(), encode_assignment(&all).expect("assignment"))];
+    client.sync(&joined.generation, assignments, rebalance).await.expect("sync");
+    joined.generation
+}
+
+#[tokio::test]
+async fn a_member_the_group_moved_on_from_cannot_commit_a_transaction() {
+    // KIP-447: with one transactional producer per member, nothing fences a
+    // zombie's transactional id; the group coordinator refuses its offsets instead.
+    if kfn_tests::on_tansu() {
+        eprintln!("skipped: tansu does not check the generation in TxnOffsetCommit; kfn uses one producer per partition there");
+        return;
+    }
+    let cluster = kfn_tests::cluster();
+    let (topic, input) = (kfn_tests::unique("txn-gen-out"), kfn_tests::unique("txn-gen-in"));
+    kfn_tests::create_topic(&topic, 1).await.expect("topic");
+    kfn_tests::create_topic(&input, 1).await.expect("topic");
+    let group = kfn_tests::unique("txn-gen-group");
+    let (out, consumed) = (TopicPartition::new(topic.clone(), 0), TopicPartition::new(input.clone(), 0));
+
+    // The zombie joined, then the group moved on without it (as when its session expired).
+    let mut zombie_client = GroupClient::new(cluster.clone(), group.clone());
+    let stale = join_alone(&mut zombie_client, &input).await;
+    zombie_client.leave(&stale.member_id).await.expect("leave");
+    let mut successor_client = GroupClient::new(cluster.clone(), group.clone());
+    let current = join_alone(&mut successor_client, &input).await;
+    assert!(current.id > stale.id, "the group moved to a new generation: {current:?} after {stale:?}");
+
+    // Each member has its own transactional id: neither fences the other.
+    let zombie = transactional(&cluster, &kfn_tests::unique("txn-zombie")).await;
+    let successor = transactional(&cluster, &kfn_tests::unique("txn-successor")).await;
+    zombie.stage(&out, vec![record("zombie")]);
+    let offsets = BTreeMap::from([(consumed.clone(), 7)]);
+    let err = zombie.send_offsets(&group, &stale, &offsets).await.expect_err("the zombie's offsets were accepted");
+    assert!(!err.is_fenced(), "the zombie's producer itself is not fenced: {err}");
+    let refused = err.to_string();
+    assert!(refused.contains("IllegalGeneration") || refused.contains("UnknownMemberId"), "{refused}");
+    zombie.abort().await.expect("the zombie aborts");
+
+    successor.stage(&out, vec![record("successor")]);
+    successor.send_offsets(&group, &current, &BTreeMap::from([(consumed.clone(), 5)])).await.expect("offsets");
+    successor.commit().await.expect("commit");
+    assert_eq!(read(kfn_tests::broker(), &topic, "read_committed").await, ["successor"]);
+    let committed = successor_client.committed(std::slice::from_ref(&consumed)).await.expect("committed offsets");
+    assert_eq!(committed.get(&consumed), Some(&5));
+}
+
+#[tokio::test]
+async fn a_new_owner_waits_for_the_offsets_of_an_open_transaction() {
+    // What one producer per member relies on: the next owner of a partition
+    // reads its start offset only once the previous owner's transaction ended
+    // (OffsetFetch with require_stable, KIP-447).
+    if kfn_tests::on_tansu() {
+        eprintln!("skipped: kfn uses one producer per partition on tansu, whose InitProducerId ends the transaction");
+        return;
+    }
+    let cluster = kfn_tests::cluster();
+    let input = kfn_tests::unique("txn-stable-in");
+    kfn_tests::create_topic(&input, 1).await.expect("topic");
+    let group = kfn_tests::unique("txn-stable-group");
+    let consumed = TopicPartition::new(input.clone(), 0);
+    let mut owner_client = GroupClient::new(cluster.clone(), group.clone());
+    let owner = join_alone(&mut owner_client, &input).await;
+    owner_client.commit(&owner, &BTreeMap::from([(consumed.clone(), 3)])).await.expect("plain commit");
+
+    let producer = transactional(&cluster, &kfn_tests::unique("txn-owner")).await;
+    producer.send_offsets(&group, &owner, &BTreeMap::from([(consumed.clone(), 9)])).await.expect("offsets");
+    let mut next_owner = GroupClient::new(cluster.clone(), group.clone());
+    let read = tokio::spawn({
+        let consumed = consumed.clone();
+        async move { next_owner.committed(&[consumed]).await }
+    });
+    let mut read = std::pin::pin!(read);
+    let early = tokio::time::timeout(Duration::from_secs(1), &mut read).await;
+    assert!(early.is_err(), "the offset was read while a transaction held it: {early:?}");
+    producer.commit().await.expect("commit");
+    let committed = read.await.expect("join").expect("committed offsets");
+    assert_eq!(committed.get(&consumed), Some(&9), "the transaction's offset, not the one before it");
 }
 
 /// Every record of `tp` by offset (values as text), and the base offsets of

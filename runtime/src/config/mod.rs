@@ -105,6 +105,8 @@ pub struct RuntimeSettings {
     pub auto_offset_reset: OffsetReset,
     /// Whether to read only committed transactional records.
     pub isolation: Isolation,
+    /// How exactly_once functions hold their transactions.
+    pub transactional_producer: TransactionalProducer,
     /// A handler slower than this is logged and counted.
     pub slow_handler: Duration,
     /// How long a fetch may wait at the broker for new records.
@@ -153,6 +155,25 @@ pub enum OffsetReset {
     Earliest,
     /// From records written after the group starts.
     Latest,
+}
+
+/// How an exactly_once function holds its transactions, and so how a member
+/// that lost its partitions (a zombie) is kept from committing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionalProducer {
+    /// [`PerMember`](Self::PerMember) where the brokers check group
+    /// generations in TxnOffsetCommit and wait out open transactions in
+    /// OffsetFetch (Apache Kafka 2.5 and later), else
+    /// [`PerPartition`](Self::PerPartition).
+    Auto,
+    /// One transactional producer per running function (KIP-447, Kafka
+    /// Streams' exactly_once_v2): one transaction at a time carries the chunks
+    /// of all its partitions, and the group generation fences a zombie.
+    PerMember,
+    /// One transactional producer per input partition
+    /// (`kfn.<function>.<topic>.<partition>`): the next owner's InitProducerId
+    /// fences a zombie; works on every broker with transactions.
+    PerPartition,
 }
 
 /// Transaction isolation of reads: the Kafka layer's own type.

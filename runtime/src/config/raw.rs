@@ -22,6 +22,7 @@ pub struct RawRuntime {
     pub rebalance_timeout: Option<String>,
     pub auto_offset_reset: Option<String>,
     pub isolation: Option<String>,
+    pub transactional_producer: Option<String>,
     pub slow_handler: Option<String>,
     pub fetch_max_wait: Option<String>,
     pub shutdown_timeout: Option<String>,

@@ -145,3 +145,15 @@ fn config_each_input_needs_a_handler_for_its_event_type() {
     let errors = errors_of(load(DEFAULTS, &twice));
     assert!(has(&errors, "functions.track.inputs[2]", "functions.track.inputs[0]"), "{errors:?}");
 }
+
+#[test]
+fn config_transactional_producer_defaults_to_auto_and_names_its_choices() {
+    let (_dir, result) = load(DEFAULTS, TRACK);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.runtime.transactional_producer, TransactionalProducer::Auto);
+    let (_dir, result) = load(&format!("[runtime]\ntransactional_producer = \"per_partition\"\n{DEFAULTS}"), TRACK);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.runtime.transactional_producer, TransactionalProducer::PerPartition);
+    let errors = errors_of(load(&format!("[runtime]\ntransactional_producer = \"v2\"\n{DEFAULTS}"), TRACK));
+    assert!(has(&errors, "runtime.transactional_producer", "\"per_member\""), "{errors:?}");
+}

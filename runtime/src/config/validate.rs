@@ -157,6 +157,16 @@ impl Validator<'_> {
             Isolation::ReadCommitted,
             &[("read_committed", Isolation::ReadCommitted), ("read_uncommitted", Isolation::ReadUncommitted)],
         );
+        let transactional_producer = self.choice(
+            "runtime.transactional_producer",
+            raw.transactional_producer.as_deref(),
+            TransactionalProducer::Auto,
+            &[
+                ("auto", TransactionalProducer::Auto),
+                ("per_member", TransactionalProducer::PerMember),
+                ("per_partition", TransactionalProducer::PerPartition),
+            ],
+        );
         let slow_handler = self.duration("runtime.slow_handler", raw.slow_handler.as_deref(), Duration::from_secs(5));
         let fetch_max_wait =
             self.duration("runtime.fetch_max_wait", raw.fetch_max_wait.as_deref(), Duration::from_millis(500));
@@ -186,6 +196,7 @@ impl Validator<'_> {
             rebalance_timeout,
             auto_offset_reset,
             isolation,
+            transactional_producer,
             slow_handler,
             fetch_max_wait,
             shutdown_timeout,

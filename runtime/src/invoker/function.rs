@@ -13,6 +13,7 @@ use super::aggregate::Aggregate;
 use super::assignments::PartitionWorkers;
 use super::committer::Committer;
 use super::dead_letter::DeadLetters;
+use super::deliver::MemberTransaction;
 use super::egress::Egress;
 use super::ingress::Inputs;
 use super::invoke::{pipeline, HandlerCall};
@@ -20,12 +21,12 @@ use super::outputs::{Output, Outputs};
 use super::retry_topic::RetryTopic;
 use super::shared::FunctionShared;
 use crate::avro::{OutputEncoder, SchemaCache};
-use crate::config::{FunctionSpec, OffsetReset, RuntimeSettings};
+use crate::config::{FunctionSpec, Guarantee, OffsetReset, RuntimeSettings, TransactionalProducer};
 use crate::kafka::consumer::LogEnd;
 use crate::kafka::fetch::FetchLimits;
 use crate::kafka::group::coordinator::GroupClient;
 use crate::kafka::group::member::{GroupMember, MemberConfig};
-use crate::kafka::producer::{Producer, ProducerConfig};
+use crate::kafka::producer::{fences_by_generation, Producer, ProducerConfig};
 use crate::kafka::{Cluster, KafkaError};
 use crate::metrics::Metrics;
 
@@ -193,6 +194,25 @@ pub async fn start_function(
         OffsetReset::Earliest => LogEnd::Earliest,
         OffsetReset::Latest => LogEnd::Latest,
     };
+    let committer = Arc::new(Committer::new(GroupClient::new(deps.cluster.clone(), spec.group_id()), member.state()));
+    let member_transaction = match (spec.guarantee, runtime.transactional_producer) {
+        (Guarantee::AtLeastOnce, _) | (_, TransactionalProducer::PerPartition) => None,
+        (_, TransactionalProducer::PerMember) => Some(()),
+        (_, TransactionalProducer::Auto) => fences_by_generation(deps.cluster).await?.then_some(()),
+    }
+    .map(|()| {
+        MemberTransaction::start(
+            function.clone(),
+            deps.cluster.clone(),
+            deps.producer_config.clone(),
+            committer.clone(),
+            metrics.clone(),
+        )
+    });
+    if spec.guarantee == Guarantee::ExactlyOnce {
+        let model = if member_transaction.is_some() { "per member" } else { "per partition" };
+        tracing::info!(function = %function, "exactly_once with one transactional producer {model}");
+    }
     let shared = Arc::new(FunctionShared {
         egress: Egress { function: function.clone(), outputs, dead_letters, retry_topic, metrics: metrics.clone() },
         function,
@@ -201,7 +221,8 @@ pub async fn start_function(
         cluster: deps.cluster.clone(),
         producer: deps.producer.clone(),
         producer_config: deps.producer_config.clone(),
-        committer: Arc::new(Committer::new(GroupClient::new(deps.cluster.clone(), spec.group_id()), member.state())),
+        member_transaction,
+        committer,
         guarantee: spec.guarantee,
         ordering: spec.ordering,
         max_in_flight: spec.max_in_flight,

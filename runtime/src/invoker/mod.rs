@@ -5,14 +5,18 @@
 //! ```text
 //! function::start_function(FunctionDeps, spec, code)
 //!   -> GroupMember --assigned--> assignments::PartitionWorkers --spawn--> worker::run per partition
-//! worker::run: start offset, deliver::Deliver (exactly_once: the transactional producer fences
-//!              the previous owner), an aggregate's state restored; then one driver:
+//! worker::run: start offset (waits out a previous owner's open transaction), deliver::Deliver,
+//!              an aggregate's state restored; then one driver:
 //!   keyed::run   (ordering = "key")            chunked::run (partition order, aggregates, retry topic)
 //!        \                                          /
 //!   ingress   record -> Invocation (Origin, Ctx; retry-topic headers read once; Inputs picks the stack)
 //!   invoke    Retry(Observe(HandlerCall | FoldCall)): decode, panic catch, metrics, retry by policy
 //!   egress    outcome -> output records | retry-topic copy | dead letter   (pure, no I/O)
-//!   deliver   AtLeastOnce: produce, then commit | ExactlyOnce: stage, send offsets, commit
+//!   deliver   AtLeastOnce: produce, then commit
+//!             exactly_once: stage, send offsets, commit, in
+//!               MemberTransaction    (one transaction for all the member's partitions; the group
+//!                                     generation fences a zombie: KIP-447), or
+//!               PartitionTransaction (one producer per input partition; its InitProducerId fences)
 //! ```
 //!
 //! [`shared::FunctionShared`] holds what every worker of a function shares.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::aggregate::Aggregate;
 use super::committer::Committer;
+use super::deliver::member::MemberTransaction;
 use super::egress::Egress;
 use super::ingress::Inputs;
 use crate::config::{Guarantee, Ordering};
@@ -30,6 +31,9 @@ pub struct FunctionShared {
     pub producer: Producer,
     /// Settings for per-partition transactional producers (exactly_once).
     pub producer_config: ProducerConfig,
+    /// The member's shared transaction, when an exactly_once function holds
+    /// one per member rather than one per partition.
+    pub member_transaction: Option<MemberTransaction>,
     /// Offset commits.
     pub committer: Arc<Committer>,
     /// At-least-once or exactly-once.

@@ -93,9 +93,9 @@ impl SendError {
     }
 
     /// The same failure for another caller whose records shared the failed
-    /// batch: fenced, abortable and timed-out stay so; the rest become
+    /// batch (or a transaction): fenced, abortable and timed-out stay so; the rest become
     /// [`SendError::Fatal`] on `target` with this error's message.
-    pub(super) fn for_follower(&self, target: &str) -> SendError {
+    pub fn for_follower(&self, target: &str) -> SendError {
         match self {
             SendError::Fenced { transactional_id, reason } => {
                 SendError::Fenced { transactional_id: transactional_id.clone(), reason: reason.clone() }
@@ -113,6 +113,18 @@ impl SendError {
             }
         }
     }
+}
+
+/// Whether the brokers keep a zombie out by its group generation (KIP-447,
+/// Apache Kafka 2.5 and later): TxnOffsetCommit v3 carries the generation and
+/// member id the group coordinator checks, and OffsetFetch v7's
+/// require_stable makes a new owner wait for pending transactional offsets.
+/// Then one transactional producer per member is as safe as one per partition.
+pub async fn fences_by_generation(cluster: &Cluster) -> Result<bool, KafkaError> {
+    let conn = cluster.any_connection().await?;
+    let supports = |version: Result<i16, KafkaError>, least: i16| version.is_ok_and(|v| v >= least);
+    Ok(supports(conn.version::<TxnOffsetCommitRequest>(), 3)
+        && supports(conn.version::<kafka_protocol::messages::OffsetFetchRequest>(), 7))
 }
 
 struct State {
@@ -198,7 +210,7 @@ impl Producer {
                     let version = conn.version_capped::<InitProducerIdRequest>(INIT_PRODUCER_ID_CAP)?;
                     let request = InitProducerIdRequest::default()
                         .with_transactional_id(self.txn_id())
-                        .with_transaction_timeout_ms(60_000)
+                        .with_transaction_timeout_ms(self.inner.config.transaction_timeout.as_millis() as i32)
                         .with_producer_id(ProducerId(-1))
                         .with_producer_epoch(-1);
                     match conn.send_version(&request, version, Duration::ZERO).await {

@@ -103,7 +103,8 @@ impl std::str::FromStr for Compression {
 ///   names are not on the wire, so ratios differ little between codecs while
 ///   lz4 costs the least CPU of them, and CPU is what the runtime spends per
 ///   record (see DESIGN.md);
-/// - `request_timeout: 30 s`, `delivery_timeout: 120 s`: the Java producer's.
+/// - `request_timeout: 30 s`, `delivery_timeout: 120 s`: the Java producer's;
+/// - `transaction_timeout: 60 s`: the Java producer's too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerConfig {
     /// Ask the broker for a producer id and number each partition's batches,
@@ -114,6 +115,11 @@ pub struct ProducerConfig {
     /// Set for exactly-once functions: the id that fences older instances of
     /// the same member (KIP-447).
     pub transactional_id: Option<String>,
+    /// How long the transaction coordinator lets a transaction of this
+    /// producer stay open before it aborts it and fences the producer: the
+    /// longest a crashed producer's open transaction holds read_committed
+    /// readers (and, for offsets, the next owner of its partitions).
+    pub transaction_timeout: Duration,
     /// How long records sent to an idle partition (no batch in flight, none
     /// queued) may wait for more before their batch is sent.
     ///
@@ -141,6 +147,7 @@ impl Default for ProducerConfig {
             idempotent: true,
             acks: Acks::All,
             transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
             linger: Duration::from_millis(5),
             max_batch_bytes: 1_000_000,
             compression: Compression::Lz4,
@@ -164,6 +171,9 @@ impl ProducerConfig {
             if !self.idempotent {
                 return invalid("idempotent", "a transactional producer must be idempotent");
             }
+        }
+        if self.transaction_timeout.is_zero() || self.transaction_timeout.as_millis() > i32::MAX as u128 {
+            return invalid("transaction_timeout", "must be more than 0 ms and fit in 2147483647 ms");
         }
         if self.max_batch_bytes == 0 || self.max_batch_bytes > i32::MAX as usize {
             return invalid("max_batch_bytes", "must be between 1 and 2147483647");

@@ -32,6 +32,7 @@ fn contradicting_settings_name_their_field() {
         (ProducerConfig { transactional_id: Some(String::new()), ..base.clone() }, "transactional_id"),
         (ProducerConfig { max_batch_bytes: 0, ..base.clone() }, "max_batch_bytes"),
         (ProducerConfig { request_timeout: Duration::ZERO, ..base.clone() }, "request_timeout"),
+        (ProducerConfig { transaction_timeout: Duration::ZERO, ..base.clone() }, "transaction_timeout"),
         (ProducerConfig { delivery_timeout: Duration::from_secs(30), ..base.clone() }, "delivery_timeout"),
     ];
     for (config, field) in cases {

@@ -1,0 +1,194 @@
+//! One transaction at a time for every partition a member of an exactly_once
+//! function processes: the KIP-447 model (Kafka Streams' exactly_once_v2).
+//!
+//! ```text
+//! worker p0 ─┐ chunk + next offset                 ┌ stage every chunk's records
+//! worker p1 ─┼──────────────────────> transaction ─┤ TxnOffsetCommit (all offsets, group generation)
+//! worker p5 ─┘ <──── outcome, to each ─── task     └ send the records, EndTxn
+//! ```
+//!
+//! Chunks that arrive while a transaction commits wait and go together in the
+//! next one, so a member with many busy partitions runs a few large
+//! transactions instead of one per partition and chunk, on one producer
+//! instead of one per partition.
+//!
+//! Fencing moves from the transactional id to the group: the group
+//! coordinator refuses TxnOffsetCommit from a generation it has moved on
+//! from, so a zombie's transaction aborts. A dead member's open transaction
+//! holds the offsets of its partitions as pending: the next owner's
+//! OffsetFetch (require_stable) waits until it ends, by commit or by the
+//! transaction timeout. The records of a transaction reach the log only after
+//! its offsets were accepted, so whatever a new owner reads (an aggregate's
+//! table, say) is decided once its start offset is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::DeliverError;
+use crate::invoker::committer::Committer;
+use crate::invoker::egress::Outgoing;
+use crate::kafka::group::protocol::TopicPartition;
+use crate::kafka::producer::{Producer, ProducerConfig, SendError};
+use crate::kafka::Cluster;
+use crate::metrics::FunctionMetrics;
+
+/// How long the broker lets one of the member's transactions stay open.
+///
+/// A transaction opens when its chunks are complete and lives for the few
+/// round trips of its commit, so this is far above what a live member needs;
+/// it is what a crashed member's partitions wait before their next owner may
+/// start (Kafka Streams uses the same 10 s for exactly_once_v2).
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One partition's chunk, waiting for the next transaction.
+struct Chunk {
+    tp: TopicPartition,
+    outgoing: Outgoing,
+    commit: Option<i64>,
+    done: oneshot::Sender<Result<(), DeliverError>>,
+}
+
+/// The member's transactions: a handle to the task that runs them.
+///
+/// The task ends when the last handle is dropped (the function stopped).
+#[derive(Clone)]
+pub struct MemberTransaction {
+    chunks: mpsc::UnboundedSender<Chunk>,
+}
+
+impl MemberTransaction {
+    /// Starts the member's transaction task. Its producer's transactional id
+    /// is `kfn.<function>.<16 random hex digits>`: unique to this process, as fencing is
+    /// the group's work here.
+    pub fn start(
+        function: Arc<str>,
+        cluster: Cluster,
+        config: ProducerConfig,
+        committer: Arc<Committer>,
+        metrics: FunctionMetrics,
+    ) -> Self {
+        let config = ProducerConfig {
+            transactional_id: Some(format!("kfn.{function}.{:016x}", rand::random::<u64>())),
+            transaction_timeout: TRANSACTION_TIMEOUT,
+            ..config
+        };
+        let (chunks, queue) = mpsc::unbounded_channel();
+        let task = Task { function, cluster, config, committer, metrics, producer: None };
+        tokio::spawn(task.run(queue));
+        MemberTransaction { chunks }
+    }
+
+    /// Writes `outgoing` and commits `commit` (the next offset to read of
+    /// `tp`) in the member's next transaction, with whatever other partitions
+    /// hand in meanwhile; returns once that transaction ended.
+    pub async fn deliver(
+        &self,
+        tp: &TopicPartition,
+        outgoing: Outgoing,
+        commit: Option<i64>,
+    ) -> Result<(), DeliverError> {
+        let (done, outcome) = oneshot::channel();
+        let chunk = Chunk { tp: tp.clone(), outgoing, commit, done };
+        self.chunks.send(chunk).map_err(|_| DeliverError::Stopped)?;
+        outcome.await.map_err(|_| DeliverError::Stopped)?
+    }
+}
+
+/// The task behind [`MemberTransaction`]: its producer, made on first use and
+/// again after the broker fenced it.
+struct Task {
+    function: Arc<str>,
+    cluster: Cluster,
+    config: ProducerConfig,
+    committer: Arc<Committer>,
+    metrics: FunctionMetrics,
+    producer: Option<Producer>,
+}
+
+impl Task {
+    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Chunk>) {
+        while let Some(first) = queue.recv().await {
+            let mut chunks = vec![first];
+            while let Ok(next) = queue.try_recv() {
+                chunks.push(next);
+            }
+            let mut done = Vec::with_capacity(chunks.len());
+            let mut outgoing = Vec::with_capacity(chunks.len());
+            let mut offsets = BTreeMap::new();
+            for chunk in chunks {
+                if let Some(offset) = chunk.commit {
+                    offsets.insert(chunk.tp.clone(), offset);
+                }
+                outgoing.push(chunk.outgoing);
+                done.push((chunk.tp, chunk.done));
+            }
+            let outcome = self.transaction(outgoing, &offsets).await;
+            for (tp, done) in done {
+                let _ = done.send(match &outcome {
+                    Ok(()) => Ok(()),
+                    Err(DeliverError::Unassigned) => Err(DeliverError::Unassigned),
+                    Err(DeliverError::Stopped) => Err(DeliverError::Stopped),
+                    Err(DeliverError::Send(e)) => Err(DeliverError::Send(e.for_follower(&tp.to_string()))),
+                });
+            }
+        }
+    }
+
+    /// One transaction: every chunk's records and offsets, all or nothing.
+    async fn transaction(
+        &mut self,
+        outgoing: Vec<Outgoing>,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), DeliverError> {
+        let start = Instant::now();
+        let producer = match &self.producer {
+            Some(p) => p.clone(),
+            None => {
+                let p = Producer::new(self.cluster.clone(), self.config.clone()).await?;
+                self.producer.insert(p).clone()
+            }
+        };
+        for chunk in outgoing {
+            for ((topic, partition), records) in chunk {
+                producer.stage(&TopicPartition::new(topic.to_string(), partition), records);
+            }
+        }
+        let Some(generation) = self.committer.generation() else {
+            self.metrics.aborted.inc();
+            let _ = producer.abort().await;
+            return Err(DeliverError::Unassigned);
+        };
+        let committed = async {
+            if !offsets.is_empty() {
+                producer.send_offsets(self.committer.group(), &generation, offsets).await?;
+            }
+            producer.commit().await
+        }
+        .await;
+        match committed {
+            Ok(()) => {
+                self.metrics.committed.inc();
+                self.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(e) if e.is_fenced() => {
+                // The broker bumped the producer's epoch: it aborted a transaction
+                // that outlived the timeout. That says nothing about who owns the
+                // partitions (the generation does), so the chunks are redone with a
+                // new producer rather than their partitions stopped.
+                tracing::warn!(function = %self.function, error = %e, "the member's transactional producer was fenced; starting a new one");
+                self.metrics.aborted.inc();
+                self.producer = None;
+                Err(DeliverError::Send(SendError::Abortable(e.to_string())))
+            }
+            Err(e) => {
+                self.metrics.aborted.inc();
+                let _ = producer.abort().await;
+                Err(e.into())
+            }
+        }
+    }
+}

@@ -209,6 +209,25 @@ async fn a_member_the_group_moved_on_from_cannot_commit_a_transaction() {
 }
 
 #[tokio::test]
+async fn only_a_group_coordinator_that_checks_generations_refuses_a_stranger() {
+    // `transactional_producer = "auto"` asks the broker this before it holds one
+    // producer per member: Apache Kafka refuses; tansu advertises the same request
+    // versions but accepts, so kfn keeps one producer per partition there.
+    let cluster = kfn_tests::cluster();
+    let input = kfn_tests::unique("txn-probe-in");
+    kfn_tests::create_topic(&input, 1).await.expect("topic");
+    let group = kfn_tests::unique("txn-probe-group");
+    let producer = transactional(&cluster, &kfn_tests::unique("txn-probe")).await;
+    let refuses = producer.group_refuses_strangers(&group, &input, Duration::from_secs(10)).await.expect("probe");
+    assert_eq!(refuses, !kfn_tests::on_tansu(), "whether the group coordinator refused a stranger's offsets");
+    // The probe leaves nothing behind: its transaction was aborted.
+    let committed = GroupClient::new(cluster.clone(), group).committed(&[TopicPartition::new(&input, 0)]).await;
+    assert!(committed.expect("committed offsets").is_empty());
+    producer.stage(&TopicPartition::new(&input, 0), vec![record("after")]);
+    producer.commit().await.expect("the producer goes on after the probe");
+}
+
+#[tokio::test]
 async fn a_new_owner_waits_for_the_offsets_of_an_open_transaction() {
     // What one producer per member relies on: the next owner of a partition
     // reads its start offset only once the previous owner's transaction ended

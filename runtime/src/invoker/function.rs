@@ -26,7 +26,7 @@ use crate::kafka::consumer::LogEnd;
 use crate::kafka::fetch::FetchLimits;
 use crate::kafka::group::coordinator::GroupClient;
 use crate::kafka::group::member::{GroupMember, MemberConfig};
-use crate::kafka::producer::{fences_by_generation, Producer, ProducerConfig};
+use crate::kafka::producer::{Producer, ProducerConfig, SendError};
 use crate::kafka::{Cluster, KafkaError};
 use crate::metrics::Metrics;
 
@@ -65,6 +65,14 @@ pub enum FunctionError {
     /// A topic's metadata could not be read.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// The transactional producer of an exactly_once function could not start.
+    #[error("function {function}: cannot start its transactional producer: {source}")]
+    Transactions {
+        /// The function.
+        function: String,
+        /// Why (boxed: it is large, and start errors are rare).
+        source: Box<SendError>,
+    },
 }
 
 /// The registered code a topic function runs.
@@ -197,18 +205,23 @@ pub async fn start_function(
     let committer = Arc::new(Committer::new(GroupClient::new(deps.cluster.clone(), spec.group_id()), member.state()));
     let member_transaction = match (spec.guarantee, runtime.transactional_producer) {
         (Guarantee::AtLeastOnce, _) | (_, TransactionalProducer::PerPartition) => None,
-        (_, TransactionalProducer::PerMember) => Some(()),
-        (_, TransactionalProducer::Auto) => fences_by_generation(deps.cluster).await?.then_some(()),
-    }
-    .map(|()| {
-        MemberTransaction::start(
-            function.clone(),
-            deps.cluster.clone(),
-            deps.producer_config.clone(),
-            committer.clone(),
-            metrics.clone(),
-        )
-    });
+        (_, model) => {
+            let config = MemberTransaction::producer_config(&spec.name, deps.producer_config);
+            let (supported, producer) = match model {
+                TransactionalProducer::Auto => {
+                    let input = &spec.inputs()[0];
+                    MemberTransaction::supported(deps.cluster, &config, &spec.group_id(), input)
+                        .await
+                        .map_err(|e| FunctionError::Transactions { function: spec.name.clone(), source: Box::new(e) })?
+                }
+                _ => (true, None),
+            };
+            supported.then(|| {
+                let (cluster, metrics) = (deps.cluster.clone(), metrics.clone());
+                MemberTransaction::start(function.clone(), cluster, config, producer, committer.clone(), metrics)
+            })
+        }
+    };
     if spec.guarantee == Guarantee::ExactlyOnce {
         let model = if member_transaction.is_some() { "per member" } else { "per partition" };
         tracing::info!(function = %function, "exactly_once with one transactional producer {model}");

@@ -31,7 +31,7 @@ use super::error::DeliverError;
 use crate::invoker::committer::Committer;
 use crate::invoker::egress::Outgoing;
 use crate::kafka::group::protocol::TopicPartition;
-use crate::kafka::producer::{Producer, ProducerConfig, SendError};
+use crate::kafka::producer::{advertises_kip447, Producer, ProducerConfig, SendError};
 use crate::kafka::Cluster;
 use crate::metrics::FunctionMetrics;
 
@@ -42,6 +42,10 @@ use crate::metrics::FunctionMetrics;
 /// it is what a crashed member's partitions wait before their next owner may
 /// start (Kafka Streams uses the same 10 s for exactly_once_v2).
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the check that the group coordinator refuses strangers may take
+/// before it counts as no (and the function holds a producer per partition).
+const PROBE_WAIT: Duration = Duration::from_secs(10);
 
 /// One partition's chunk, waiting for the next transaction.
 struct Chunk {
@@ -60,23 +64,48 @@ pub struct MemberTransaction {
 }
 
 impl MemberTransaction {
-    /// Starts the member's transaction task. Its producer's transactional id
-    /// is `kfn.<function>.<16 random hex digits>`: unique to this process, as fencing is
-    /// the group's work here.
+    /// The settings of the member's producer: `base` with the transactional
+    /// id `kfn.<function>.<16 random hex digits>`, unique to this process as
+    /// fencing is the group's work here, and a short transaction timeout.
+    pub fn producer_config(function: &str, base: &ProducerConfig) -> ProducerConfig {
+        ProducerConfig {
+            transactional_id: Some(format!("kfn.{function}.{:016x}", rand::random::<u64>())),
+            transaction_timeout: TRANSACTION_TIMEOUT,
+            ..base.clone()
+        }
+    }
+
+    /// Whether the member may hold one transaction for all its partitions:
+    /// the brokers advertise KIP-447 and the group coordinator refuses a
+    /// stranger's offsets for `group` (read on `input`, one of its topics).
+    /// Returns the producer that asked, for [`MemberTransaction::start`].
+    pub async fn supported(
+        cluster: &Cluster,
+        config: &ProducerConfig,
+        group: &str,
+        input: &str,
+    ) -> Result<(bool, Option<Producer>), SendError> {
+        if !advertises_kip447(cluster).await? {
+            return Ok((false, None));
+        }
+        let producer = Producer::new(cluster.clone(), config.clone()).await?;
+        let refuses = producer.group_refuses_strangers(group, input, PROBE_WAIT).await?;
+        Ok((refuses, Some(producer)))
+    }
+
+    /// Starts the member's transaction task with `config` (from
+    /// [`MemberTransaction::producer_config`]); `producer`, when given, was
+    /// made with it.
     pub fn start(
         function: Arc<str>,
         cluster: Cluster,
         config: ProducerConfig,
+        producer: Option<Producer>,
         committer: Arc<Committer>,
         metrics: FunctionMetrics,
     ) -> Self {
-        let config = ProducerConfig {
-            transactional_id: Some(format!("kfn.{function}.{:016x}", rand::random::<u64>())),
-            transaction_timeout: TRANSACTION_TIMEOUT,
-            ..config
-        };
         let (chunks, queue) = mpsc::unbounded_channel();
-        let task = Task { function, cluster, config, committer, metrics, producer: None };
+        let task = Task { function, cluster, config, committer, metrics, producer };
         tokio::spawn(task.run(queue));
         MemberTransaction { chunks }
     }

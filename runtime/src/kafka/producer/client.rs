@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -115,12 +116,13 @@ impl SendError {
     }
 }
 
-/// Whether the brokers keep a zombie out by its group generation (KIP-447,
-/// Apache Kafka 2.5 and later): TxnOffsetCommit v3 carries the generation and
-/// member id the group coordinator checks, and OffsetFetch v7's
+/// Whether the brokers advertise what one transactional producer per member
+/// needs (KIP-447, Apache Kafka 2.5 and later): TxnOffsetCommit v3, which
+/// carries the generation and member id, and OffsetFetch v7, whose
 /// require_stable makes a new owner wait for pending transactional offsets.
-/// Then one transactional producer per member is as safe as one per partition.
-pub async fn fences_by_generation(cluster: &Cluster) -> Result<bool, KafkaError> {
+/// Whether the group coordinator really checks the generation is for
+/// [`Producer::group_refuses_strangers`] to find out.
+pub async fn advertises_kip447(cluster: &Cluster) -> Result<bool, KafkaError> {
     let conn = cluster.any_connection().await?;
     let supports = |version: Result<i16, KafkaError>, least: i16| version.is_ok_and(|v| v >= least);
     Ok(supports(conn.version::<TxnOffsetCommitRequest>(), 3)
@@ -516,6 +518,50 @@ impl Producer {
         generation: &Generation,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), SendError> {
+        match self.txn_offset_commit(group, generation, offsets, self.inner.config.delivery_timeout).await? {
+            TxnOutcome::Done => Ok(()),
+            TxnOutcome::Fenced(e) | TxnOutcome::ReinitProducer(e) => Err(self.fenced(e.to_string())),
+            TxnOutcome::AbortTransaction(e) => Err(SendError::Abortable(e.to_string())),
+            other => Err(SendError::Fatal {
+                target: format!("TxnOffsetCommit for group {group}"),
+                reason: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Whether the group coordinator refuses transactional offsets from a
+    /// member it does not know: what one transactional producer per member
+    /// relies on (KIP-447). Some brokers advertise the request versions
+    /// without the check (tansu 0.6 accepts a stranger's offsets), so kfn asks:
+    /// it opens a transaction, offers offset 0 of `topic`'s partition 0 from a
+    /// member and generation that do not exist, and aborts. (Apache Kafka
+    /// checks the partition before the member, so it must be a real one; the
+    /// abort keeps a broker that took the offset from applying it.) An answer
+    /// that is neither a refusal by generation nor an acceptance within
+    /// `wait` counts as no.
+    pub async fn group_refuses_strangers(&self, group: &str, topic: &str, wait: Duration) -> Result<bool, SendError> {
+        let stranger = Generation { id: i32::MAX, member_id: "kfn-probe".into(), protocol: String::new() };
+        let offsets = BTreeMap::from([(TopicPartition::new(topic, 0), 0)]);
+        let outcome = self.txn_offset_commit(group, &stranger, &offsets, wait).await;
+        self.abort().await?;
+        Ok(match outcome? {
+            TxnOutcome::AbortTransaction(e) => matches!(
+                e.error,
+                ResponseError::IllegalGeneration | ResponseError::UnknownMemberId | ResponseError::FencedInstanceId
+            ),
+            _ => false,
+        })
+    }
+
+    /// AddOffsetsToTxn (once per group and transaction), then TxnOffsetCommit,
+    /// retried for up to `wait`: the outcome that ended it.
+    async fn txn_offset_commit(
+        &self,
+        group: &str,
+        generation: &Generation,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        wait: Duration,
+    ) -> Result<TxnOutcome, SendError> {
         let identity = self.identity();
         let txn_id = self.txn_id().unwrap_or_default();
         let group_id = GroupId(StrBytes::from_string(group.to_string()));
@@ -562,24 +608,15 @@ impl Producer {
         // that is loading or moving can take seconds, and is not asked 20
         // times a second meanwhile.
         let mut pauses = crate::backoff::Pauses::new(Duration::from_millis(50), Duration::from_millis(500))
-            .until(Instant::now() + self.inner.config.delivery_timeout);
+            .until(Instant::now() + wait);
         loop {
             let conn = self.inner.cluster.coordinator(CoordinatorKind::Group, group).await?;
-            let outcome = classify_txn_offset_commit(&conn.send(&request).await?);
-            match outcome {
-                TxnOutcome::Done => return Ok(()),
+            match classify_txn_offset_commit(&conn.send(&request).await?) {
                 TxnOutcome::Retry { error, .. } if !pauses.expired() => {
                     tracing::debug!(group, %error, "TxnOffsetCommit retry");
                     pauses.pause().await;
                 }
-                TxnOutcome::Fenced(e) | TxnOutcome::ReinitProducer(e) => return Err(self.fenced(e.to_string())),
-                TxnOutcome::AbortTransaction(e) => return Err(SendError::Abortable(e.to_string())),
-                other => {
-                    return Err(SendError::Fatal {
-                        target: format!("TxnOffsetCommit for group {group}"),
-                        reason: format!("{other:?}"),
-                    })
-                }
+                outcome => return Ok(outcome),
             }
         }
     }

@@ -47,7 +47,7 @@ pub mod sequence;
 mod tests;
 
 pub use batch::{BatchBuilder, EncodedBatch, ProducerRecord, Pushed};
-pub use client::{fences_by_generation, Producer, SendError};
+pub use client::{advertises_kip447, Producer, SendError};
 pub use config::{Acks, Compression, ProducerConfig};
 pub use outcome::{
     classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn, classify_init_producer_id,

@@ -92,3 +92,54 @@ pub async fn run(args: RegistryArgs, registry: &kfn_sdk::Registry) -> anyhow::Re
     server.stop().await;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        access: RegistryAccessArgs,
+    }
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        // Catches a flag that `kfn dev` and the shared registry flags both define.
+        crate::cli::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn access_flags_turn_on_tls_and_basic_auth() {
+        let flags = Flags::try_parse_from([
+            "kfn",
+            "--registry-tls-cert",
+            "certs/registry.crt",
+            "--registry-tls-key",
+            "certs/registry.key",
+            // PATH is set wherever tests run.
+            "--registry-user",
+            "orders=PATH",
+        ])
+        .expect("parses");
+        let mut config = RegistryConfig::default();
+        flags.access.apply(&mut config).expect("applies");
+        let tls = config.tls.expect("tls");
+        assert_eq!(
+            (tls.cert_file.to_str(), tls.key_file.to_str()),
+            (Some("certs/registry.crt"), Some("certs/registry.key"))
+        );
+        assert!(config.users.is_some_and(|users| !users.is_empty()));
+
+        let mut plain = RegistryConfig::default();
+        Flags::try_parse_from(["kfn"]).expect("parses").access.apply(&mut plain).expect("applies");
+        assert_eq!((plain.tls, plain.users), (None, None), "no flags: plain http, no auth");
+
+        assert!(Flags::try_parse_from(["kfn", "--registry-tls-cert", "c.pem"]).is_err(), "a cert needs its key");
+        let no_env = Flags::try_parse_from(["kfn", "--registry-user", "orders"]).expect("parses");
+        let err = no_env.access.apply(&mut RegistryConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("NAME=ENV"), "{err}");
+    }
+}

@@ -101,7 +101,7 @@ impl App {
     pub async fn new(config: Config, registry: kfn_sdk::Registry) -> Result<Self, StartError> {
         let cluster = Cluster::from_config(&config)?;
         let url = config.runtime.schema_registry.clone().ok_or(StartError::NoSchemaRegistry)?;
-        let client = RegistryClient::new(&url, None)?;
+        let client = RegistryClient::with_access(&url, config.runtime.schema_registry_access.clone())?;
         let mut encoders = HashMap::new();
         let metrics = Metrics::new();
         let schemas = Arc::new(SchemaCache::new(client).counting_errors(metrics.schema_registry_errors.clone()));

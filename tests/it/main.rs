@@ -12,6 +12,7 @@ mod order_system;
 mod producer;
 mod registry;
 mod registry_client;
+mod registry_tls;
 mod restart;
 mod runtime;
 mod scaffold;

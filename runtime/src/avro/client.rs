@@ -2,7 +2,8 @@
 //!
 //! It speaks only what every Confluent-compatible registry serves (Confluent,
 //! Karapace, Apicurio's `ccompat` API, Redpanda, kfn's own registry), over
-//! HTTP/1.1 with hyper. Schemas are immutable once they have an id, so the
+//! HTTP/1.1 with hyper, plain or over TLS with basic credentials
+//! ([`RegistryAccess`]). Schemas are immutable once they have an id, so the
 //! client caches them by id, and ids by (subject, schema): after the first
 //! call the per-record path never goes to the network. Calls are retried with
 //! exponential backoff while the registry cannot be reached or answers 5xx,
@@ -18,8 +19,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Not supported yet: `https://` registry URLs (put a TLS-terminating proxy in
-//! front, or extend the connector), and several registry URLs in one setting.
+//! A certificate the client cannot verify fails the first call with
+//! [`RegistryError::Tls`] (naming the host and the CA), and wrong credentials
+//! with [`RegistryError::Unauthorized`] (naming the user); neither is retried.
+//!
+//! Not supported yet: several registry URLs in one setting, client
+//! certificates (mutual TLS) and bearer tokens.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,16 +32,18 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 
+use super::access::{https_connector, tls_failure};
+pub use super::access::{BasicAuth, RegistryAccess};
 use super::api::{
     CompatibilityCheck, CompatibilityLevel, ConfigAnswer, ErrorAnswer, IdAnswer, RegisteredSchema, SchemaAnswer,
     SchemaBody, SubjectVersion, Version,
@@ -56,21 +63,6 @@ pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")
 }
 
-/// HTTP basic credentials for the registry (`basic.auth.user.info` in Confluent clients).
-#[derive(Clone)]
-pub struct BasicAuth {
-    /// The user name (an API key on Confluent Cloud).
-    pub username: String,
-    /// The password (an API secret on Confluent Cloud).
-    pub password: String,
-}
-
-impl std::fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicAuth").field("username", &self.username).finish_non_exhaustive()
-    }
-}
-
 /// An async Confluent Schema Registry client; cheap to clone, clones share the caches.
 #[derive(Clone)]
 pub struct RegistryClient {
@@ -80,8 +72,14 @@ pub struct RegistryClient {
 struct Inner {
     /// Base URL without a trailing slash; may carry a path (Apicurio's `/apis/ccompat/v7`).
     base: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     auth: Option<HeaderValue>,
+    /// The user of `auth`, for a 401's message.
+    username: Option<String>,
+    /// The URL's host, for a TLS failure's message.
+    host: String,
+    /// What the server's certificate is checked against, for a TLS failure's message.
+    trust: String,
     retry: ExponentialBuilder,
     timeout: Duration,
     by_id: RwLock<HashMap<u32, Arc<RegisteredSchema>>>,
@@ -94,33 +92,35 @@ struct Inner {
 }
 
 impl RegistryClient {
-    /// A client of the registry at `url` (`http://host:port`, optionally with a path prefix).
+    /// A client of the registry at `url` (`http://host:port` or `https://host:port`,
+    /// optionally with a path prefix); `https` trusts Mozilla's public roots.
     ///
     /// Retries: 100 ms doubling up to 5 s, 8 retries (about 20 s in all); requests time out after 10 s.
     pub fn new(url: &str, auth: Option<BasicAuth>) -> Result<Self, RegistryError> {
+        Self::with_access(url, RegistryAccess { auth, ca_file: None })
+    }
+
+    /// A client of the registry at `url` with credentials and a CA file
+    /// (`runtime.schema_registry_auth` and `runtime.schema_registry_tls`).
+    ///
+    /// Fails when the CA file cannot be read or holds no certificate.
+    pub fn with_access(url: &str, access: RegistryAccess) -> Result<Self, RegistryError> {
         let invalid = |reason: &str| RegistryError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
         let uri: hyper::Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| invalid(&e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(invalid("https registries are not supported yet; use http")),
-            _ => return Err(invalid("expected http://host:port")),
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(invalid("expected http://host:port or https://host:port"));
         }
-        if uri.host().is_none() {
-            return Err(invalid("the URL names no host"));
-        }
-        let auth = match auth {
-            Some(BasicAuth { username, password }) => {
-                let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-                let value = HeaderValue::from_str(&format!("Basic {token}"))
-                    .map_err(|_| invalid("the basic-auth credentials are not valid header text"))?;
-                Some(value)
+        let host = uri.host().ok_or_else(|| invalid("the URL names no host"))?.to_owned();
+        let auth = match &access.auth {
+            Some(basic) => {
+                Some(basic.header().ok_or_else(|| invalid("the basic-auth credentials are not valid header text"))?)
             }
             None => None,
         };
         let http = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
+            .build(https_connector(url, &access)?);
         let retry = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(5))
@@ -131,6 +131,9 @@ impl RegistryClient {
                 base: url.trim_end_matches('/').to_owned(),
                 http,
                 auth,
+                username: access.auth.as_ref().map(|a| a.username.clone()),
+                host,
+                trust: access.trust(),
                 retry,
                 timeout: Duration::from_secs(10),
                 by_id: RwLock::default(),
@@ -312,10 +315,14 @@ impl RegistryClient {
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| RegistryError::InvalidUrl { url: url.to_owned(), reason: e.to_string() })?;
         let exchange = async {
-            let response = self.inner.http.request(request).await.map_err(|source| RegistryError::Unreachable {
-                method: name,
-                url: url.to_owned(),
-                source,
+            let response = self.inner.http.request(request).await.map_err(|source| match tls_failure(&source) {
+                Some(tls) => RegistryError::Tls {
+                    url: url.to_owned(),
+                    host: self.inner.host.clone(),
+                    trust: self.inner.trust.clone(),
+                    source: Box::new(tls),
+                },
+                None => RegistryError::Unreachable { method: name, url: url.to_owned(), source },
             })?;
             let status = response.status();
             let collected = Limited::new(response.into_body(), MAX_BODY).collect().await;
@@ -331,6 +338,14 @@ impl RegistryClient {
             .map_err(|_| RegistryError::Timeout { method: name, url: url.to_owned(), timeout: self.inner.timeout })??;
         if status.is_success() {
             return Ok(bytes);
+        }
+        if status == hyper::StatusCode::UNAUTHORIZED {
+            return Err(RegistryError::Unauthorized {
+                method: name,
+                url: url.to_owned(),
+                username: self.inner.username.clone(),
+                error: api_error(status.as_u16(), &bytes),
+            });
         }
         Err(RegistryError::Api { method: name, url: url.to_owned(), error: api_error(status.as_u16(), &bytes) })
     }

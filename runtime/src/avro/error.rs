@@ -108,6 +108,44 @@ pub enum RegistryError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// The CA file of `runtime.schema_registry_tls` could not be used.
+    #[error("cannot set up TLS for the schema registry at {url}: {source}")]
+    TlsSetup {
+        /// The registry URL.
+        url: String,
+        /// Which file is wrong and how.
+        #[source]
+        source: Box<crate::kafka::security::SecurityError>,
+    },
+    /// The TLS handshake failed: most often a certificate that does not chain
+    /// to the trusted CA, or that was not issued for the URL's host.
+    #[error(
+        "TLS handshake with the schema registry at {url} failed: {source} (the certificate of host {host:?} \
+         was checked against {trust}; set runtime.schema_registry_tls.ca to the CA that signed it)"
+    )]
+    Tls {
+        /// The request URL.
+        url: String,
+        /// The host the certificate must name.
+        host: String,
+        /// The trust store: `the CA in <file>`, or Mozilla's roots.
+        trust: String,
+        /// What rustls said.
+        #[source]
+        source: Box<tokio_rustls::rustls::Error>,
+    },
+    /// HTTP 401: the registry refused the credentials (or wanted some).
+    #[error("{}", unauthorized(method, url, username.as_deref(), error))]
+    Unauthorized {
+        /// The request method.
+        method: &'static str,
+        /// The request URL.
+        url: String,
+        /// The user the client authenticated as; `None` when it sent no credentials.
+        username: Option<String>,
+        /// Status, error code and the registry's reason.
+        error: ApiError,
+    },
     /// No answer within the request timeout.
     #[error("the schema registry did not answer {method} {url} within {timeout:?}")]
     Timeout {
@@ -161,14 +199,18 @@ impl RegistryError {
         match self {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::Body { .. } => true,
             Self::Api { error, .. } => error.status >= 500,
-            Self::InvalidUrl { .. } | Self::Json { .. } => false,
+            Self::InvalidUrl { .. }
+            | Self::Json { .. }
+            | Self::TlsSetup { .. }
+            | Self::Tls { .. }
+            | Self::Unauthorized { .. } => false,
         }
     }
 
     /// The registry's error, when it answered with an error status.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            Self::Api { error, .. } => Some(error),
+            Self::Api { error, .. } | Self::Unauthorized { error, .. } => Some(error),
             _ => None,
         }
     }
@@ -176,6 +218,20 @@ impl RegistryError {
     /// What the registry's error code means, when it answered with one.
     pub fn kind(&self) -> Option<ApiErrorKind> {
         self.api().map(ApiError::kind)
+    }
+}
+
+fn unauthorized(method: &str, url: &str, username: Option<&str>, error: &ApiError) -> String {
+    match username {
+        Some(user) => format!(
+            "the schema registry refused the password of user {user:?} for {method} {url} (HTTP {}: {})",
+            error.status, error.message
+        ),
+        None => format!(
+            "the schema registry wants credentials for {method} {url} and none are configured \
+             (set runtime.schema_registry_auth; HTTP {}: {})",
+            error.status, error.message
+        ),
     }
 }
 

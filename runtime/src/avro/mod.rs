@@ -14,6 +14,7 @@
 //! assert!(framing::split(b"{}").is_err()); // JSON, not Confluent-framed
 //! ```
 
+pub mod access;
 pub mod api;
 pub mod cache;
 pub mod client;
@@ -26,6 +27,6 @@ mod tests;
 
 pub use api::{CompatibilityCheck, CompatibilityLevel, RegisteredSchema, SchemaReference, SubjectVersion, Version};
 pub use cache::{register_topic_schema, SchemaCache};
-pub use client::{value_subject, BasicAuth, RegistryClient};
+pub use client::{value_subject, BasicAuth, RegistryAccess, RegistryClient};
 pub use codec::{decode, OutputEncoder, WriterDatum};
 pub use error::{ApiError, ApiErrorKind, CodecError, FramingError, RegistryError};

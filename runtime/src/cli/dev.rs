@@ -38,6 +38,10 @@ pub struct DevArgs {
     /// Show the broker's own log output.
     #[arg(long)]
     broker_logs: bool,
+    /// TLS and basic auth of the schema registry (the functions reach it with
+    /// `[runtime.schema_registry_tls]` and `[runtime.schema_registry_auth]` of the file).
+    #[command(flatten)]
+    registry_access: super::registry::RegistryAccessArgs,
 }
 
 pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<ExitCode> {
@@ -78,7 +82,13 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
     config.runtime.brokers = broker.brokers();
     config.runtime.http_addr = format!("127.0.0.1:{}", args.http_port);
     config.runtime.admin_addr = format!("127.0.0.1:{}", args.admin_port);
-    config.runtime.schema_registry = Some(format!("http://127.0.0.1:{}", args.registry_port));
+    let mut registry_config = RegistryConfig { replication, ..RegistryConfig::default() };
+    args.registry_access.apply(&mut registry_config)?;
+    // Over TLS the name is localhost: a local certificate names it more often than 127.0.0.1.
+    config.runtime.schema_registry = Some(match registry_config.tls {
+        Some(_) => format!("https://localhost:{}", args.registry_port),
+        None => format!("http://127.0.0.1:{}", args.registry_port),
+    });
 
     let cluster = Cluster::from_config(&config)?;
     let admin = Admin::new(cluster.clone());
@@ -90,14 +100,13 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         tokio::net::TcpListener::bind(("127.0.0.1", args.registry_port)).await.with_context(|| {
             format!("binding the schema registry to 127.0.0.1:{} (change it with --registry-port)", args.registry_port)
         })?;
-    let registry_config = RegistryConfig { replication, ..RegistryConfig::default() };
     let schema_registry = RegistryServer::start(cluster, registry_listener, registry_config)
         .await
         .context("starting the schema registry")?;
 
     println!("kfn dev is running:");
     println!("  broker           {} ({})", broker.bootstrap(), broker.kind().as_str());
-    println!("  schema registry  http://{}", schema_registry.local_addr());
+    println!("  schema registry  {}://{}", schema_registry.scheme(), schema_registry.local_addr());
     let result = super::run::run_app(config, registry, &[]).await;
     eprintln!("kfn: stopping the schema registry and the broker");
     schema_registry.stop().await;

@@ -181,7 +181,8 @@ async fn value_text(value: Option<&[u8]>, config: &Config) -> String {
 
 fn schema_cache(config: &Config) -> Result<SchemaCache, String> {
     let url = config.runtime.schema_registry.as_deref().ok_or("runtime.schema_registry is not set")?;
-    Ok(SchemaCache::new(RegistryClient::new(url, None).map_err(|e| e.to_string())?))
+    let access = config.runtime.schema_registry_access.clone();
+    Ok(SchemaCache::new(RegistryClient::with_access(url, access).map_err(|e| e.to_string())?))
 }
 
 async fn decode_value(value: &[u8], schemas: &SchemaCache) -> Result<(u32, serde_json::Value), String> {

@@ -216,7 +216,8 @@ async fn check(
         return Ok(ExitCode::FAILURE);
     }
     if let Some(url) = url {
-        let client = schema_check::registry::check_client(&url)?;
+        // --registry replaces the URL only; credentials and CA still come from the file.
+        let client = schema_check::registry::check_client_with(&url, config.runtime.schema_registry_access.clone())?;
         let report = schema_check::check_registry(&config, &client).await;
         println!("schema registry {}: {} topic schema(s) checked", report.url, report.topics.len());
         for topic in report.topics.iter().filter(|t| t.verdict.is_ok()) {

@@ -13,8 +13,9 @@
 //!
 //! Environment overrides use `KFN_` and `__` between levels:
 //! `KFN_RUNTIME__BROKERS='["kafka-1:9092"]'`, `KFN_RUNTIME__SESSION_TIMEOUT=10s`.
-//! Secrets never appear in the file: `security.sasl.password_env` names the
-//! variable that holds the password.
+//! Secrets never appear in the file: `security.sasl.password_env` and
+//! `runtime.schema_registry_auth.password_env` name the variable that holds
+//! the password.
 
 mod error;
 mod raw;
@@ -87,8 +88,11 @@ impl Config {
 pub struct RuntimeSettings {
     /// Bootstrap brokers, `host:port`.
     pub brokers: Vec<String>,
-    /// The Schema Registry URL.
+    /// The Schema Registry URL (`http://` or `https://`).
     pub schema_registry: Option<String>,
+    /// Credentials and CA for the registry (`runtime.schema_registry_auth`,
+    /// `runtime.schema_registry_tls`); pass it to [`crate::avro::RegistryClient::with_access`].
+    pub schema_registry_access: RegistryAccess,
     /// Address of /metrics, /healthz, /readyz.
     pub admin_addr: String,
     /// Address of the HTTP trigger.
@@ -144,6 +148,9 @@ pub struct ProducerSettings {
     /// How long one produce request may take.
     pub request_timeout: Duration,
 }
+
+/// How kfn reaches the registry: the Avro client's own type.
+pub use crate::avro::RegistryAccess;
 
 /// Record batch compression: the Kafka layer's own type (functions.toml accepts none, lz4 and zstd).
 pub use crate::kafka::producer::Compression;

@@ -14,6 +14,8 @@ use serde::Deserialize;
 pub struct RawRuntime {
     pub brokers: Option<Vec<String>>,
     pub schema_registry: Option<String>,
+    pub schema_registry_auth: Option<RawRegistryAuth>,
+    pub schema_registry_tls: Option<RawRegistryTls>,
     pub admin_addr: Option<String>,
     pub http_addr: Option<String>,
     pub client_id: Option<String>,
@@ -29,6 +31,21 @@ pub struct RawRuntime {
     pub max_http_body: Option<String>,
     pub openapi: Option<String>,
     pub producer: Option<RawProducer>,
+}
+
+/// `[runtime.schema_registry_auth]`: HTTP basic auth to the registry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistryAuth {
+    pub username: String,
+    pub password_env: String,
+}
+
+/// `[runtime.schema_registry_tls]`: trust for an `https://` registry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistryTls {
+    pub ca: Option<String>,
 }
 
 /// `[runtime.producer]`.

@@ -157,3 +157,45 @@ fn config_transactional_producer_defaults_to_auto_and_names_its_choices() {
     let errors = errors_of(load(&format!("[runtime]\ntransactional_producer = \"v2\"\n{DEFAULTS}"), TRACK));
     assert!(has(&errors, "runtime.transactional_producer", "\"per_member\""), "{errors:?}");
 }
+
+#[test]
+fn config_registry_access_reads_the_password_from_the_environment_and_the_ca_beside_the_file() {
+    // PATH is set wherever tests run; setting a variable would race other tests.
+    let runtime = "[runtime]\nschema_registry = \"https://registry.internal:8081\"\n\
+                   schema_registry_auth = { username = \"orders\", password_env = \"PATH\" }\n\
+                   schema_registry_tls = { ca = \"ca.pem\" }\n";
+    // The first load fails for want of the CA; it is then written beside functions.toml.
+    let (dir, first) = load(&format!("{runtime}{DEFAULTS}"), TRACK);
+    assert!(first.is_err(), "the CA file does not exist yet");
+    std::fs::write(dir.path().join("ca.pem"), "read when the client is built").expect("write ca");
+    let result = Config::load_file_only(&dir.path().join("functions.toml"), &registry());
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    let access = &config.runtime.schema_registry_access;
+    let auth = access.auth.as_ref().expect("auth");
+    assert_eq!((auth.username.as_str(), auth.password.clone()), ("orders", std::env::var("PATH").unwrap()));
+    assert_eq!(access.ca_file.as_deref(), Some(dir.path().join("ca.pem").as_path()));
+    assert!(!format!("{access:?}").contains(&auth.password), "the password is not printed");
+}
+
+#[test]
+fn config_registry_access_errors_name_their_field() {
+    let unset = "[runtime]\nschema_registry = \"https://r:8081\"\n\
+                 schema_registry_auth = { username = \"a:b\", password_env = \"KFN_TEST_SURELY_UNSET_PASSWORD\" }\n\
+                 schema_registry_tls = { ca = \"missing.pem\" }\n";
+    let errors = errors_of(load(&format!("{unset}{DEFAULTS}"), TRACK));
+    assert!(has(&errors, "runtime.schema_registry_auth.password_env", "KFN_TEST_SURELY_UNSET_PASSWORD"), "{errors:?}");
+    assert!(has(&errors, "runtime.schema_registry_auth.username", "without ':'"), "{errors:?}");
+    assert!(has(&errors, "runtime.schema_registry_tls.ca", "missing.pem does not exist"), "{errors:?}");
+
+    let plain = "[runtime]\nschema_registry = \"http://r:8081\"\nschema_registry_tls = { ca = \"ca.pem\" }\n";
+    let errors = errors_of(load(&format!("{plain}{DEFAULTS}"), TRACK));
+    assert!(has(&errors, "runtime.schema_registry_tls.ca", "not an https:// URL"), "{errors:?}");
+
+    let scheme = "[runtime]\nschema_registry = \"registry:8081\"\n";
+    let errors = errors_of(load(&format!("{scheme}{DEFAULTS}"), TRACK));
+    assert!(has(&errors, "runtime.schema_registry", "http:// or https://"), "{errors:?}");
+
+    let typo = "[runtime.schema_registry_auth]\nuser = \"orders\"\npassword_env = \"X\"\n";
+    let errors = errors_of(load(&format!("{typo}{DEFAULTS}"), TRACK));
+    assert!(errors.iter().any(|(f, _)| f.starts_with("runtime.schema_registry_auth")), "{errors:?}");
+}

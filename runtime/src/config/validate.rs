@@ -16,6 +16,7 @@ use super::*;
 
 mod aggregate;
 mod inputs;
+mod registry;
 mod topic;
 
 use topic::TopicDefaults;
@@ -185,9 +186,12 @@ impl Validator<'_> {
         };
         let openapi = raw.openapi.and_then(|name| self.openapi(&name));
         let producer = self.producer(raw.producer.unwrap_or_default());
+        let schema_registry_access =
+            self.registry_access(raw.schema_registry.as_deref(), raw.schema_registry_auth, raw.schema_registry_tls);
         RuntimeSettings {
             brokers,
             schema_registry: raw.schema_registry,
+            schema_registry_access,
             admin_addr: raw.admin_addr.unwrap_or_else(|| "127.0.0.1:9464".into()),
             http_addr: raw.http_addr.unwrap_or_else(|| "127.0.0.1:8080".into()),
             client_id: raw.client_id.unwrap_or_else(|| "kfn".into()),

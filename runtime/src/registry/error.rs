@@ -59,9 +59,39 @@ pub enum RegistryServerError {
         /// The topic.
         topic: String,
     },
+    /// The TLS files or the basic-auth users cannot be used.
+    #[error("schema registry: {0}")]
+    Access(#[from] AccessError),
     /// The HTTP listener failed.
     #[error("schema registry: HTTP listener: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why the registry's TLS or basic-auth users cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// A TLS file of the server cannot be read or holds nothing usable.
+    #[error("TLS: {0}")]
+    TlsFiles(#[source] Box<crate::kafka::security::SecurityError>),
+    /// The certificate and key do not make a usable TLS server.
+    #[error("TLS certificate {} with key {} is unusable: {source}", cert_file.display(), key_file.display())]
+    Certificate {
+        /// The certificate chain file.
+        cert_file: std::path::PathBuf,
+        /// The private key file.
+        key_file: std::path::PathBuf,
+        /// Why rustls refused them.
+        #[source]
+        source: Box<tokio_rustls::rustls::Error>,
+    },
+    /// A user of basic auth could not be added.
+    #[error("basic-auth users ({origin}): {reason}")]
+    Users {
+        /// Where the user came from: `--registry-user NAME=ENV`, or a file and line.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A Confluent error answer: HTTP status, `error_code` and `message`.
@@ -191,6 +221,12 @@ impl ApiErrorReply {
         Self::new(StatusCode::BAD_REQUEST, 400, message)
     }
 
+    /// 401: basic auth is required and the credentials are missing or wrong;
+    /// the message says which, never the password.
+    pub fn unauthorized(reason: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, 401, format!("Unauthorized: {reason}"))
+    }
+
     /// 404: no such endpoint.
     pub fn no_route() -> Self {
         Self::new(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found")
@@ -259,6 +295,7 @@ mod tests {
             (ApiErrorReply::invalid_version("zero"), 422, 42202),
             (ApiErrorReply::invalid_compatibility_level(), 422, 42203),
             (ApiErrorReply::bad_request("not json"), 400, 400),
+            (ApiErrorReply::unauthorized("unknown user \"x\""), 401, 401),
         ];
         for (error, status, code) in cases {
             assert_eq!(error.status.as_u16(), status, "{error}");

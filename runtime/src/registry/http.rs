@@ -1,5 +1,6 @@
-//! HTTP/1.1 on hyper: accept connections, bound and read request bodies,
-//! split and decode paths, write JSON answers; [`super::api`] does the rest.
+//! HTTP/1.1 on hyper: accept connections (over TLS when configured), check
+//! basic credentials, bound and read request bodies, split and decode paths,
+//! write JSON answers; [`super::api`] does the rest.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,15 +9,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
+use super::access::Users;
 use super::api::{ApiReply, ApiRequest};
 use super::error::ApiErrorReply;
 use super::store::Store;
@@ -26,10 +30,27 @@ pub const CONTENT_TYPE_V1: &str = "application/vnd.schemaregistry.v1+json";
 
 /// How long open connections get to finish their request on shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// Who may connect and how: TLS and basic-auth users, both optional.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// Wraps each accepted connection in TLS, when set.
+    pub tls: Option<TlsAcceptor>,
+    /// The users basic auth accepts; `None` accepts every request.
+    pub users: Option<Users>,
+}
 
 /// Serves `listener` until `shutdown` turns true, then lets open requests finish.
-pub async fn serve(listener: TcpListener, store: Store, max_body: usize, mut shutdown: watch::Receiver<bool>) {
-    let app = Arc::new(App { store, max_body });
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    max_body: usize,
+    access: Access,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = Arc::new(App { store, max_body, users: access.users });
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -47,29 +68,44 @@ pub async fn serve(listener: TcpListener, store: Store, max_body: usize, mut shu
             }
         };
         let app = app.clone();
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
+        let tls = access.tls.clone();
         connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(request).await) }
-            });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                () = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "schema registry: connection ended with an error");
+            let Some(tls) = tls else { return connection(stream, app, stop, peer).await };
+            // In the connection's own task, so a slow handshake holds up no other client.
+            match tokio::time::timeout(HANDSHAKE, tls.accept(stream)).await {
+                Ok(Ok(stream)) => connection(stream, app, stop, peer).await,
+                Ok(Err(e)) => tracing::info!(%peer, error = %e, "schema registry: TLS handshake failed"),
+                Err(_) => tracing::info!(%peer, timeout = ?HANDSHAKE, "schema registry: TLS handshake timed out"),
             }
         });
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, async { while connections.join_next().await.is_some() {} }).await.is_err() {
         connections.abort_all();
+    }
+}
+
+/// Serves the requests of one connection, plain or TLS, until it closes or shutdown.
+async fn connection<S>(stream: S, app: Arc<App>, mut stop: watch::Receiver<bool>, peer: std::net::SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.handle(request).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "schema registry: connection ended with an error");
     }
 }
 
@@ -81,14 +117,18 @@ async fn stopped(flag: &mut watch::Receiver<bool>) {
 struct App {
     store: Store,
     max_body: usize,
+    users: Option<Users>,
 }
 
 impl App {
     async fn handle(&self, request: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let result = match self.read(request).await {
-            Ok(request) => super::api::route(&self.store, request).await,
+        let result = match self.authenticate(&request) {
+            Ok(()) => match self.read(request).await {
+                Ok(request) => super::api::route(&self.store, request).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let (status, body) = match result {
@@ -100,7 +140,28 @@ impl App {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_V1));
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"kfn schema registry\""));
+        }
         response
+    }
+
+    /// Checks basic credentials before the body is read, so an unknown client costs nothing more.
+    fn authenticate(&self, request: &hyper::Request<Incoming>) -> Result<(), ApiErrorReply> {
+        let Some(users) = &self.users else { return Ok(()) };
+        let header = request.headers().get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+        match users.check(header) {
+            Ok(user) => {
+                tracing::trace!(user, "schema registry: request authenticated");
+                Ok(())
+            }
+            Err(refused) => {
+                tracing::info!(reason = %refused.message, "schema registry: request refused");
+                Err(refused)
+            }
+        }
     }
 
     async fn read(&self, request: hyper::Request<Incoming>) -> Result<ApiRequest, ApiErrorReply> {

@@ -10,7 +10,8 @@
 //! [`store`] for how writes are settled without a leader). Nothing else in
 //! kfn depends on this server; production points at its own registry.
 //!
-//! - [`api`]: routes and handlers; [`http`]: hyper plumbing;
+//! - [`api`]: routes and handlers; [`http`]: hyper plumbing; [`access`]: TLS
+//!   and basic-auth users (both off by default);
 //! - [`store`]: the topic and the follower that reads it;
 //! - [`state`]: the state and the rules that apply each record; [`ops`]: the
 //!   records each write request appends; [`record`]: their JSON format;
@@ -31,6 +32,7 @@
 //! # }
 //! ```
 
+pub mod access;
 pub mod api;
 pub mod compat;
 pub mod error;
@@ -51,8 +53,9 @@ use tokio::task::JoinHandle;
 
 use crate::kafka::Cluster;
 
+pub use access::{ServerTls, Users};
 pub use compat::CompatibilityLevel;
-pub use error::{ApiErrorReply, RegistryServerError};
+pub use error::{AccessError, ApiErrorReply, RegistryServerError};
 use store::Store;
 
 /// Where the registry keeps its state and what it accepts.
@@ -68,11 +71,15 @@ pub struct RegistryConfig {
     pub timeout: Duration,
     /// How long start-up may take to create and read the topic.
     pub load_timeout: Duration,
+    /// Serve https with this certificate; `None` serves plain http.
+    pub tls: Option<ServerTls>,
+    /// Require HTTP basic auth as one of these users; `None` lets anyone in.
+    pub users: Option<Users>,
 }
 
 impl Default for RegistryConfig {
     /// `_schemas`, replication 1 (a local single broker), 1 MiB bodies,
-    /// 10 s per request, 60 s to load.
+    /// 10 s per request, 60 s to load; plain http, no authentication.
     fn default() -> Self {
         RegistryConfig {
             topic: "_schemas".to_string(),
@@ -80,6 +87,8 @@ impl Default for RegistryConfig {
             max_body_bytes: 1 << 20,
             timeout: Duration::from_secs(10),
             load_timeout: Duration::from_secs(60),
+            tls: None,
+            users: None,
         }
     }
 }
@@ -87,6 +96,7 @@ impl Default for RegistryConfig {
 /// A running registry server.
 pub struct RegistryServer {
     addr: SocketAddr,
+    tls: bool,
     store: Store,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -101,11 +111,31 @@ impl RegistryServer {
         config: RegistryConfig,
     ) -> Result<RegistryServer, RegistryServerError> {
         let addr = listener.local_addr()?;
+        // Bad TLS files or users fail before the topic is touched.
+        let tls = config.tls.as_ref().map(ServerTls::acceptor).transpose()?;
+        if config.users.as_ref().is_some_and(Users::is_empty) {
+            return Err(AccessError::Users {
+                origin: "the registry's configuration".to_owned(),
+                reason: "basic auth is on but no user is configured".to_owned(),
+            }
+            .into());
+        }
+        let access = http::Access { tls, users: config.users.clone() };
         let store = Store::open(cluster, &config).await?;
         let (shutdown, stop) = watch::channel(false);
-        let server = tokio::spawn(http::serve(listener, store.clone(), config.max_body_bytes, stop));
-        tracing::info!(%addr, topic = %config.topic, "schema registry listening");
-        Ok(RegistryServer { addr, store, shutdown, server })
+        let server = tokio::spawn(http::serve(listener, store.clone(), config.max_body_bytes, access, stop));
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, topic = %config.topic, scheme, basic_auth = config.users.is_some(), "schema registry listening");
+        Ok(RegistryServer { addr, tls: config.tls.is_some(), store, shutdown, server })
+    }
+
+    /// `https` when the server serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The address the server listens on.

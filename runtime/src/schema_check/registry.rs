@@ -128,8 +128,13 @@ impl RegistryReport {
 /// A client for checks: a registry that is down fails the check after one
 /// quick retry instead of the runtime's twenty seconds, as someone is waiting.
 pub fn check_client(url: &str) -> Result<RegistryClient, SchemaCheckError> {
+    check_client_with(url, crate::avro::RegistryAccess::default())
+}
+
+/// [`check_client`] with credentials and a CA (`runtime.schema_registry_auth` and `_tls`).
+pub fn check_client_with(url: &str, access: crate::avro::RegistryAccess) -> Result<RegistryClient, SchemaCheckError> {
     let retry = ExponentialBuilder::new().with_min_delay(Duration::from_millis(200)).with_max_times(1);
-    Ok(RegistryClient::new(url, None)?.with_retry(retry).with_timeout(Duration::from_secs(5)))
+    Ok(RegistryClient::with_access(url, access)?.with_retry(retry).with_timeout(Duration::from_secs(5)))
 }
 
 /// Asks the registry of `client` about the schema of every topic of `config`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use backon::ExponentialBuilder;
 
 use crate::avro::client::api_error;
-use crate::avro::{value_subject, ApiErrorKind, BasicAuth, RegistryClient, RegistryError};
+use crate::avro::{value_subject, ApiErrorKind, BasicAuth, RegistryAccess, RegistryClient, RegistryError};
 
 /// Nothing listens on port 9 (discard): connections are refused.
 const NOBODY: &str = "http://127.0.0.1:9";
@@ -28,10 +28,34 @@ fn topic_name_strategy() {
 
 #[test]
 fn rejects_unusable_urls() {
-    for url in ["", "localhost:8081", "https://registry:8081", "ftp://registry", "http://"] {
+    for url in ["", "localhost:8081", "ftp://registry", "http://"] {
         let err = RegistryClient::new(url, None).unwrap_err();
         assert!(matches!(err, RegistryError::InvalidUrl { .. }), "{url}: {err}");
     }
+    assert!(RegistryClient::new("https://registry:8081", None).is_ok(), "https trusts Mozilla's roots");
+}
+
+#[test]
+fn an_unusable_ca_file_is_named() {
+    let access = RegistryAccess { auth: None, ca_file: Some("/nonexistent/registry-ca.pem".into()) };
+    let err = RegistryClient::with_access("https://registry:8081", access).unwrap_err();
+    assert!(matches!(err, RegistryError::TlsSetup { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/registry-ca.pem"), "{err}");
+}
+
+#[test]
+fn a_401_names_the_user_and_is_not_retried() {
+    let refused = |username: Option<&str>| RegistryError::Unauthorized {
+        method: "GET",
+        url: "https://registry:8081/schemas/ids/1".into(),
+        username: username.map(str::to_owned),
+        error: api_error(401, br#"{"error_code":401,"message":"Unauthorized: wrong password for user \"orders\""}"#),
+    };
+    let err = refused(Some("orders"));
+    assert!(err.to_string().contains("refused the password of user \"orders\""), "{err}");
+    assert_eq!(err.kind(), Some(ApiErrorKind::Unauthorized));
+    assert!(!err.is_transient());
+    assert!(refused(None).to_string().contains("none are configured"), "{}", refused(None));
 }
 
 #[test]

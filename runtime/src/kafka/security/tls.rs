@@ -108,7 +108,7 @@ fn roots_from_file(path: &Path) -> Result<RootCertStore, SecurityError> {
 }
 
 /// Reads the certificates of a PEM file, failing when it holds none.
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, SecurityError> {
+pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, SecurityError> {
     let mut reader = open(path)?;
     let certs = rustls_pemfile::certs(&mut reader)
         .collect::<Result<Vec<_>, _>>()
@@ -120,7 +120,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, SecurityErr
 }
 
 /// Reads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, SecurityError> {
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, SecurityError> {
     let mut reader = open(path)?;
     rustls_pemfile::private_key(&mut reader)
         .map_err(|source| SecurityError::InvalidPem { path: path.to_owned(), source })?

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::e2e::Phase;
 use crate::http_bench::HttpRun;
 use crate::memory::MemoryResult;
-use crate::services::Service;
+use crate::services::{Guarantee, Service};
 use crate::stats::Summary;
 use crate::throughput::RunResult;
 
@@ -190,7 +190,47 @@ impl Report {
             let _ = writeln!(md, "{row}|");
         }
         let _ = writeln!(md);
+        self.transactional_models(md);
         self.before_after(md);
+    }
+
+    /// exactly_once with one producer per member against one per partition, same rounds.
+    fn transactional_models(&self, md: &mut String) {
+        let pairs: Vec<(Service, Service)> = self
+            .throughput
+            .iter()
+            .filter_map(|(s, _)| match *s {
+                Service::Kfn { guarantee: Guarantee::ExactlyOncePerPartition, replicas, before: false } => {
+                    let member = Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas, before: false };
+                    self.throughput.iter().any(|(m, _)| *m == member).then_some((member, *s))
+                }
+                _ => None,
+            })
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "exactly_once, one transactional producer per member / one per partition, same rounds \
+             (throughput above 1 and CPU below 1 favour per member):\n"
+        );
+        let _ = writeln!(md, "| replicas | records/s | kfn CPU per record | broker CPU per record |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|");
+        let rate = |r: &RunResult| r.rate;
+        let cpu = |r: &RunResult| r.cpu_s_per_million;
+        let broker = |r: &RunResult| r.broker_cpu_s_per_million;
+        for (member, partition) in pairs {
+            let Service::Kfn { replicas, .. } = member else { continue };
+            let _ = writeln!(
+                md,
+                "| {replicas} | {} | {} | {} |",
+                ratio(self.median(member, rate), self.median(partition, rate)),
+                ratio(self.median(member, cpu), self.median(partition, cpu)),
+                ratio(self.median(member, broker), self.median(partition, broker))
+            );
+        }
+        let _ = writeln!(md);
     }
 
     /// After / before for each kfn service that also ran with the replica built before a change.

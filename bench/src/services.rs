@@ -15,8 +15,12 @@ use crate::stack::Stack;
 pub enum Guarantee {
     /// Outputs produced, then the offset committed.
     AtLeastOnce,
-    /// Outputs and offset committed in one transaction.
+    /// Outputs and offset committed in one transaction; `transactional_producer
+    /// = "auto"`: one producer per member where the broker fences by generation.
     ExactlyOnce,
+    /// The same with one transactional producer per input partition (what kfn
+    /// did before it held one per member).
+    ExactlyOncePerPartition,
 }
 
 impl Guarantee {
@@ -24,7 +28,33 @@ impl Guarantee {
     pub fn as_str(self) -> &'static str {
         match self {
             Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce | Guarantee::ExactlyOncePerPartition => "exactly_once",
+        }
+    }
+
+    /// The `runtime.transactional_producer` setting.
+    pub fn transactional_producer(self) -> &'static str {
+        match self {
+            Guarantee::ExactlyOncePerPartition => "per_partition",
+            _ => "auto",
+        }
+    }
+
+    /// The short name in service keys.
+    fn key(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "alo",
+            Guarantee::ExactlyOnce => "eos",
+            Guarantee::ExactlyOncePerPartition => "eospp",
+        }
+    }
+
+    /// How tables name it.
+    fn label(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
             Guarantee::ExactlyOnce => "exactly_once",
+            Guarantee::ExactlyOncePerPartition => "exactly_once (producer per partition)",
         }
     }
 }
@@ -57,8 +87,7 @@ impl Service {
             Service::RustAvro => "rust".into(),
             Service::Python => "python".into(),
             Service::Kfn { guarantee, replicas, before } => {
-                let g = if *guarantee == Guarantee::AtLeastOnce { "alo" } else { "eos" };
-                format!("kfn-{g}-{replicas}{}", if *before { "-before" } else { "" })
+                format!("kfn-{}-{replicas}{}", guarantee.key(), if *before { "-before" } else { "" })
             }
         }
     }
@@ -72,7 +101,7 @@ impl Service {
             Service::Kfn { guarantee, replicas, before } => {
                 let s = if *replicas == 1 { "" } else { "s" };
                 let when = if *before { " (before)" } else { "" };
-                format!("kfn {}, {replicas} replica{s}{when}", guarantee.as_str())
+                format!("kfn {}, {replicas} replica{s}{when}", guarantee.label())
             }
         }
     }
@@ -261,6 +290,7 @@ schema_registry = "{registry}"
 admin_addr = "{admin}"
 session_timeout = "6s"
 shutdown_timeout = "5s"
+transactional_producer = "{producers}"
 
 [topics."{input}"]
 partitions = {partitions}
@@ -287,5 +317,6 @@ dead_letter = "{dead_letter}"
         registry = stack.registry_url,
         schema = schema.display(),
         guarantee = guarantee.as_str(),
+        producers = guarantee.transactional_producer(),
     )
 }

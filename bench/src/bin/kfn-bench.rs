@@ -1,8 +1,12 @@
 //! The benchmark: one local broker, every scenario, one table.
 //!
 //! `kfn-bench [--broker tansu|kafka] [--records N] [--repeats R] [--only passthrough,memory,e2e,http]
-//!            [--services pipe,rust,python,kfn-alo-1,kfn-alo-2,kfn-eos-1,kfn-eos-2]
+//!            [--services pipe,rust,python,kfn-alo-1,kfn-alo-2,kfn-eos-1,kfn-eos-2,kfn-eospp-1,kfn-eospp-2]
+//!            [--partitions P]
 //!            [--http-seconds S] [--e2e-rate R1,R2] [--e2e-seconds S] [--out FILE|-]`
+//!
+//! `kfn-eospp-*` is exactly_once with one transactional producer per input
+//! partition, beside `kfn-eos-*` (one per member where the broker allows).
 //!
 //! `KFN_BENCH_BEFORE=<a kfn-bench-replica built before a runtime change>`
 //! adds each kfn passthrough with that build, for a before/after table.
@@ -30,6 +34,7 @@ struct Options {
     e2e_rates: Vec<f64>,
     e2e_seconds: u64,
     out: Option<PathBuf>,
+    partitions: i32,
 }
 
 fn options(root: &Path) -> anyhow::Result<Options> {
@@ -43,6 +48,7 @@ fn options(root: &Path) -> anyhow::Result<Options> {
         e2e_rates: vec![50.0, 200.0],
         e2e_seconds: 20,
         out: Some(root.join("docs/benchmarks.md")),
+        partitions: 6,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -60,6 +66,7 @@ fn options(root: &Path) -> anyhow::Result<Options> {
             "--http-seconds" => o.http_seconds = value()?.parse()?,
             "--e2e-rate" => o.e2e_rates = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--e2e-seconds" => o.e2e_seconds = value()?.parse()?,
+            "--partitions" => o.partitions = value()?.parse()?,
             "--out" => o.out = Some(value()?).filter(|v| v != "-").map(PathBuf::from),
             other => anyhow::bail!("unknown argument {other}; see the doc comment of bench/src/bin/kfn-bench.rs"),
         }
@@ -68,9 +75,7 @@ fn options(root: &Path) -> anyhow::Result<Options> {
     Ok(o)
 }
 
-const PARTITIONS: i32 = 6;
-
-const SERVICES: [Service; 7] = [
+const SERVICES: [Service; 9] = [
     Service::Pipe,
     Service::RustAvro,
     Service::Python,
@@ -78,6 +83,8 @@ const SERVICES: [Service; 7] = [
     Service::Kfn { guarantee: Guarantee::AtLeastOnce, replicas: 2, before: false },
     Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 1, before: false },
     Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: 2, before: false },
+    Service::Kfn { guarantee: Guarantee::ExactlyOncePerPartition, replicas: 1, before: false },
+    Service::Kfn { guarantee: Guarantee::ExactlyOncePerPartition, replicas: 2, before: false },
 ];
 
 #[tokio::main]
@@ -106,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
             BrokerKind::Tansu => "tansu, memory storage".into(),
         },
         records: o.records,
-        partitions: PARTITIONS,
+        partitions: o.partitions,
         repeats: o.repeats,
         ..Report::default()
     };
@@ -151,11 +158,11 @@ async fn main() -> anyhow::Result<()> {
     stack.stop().await;
     let stack = start("throughput").await?;
     if wants("memory") {
-        report.memory = Some(memory::measure(&stack, PARTITIONS, (o.records as usize).min(100_000)).await?);
+        report.memory = Some(memory::measure(&stack, o.partitions, (o.records as usize).min(100_000)).await?);
     }
     if wants("passthrough") {
-        stack.create_topic("bench.in", PARTITIONS).await?;
-        report.record_bytes = orders::fill_topic(&stack, "bench.in", PARTITIONS, o.records as usize).await?;
+        stack.create_topic("bench.in", o.partitions).await?;
+        report.record_bytes = orders::fill_topic(&stack, "bench.in", o.partitions, o.records as usize).await?;
         eprintln!("kfn-bench: {} records in bench.in", o.records);
         let chosen = SERVICES.iter().filter(|s| o.services.is_empty() || o.services.contains(&s.key()));
         // With KFN_BENCH_BEFORE, each kfn service also runs with the replica built before a change, in the same rounds.
@@ -171,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         for round in 0..=o.repeats {
             for (i, (service, runs)) in results.iter_mut().enumerate() {
                 let name = format!("r{round}-s{i}");
-                let run = throughput::run_once(&stack, *service, "bench.in", PARTITIONS, o.records, &name).await?;
+                let run = throughput::run_once(&stack, *service, "bench.in", o.partitions, o.records, &name).await?;
                 eprintln!(
                     "kfn-bench: round {round} {}: {:.0} records/s, {:.2} CPU s per million (broker {:.2}), {:.0} MiB",
                     service.label(),

@@ -180,23 +180,13 @@ impl Task {
                 self.producer.insert(p).clone()
             }
         };
-        for chunk in outgoing {
-            for ((topic, partition), records) in chunk {
-                producer.stage(&TopicPartition::new(topic.to_string(), partition), records);
+        let committed = match super::transaction::run(&producer, &self.committer, outgoing, offsets).await {
+            Err(e) => {
+                self.metrics.aborted.inc();
+                return Err(e);
             }
-        }
-        let Some(generation) = self.committer.generation() else {
-            self.metrics.aborted.inc();
-            let _ = producer.abort().await;
-            return Err(DeliverError::Unassigned);
+            Ok(committed) => committed,
         };
-        let committed = async {
-            if !offsets.is_empty() {
-                producer.send_offsets(self.committer.group(), &generation, offsets).await?;
-            }
-            producer.commit().await
-        }
-        .await;
         match committed {
             Ok(()) => {
                 self.metrics.committed.inc();

@@ -29,6 +29,7 @@ use crate::metrics::FunctionMetrics;
 mod error;
 pub mod member;
 mod partition;
+mod transaction;
 
 pub use error::DeliverError;
 pub use member::MemberTransaction;

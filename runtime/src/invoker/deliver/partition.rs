@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::DeliverError;
+use super::error::DeliverError;
 use crate::invoker::committer::Committer;
 use crate::invoker::egress::Outgoing;
 use crate::invoker::shared::FunctionShared;
@@ -65,22 +65,14 @@ impl PartitionTransaction {
     ) -> Result<(), DeliverError> {
         let start = Instant::now();
         let producer = &self.producer;
-        for ((topic, partition), recs) in outgoing {
-            producer.stage(&TopicPartition::new(topic.to_string(), partition), recs);
-        }
-        let Some(generation) = self.committer.generation() else {
-            self.metrics.aborted.inc();
-            let _ = producer.abort().await;
-            return Err(DeliverError::Unassigned);
-        };
         let offsets = BTreeMap::from_iter(commit.map(|offset| (tp.clone(), offset)));
-        let committed = async {
-            if !offsets.is_empty() {
-                producer.send_offsets(self.committer.group(), &generation, &offsets).await?;
+        let committed = match super::transaction::run(producer, &self.committer, [outgoing], &offsets).await {
+            Err(e) => {
+                self.metrics.aborted.inc();
+                return Err(e);
             }
-            producer.commit().await
-        }
-        .await;
+            Ok(committed) => committed,
+        };
         match &committed {
             Ok(()) => {
                 self.metrics.committed.inc();

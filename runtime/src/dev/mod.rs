@@ -1,11 +1,12 @@
 //! The embedded local stack of `kfn dev`: a local broker (tansu, or Apache
 //! Kafka with one or three nodes), the topics of functions.toml, and every
-//! function in one process.
+//! function in one process; PostgreSQL beside them for the Connect tests.
 
 pub mod apache_kafka;
 pub mod broker;
 pub mod local;
 pub mod ports;
+pub mod postgres;
 pub mod tansu;
 
 pub use broker::{LocalBroker, LocalBrokerError, Storage};

@@ -44,6 +44,7 @@ pub fn schema_files() -> &'static [(&'static str, &'static str)] {
         ("com.tutorial.orders.OrderStatusChanged", "order_status_changed.avsc"),
         ("com.tutorial.orders.OrderStatus", "order_status.avsc"),
         ("com.tutorial.orders.ProductSale", "product_sale.avsc"),
+        ("com.tutorial.orders.ProductChange", "product_change.avsc"),
     ]
 }
 
@@ -114,6 +115,7 @@ events!(
     OrderStatusChanged,
     OrderStatus,
     ProductSale,
+    ProductChange,
 );
 
 /// One line of an order: a product, how many, and the price of one unit.
@@ -522,4 +524,34 @@ pub struct OrderStatus {
     pub status: OrderState,
     /// Every change, in event-time order.
     pub history: Vec<StatusChange>,
+}
+
+/// A row of PostgreSQL's `shop.products` as Debezium writes it: prices as
+/// decimal text (`decimal.handling.mode=string`), times as ISO-8601 text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct Product {
+    /// Catalog id, as orders name it.
+    pub product_id: String,
+    /// Name for people.
+    pub name: String,
+    /// Price of one unit, e.g. `"19.99"`.
+    pub price: String,
+    /// Units in stock.
+    pub stock: i32,
+    /// When the row last changed.
+    pub updated_at: String,
+}
+
+/// One change of `shop.products`, a record of the JSON topic `shop.products`
+/// (Debezium's envelope; its source and timing fields are not read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct ProductChange {
+    /// The row before: None for inserts and snapshot reads.
+    pub before: Option<Product>,
+    /// The row after: None for deletes.
+    pub after: Option<Product>,
+    /// `r` (snapshot read), `c`, `u` or `d`.
+    pub op: String,
 }

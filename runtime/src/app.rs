@@ -107,6 +107,10 @@ impl App {
         let schemas = Arc::new(SchemaCache::new(client).counting_errors(metrics.schema_registry_errors.clone()));
         for topic in config.topics.values() {
             let Some(path) = &topic.schema else { continue };
+            // A JSON topic's schema only names its event type: its records carry no schema id.
+            if topic.format == crate::config::TopicFormat::Json {
+                continue;
+            }
             let text = std::fs::read_to_string(path)
                 .map_err(|source| StartError::ReadSchema { path: path.clone(), source })?;
             let (id, schema) = register_topic_schema(schemas.client(), &topic.name, &text).await?;
@@ -141,6 +145,7 @@ impl App {
             producer: &self.producer,
             producer_config: &self.producer_config,
             runtime: &self.config.runtime,
+            topics: &self.config.topics,
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod avro;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod dev;
 pub mod endpoints;
 pub mod invoker;

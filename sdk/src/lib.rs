@@ -36,7 +36,7 @@ pub use aggregate::{AggCtx, AggregateHandler, ErasedFold, ErasedRowDecode, Row, 
 pub use emit::{Emit, Emitted, EncodeError, ErasedEvent, Header};
 pub use error::{FnError, FnErrorKind};
 pub use http::{HttpReply, HttpRequest};
-pub use registry::{BoxFuture, ErasedHandler, ErasedHttp, InvokeError, Registry, TopicHandler};
+pub use registry::{BoxFuture, ErasedHandler, ErasedHttp, ErasedJsonHandler, InvokeError, Registry, TopicHandler};
 
 /// Now as a Kafka timestamp: milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> i64 {

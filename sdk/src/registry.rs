@@ -30,6 +30,10 @@ pub enum InvokeError {
 pub type ErasedHandler =
     Arc<dyn Fn(Ctx, &[u8], &serde_avro_fast::Schema) -> BoxFuture<Result<Emit, InvokeError>> + Send + Sync>;
 
+/// A topic handler of a JSON topic (`format = "json"`): decodes the JSON
+/// value (Kafka Connect's payload, e.g. a Debezium change event), then runs the function.
+pub type ErasedJsonHandler = Arc<dyn Fn(Ctx, serde_json::Value) -> BoxFuture<Result<Emit, InvokeError>> + Send + Sync>;
+
 /// An HTTP handler.
 pub type ErasedHttp = Arc<dyn Fn(HttpRequest) -> BoxFuture<HttpReply> + Send + Sync>;
 
@@ -38,8 +42,10 @@ pub type ErasedHttp = Arc<dyn Fn(HttpRequest) -> BoxFuture<HttpReply> + Send + S
 pub struct TopicHandler {
     /// The Avro full name of the input event.
     pub input: &'static str,
-    /// The function.
+    /// The function, for Avro records.
     pub call: ErasedHandler,
+    /// The same function, for JSON records.
+    pub json: ErasedJsonHandler,
 }
 
 /// Every handler of a functions crate, by name.
@@ -96,10 +102,11 @@ impl Registry {
         Fut: Future<Output = Result<Emit, FnError>> + Send + 'static,
     {
         let f = Arc::new(f);
+        let avro = f.clone();
         let call: ErasedHandler =
             Arc::new(move |ctx, datum, schema| match serde_avro_fast::from_datum_slice::<E>(datum, schema) {
                 Ok(event) => {
-                    let fut = f(ctx, event);
+                    let fut = avro(ctx, event);
                     Box::pin(async move { fut.await.map_err(InvokeError::Handler) })
                 }
                 Err(e) => {
@@ -107,13 +114,23 @@ impl Registry {
                     Box::pin(std::future::ready(Err(err)))
                 }
             });
+        let json: ErasedJsonHandler = Arc::new(move |ctx, value| match serde_json::from_value::<E>(value) {
+            Ok(event) => {
+                let fut = f(ctx, event);
+                Box::pin(async move { fut.await.map_err(InvokeError::Handler) })
+            }
+            Err(e) => {
+                let err = InvokeError::Decode { event: E::NAME, message: e.to_string() };
+                Box::pin(std::future::ready(Err(err)))
+            }
+        });
         let handlers = self.topic.entry(name).or_default();
         assert!(
             handlers.iter().all(|h| h.input != E::NAME),
             "topic handler {name:?} is registered twice for {} events",
             E::NAME
         );
-        handlers.push(TopicHandler { input: E::NAME, call });
+        handlers.push(TopicHandler { input: E::NAME, call, json });
         self
     }
 

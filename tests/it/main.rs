@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod check;
+mod connect;
 mod evolution;
 mod exactly_once;
 mod group;

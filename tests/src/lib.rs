@@ -117,6 +117,7 @@ pub fn workspace_root() -> std::path::PathBuf {
 }
 
 pub mod app;
+pub mod connect;
 pub mod group;
 pub mod java;
 pub mod moto;

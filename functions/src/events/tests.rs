@@ -200,6 +200,17 @@ fn every_event_type_matches_its_schema_file() {
                 StatusChange { status: OrderState::Dispatched, at: t + 9, detail: "DHL".into() },
             ],
         }),
+        check(ProductChange {
+            before: None,
+            after: Some(Product {
+                product_id: "SKU-001".into(),
+                name: "Espresso beans 1 kg".into(),
+                price: "19.99".into(),
+                stock: 500,
+                updated_at: "2026-12-05T00:12:18.844809Z".into(),
+            }),
+            op: "r".into(),
+        }),
         check(ProductSale {
             order_id: "o-1".into(),
             product_id: "SKU-001".into(),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use super::connect::LocalConnectStack;
 use crate::dev::{ensure_free, BrokerKind, LocalCluster, LocalOptions};
 use crate::kafka::{Admin, Cluster, CreateOutcome};
 use crate::registry::{RegistryConfig, RegistryServer};
@@ -42,6 +43,17 @@ pub struct DevArgs {
     /// `[runtime.schema_registry_tls]` and `[runtime.schema_registry_auth]` of the file).
     #[command(flatten)]
     registry_access: super::registry::RegistryAccessArgs,
+    /// Also run PostgreSQL and a Kafka Connect worker: the SQL files of
+    /// <DIR>/sql run on a fresh database, the connectors of <DIR>/connectors
+    /// are applied (see docs/connect.md). Needs Debian's postgresql package.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "connect")]
+    connect: Option<PathBuf>,
+    /// Port of PostgreSQL on 127.0.0.1 (with --connect).
+    #[arg(long, default_value_t = 5432)]
+    postgres_port: u16,
+    /// Port of the Kafka Connect REST API on 127.0.0.1 (with --connect).
+    #[arg(long, default_value_t = 8083)]
+    connect_port: u16,
 }
 
 pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<ExitCode> {
@@ -62,6 +74,12 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         (args.http_port, "HTTP trigger", "--http-port"),
         (args.admin_port, "metrics and health endpoints", "--admin-port"),
     ]);
+    if args.connect.is_some() {
+        wanted.extend([
+            (args.postgres_port, "PostgreSQL", "--postgres-port"),
+            (args.connect_port, "Kafka Connect REST API", "--connect-port"),
+        ]);
+    }
     ensure_free(&wanted)?;
     eprintln!(
         "kfn: starting the local broker ({}, {} node{}) on 127.0.0.1:{}",
@@ -104,10 +122,27 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         .await
         .context("starting the schema registry")?;
 
+    // The connectors' topics are declared in functions.toml, so they exist before Connect writes to them.
+    let connect = match &args.connect {
+        Some(dir) => {
+            let dir = config.base_dir().join(dir);
+            Some(LocalConnectStack::start(&dir, &broker.bootstrap(), args.postgres_port, args.connect_port).await?)
+        }
+        None => None,
+    };
+
     println!("kfn dev is running:");
     println!("  broker           {} ({})", broker.bootstrap(), broker.kind().as_str());
     println!("  schema registry  {}://{}", schema_registry.scheme(), schema_registry.local_addr());
+    if let Some(stack) = &connect {
+        println!("  postgresql       {}", stack.postgres.url());
+        println!("  kafka connect    {}", stack.connect.url());
+    }
     let result = super::run::run_app(config, registry, &[]).await;
+    if let Some(stack) = connect {
+        eprintln!("kfn: stopping Kafka Connect and PostgreSQL");
+        stack.stop();
+    }
     eprintln!("kfn: stopping the schema registry and the broker");
     schema_registry.stop().await;
     broker.stop();

@@ -3,6 +3,7 @@
 //! Errors are reported here, at the edge, with their whole chain of causes.
 
 mod acls;
+mod connect;
 mod dev;
 mod dlq;
 mod lag;
@@ -80,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: acls::AclsCommand,
     },
+    /// Apply the repository's Kafka Connect connectors, or show their state (see docs/connect.md).
+    Connect {
+        #[command(subcommand)]
+        command: connect::ConnectCommand,
+    },
     /// List, inspect and replay the dead letters of a function (see docs/dlq.md).
     Dlq {
         #[command(subcommand)]
@@ -131,6 +137,7 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             Command::Registry(args) => registry::run(args, &registry).await,
             Command::Topics { command } => topics::run(command, &registry).await,
             Command::Acls { command } => acls::run(command, &registry).await,
+            Command::Connect { command } => connect::run(command).await,
             Command::Dlq { command } => dlq::run(command, &registry).await,
             Command::Lag(args) => lag::run(args, &registry).await,
             Command::Offsets { command } => offsets::run(command, &registry).await,

@@ -264,6 +264,8 @@ pub struct TopicSpec {
     pub schema: Option<PathBuf>,
     /// The Avro full name of the record `schema` declares: the topic's event type.
     pub event: Option<String>,
+    /// How record values are encoded: Avro (Confluent-framed) or JSON.
+    pub format: TopicFormat,
     /// Further broker configs, passed through.
     pub configs: BTreeMap<String, String>,
     /// What the topic carries, for the event catalog.
@@ -279,6 +281,29 @@ impl TopicSpec {
         }
         configs.insert("cleanup.policy".into(), self.cleanup_policy.as_str().into());
         configs
+    }
+}
+
+/// How a topic's record values are encoded (`format` in functions.toml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TopicFormat {
+    /// Avro with the Confluent framing (magic byte, schema id): what kfn writes.
+    #[default]
+    Avro,
+    /// JSON as Kafka Connect's JsonConverter writes it, with or without its
+    /// `{"schema", "payload"}` wrapper (e.g. Debezium's change events). kfn
+    /// reads such topics; it does not write them. The topic's `schema`, if
+    /// any, only names its event type: the registry is not asked.
+    Json,
+}
+
+impl TopicFormat {
+    /// Its name in functions.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TopicFormat::Avro => "avro",
+            TopicFormat::Json => "json",
+        }
     }
 }
 

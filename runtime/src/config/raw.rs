@@ -114,6 +114,7 @@ pub struct RawTopic {
     pub retention: Option<String>,
     pub key: Option<String>,
     pub schema: Option<String>,
+    pub format: Option<String>,
     pub cleanup_policy: Option<String>,
     pub configs: Option<BTreeMap<String, String>>,
     pub doc: Option<String>,

@@ -199,3 +199,21 @@ fn config_registry_access_errors_name_their_field() {
     let errors = errors_of(load(&format!("{typo}{DEFAULTS}"), TRACK));
     assert!(errors.iter().any(|(f, _)| f.starts_with("runtime.schema_registry_auth")), "{errors:?}");
 }
+
+#[test]
+fn config_a_json_topic_is_read_but_never_written() {
+    let json = "[topics.changes]\nformat = \"json\"\nschema = \"Created.avsc\"\n\
+                [functions.read]\nhandler = \"only_created\"\ninput = \"changes\"\noutputs = { out = \"out\" }\n";
+    let (_dir, result) = load(DEFAULTS, json);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.topics["changes"].format, TopicFormat::Json);
+    assert_eq!(config.topics["changes"].event.as_deref(), Some("t.Created"), "its schema names its event type");
+    assert_eq!(config.topics["created"].format, TopicFormat::Avro, "Avro unless a topic says otherwise");
+
+    let writes_json = "[topics.changes]\nformat = \"json\"\nschema = \"Created.avsc\"\n\
+                       [functions.write]\nhandler = \"only_created\"\ninput = \"created\"\noutputs = { out = \"changes\" }\n";
+    let errors = errors_of(load(DEFAULTS, writes_json));
+    assert!(has(&errors, "functions.write.outputs.out", "writes only Avro"), "{errors:?}");
+    let errors = errors_of(load(DEFAULTS, "[topics.x]\nformat = \"protobuf\"\n"));
+    assert!(has(&errors, "topics.\"x\".format", "\"avro\", \"json\""), "{errors:?}");
+}

@@ -60,6 +60,15 @@ pub enum LocalBrokerError {
     },
 }
 
+/// The signals that end a child.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signals {
+    /// Sent on stop (SIGKILL follows after 5 s).
+    pub stop: libc::c_int,
+    /// Sent when kfn dies without stopping it (Linux `PR_SET_PDEATHSIG`).
+    pub parent_death: libc::c_int,
+}
+
 enum Control {
     Stop(mpsc::Sender<()>),
     Kill(mpsc::Sender<()>),
@@ -71,7 +80,8 @@ pub struct LocalBroker {
     output: String,
     pid: u32,
     control: Option<mpsc::Sender<Control>>,
-    exited: mpsc::Receiver<String>,
+    /// In a mutex so that a broker can be shared (a test binary's, in a static).
+    exited: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl LocalBroker {
@@ -120,7 +130,18 @@ impl LocalBroker {
     /// Spawns `cmd` (a broker that will listen on `addr`) under a guard thread
     /// that stops it with kfn; `output` says where its output goes, for errors.
     /// Does not wait for it: see [`LocalBroker::wait_ready`].
-    pub(crate) fn spawn(mut cmd: Command, addr: String, output: String) -> Result<Self, LocalBrokerError> {
+    pub(crate) fn spawn(cmd: Command, addr: String, output: String) -> Result<Self, LocalBrokerError> {
+        Self::spawn_stopped_by(cmd, addr, output, Signals { stop: libc::SIGTERM, parent_death: libc::SIGTERM })
+    }
+
+    /// Like [`LocalBroker::spawn`], with other signals than SIGTERM (PostgreSQL
+    /// shuts down fast on SIGINT, but waits for every client on SIGTERM).
+    pub(crate) fn spawn_stopped_by(
+        mut cmd: Command,
+        addr: String,
+        output: String,
+        signals: Signals,
+    ) -> Result<Self, LocalBrokerError> {
         let binary = PathBuf::from(cmd.get_program());
         cmd.stdin(Stdio::null());
         let (control_tx, control_rx) = mpsc::channel::<Control>();
@@ -128,7 +149,7 @@ impl LocalBroker {
         let (exited_tx, exited_rx) = mpsc::channel::<String>();
         std::thread::Builder::new()
             .name(format!("broker-{addr}"))
-            .spawn(move || guard(cmd, control_rx, spawned_tx, exited_tx))
+            .spawn(move || guard(cmd, signals, control_rx, spawned_tx, exited_tx))
             .map_err(|source| LocalBrokerError::Spawn { binary: binary.clone(), source })?;
         let pid = match spawned_rx.recv() {
             Ok(Ok(pid)) => pid,
@@ -137,7 +158,7 @@ impl LocalBroker {
                 return Err(LocalBrokerError::Spawn { binary, source: std::io::Error::other("guard thread ended") })
             }
         };
-        Ok(LocalBroker { addr, output, pid, control: Some(control_tx), exited: exited_rx })
+        Ok(LocalBroker { addr, output, pid, control: Some(control_tx), exited: std::sync::Mutex::new(exited_rx) })
     }
 
     /// host:port of the broker.
@@ -150,6 +171,16 @@ impl LocalBroker {
         self.pid
     }
 
+    /// The child's exit status, if it has exited (reported once).
+    pub(crate) fn exited(&self) -> Option<String> {
+        self.exited.lock().unwrap_or_else(|p| p.into_inner()).try_recv().ok()
+    }
+
+    /// Where the child's output goes, for error messages.
+    pub(crate) fn output(&self) -> &str {
+        &self.output
+    }
+
     /// Waits until the broker accepts Kafka connections (it gives no other readiness signal).
     pub(crate) async fn wait_ready(&self, limit: Duration) -> Result<(), LocalBrokerError> {
         let start = Instant::now();
@@ -159,7 +190,7 @@ impl LocalBroker {
         // broker ready in 5 s is seen at most 200 ms late, with a quarter of the polls.
         let mut pauses = crate::backoff::Pauses::new(Duration::from_millis(50), Duration::from_millis(200));
         loop {
-            if let Ok(status) = self.exited.try_recv() {
+            if let Some(status) = self.exited() {
                 return Err(LocalBrokerError::Exited { addr: self.addr.clone(), status, output: self.output.clone() });
             }
             match Connection::connect(&self.addr, &options).await {
@@ -178,7 +209,7 @@ impl LocalBroker {
         }
     }
 
-    /// Stops the broker: SIGTERM, then SIGKILL after 5 s; returns when it has exited.
+    /// Stops the broker: SIGTERM (or its stop signal), then SIGKILL after 5 s; returns when it has exited.
     pub fn stop(mut self) {
         self.stop_inner();
     }
@@ -209,8 +240,25 @@ impl Drop for LocalBroker {
     }
 }
 
+/// Removes the directories `<temp>/<prefix><pid>-...` of kfn processes that
+/// are gone: a child that lives as long as its process (the tests' shared
+/// ones) is never dropped, so its directory outlives it.
+pub(crate) fn remove_abandoned_dirs(prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|rest| rest.split('-').next());
+        if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 fn guard(
     mut cmd: Command,
+    signals: Signals,
     control: mpsc::Receiver<Control>,
     spawned: mpsc::Sender<std::io::Result<u32>>,
     exited: mpsc::Sender<String>,
@@ -221,8 +269,8 @@ fn guard(
     cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signals.parent_death);
             Ok(())
         });
     }
@@ -237,7 +285,7 @@ fn guard(
     loop {
         match control.recv_timeout(Duration::from_millis(200)) {
             Ok(Control::Stop(done)) => {
-                terminate(&mut child);
+                terminate(&mut child, signals.stop);
                 let _ = done.send(());
                 return;
             }
@@ -258,17 +306,17 @@ fn guard(
                 }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                terminate(&mut child);
+                terminate(&mut child, signals.stop);
                 return;
             }
         }
     }
 }
 
-fn terminate(child: &mut Child) {
+fn terminate(child: &mut Child, signal: libc::c_int) {
     // SAFETY: sending a signal to our own child's pid.
     unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        libc::kill(child.id() as libc::pid_t, signal);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use indexmap::IndexMap;
 use kfn_sdk::{AggregateHandler, TopicHandler};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,7 +22,7 @@ use super::outputs::{Output, Outputs};
 use super::retry_topic::RetryTopic;
 use super::shared::FunctionShared;
 use crate::avro::{OutputEncoder, SchemaCache};
-use crate::config::{FunctionSpec, Guarantee, OffsetReset, RuntimeSettings, TransactionalProducer};
+use crate::config::{FunctionSpec, Guarantee, OffsetReset, RuntimeSettings, TopicSpec, TransactionalProducer};
 use crate::kafka::consumer::LogEnd;
 use crate::kafka::fetch::FetchLimits;
 use crate::kafka::group::coordinator::GroupClient;
@@ -102,6 +103,8 @@ pub struct FunctionDeps<'a> {
     pub producer_config: &'a ProducerConfig,
     /// Runtime settings: group timeouts, isolation, fetch wait, slow-handler threshold.
     pub runtime: &'a RuntimeSettings,
+    /// The declared topics (an input's format: Avro or JSON).
+    pub topics: &'a IndexMap<String, TopicSpec>,
 }
 
 impl FunctionDeps<'_> {
@@ -180,12 +183,19 @@ pub async fn start_function(
     let runtime = deps.runtime;
     let metrics = deps.metrics.function(&spec.name);
     let function: Arc<str> = Arc::from(spec.name.as_str());
-    let stack = |handler| {
-        let call = HandlerCall::new(handler, deps.schemas.clone());
+    let stack = |topic: &str, handler| {
+        let format = deps.topics.get(topic).map(|t| t.format).unwrap_or_default();
+        let call = HandlerCall::new(handler, deps.schemas.clone()).with_format(format);
         pipeline(call, spec.retry.clone(), metrics.clone(), runtime.slow_handler)
     };
     let inputs = Inputs::new(
-        handlers.into_iter().map(|(topic, handler)| (topic, stack(handler))).collect(),
+        handlers
+            .into_iter()
+            .map(|(topic, handler)| {
+                let stack = stack(&topic, handler);
+                (topic, stack)
+            })
+            .collect(),
         spec.retry.topic.as_deref(),
     );
     let member = GroupMember::new(
@@ -255,6 +265,11 @@ fn never_called() -> kfn_sdk::TopicHandler {
     kfn_sdk::TopicHandler {
         input: "",
         call: Arc::new(|_, _, _| {
+            Box::pin(std::future::ready(Err(kfn_sdk::InvokeError::Handler(kfn_sdk::FnError::permanent(
+                "an aggregate's records go through its fold",
+            )))))
+        }),
+        json: Arc::new(|_, _| {
             Box::pin(std::future::ready(Err(kfn_sdk::InvokeError::Handler(kfn_sdk::FnError::permanent(
                 "an aggregate's records go through its fold",
             )))))

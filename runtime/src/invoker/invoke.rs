@@ -21,7 +21,7 @@ use kfn_sdk::{
 };
 
 use crate::avro::{SchemaCache, WriterDatum};
-use crate::config::RetryPolicy;
+use crate::config::{RetryPolicy, TopicFormat};
 use crate::metrics::FunctionMetrics;
 use crate::trace::{TraceParent, TRACEPARENT};
 
@@ -155,12 +155,18 @@ fn attempt_error(error: InvokeError, schema_id: u32) -> AttemptError {
 pub struct HandlerCall {
     handler: TopicHandler,
     schemas: Arc<SchemaCache>,
+    format: TopicFormat,
 }
 
 impl HandlerCall {
     /// Calls `handler` with values decoded through `schemas`.
     pub fn new(handler: TopicHandler, schemas: Arc<SchemaCache>) -> Self {
-        Self { handler, schemas }
+        Self { handler, schemas, format: TopicFormat::Avro }
+    }
+
+    /// The same, for records of a topic of `format` (JSON topics bypass the registry).
+    pub fn with_format(self, format: TopicFormat) -> Self {
+        Self { format, ..self }
     }
 }
 
@@ -172,6 +178,9 @@ impl Invoke<Ctx> for HandlerCall {
         Ctx: 'a,
     {
         Box::pin(async move {
+            if self.format == TopicFormat::Json {
+                return self.call_json(ctx, value).await;
+            }
             let writer = writer(&self.schemas, value).await?;
             let call = (self.handler.call)(ctx, writer.datum, &writer.schema);
             match AssertUnwindSafe(call).catch_unwind().await {
@@ -179,6 +188,27 @@ impl Invoke<Ctx> for HandlerCall {
                 Err(panic) => Err(AttemptError::Final(FailureKind::Panic, panic_message(&panic))),
             }
         })
+    }
+}
+
+impl HandlerCall {
+    /// A JSON record: Connect's wrapper removed, decoded into the handler's
+    /// event type by serde. A tombstone calls no handler.
+    async fn call_json(&self, ctx: Ctx, value: &[u8]) -> Result<Emit, AttemptError> {
+        let undecodable = |message: String| AttemptError::Final(FailureKind::Undecodable, message);
+        let value = match super::json::payload(value).map_err(undecodable)? {
+            super::json::JsonValue::Value(value) => value,
+            super::json::JsonValue::Tombstone => return Ok(Emit::none()),
+        };
+        let call = (self.handler.json)(ctx, value);
+        match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(Ok(emit)) => Ok(emit),
+            Ok(Err(InvokeError::Decode { event, message })) => {
+                Err(undecodable(format!("cannot decode the JSON value as {event}: {message}")))
+            }
+            Ok(Err(e)) => Err(attempt_error(e, 0)),
+            Err(panic) => Err(AttemptError::Final(FailureKind::Panic, panic_message(&panic))),
+        }
     }
 }
 

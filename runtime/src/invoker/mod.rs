@@ -33,6 +33,7 @@ pub mod egress;
 pub mod function;
 pub mod ingress;
 pub mod invoke;
+pub mod json;
 mod keyed;
 pub mod outputs;
 pub mod replay;

@@ -58,6 +58,7 @@ fn stack(policy: RetryPolicy, script: Vec<Step>) -> Stack {
                 })
             },
         ),
+        json: Arc::new(|_, _| Box::pin(std::future::ready(Ok(Emit::none())))),
     };
     // The writer's schema is cached up front: the registry address is never contacted.
     let schemas = Arc::new(SchemaCache::new(RegistryClient::new("http://127.0.0.1:9", None).unwrap()));
@@ -235,4 +236,65 @@ async fn in_place_retries_resume_from_the_attempt_the_context_carries() {
 /// A handler stack whose handler is never expected to run (it fails permanently).
 pub(super) fn never_called_pipeline() -> Pipeline {
     stack(RetryPolicy::default(), vec![Step::Permanent]).pipeline
+}
+
+/// A row of a Debezium change event, as the JSON tests decode it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Product {
+    product_id: String,
+    price: String,
+    stock: i32,
+}
+
+/// Debezium's envelope, the event of a JSON test topic.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct ProductChange {
+    before: Option<Product>,
+    after: Option<Product>,
+    op: String,
+}
+
+impl kfn_sdk::Event for ProductChange {
+    const NAME: &'static str = "kfn.test.ProductChange";
+}
+
+#[tokio::test]
+async fn a_json_topic_decodes_debezium_events_with_or_without_schemas_and_rejects_others() {
+    use super::invoke::{AttemptError, Invoke};
+    use crate::config::TopicFormat;
+    let seen: Arc<Mutex<Vec<ProductChange>>> = Arc::default();
+    let recorded = seen.clone();
+    let mut registry = kfn_sdk::Registry::default();
+    registry.handler("prices", move |_ctx: Ctx, change: ProductChange| {
+        recorded.lock().unwrap().push(change);
+        async { Ok(Emit::none()) }
+    });
+    let handler = registry.topic_handlers("prices")[0].clone();
+    // JSON records never reach the registry: its address is never contacted.
+    let schemas = Arc::new(SchemaCache::new(RegistryClient::new("http://127.0.0.1:9", None).unwrap()));
+    let call = HandlerCall::new(handler, schemas).with_format(TopicFormat::Json);
+    let after = r#"{"product_id":"SKU-001","price":"21.50","stock":7}"#;
+    let bare = format!(r#"{{"before":null,"after":{after},"op":"u","ts_ms":1}}"#);
+    let wrapped = format!(r#"{{"schema":{{"type":"struct"}},"payload":{bare}}}"#);
+    for value in [bare.as_bytes(), wrapped.as_bytes(), b"".as_slice()] {
+        call.call(ctx(), value).await.unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    let expected = ProductChange {
+        before: None,
+        after: Some(Product { product_id: "SKU-001".into(), price: "21.50".into(), stock: 7 }),
+        op: "u".into(),
+    };
+    assert_eq!(*seen.lock().unwrap(), vec![expected.clone(), expected], "a tombstone calls no handler");
+    // Not JSON (an Avro record on the wrong topic), and JSON of another shape: dead-lettered as undecodable.
+    for (value, cause) in
+        [(value(), "not JSON"), (br#"{"op": 5}"#.to_vec(), "cannot decode the JSON value as kfn.test.ProductChange")]
+    {
+        match call.call(ctx(), &value).await {
+            Err(AttemptError::Final(FailureKind::Undecodable, message)) => {
+                assert!(message.contains(cause), "{message}")
+            }
+            other => panic!("expected undecodable, got {other:?}"),
+        }
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
 }

@@ -12,7 +12,7 @@ use figment::value::Value;
 use indexmap::IndexMap;
 
 use super::super::raw::{RawTopic, RawTopicDefaults};
-use super::super::{parse_duration, CleanupPolicy, TopicSpec};
+use super::super::{parse_duration, CleanupPolicy, TopicFormat, TopicSpec};
 use super::Validator;
 
 /// The partitions of a derived dead-letter topic: letters are rare, and one
@@ -93,6 +93,12 @@ impl Validator<'_> {
         configs.extend(self.configs(prefix, raw.configs.unwrap_or_default()));
         let schema = raw.schema.map(|s| self.base.join(s));
         let event = schema.as_ref().and_then(|path| self.schema_file(&format!("{prefix}.schema"), path));
+        let format = self.choice(
+            &format!("{prefix}.format"),
+            raw.format.as_deref(),
+            TopicFormat::Avro,
+            &[("avro", TopicFormat::Avro), ("json", TopicFormat::Json)],
+        );
         TopicSpec {
             name,
             partitions,
@@ -102,6 +108,7 @@ impl Validator<'_> {
             key: raw.key,
             schema,
             event,
+            format,
             configs,
             doc: raw.doc,
         }
@@ -122,6 +129,7 @@ impl Validator<'_> {
             key: None,
             schema: None,
             event: None,
+            format: TopicFormat::Avro,
             configs: d.configs.clone(),
             doc: Some(format!("Records function {function} gave up on, with kfn.* headers saying why.")),
         }

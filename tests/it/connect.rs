@@ -1,0 +1,152 @@
+//! Kafka Connect on the real stack: PostgreSQL (Debian's), a Kafka Connect 4.4
+//! worker with Debezium's connectors, the shared Apache Kafka, all started by
+//! the project's own files (kfn_tests::connect); kfn reads what Debezium
+//! writes, and Debezium's JDBC sink writes orders back to PostgreSQL.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kfn::kafka::group::protocol::TopicPartition;
+use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
+use kfn_functions::events::ProductChange;
+use kfn_sdk::{Ctx, Emit};
+use kfn_tests::app::{header, now_ms, Recorder, TestApp, DEADLINE};
+
+const APP: &str = r#"
+[topics."shop.products"]
+partitions = 1
+replication = 1
+cleanup_policy = "compact"
+format = "json"
+schema = "schemas/product_change.avsc"
+
+[topics."garbage-{s}"]
+partitions = 1
+replication = 1
+format = "json"
+schema = "schemas/product_change.avsc"
+
+[topics."dlq-{s}"]
+partitions = 1
+replication = 1
+
+[functions.catalog-{s}]
+handler = "catalog"
+input = "shop.products"
+dead_letter = "dlq-{s}"
+
+[functions.garbage-{s}]
+handler = "catalog"
+input = "garbage-{s}"
+dead_letter = "dlq-{s}"
+"#;
+
+#[tokio::test]
+async fn a_price_and_stock_changed_in_postgresql_reach_a_json_topic_function_through_debezium() {
+    let stack = kfn_tests::connect::stack();
+    let seen = Recorder::<ProductChange>::new();
+    let mut handlers = kfn_sdk::Registry::default();
+    let recorded = seen.clone();
+    handlers.handler("catalog", move |_ctx: Ctx, change: ProductChange| {
+        recorded.push(change);
+        async { Ok(Emit::none()) }
+    });
+    let app = TestApp::start(APP, handlers).await.expect("app");
+
+    // Debezium's snapshot: today's catalog, read from the table the SQL of connect/sql seeded.
+    let snapshot = seen
+        .wait_until("the snapshot of the 12 products", |changes| changes.iter().filter(|c| c.op == "r").count() >= 12)
+        .await
+        .expect("snapshot");
+    let before = snapshot
+        .iter()
+        .find_map(|c| c.after.clone().filter(|p| p.product_id == "SKU-003"))
+        .expect("SKU-003 in the snapshot");
+    assert_eq!((before.price.as_str(), before.stock), ("34.50", 120), "the seed is catalog.rs's");
+
+    stack
+        .postgres
+        .psql("UPDATE shop.products SET price = 23.45, stock = 9 WHERE product_id = 'SKU-003'")
+        .await
+        .expect("update");
+    let changes = seen
+        .wait_until("the update of SKU-003", |changes| {
+            changes.iter().any(|c| c.op == "u" && c.after.as_ref().is_some_and(|p| p.product_id == "SKU-003"))
+        })
+        .await
+        .expect("update reaches the function");
+    let update = changes.iter().find(|c| c.op == "u").expect("an update");
+    let after = update.after.as_ref().expect("after");
+    assert_eq!((after.price.as_str(), after.stock), ("23.45", 9));
+    assert_eq!(update.before.as_ref(), Some(&before), "REPLICA IDENTITY FULL: the old row comes along");
+
+    // The record on the topic is keyed by the product id, as Connect's ExtractField made it.
+    let mut watcher = app.watch("shop.products").await.expect("watch");
+    let records = watcher
+        .wait_until("the update's record", |records| {
+            records.iter().any(|(_, r)| r.value.as_ref().is_some_and(|v| v.windows(5).any(|w| w == b"23.45")))
+        })
+        .await
+        .expect("record");
+    let (_, record) = records.iter().rev().find(|(_, r)| r.key.as_deref() == Some(b"SKU-003".as_slice())).expect("key");
+    assert!(record.value.as_ref().is_some_and(|v| v.starts_with(b"{")), "JSON without Connect's schema wrapper");
+
+    // What is not JSON, or not a change event, is dead-lettered with the cause, as on Avro topics.
+    let garbage = app.name("garbage-{s}");
+    let values: [&[u8]; 2] = [b"\x00\x00\x00\x00\x07avro?", br#"{"op": 5}"#];
+    let records = values
+        .iter()
+        .map(|v| ProducerRecord::new(Some(Bytes::from_static(b"k")), Some(Bytes::copy_from_slice(v)), now_ms()))
+        .collect();
+    app.produce_records(&garbage, 0, records).await.expect("produce");
+    let mut dlq = app.watch(&app.name("dlq-{s}")).await.expect("watch dlq");
+    let letters = dlq.wait_for_count(2).await.expect("dead letters");
+    let causes: Vec<_> = letters.iter().map(|(_, r)| header(r, "kfn.error.message").unwrap_or_default()).collect();
+    assert!(causes[0].starts_with("not JSON"), "{causes:?}");
+    assert!(causes[1].contains("cannot decode the JSON value as com.tutorial.orders.ProductChange"), "{causes:?}");
+    assert!(letters.iter().all(|(_, r)| header(r, "kfn.error.kind") == Some("undecodable")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_written_to_orders_view_is_upserted_into_postgresql_by_the_jdbc_sink() {
+    let stack = kfn_tests::connect::stack();
+    let cluster = kfn_tests::cluster();
+    let producer = Producer::new(cluster, ProducerConfig::default()).await.expect("producer");
+    let order = kfn_tests::unique("order");
+    // The row as JsonConverter reads it with schemas: the sink needs the schema to map columns.
+    let row = |status: &str| {
+        let schema = r#"{"type":"struct","fields":[{"field":"order_id","type":"string"},{"field":"customer_id","type":"string"},{"field":"total","type":"string"},{"field":"status","type":"string"},{"field":"updated_at","type":"int64"}]}"#;
+        let payload = serde_json::json!({
+            "order_id": order, "customer_id": "c-1", "total": "42.00", "status": status, "updated_at": now_ms()
+        });
+        let value = format!(r#"{{"schema":{schema},"payload":{payload}}}"#);
+        ProducerRecord::new(Some(Bytes::from(order.clone())), Some(Bytes::from(value)), now_ms())
+    };
+    let tp = TopicPartition::new("orders.view", 0);
+    let query = format!("SELECT status, total FROM orders.orders WHERE order_id = '{order}'");
+    for status in ["payment_processed", "dispatched"] {
+        producer.send(&tp, vec![row(status)]).await.expect("produce");
+        let found = await_row(&stack.postgres, &query, &format!("{status}|42.00")).await;
+        assert_eq!(found, format!("{status}|42.00"));
+    }
+    let count = stack.postgres.psql(&format!("SELECT count(*) FROM orders.orders WHERE order_id = '{order}'")).await;
+    assert_eq!(count.expect("count"), "1", "upserted by order id, not appended");
+    let status = stack.client().status("orders-to-postgres").await.expect("status");
+    assert!(status.running(), "{}", status.summary());
+}
+
+/// Polls `query` until it returns `expected` (the sink writes on its own schedule), or fails after [`DEADLINE`].
+async fn await_row(db: &kfn::dev::postgres::LocalPostgres, query: &str, expected: &str) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        last = db.psql(query).await.expect("query");
+        if last == expected {
+            return last;
+        }
+        // PostgreSQL has no notification for rows Connect inserts; a short poll of a local query.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{query}: expected {expected:?} within {DEADLINE:?}, last {last:?}");
+}

@@ -183,6 +183,14 @@ pub struct KafkaOptions {
     pub scram_users: Vec<(String, String)>,
     /// TLS on the client listener (SSL, or SASL_SSL with SCRAM users).
     pub tls: Option<ServerTls>,
+    /// Enforce ACLs: `allow.everyone.if.no.acl.found=false`, so a client
+    /// principal may do only what an ACL grants it (else everyone may do
+    /// everything when no ACL names the resource).
+    pub enforce_acls: bool,
+    /// Users (names, without `User:`) that bypass ACLs (`super.users`), e.g.
+    /// the admin that creates topics and ACLs. The nodes' own principal on
+    /// their plaintext loopback listeners (`User:ANONYMOUS`) is always one.
+    pub super_users: Vec<String>,
     /// Discard the nodes' output (else it goes to stderr).
     pub quiet: bool,
 }
@@ -196,6 +204,8 @@ impl Default for KafkaOptions {
             overrides: Vec::new(),
             scram_users: Vec::new(),
             tls: None,
+            enforce_acls: false,
+            super_users: Vec::new(),
             quiet: true,
         }
     }
@@ -219,6 +229,17 @@ impl KafkaOptions {
             (true, true) => "SSL",
             (false, true) => "SASL_SSL",
         }
+    }
+
+    /// Settings of the authorizer: who bypasses ACLs, and what happens without one.
+    fn authorizer(&self) -> Vec<(&'static str, String)> {
+        // The nodes reach each other and the controller on plaintext listeners bound to
+        // 127.0.0.1, as User:ANONYMOUS; the controller checks CLUSTER_ACTION on their
+        // requests, so that principal must be a super user or the cluster never forms.
+        let supers: Vec<String> = std::iter::once("User:ANONYMOUS".to_string())
+            .chain(self.super_users.iter().map(|u| format!("User:{u}")))
+            .collect();
+        vec![("super.users", supers.join(";")), ("allow.everyone.if.no.acl.found", (!self.enforce_acls).to_string())]
     }
 
     /// Settings of the client listener's SASL and TLS.
@@ -315,6 +336,10 @@ impl LocalKafka {
                 format!("CLIENT:{},INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT", options.client_protocol()),
             ));
             settings.extend(options.client_security());
+            for (k, v) in options.authorizer() {
+                settings.retain(|(name, _)| *name != k);
+                settings.push((k, v));
+            }
             for (k, v) in &options.overrides {
                 settings.retain(|(name, _)| name != k);
                 settings.push((k.as_str(), v.clone()));
@@ -506,11 +531,9 @@ fn node_settings<'a>(
         ("log.initial.task.delay.ms", "100".into()),
         // Topics exist because functions.toml declares them, never because a client asked.
         ("auto.create.topics.enable", "false".into()),
-        // ACLs can be created and listed (`kfn acls apply`); plaintext clients
-        // (User:ANONYMOUS) may do everything, as on a broker without ACLs.
+        // ACLs can be created and listed (`kfn acls apply`); who may do what without
+        // one is `KafkaOptions::authorizer` (everyone, unless ACLs are enforced).
         ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into()),
-        ("super.users", "User:ANONYMOUS".into()),
-        ("allow.everyone.if.no.acl.found", "true".into()),
     ]
 }
 

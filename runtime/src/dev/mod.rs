@@ -6,6 +6,7 @@ pub mod apache_kafka;
 pub mod broker;
 pub mod local;
 pub mod ports;
+pub mod secure;
 pub mod tansu;
 
 pub use broker::{LocalBroker, LocalBrokerError, Storage};

@@ -18,27 +18,33 @@
 //!
 //! The plan lives here, beside the configuration it reads; [`crate::kafka::acl`]
 //! sends the bindings (CreateAcls / DescribeAcls) and knows nothing of functions.
+//! [`check`] is the other half: at start-up a function asks the broker what
+//! its principal may do and fails with one error naming what is missing.
 
-use crate::config::{Config, FunctionSpec, Guarantee};
+use crate::config::{function_user, Config, FunctionSpec, Guarantee};
 use crate::kafka::acl::{AclBinding, Operation, PatternType, ResourceType, CLUSTER_RESOURCE};
+
+mod check;
+
+pub use check::{check_function, AccessError, Denial};
 
 /// Which user each function authenticates as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principals {
     /// Every function uses one user (the `[security].sasl.username` of functions.toml).
     Shared(String),
-    /// Each function has its own user `kfn-<function>` (run each function
-    /// with `kfn run --only <function>` and
-    /// `KFN_SECURITY__SASL__USERNAME=kfn-<function>`): least privilege.
+    /// Each function has its own user `kfn-<function>` (`[security]
+    /// per_function = true`, see [`crate::config::function_user`]): least privilege.
     PerFunction,
 }
 
 impl Principals {
-    /// The user of `[security].sasl` when there is one, else one user per function.
+    /// One user per function with `[security] per_function = true` or without
+    /// a SASL user; else the user of `[security].sasl`.
     pub fn from_config(config: &Config) -> Self {
         match &config.security.sasl {
-            Some(sasl) => Principals::Shared(sasl.username.clone()),
-            None => Principals::PerFunction,
+            Some(sasl) if !config.security.per_function => Principals::Shared(sasl.username.clone()),
+            _ => Principals::PerFunction,
         }
     }
 
@@ -46,9 +52,40 @@ impl Principals {
     pub fn principal(&self, function: &str) -> String {
         match self {
             Principals::Shared(user) => format!("User:{user}"),
-            Principals::PerFunction => format!("User:kfn-{function}"),
+            Principals::PerFunction => format!("User:{}", function_user(function)),
         }
     }
+}
+
+/// The ACLs of kfn's schema registry running as `principal` on its Kafka
+/// topic (`_schemas` by default): it creates the topic if missing (CREATE),
+/// writes its changes with an idempotent producer and reads them back (no
+/// group: it reads the one partition from offset 0).
+pub fn registry_acls(topic: &str, principal: &str) -> Vec<AclBinding> {
+    use Operation::{Create, IdempotentWrite, Read, Write};
+    use PatternType::Literal;
+    vec![
+        AclBinding::allow(principal, Create, ResourceType::Topic, Literal, topic),
+        AclBinding::allow(principal, Read, ResourceType::Topic, Literal, topic),
+        AclBinding::allow(principal, Write, ResourceType::Topic, Literal, topic),
+        AclBinding::allow(principal, IdempotentWrite, ResourceType::Cluster, Literal, CLUSTER_RESOURCE),
+    ]
+}
+
+/// The schema registry's user under [`Principals::PerFunction`].
+pub const REGISTRY_USER: &str = "kfn-registry";
+/// The registry's topic (kfn's registry and Confluent's default).
+pub const REGISTRY_TOPIC: &str = "_schemas";
+
+/// What `kfn acls plan|apply` grants: [`plan`], and with one user per
+/// function also the schema registry's own user ([`REGISTRY_USER`]) on its
+/// topic ([`registry_acls`]).
+pub fn deployment_plan(config: &Config, principals: &Principals) -> Vec<AclBinding> {
+    let mut bindings = plan(config, principals);
+    if *principals == Principals::PerFunction {
+        bindings.extend(registry_acls(REGISTRY_TOPIC, &format!("User:{REGISTRY_USER}")));
+    }
+    bindings
 }
 
 /// The ACLs every function of `config` needs, function by function, without duplicates.
@@ -78,6 +115,10 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         }
         acls.push(AclBinding::allow(principal, Read, ResourceType::Group, Literal, &function.group_id()));
     }
+    if let Some(aggregate) = &function.aggregate {
+        // An aggregate restores its state by reading its table back (and serves its pull query from it).
+        acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, &aggregate.table));
+    }
     let mut written: Vec<&str> = function.outputs.values().map(String::as_str).collect();
     written.extend(function.dead_letter.as_deref());
     written.extend(function.retry.topic.as_deref());
@@ -88,7 +129,8 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         }
     }
     if function.guarantee == Guarantee::ExactlyOnce {
-        // The worker's transactional ids are kfn.<function>.<topic>.<partition>.
+        // Granted by prefix: the workers' ids are kfn.<function>.<...> whatever
+        // follows (today <topic>.<partition>), so a change of that suffix needs no new ACL.
         let prefix = format!("kfn.{}.", function.name);
         acls.push(AclBinding::allow(principal, Write, ResourceType::TransactionalId, Prefixed, &prefix));
         acls.push(AclBinding::allow(principal, Describe, ResourceType::TransactionalId, Prefixed, &prefix));

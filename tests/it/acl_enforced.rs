@@ -96,6 +96,8 @@ async fn validation_is_denied_what_it_does_not_declare_in_one_error() {
         .await
         .expect_err("validation must not write shipments.created");
     assert!(produce.to_string().contains("TopicAuthorizationFailed"), "{produce}");
+    // Refused at once, not retried until the delivery timeout (2 minutes by default).
+    assert!(!matches!(produce, kfn::kafka::producer::SendError::Timeout { .. }), "{produce}");
     // Control: what it declares it may write.
     producer
         .send(&TopicPartition::new("orders.rejected", 0), record())

@@ -617,6 +617,19 @@ mod tests {
     }
 
     #[test]
+    fn acls_are_enforced_only_when_asked_and_the_nodes_stay_super_users() {
+        let open = KafkaOptions::default().authorizer();
+        assert!(open.contains(&("allow.everyone.if.no.acl.found", "true".to_string())), "{open:?}");
+        assert!(open.contains(&("super.users", "User:ANONYMOUS".to_string())), "{open:?}");
+        let enforced =
+            KafkaOptions { enforce_acls: true, super_users: vec!["kfn-admin".into()], ..KafkaOptions::default() }
+                .authorizer();
+        assert!(enforced.contains(&("allow.everyone.if.no.acl.found", "false".to_string())), "{enforced:?}");
+        // Without ANONYMOUS the controller refuses the brokers' own requests (CLUSTER_ACTION).
+        assert!(enforced.contains(&("super.users", "User:ANONYMOUS;User:kfn-admin".to_string())), "{enforced:?}");
+    }
+
+    #[test]
     fn the_pom_pins_the_broker_version() {
         assert!(POM.contains(&format!("<kafka.version>{VERSION}</kafka.version>")));
         assert!(POM.contains("log4j-slf4j-impl"), "without the SLF4J binding the broker logs nothing");

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kfn::acls::{check_function, deployment_plan, AccessError, Denial, Principals};
-use kfn::config::{Config, FunctionKind, FunctionSpec, SecuritySettings};
+use kfn::config::{Config, FunctionKind, SecuritySettings};
 use kfn::kafka::acl::{Acls, Applied, Operation};
 use kfn::kafka::consumer::{LogEnd, PartitionReader};
 use kfn::kafka::fetch::Isolation;
 use kfn::kafka::group::protocol::TopicPartition;
 use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
-use kfn::kafka::{Admin, Cluster, KafkaError, NewTopic};
+use kfn::kafka::{Admin, KafkaError, NewTopic};
 use kfn_tests::secured::{secured, CountingProxy, Secured, TEST_USER};
 
 /// The shipped functions.toml, its topics created and its plan applied on the secured broker.
@@ -27,23 +27,12 @@ async fn shipped_and_applied(secured: &Secured) -> Config {
     let admin = secured.admin();
     Admin::new(admin.clone()).ensure_topics(config.topics.values()).await.expect("the admin creates the topics");
     let bindings = deployment_plan(&config, &Principals::PerFunction);
-    let applied = Acls::new(admin).create(&bindings).await.expect("the admin applies the plan");
+    let acls = Acls::new(admin);
+    let applied = acls.create(&bindings).await.expect("the admin applies the plan");
     assert_eq!(applied, Applied::Confirmed(bindings.len()), "Apache Kafka confirms every binding");
+    // The broker's authorizer applies them from the metadata log a moment later.
+    assert!(acls.wait_listed(&bindings, Duration::from_secs(30)).await.expect("DescribeAcls"), "ACLs not listed");
     config
-}
-
-/// Checks `function` as `principal` until the broker's authorizer has the
-/// ACLs just created (it applies them from the metadata log, a moment after
-/// CreateAcls answers), or the answer stops changing for 10 s.
-async fn check_when_applied(cluster: &Cluster, function: &FunctionSpec, principal: &str) -> Result<(), AccessError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let result = check_function(cluster, function, principal).await;
-        if result.is_ok() || tokio::time::Instant::now() > deadline {
-            return result;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -54,7 +43,7 @@ async fn validation_is_denied_what_it_does_not_declare_in_one_error() {
     let principal = "User:kfn-validation";
     let cluster = secured.cluster("kfn-validation");
     // What functions.toml declares, the plan grants.
-    check_when_applied(&cluster, &validation, principal).await.expect("validation may do what it declares");
+    check_function(&cluster, &validation, principal).await.expect("validation may do what it declares");
 
     // The same function declaring one input and one output more than the plan granted.
     let mut wider = validation.clone();

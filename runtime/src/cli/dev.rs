@@ -137,7 +137,11 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
     eprintln!("kfn: {created} topics created ({} declared)", config.topics.len());
     if let DevBroker::Secure(secure) = &broker {
         let bindings = deployment_plan(&config, &Principals::PerFunction);
-        Acls::new(cluster.clone()).create(&bindings).await.context("applying the ACLs of `kfn acls plan`")?;
+        let acls = Acls::new(cluster.clone());
+        acls.create(&bindings).await.context("applying the ACLs of `kfn acls plan`")?;
+        if !acls.wait_listed(&bindings, std::time::Duration::from_secs(30)).await.context("listing the ACLs")? {
+            anyhow::bail!("the broker did not list the {} ACLs it accepted within 30 s", bindings.len());
+        }
         eprintln!("kfn: {} ACLs applied (one user per function, and {REGISTRY_USER})", bindings.len());
         write_credentials(&config, secure)?;
     }

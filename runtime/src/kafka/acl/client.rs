@@ -250,6 +250,29 @@ impl Acls {
         Ok(bindings)
     }
 
+    /// Waits until the broker lists every one of `bindings` (DescribeAcls),
+    /// for at most `limit`; returns whether it did.
+    ///
+    /// CreateAcls is answered once the controller has written the ACLs to the
+    /// metadata log; a broker's authorizer applies them a moment later, and
+    /// its DescribeAcls answers from that same state. A client that starts
+    /// right after `create` (the registry and the functions of `kfn dev
+    /// --secure`) waits here instead of being refused.
+    pub async fn wait_listed(&self, bindings: &[AclBinding], limit: Duration) -> Result<bool, AclError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pauses =
+            crate::backoff::Pauses::new(Duration::from_millis(20), Duration::from_millis(200)).until(deadline);
+        loop {
+            let listed = self.describe(&AclFilter::default()).await?;
+            if bindings.iter().all(|b| listed.contains(b)) {
+                return Ok(true);
+            }
+            if !pauses.pause().await {
+                return Ok(false);
+            }
+        }
+    }
+
     /// What the connection's principal may do on each of `topics`, as the
     /// broker's authorizer says (Metadata with `include_topic_authorized_operations`, v8+).
     ///

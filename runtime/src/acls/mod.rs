@@ -142,3 +142,83 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
     }
     acls
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AggregateSpec, FunctionKind, Ordering, RetryPolicy};
+
+    fn function(name: &str) -> FunctionSpec {
+        FunctionSpec {
+            name: name.into(),
+            handler: name.into(),
+            kind: FunctionKind::Topic { inputs: vec!["in".into()] },
+            outputs: [("out".to_string(), "out".to_string())].into_iter().collect(),
+            guarantee: Guarantee::AtLeastOnce,
+            ordering: Ordering::Partition,
+            max_in_flight: 1,
+            retry: RetryPolicy::default(),
+            dead_letter: Some(format!("{name}.dlq")),
+            start_from: None,
+            doc: None,
+            aggregate: None,
+        }
+    }
+
+    fn lines(acls: &[AclBinding]) -> Vec<String> {
+        acls.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn an_exactly_once_function_with_a_retry_topic_gets_exactly_its_acls() {
+        let mut f = function("payment");
+        f.guarantee = Guarantee::ExactlyOnce;
+        f.retry.topic = Some("payment.retry".into());
+        let p = "User:kfn-payment";
+        assert_eq!(
+            lines(&function_acls(&f, p)),
+            [
+                format!("{p} ALLOW READ on TOPIC in (LITERAL) from *"),
+                format!("{p} ALLOW READ on TOPIC payment.retry (LITERAL) from *"),
+                format!("{p} ALLOW READ on GROUP kfn.payment (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC out (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC payment.dlq (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC payment.retry (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *"),
+                format!("{p} ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *"),
+                format!("{p} ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_aggregate_may_read_its_table_back() {
+        let mut f = function("tracking");
+        f.outputs = [("table".to_string(), "orders.status".to_string())].into_iter().collect();
+        f.aggregate = Some(AggregateSpec {
+            table: "orders.status".into(),
+            window: None,
+            grace: std::time::Duration::ZERO,
+            query_path: None,
+        });
+        let acls = lines(&function_acls(&f, "User:kfn-tracking"));
+        for op in ["READ", "WRITE"] {
+            let want = format!("User:kfn-tracking ALLOW {op} on TOPIC orders.status (LITERAL) from *");
+            assert!(acls.contains(&want), "{want} missing from {acls:#?}");
+        }
+    }
+
+    #[test]
+    fn the_registry_gets_its_topic_and_nothing_else() {
+        let acls = lines(&registry_acls("_schemas", "User:kfn-registry"));
+        assert_eq!(
+            acls,
+            [
+                "User:kfn-registry ALLOW CREATE on TOPIC _schemas (LITERAL) from *",
+                "User:kfn-registry ALLOW READ on TOPIC _schemas (LITERAL) from *",
+                "User:kfn-registry ALLOW WRITE on TOPIC _schemas (LITERAL) from *",
+                "User:kfn-registry ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *",
+            ]
+        );
+    }
+}

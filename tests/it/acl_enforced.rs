@@ -3,6 +3,7 @@
 //! `kfn dev --secure` runs (SASL_SSL, SCRAM-SHA-512): the plan of
 //! `kfn acls plan` is what each function gets, a function is denied what it
 //! does not declare and says so in one error, and bad credentials fail once.
+//! On the mTLS listener a client certificate is the principal (its CN).
 
 use std::time::Duration;
 
@@ -135,4 +136,56 @@ async fn bad_credentials_fail_once_each_with_a_clear_error() {
     let cluster = secured.cluster_with(vec![proxy.addr()], &secured.security(TEST_USER));
     cluster.any_connection().await.expect("the right password");
     assert_eq!(proxy.connections(), 1);
+}
+
+/// A cluster handle on the mTLS listener presenting `client` (None: no certificate), trusting `ca`.
+fn mtls(
+    secured: &Secured,
+    brokers: Vec<String>,
+    client: Option<&kfn::dev::secure::ClientCertificate>,
+) -> kfn::kafka::Cluster {
+    let security = SecuritySettings {
+        protocol: kfn::config::SecurityProtocol::Ssl,
+        tls: Some(kfn::config::TlsSettings {
+            ca_file: Some(secured.ca.clone()),
+            cert_file: client.map(|c| c.cert.clone()),
+            key_file: client.map(|c| c.key.clone()),
+            server_name: None,
+        }),
+        ..SecuritySettings::default()
+    };
+    secured.cluster_with(brokers, &security)
+}
+
+#[tokio::test]
+async fn a_client_certificate_is_the_principal_its_cn_names() {
+    let secured = secured();
+    let config = shipped_and_applied(secured).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certificate =
+        kfn::dev::secure::issue_client_certificate(&secured.cert_dir, "kfn-validation", dir.path()).expect("issue");
+    let cluster = mtls(secured, secured.mtls_brokers.clone(), Some(&certificate));
+    // CN=kfn-validation is User:kfn-validation: the ACLs planned for the SCRAM user apply.
+    let validation = config.functions.get("validation").expect("validation").clone();
+    check_function(&cluster, &validation, "User:kfn-validation").await.expect("validation's own ACLs");
+    let mut wider = validation.clone();
+    wider.outputs.insert("shipped".into(), "shipments.created".into());
+    let err = check_function(&cluster, &wider, "User:kfn-validation").await.expect_err("shipments.created");
+    assert!(err.to_string().contains("WRITE topic shipments.created"), "{err}");
+
+    // A certificate of another CA, and none at all: refused on one connection, not a timeout.
+    let foreign_dir = tempfile::tempdir().expect("tempdir");
+    let foreign_ca = foreign_dir.path().join("ca");
+    std::fs::create_dir_all(&foreign_ca).expect("dir");
+    kfn::dev::secure::certificates(&foreign_ca).expect("another CA");
+    let foreign = kfn::dev::secure::issue_client_certificate(&foreign_ca, "kfn-validation", foreign_dir.path())
+        .expect("a certificate of another CA");
+    for (case, client) in [("foreign certificate", Some(&foreign)), ("no certificate", None)] {
+        let proxy = CountingProxy::start(secured.mtls_brokers[0].clone()).await.expect("proxy");
+        let topic =
+            NewTopic { name: kfn_tests::unique("mtls"), partitions: 1, replication: 1, configs: Default::default() };
+        let err = Admin::new(mtls(secured, vec![proxy.addr()], client)).create_topics(&[topic]).await.expect_err(case);
+        assert!(!matches!(err, KafkaError::Timeout { .. }), "{case}: a refusal, not a timeout: {err}");
+        assert_eq!(proxy.connections(), 1, "{case}: one connection, no retry storm: {err}");
+    }
 }

@@ -6,7 +6,8 @@
 //! SASL_SSL with SCRAM-SHA-512, the local CA from the cache, ACLs enforced,
 //! the super user `kfn-admin`. Its users are made at format time: the admin,
 //! the registry, `kfn-<function>` for every function of the shipped
-//! functions.toml, and [`TEST_USER`].
+//! functions.toml, and [`TEST_USER`]. Its mTLS listener takes client
+//! certificates of the local CA, the CN as the user.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +26,10 @@ pub struct Secured {
     pub brokers: Vec<String>,
     /// The CA the broker's certificate is signed by.
     pub ca: PathBuf,
+    /// The bootstrap list of the mTLS listener (client certificates of the local CA).
+    pub mtls_brokers: Vec<String>,
+    /// Where the local CA and its key are (to issue client certificates).
+    pub cert_dir: PathBuf,
     passwords: BTreeMap<String, String>,
 }
 
@@ -50,6 +55,8 @@ pub fn secured() -> &'static Secured {
                     let _ = tx.send(Ok(Secured {
                         brokers: kafka.brokers(),
                         ca: kafka.ca().to_path_buf(),
+                        mtls_brokers: kafka.mtls_bootstrap().split(',').map(str::to_string).collect(),
+                        cert_dir: kafka.cert_dir().to_path_buf(),
                         passwords: kafka.passwords().clone(),
                     }));
                     let _keep = kafka;

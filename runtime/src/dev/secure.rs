@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A second client listener speaks mTLS: a client certificate of the local CA
+//! ([`issue_client_certificate`]) whose CN is a user authenticates as
+//! `User:<CN>`, the same principal (and ACLs) as that SCRAM user.
+//!
 //! What it does not secure: the nodes talk to each other and to the KRaft
 //! controller on plaintext listeners bound to 127.0.0.1, as `User:ANONYMOUS`,
 //! which must then be a super user (see `apache_kafka::KafkaOptions::super_users`).
@@ -83,12 +87,52 @@ pub struct Certificates {
     pub keystore: PathBuf,
 }
 
+/// The local CA's parameters: the same every time, so that the CA can be
+/// rebuilt from its key (`ca-key.pem`) to issue client certificates later.
+fn ca_params() -> Result<CertificateParams, SecureError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, "kfn local CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+/// A client certificate and its key (PEM files).
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// The certificate (`[security].tls.cert`).
+    pub cert: PathBuf,
+    /// Its private key (`[security].tls.key`).
+    pub key: PathBuf,
+}
+
+/// Issues a client certificate for `user` (its CN, hence the principal
+/// `User:<user>` on the mTLS listener) signed by the local CA of `cert_dir`,
+/// written to `out/<user>.{crt,key}`.
+pub fn issue_client_certificate(cert_dir: &Path, user: &str, out: &Path) -> Result<ClientCertificate, SecureError> {
+    let key_path = cert_dir.join("ca-key.pem");
+    let ca_key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem)?;
+    let ca = ca_params()?.self_signed(&ca_key)?;
+    let mut params = CertificateParams::new(vec![user.to_string()])?;
+    params.distinguished_name.push(DnType::CommonName, user);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let issued = ClientCertificate { cert: out.join(format!("{user}.crt")), key: out.join(format!("{user}.key")) };
+    std::fs::write(&issued.cert, cert.pem()).map_err(io(&issued.cert))?;
+    write_private(&issued.key, &key.serialize_pem())?;
+    Ok(issued)
+}
+
 /// The CA and the broker's certificate in `dir`, made the first time.
 ///
 /// A lock file keeps test binaries that start at once from making two CAs.
 pub fn certificates(dir: &Path) -> Result<Certificates, SecureError> {
     let files = Certificates { ca: dir.join("ca.pem"), keystore: dir.join("broker-keystore.pem") };
-    let made = || files.ca.is_file() && files.keystore.is_file();
+    let ca_key_path = dir.join("ca-key.pem");
+    let made = || files.ca.is_file() && files.keystore.is_file() && ca_key_path.is_file();
     if made() {
         return Ok(files);
     }
@@ -99,12 +143,9 @@ pub fn certificates(dir: &Path) -> Result<Certificates, SecureError> {
     if made() {
         return Ok(files);
     }
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name.push(DnType::CommonName, "kfn local CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate()?;
-    let ca = ca_params.self_signed(&ca_key)?;
+    let ca = ca_params()?.self_signed(&ca_key)?;
+    write_private(&ca_key_path, &ca_key.serialize_pem())?;
     // The names clients dial: kfn checks the address against these (hostname verification).
     let mut server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
     server.distinguished_name.push(DnType::CommonName, "kfn local broker");
@@ -151,6 +192,7 @@ impl Default for SecureOptions {
 pub struct SecureKafka {
     kafka: LocalKafka,
     certificates: Certificates,
+    cert_dir: PathBuf,
     passwords: BTreeMap<String, String>,
 }
 
@@ -162,6 +204,7 @@ impl SecureKafka {
             Some(dir) => dir,
             None => cache_dir().map_err(LocalKafkaError::from)?.join("secure"),
         };
+        let dir_for_clients = dir.clone();
         let certificates = tokio::task::spawn_blocking(move || certificates(&dir)).await.map_err(|e| {
             SecureError::Io { path: PathBuf::from("(certificates)"), source: std::io::Error::other(e) }
         })??;
@@ -175,13 +218,30 @@ impl SecureKafka {
             port: options.port,
             scram_users: passwords.iter().map(|(u, p)| (u.clone(), p.clone())).collect(),
             tls: Some(ServerTls { keystore: certificates.keystore.clone(), client_ca: None }),
+            // Client certificates of the same local CA ([`issue_client_certificate`]).
+            mtls: Some(ServerTls { keystore: certificates.keystore.clone(), client_ca: Some(certificates.ca.clone()) }),
             enforce_acls: true,
             super_users: vec![ADMIN_USER.to_string()],
             quiet: options.quiet,
             ..KafkaOptions::default()
         })
         .await?;
-        Ok(Self { kafka, certificates, passwords })
+        Ok(Self { kafka, certificates, cert_dir: dir_for_clients, passwords })
+    }
+
+    /// The bootstrap list of the mTLS listener (client certificates, principal from the CN).
+    pub fn mtls_bootstrap(&self) -> &str {
+        self.kafka.mtls_bootstrap().unwrap_or_default()
+    }
+
+    /// Issues a client certificate for `user` into `out` (see [`issue_client_certificate`]).
+    pub fn client_certificate(&self, user: &str, out: &Path) -> Result<ClientCertificate, SecureError> {
+        issue_client_certificate(&self.cert_dir, user, out)
+    }
+
+    /// The directory of the CA (and its key).
+    pub fn cert_dir(&self) -> &Path {
+        &self.cert_dir
     }
 
     /// The bootstrap list, `host:port` comma-separated.

@@ -8,13 +8,14 @@ use kfn_sdk::TopicHandler;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::acls::{check_function, AccessError};
 use crate::avro::{register_topic_schema, CodecError, OutputEncoder, RegistryClient, RegistryError, SchemaCache};
-use crate::config::{Config, FunctionKind, FunctionSpec};
+use crate::config::{Config, FunctionKind, FunctionSpec, PrincipalError};
 use crate::endpoints::Readiness;
 use crate::invoker::function::{FunctionCode, FunctionDeps, FunctionError};
 use crate::invoker::{start_function, FunctionHandle};
 use crate::kafka::producer::{Producer, ProducerConfig, SendError};
-use crate::kafka::{Cluster, KafkaError};
+use crate::kafka::{Cluster, ConnectOptions, KafkaError};
 use crate::metrics::Metrics;
 use crate::table::{query_routes, TableView};
 use crate::trigger::http::{HttpTrigger, Route};
@@ -25,6 +26,12 @@ pub enum StartError {
     /// A broker request failed.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// A function has no identity of its own to connect with.
+    #[error(transparent)]
+    Principal(#[from] PrincipalError),
+    /// A function's principal may not do what the function needs.
+    #[error(transparent)]
+    Access(#[from] Box<AccessError>),
     /// The producer could not start.
     #[error(transparent)]
     Producer(#[from] SendError),
@@ -135,6 +142,30 @@ impl App {
         Ok(self.function_deps().partitions(topic).await?)
     }
 
+    /// The cluster and producer `spec` connects with: its own user's with
+    /// `[security] per_function = true`, else the application's. When the
+    /// identity is a SASL user, the function's topic ACLs are checked first
+    /// (see [`crate::acls::check_function`]): a denial fails the start.
+    pub async fn connections(&self, spec: &FunctionSpec) -> Result<(Cluster, Producer), StartError> {
+        let security = &self.config.security;
+        let (cluster, own) = if security.per_function {
+            let settings = security.for_function(&spec.name)?;
+            let options = ConnectOptions::from_settings(&self.config.runtime, &settings)?;
+            (Cluster::new(self.config.runtime.brokers.clone(), options), true)
+        } else {
+            (self.cluster.clone(), false)
+        };
+        if let Some(user) = cluster.options().sasl.as_ref().map(|s| s.username.clone()) {
+            check_function(&cluster, spec, &format!("User:{user}")).await.map_err(Box::new)?;
+        }
+        let producer = if own {
+            Producer::new(cluster.clone(), self.producer_config.clone()).await?
+        } else {
+            self.producer.clone()
+        };
+        Ok((cluster, producer))
+    }
+
     /// What a function started in this application depends on.
     pub fn function_deps(&self) -> FunctionDeps<'_> {
         FunctionDeps {
@@ -219,12 +250,14 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
     let mut readiness = Readiness::default();
     let mut routes = Vec::new();
     for spec in app.config.functions.values().filter(|f| selected(&f.name)) {
+        // The function's identity: its own user's connections, or the application's.
+        let (cluster, producer) = app.connections(spec).await?;
         // An aggregate's pull query: a view of its whole table, served on the HTTP trigger.
         if let Some((aggregate, path)) = spec.aggregate.as_ref().and_then(|a| Some((a, a.query_path.as_ref()?))) {
             let fold =
                 app.registry.aggregate_handler(&spec.handler).ok_or_else(|| not_registered("fold", &spec.handler))?;
             let view = TableView::start_exporting(
-                &app.cluster,
+                &cluster,
                 app.schemas.clone(),
                 fold.decode_row.clone(),
                 &aggregate.table,
@@ -245,7 +278,8 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                         .ok_or_else(|| not_registered("fold", &spec.handler))?,
                     None => FunctionCode::Handler(handlers_by_input(&app, spec)?),
                 };
-                let handle = start_function(app.function_deps(), spec, code, shutdown.clone()).await?;
+                let deps = FunctionDeps { cluster: &cluster, producer: &producer, ..app.function_deps() };
+                let handle = start_function(deps, spec, code, shutdown.clone()).await?;
                 readiness.watch(&spec.name, handle.assignments.clone());
                 functions.push(handle);
             }
@@ -255,8 +289,9 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                     .http_handler(&spec.handler)
                     .ok_or_else(|| not_registered("HTTP handler", &spec.handler))?
                     .clone();
-                let outputs = app.function_deps().outputs(spec).await?;
+                let outputs = FunctionDeps { cluster: &cluster, ..app.function_deps() }.outputs(spec).await?;
                 routes.push(Route {
+                    producer: app.config.security.per_function.then_some(producer),
                     method: method.clone(),
                     path: path.clone(),
                     function: spec.name.clone(),

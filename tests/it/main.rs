@@ -1,5 +1,6 @@
 //! Integration tests of kfn against a real broker (see kfn_tests::broker).
 
+mod acl_enforced;
 mod aggregate;
 mod check;
 mod connect;

@@ -240,11 +240,21 @@ fn metric_sum(text: &str, sample: &str) -> f64 {
 pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn the_order_system_settles_every_order_once(replicas: usize) {
+    the_order_system_settles_every_order_once_on(replicas, false).await;
+}
+
+/// The 1,000 orders on the plain broker, or (`secure`) on the secured one
+/// with every function under its own principal and only its planned ACLs.
+async fn the_order_system_settles_every_order_once_on(replicas: usize, secure: bool) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
-    let mut system = OrderSystem::start(std::path::Path::new(env!("CARGO_BIN_EXE_kfn-test-replica")), replicas)
-        .await
-        .expect("the order system starts");
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_kfn-test-replica"));
+    let system = if secure {
+        OrderSystem::start_secured(binary, replicas).await
+    } else {
+        OrderSystem::start(binary, replicas).await
+    };
+    let mut system = system.expect("the order system starts");
     eprintln!("order system ready after {:?}", started.elapsed());
     let run = kfn_tests::unique("idem");
 
@@ -489,4 +499,9 @@ async fn one_replica_settles_1000_orders_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_settle_1000_orders_exactly_once() {
     the_order_system_settles_every_order_once(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_settles_1000_orders_with_a_principal_per_function_and_acls_enforced() {
+    the_order_system_settles_every_order_once_on(1, true).await;
 }

@@ -160,7 +160,8 @@ async fn a_certificate_from_another_ca_is_refused() {
     let started = Instant::now();
     let err = Connection::connect(&tls.addr, &tls_options(&tls.other_ca, None)).await.expect_err("unknown issuer");
     let message = err.to_string();
-    assert!(matches!(err, KafkaError::Connect { .. }), "{err:?}");
+    assert!(matches!(err, KafkaError::Security(SecurityError::UntrustedCertificate { .. })), "{err:?}");
+    assert!(!err.is_retriable(), "{message}");
     assert!(message.contains("UnknownIssuer") || message.contains("unknown issuer"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -125,6 +125,7 @@ pub mod order_system;
 pub mod peer;
 pub mod proxy;
 pub mod python;
+pub mod secured;
 pub mod security;
 
 /// Starts a broker of its own (not the shared one) whose clients all go

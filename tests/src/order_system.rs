@@ -4,7 +4,9 @@
 //!
 //! The broker is private to the test, so the shipped topic names are used as
 //! they are; only `[runtime]` addresses are rewritten and schema paths made
-//! absolute.
+//! absolute. [`OrderSystem::start_secured`] runs the same system on the
+//! broker of `kfn dev --secure` (SASL_SSL, ACLs enforced), each function as
+//! its own user with only the ACLs of `kfn acls plan`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,9 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use kfn::acls::{deployment_plan, Principals, REGISTRY_USER};
 use kfn::avro::{RegistryClient, SchemaCache};
+use kfn::config::function_password_env;
 use kfn::config::Config;
+use kfn::dev::secure::{SecureKafka, SecureOptions, ADMIN_USER};
 use kfn::dev::LocalCluster;
+use kfn::kafka::acl::Acls;
 use kfn::kafka::consumer::{list_offset, LogEnd};
 use kfn::kafka::fetch::{ConsumedRecord, Isolation};
 use kfn::kafka::group::protocol::TopicPartition;
@@ -49,7 +55,13 @@ pub struct OrderSystem {
     // Dropped in field order: replicas first, then the registry, then the broker.
     replicas: Vec<Replica>,
     registry: Option<RegistryServer>,
-    _broker: LocalCluster,
+    _broker: Broker,
+}
+
+/// The private broker: plain, or secured.
+enum Broker {
+    Plain(#[allow(dead_code)] LocalCluster),
+    Secure(#[allow(dead_code)] SecureKafka),
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -108,36 +120,108 @@ impl OrderSystem {
         replicas: usize,
         env: &[(&str, &str)],
     ) -> anyhow::Result<OrderSystem> {
+        Self::start_on(replica_binary, replicas, env, false).await
+    }
+
+    /// [`start`](Self::start) on a secured Apache Kafka (`kfn::dev::secure`):
+    /// every function of every replica authenticates as `kfn-<function>`
+    /// (`[security] per_function = true`) and has only the ACLs of `kfn acls
+    /// plan --per-function`, applied by the admin; the registry runs as
+    /// `kfn-registry`. The replicas' own `[security].sasl` (the lag exporter,
+    /// the start-up producer) and the test's reads use the admin.
+    pub async fn start_secured(replica_binary: &Path, replicas: usize) -> anyhow::Result<OrderSystem> {
+        Self::start_on(replica_binary, replicas, &[], true).await
+    }
+
+    async fn start_on(
+        replica_binary: &Path,
+        replicas: usize,
+        env: &[(&str, &str)],
+        secure: bool,
+    ) -> anyhow::Result<OrderSystem> {
         crate::init_logs();
-        let broker = crate::start_local_broker(None).await.context("starting the broker")?;
-        let cluster = Cluster::new(broker.brokers(), ConnectOptions::default());
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let registry = RegistryServer::start(cluster.clone(), listener, RegistryConfig::default())
-            .await
-            .context("starting the schema registry")?;
-        let registry_url = format!("http://{}", registry.local_addr());
-
-        let dir = std::env::temp_dir().join(crate::unique("kfn-order-system"));
-        std::fs::create_dir_all(&dir)?;
         let root = crate::workspace_root();
         let shipped = std::fs::read_to_string(root.join("functions.toml")).context("reading functions.toml")?;
         let handlers = kfn_functions::registry();
+        // The topics and functions as shipped (the replicas' copies differ in [runtime] and
+        // [security] only; this process has no password to resolve theirs).
+        let mut config = Config::load_file_only(&root.join("functions.toml"), &handlers).map_err(|e| anyhow!("{e}"))?;
+        config.apply_local_overrides();
+        let function_names: Vec<String> = config.functions.keys().cloned().collect();
+        let (broker, cluster, registry_cluster, mut secrets, security_table) = if secure {
+            let users = function_names.iter().map(|f| kfn::config::function_user(f)).collect();
+            let quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
+            let kafka = SecureKafka::start(SecureOptions { users, quiet, ..SecureOptions::default() })
+                .await
+                .context("starting the secured broker")?;
+            let on = |user: &str| -> anyhow::Result<Cluster> {
+                let security = kafka.security(user)?;
+                let tls = security.tls.as_ref().map(kfn::kafka::security::connector).transpose()?;
+                let sasl = security.sasl.as_ref().map(|s| {
+                    kfn::kafka::security::SaslCredentials::new(
+                        kfn::kafka::security::Mechanism::ScramSha512,
+                        s.username.clone(),
+                        s.password.clone(),
+                    )
+                });
+                Ok(Cluster::new(kafka.brokers(), ConnectOptions { tls, sasl, ..ConnectOptions::default() }))
+            };
+            let (admin, registry) = (on(ADMIN_USER)?, on(REGISTRY_USER)?);
+            let mut secrets = vec![("KFN_SASL_PASSWORD".to_string(), kafka.password(ADMIN_USER)?.to_string())];
+            for f in &function_names {
+                secrets.push((function_password_env(f), kafka.password(&kfn::config::function_user(f))?.to_string()));
+            }
+            let table = format!(
+                "\n[security]\nprotocol = \"SASL_SSL\"\nsasl = {{ mechanism = \"SCRAM-SHA-512\", username = \"{ADMIN_USER}\", \
+                 password_env = \"KFN_SASL_PASSWORD\" }}\ntls = {{ ca = \"{}\" }}\nper_function = true\n",
+                kafka.ca().display()
+            );
+            (Broker::Secure(kafka), admin, registry, secrets, table)
+        } else {
+            let broker = crate::start_local_broker(None).await.context("starting the broker")?;
+            let cluster = Cluster::new(broker.brokers(), ConnectOptions::default());
+            (Broker::Plain(broker), cluster.clone(), cluster, Vec::new(), String::new())
+        };
+        let bootstrap = match &broker {
+            Broker::Plain(b) => b.bootstrap(),
+            Broker::Secure(k) => k.bootstrap().to_string(),
+        };
+        secrets.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
 
+        let dir = std::env::temp_dir().join(crate::unique("kfn-order-system"));
+        std::fs::create_dir_all(&dir)?;
         let mut configs = Vec::new();
         let (mut http, mut admin) = (Vec::new(), Vec::new());
         for n in 0..replicas {
             let (h, a) = (free_addr()?, free_addr()?);
-            let text = rewrite_config(&shipped, &root, &broker.bootstrap(), &registry_url, h, a)?;
+            let mut text = rewrite_config(&shipped, &root, &bootstrap, "http://registry.invalid", h, a)?;
+            text.push_str(&security_table);
             let path = dir.join(format!("replica-{n}.toml"));
             std::fs::write(&path, text)?;
             configs.push(path);
             http.push(h);
             admin.push(a);
         }
-        let mut config = Config::load_file_only(&configs[0], &handlers).map_err(|e| anyhow!("{e}"))?;
-        config.apply_local_overrides();
         Admin::new(cluster.clone()).ensure_topics(config.topics.values()).await.context("creating the topics")?;
+        if secure {
+            let bindings = deployment_plan(&config, &Principals::PerFunction);
+            let acls = Acls::new(cluster.clone());
+            acls.create(&bindings).await.context("applying the plan")?;
+            if !acls.wait_listed(&bindings, Duration::from_secs(30)).await? {
+                bail!("the broker did not list the {} ACLs of the plan", bindings.len());
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let registry = RegistryServer::start(registry_cluster, listener, RegistryConfig::default())
+            .await
+            .context("starting the schema registry")?;
+        let registry_url = format!("http://{}", registry.local_addr());
+        // The registry's address is known only now: the configs name it.
+        for path in &configs {
+            let text = std::fs::read_to_string(path)?.replace("http://registry.invalid", &registry_url);
+            std::fs::write(path, text)?;
+        }
         let topics: Vec<String> = config.topics.keys().cloned().collect();
 
         let mut running = Vec::new();
@@ -148,7 +232,7 @@ impl OrderSystem {
                 .arg(path)
                 .env("KFN_LOG", std::env::var("KFN_TEST_REPLICA_LOG").unwrap_or_else(|_| "info".into()))
                 .env_remove("KFN_CONFIG")
-                .envs(env.iter().copied())
+                .envs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

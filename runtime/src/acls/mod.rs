@@ -18,27 +18,33 @@
 //!
 //! The plan lives here, beside the configuration it reads; [`crate::kafka::acl`]
 //! sends the bindings (CreateAcls / DescribeAcls) and knows nothing of functions.
+//! [`check`] is the other half: at start-up a function asks the broker what
+//! its principal may do and fails with one error naming what is missing.
 
-use crate::config::{Config, FunctionSpec, Guarantee};
+use crate::config::{function_user, Config, FunctionSpec, Guarantee};
 use crate::kafka::acl::{AclBinding, Operation, PatternType, ResourceType, CLUSTER_RESOURCE};
+
+mod check;
+
+pub use check::{check_function, AccessError, Denial};
 
 /// Which user each function authenticates as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principals {
     /// Every function uses one user (the `[security].sasl.username` of functions.toml).
     Shared(String),
-    /// Each function has its own user `kfn-<function>` (run each function
-    /// with `kfn run --only <function>` and
-    /// `KFN_SECURITY__SASL__USERNAME=kfn-<function>`): least privilege.
+    /// Each function has its own user `kfn-<function>` (`[security]
+    /// per_function = true`, see [`crate::config::function_user`]): least privilege.
     PerFunction,
 }
 
 impl Principals {
-    /// The user of `[security].sasl` when there is one, else one user per function.
+    /// One user per function with `[security] per_function = true` or without
+    /// a SASL user; else the user of `[security].sasl`.
     pub fn from_config(config: &Config) -> Self {
         match &config.security.sasl {
-            Some(sasl) => Principals::Shared(sasl.username.clone()),
-            None => Principals::PerFunction,
+            Some(sasl) if !config.security.per_function => Principals::Shared(sasl.username.clone()),
+            _ => Principals::PerFunction,
         }
     }
 
@@ -46,9 +52,40 @@ impl Principals {
     pub fn principal(&self, function: &str) -> String {
         match self {
             Principals::Shared(user) => format!("User:{user}"),
-            Principals::PerFunction => format!("User:kfn-{function}"),
+            Principals::PerFunction => format!("User:{}", function_user(function)),
         }
     }
+}
+
+/// The ACLs of kfn's schema registry running as `principal` on its Kafka
+/// topic (`_schemas` by default): it creates the topic if missing (CREATE),
+/// writes its changes with an idempotent producer and reads them back (no
+/// group: it reads the one partition from offset 0).
+pub fn registry_acls(topic: &str, principal: &str) -> Vec<AclBinding> {
+    use Operation::{Create, IdempotentWrite, Read, Write};
+    use PatternType::Literal;
+    vec![
+        AclBinding::allow(principal, Create, ResourceType::Topic, Literal, topic),
+        AclBinding::allow(principal, Read, ResourceType::Topic, Literal, topic),
+        AclBinding::allow(principal, Write, ResourceType::Topic, Literal, topic),
+        AclBinding::allow(principal, IdempotentWrite, ResourceType::Cluster, Literal, CLUSTER_RESOURCE),
+    ]
+}
+
+/// The schema registry's user under [`Principals::PerFunction`].
+pub const REGISTRY_USER: &str = "kfn-registry";
+/// The registry's topic (kfn's registry and Confluent's default).
+pub const REGISTRY_TOPIC: &str = "_schemas";
+
+/// What `kfn acls plan|apply` grants: [`plan`], and with one user per
+/// function also the schema registry's own user ([`REGISTRY_USER`]) on its
+/// topic ([`registry_acls`]).
+pub fn deployment_plan(config: &Config, principals: &Principals) -> Vec<AclBinding> {
+    let mut bindings = plan(config, principals);
+    if *principals == Principals::PerFunction {
+        bindings.extend(registry_acls(REGISTRY_TOPIC, &format!("User:{REGISTRY_USER}")));
+    }
+    bindings
 }
 
 /// The ACLs every function of `config` needs, function by function, without duplicates.
@@ -78,6 +115,10 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         }
         acls.push(AclBinding::allow(principal, Read, ResourceType::Group, Literal, &function.group_id()));
     }
+    if let Some(aggregate) = &function.aggregate {
+        // An aggregate restores its state by reading its table back (and serves its pull query from it).
+        acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, &aggregate.table));
+    }
     let mut written: Vec<&str> = function.outputs.values().map(String::as_str).collect();
     written.extend(function.dead_letter.as_deref());
     written.extend(function.retry.topic.as_deref());
@@ -88,7 +129,8 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         }
     }
     if function.guarantee == Guarantee::ExactlyOnce {
-        // The worker's transactional ids are kfn.<function>.<topic>.<partition>.
+        // Granted by prefix: the workers' ids are kfn.<function>.<...> whatever
+        // follows (today <topic>.<partition>), so a change of that suffix needs no new ACL.
         let prefix = format!("kfn.{}.", function.name);
         acls.push(AclBinding::allow(principal, Write, ResourceType::TransactionalId, Prefixed, &prefix));
         acls.push(AclBinding::allow(principal, Describe, ResourceType::TransactionalId, Prefixed, &prefix));
@@ -99,4 +141,84 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         acls.push(AclBinding::allow(principal, IdempotentWrite, ResourceType::Cluster, Literal, CLUSTER_RESOURCE));
     }
     acls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AggregateSpec, FunctionKind, Ordering, RetryPolicy};
+
+    fn function(name: &str) -> FunctionSpec {
+        FunctionSpec {
+            name: name.into(),
+            handler: name.into(),
+            kind: FunctionKind::Topic { inputs: vec!["in".into()] },
+            outputs: [("out".to_string(), "out".to_string())].into_iter().collect(),
+            guarantee: Guarantee::AtLeastOnce,
+            ordering: Ordering::Partition,
+            max_in_flight: 1,
+            retry: RetryPolicy::default(),
+            dead_letter: Some(format!("{name}.dlq")),
+            start_from: None,
+            doc: None,
+            aggregate: None,
+        }
+    }
+
+    fn lines(acls: &[AclBinding]) -> Vec<String> {
+        acls.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn an_exactly_once_function_with_a_retry_topic_gets_exactly_its_acls() {
+        let mut f = function("payment");
+        f.guarantee = Guarantee::ExactlyOnce;
+        f.retry.topic = Some("payment.retry".into());
+        let p = "User:kfn-payment";
+        assert_eq!(
+            lines(&function_acls(&f, p)),
+            [
+                format!("{p} ALLOW READ on TOPIC in (LITERAL) from *"),
+                format!("{p} ALLOW READ on TOPIC payment.retry (LITERAL) from *"),
+                format!("{p} ALLOW READ on GROUP kfn.payment (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC out (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC payment.dlq (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC payment.retry (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *"),
+                format!("{p} ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *"),
+                format!("{p} ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_aggregate_may_read_its_table_back() {
+        let mut f = function("tracking");
+        f.outputs = [("table".to_string(), "orders.status".to_string())].into_iter().collect();
+        f.aggregate = Some(AggregateSpec {
+            table: "orders.status".into(),
+            window: None,
+            grace: std::time::Duration::ZERO,
+            query_path: None,
+        });
+        let acls = lines(&function_acls(&f, "User:kfn-tracking"));
+        for op in ["READ", "WRITE"] {
+            let want = format!("User:kfn-tracking ALLOW {op} on TOPIC orders.status (LITERAL) from *");
+            assert!(acls.contains(&want), "{want} missing from {acls:#?}");
+        }
+    }
+
+    #[test]
+    fn the_registry_gets_its_topic_and_nothing_else() {
+        let acls = lines(&registry_acls("_schemas", "User:kfn-registry"));
+        assert_eq!(
+            acls,
+            [
+                "User:kfn-registry ALLOW CREATE on TOPIC _schemas (LITERAL) from *",
+                "User:kfn-registry ALLOW READ on TOPIC _schemas (LITERAL) from *",
+                "User:kfn-registry ALLOW WRITE on TOPIC _schemas (LITERAL) from *",
+                "User:kfn-registry ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *",
+            ]
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::acls::{plan, Principals};
+use crate::acls::{deployment_plan, Principals};
 use crate::kafka::acl::{AclBinding, AclFilter, Acls, Applied};
 use crate::kafka::Cluster;
 
@@ -34,8 +34,10 @@ pub struct PlanArgs {
     /// The configuration file.
     #[arg(long, short, default_value = "functions.toml", env = "KFN_CONFIG")]
     config: PathBuf,
-    /// One user per function (`User:kfn-<function>`), even when [security]
-    /// names a SASL user; without it the [security] user gets every ACL.
+    /// One user per function (`User:kfn-<function>`) and one for the schema
+    /// registry (`User:kfn-registry` on `_schemas`), even when [security]
+    /// names a SASL user without `per_function = true`; without either, the
+    /// [security] user gets every function's ACLs.
     #[arg(long)]
     per_function: bool,
 }
@@ -55,12 +57,12 @@ pub async fn run(command: AclsCommand, registry: &kfn_sdk::Registry) -> anyhow::
     match command {
         AclsCommand::Plan(args) => {
             let config = super::load(&args.config, registry)?;
-            print(&plan(&config, &args.principals(&config)));
+            print(&deployment_plan(&config, &args.principals(&config)));
             Ok(ExitCode::SUCCESS)
         }
         AclsCommand::Apply(args) => {
             let config = super::load(&args.config, registry)?;
-            let bindings = plan(&config, &args.principals(&config));
+            let bindings = deployment_plan(&config, &args.principals(&config));
             let acls = Acls::new(Cluster::from_config(&config)?);
             let applied = acls.create(&bindings).await.context("creating ACLs")?;
             print(&bindings);

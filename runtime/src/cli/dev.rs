@@ -7,8 +7,12 @@ use anyhow::Context;
 use clap::Args;
 
 use super::connect::LocalConnectStack;
+use crate::acls::{deployment_plan, Principals, REGISTRY_USER};
+use crate::config::{function_password_env, function_user, Config, FunctionPasswords, SecuritySettings};
+use crate::dev::secure::{SecureKafka, SecureOptions, ADMIN_USER};
 use crate::dev::{ensure_free, BrokerKind, LocalCluster, LocalOptions};
-use crate::kafka::{Admin, Cluster, CreateOutcome};
+use crate::kafka::acl::Acls;
+use crate::kafka::{Admin, Cluster, ConnectOptions, CreateOutcome};
 use crate::registry::{RegistryConfig, RegistryServer};
 
 /// Options of `kfn dev`.
@@ -54,6 +58,12 @@ pub struct DevArgs {
     /// Port of the Kafka Connect REST API on 127.0.0.1 (with --connect).
     #[arg(long, default_value_t = 8083)]
     connect_port: u16,
+    /// Run Apache Kafka secured as production runs it: SASL_SSL (SCRAM-SHA-512
+    /// over TLS with a local CA made once in kfn's cache), ACLs enforced, an
+    /// admin user that creates the topics and applies `kfn acls plan`, each
+    /// function and the schema registry under a user of its own.
+    #[arg(long)]
+    secure: bool,
 }
 
 pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<ExitCode> {
@@ -88,15 +98,32 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         if args.nodes == 1 { "" } else { "s" },
         args.broker_port
     );
-    let broker = LocalCluster::start(LocalOptions {
-        kind: args.broker,
-        nodes: args.nodes,
-        port: Some(args.broker_port),
-        advertised_ports: None,
-        quiet: !args.broker_logs,
-    })
-    .await
-    .context("starting the local broker")?;
+    let broker = if args.secure {
+        if args.broker != BrokerKind::Kafka {
+            anyhow::bail!("--secure runs Apache Kafka (tansu enforces no ACLs): drop --broker tansu");
+        }
+        let users = config.functions.keys().map(|f| function_user(f)).collect();
+        let options = SecureOptions {
+            nodes: args.nodes,
+            port: Some(args.broker_port),
+            users,
+            quiet: !args.broker_logs,
+            ..Default::default()
+        };
+        DevBroker::Secure(SecureKafka::start(options).await.context("starting the secured local broker")?)
+    } else {
+        DevBroker::Plain(
+            LocalCluster::start(LocalOptions {
+                kind: args.broker,
+                nodes: args.nodes,
+                port: Some(args.broker_port),
+                advertised_ports: None,
+                quiet: !args.broker_logs,
+            })
+            .await
+            .context("starting the local broker")?,
+        )
+    };
     config.runtime.brokers = broker.brokers();
     config.runtime.http_addr = format!("127.0.0.1:{}", args.http_port);
     config.runtime.admin_addr = format!("127.0.0.1:{}", args.admin_port);
@@ -107,20 +134,53 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         Some(_) => format!("https://localhost:{}", args.registry_port),
         None => format!("http://127.0.0.1:{}", args.registry_port),
     });
+    // Secured: the admin creates topics and ACLs; the registry and each function use their own user.
+    let registry_cluster = match &broker {
+        DevBroker::Secure(secure) => {
+            config.security = SecuritySettings {
+                per_function: true,
+                function_passwords: FunctionPasswords(
+                    config
+                        .functions
+                        .keys()
+                        .map(|f| Ok((f.clone(), secure.password(&function_user(f))?.to_string())))
+                        .collect::<Result<_, crate::dev::secure::SecureError>>()?,
+                ),
+                ..secure.security(ADMIN_USER)?
+            };
+            let registry_security = secure.security(REGISTRY_USER)?;
+            Some(Cluster::new(
+                config.runtime.brokers.clone(),
+                ConnectOptions::from_settings(&config.runtime, &registry_security)?,
+            ))
+        }
+        DevBroker::Plain(_) => None,
+    };
 
     let cluster = Cluster::from_config(&config)?;
     let admin = Admin::new(cluster.clone());
     let outcomes = admin.ensure_topics(config.topics.values()).await.context("creating topics")?;
     let created = outcomes.iter().filter(|(_, o)| *o == CreateOutcome::Created).count();
     eprintln!("kfn: {created} topics created ({} declared)", config.topics.len());
+    if let DevBroker::Secure(secure) = &broker {
+        let bindings = deployment_plan(&config, &Principals::PerFunction);
+        let acls = Acls::new(cluster.clone());
+        acls.create(&bindings).await.context("applying the ACLs of `kfn acls plan`")?;
+        if !acls.wait_listed(&bindings, std::time::Duration::from_secs(30)).await.context("listing the ACLs")? {
+            anyhow::bail!("the broker did not list the {} ACLs it accepted within 30 s", bindings.len());
+        }
+        eprintln!("kfn: {} ACLs applied (one user per function, and {REGISTRY_USER})", bindings.len());
+        write_credentials(&config, secure)?;
+    }
 
     let registry_listener =
         tokio::net::TcpListener::bind(("127.0.0.1", args.registry_port)).await.with_context(|| {
             format!("binding the schema registry to 127.0.0.1:{} (change it with --registry-port)", args.registry_port)
         })?;
-    let schema_registry = RegistryServer::start(cluster, registry_listener, registry_config)
-        .await
-        .context("starting the schema registry")?;
+    let schema_registry =
+        RegistryServer::start(registry_cluster.unwrap_or(cluster), registry_listener, registry_config)
+            .await
+            .context("starting the schema registry")?;
 
     // The connectors' topics are declared in functions.toml, so they exist before Connect writes to them.
     let connect = match &args.connect {
@@ -132,7 +192,7 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
     };
 
     println!("kfn dev is running:");
-    println!("  broker           {} ({})", broker.bootstrap(), broker.kind().as_str());
+    println!("  broker           {} ({})", broker.bootstrap(), broker.describe());
     println!("  schema registry  {}://{}", schema_registry.scheme(), schema_registry.local_addr());
     if let Some(stack) = &connect {
         println!("  postgresql       {}", stack.postgres.url());
@@ -148,4 +208,73 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
     broker.stop();
     eprintln!("kfn: stopped");
     result
+}
+
+/// The broker of `kfn dev`: plain, or secured (`--secure`).
+enum DevBroker {
+    Plain(LocalCluster),
+    Secure(SecureKafka),
+}
+
+impl DevBroker {
+    fn brokers(&self) -> Vec<String> {
+        match self {
+            DevBroker::Plain(b) => b.brokers(),
+            DevBroker::Secure(s) => s.brokers(),
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        match self {
+            DevBroker::Plain(b) => b.bootstrap(),
+            DevBroker::Secure(s) => s.bootstrap().to_string(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            DevBroker::Plain(b) => b.kind().as_str().to_string(),
+            DevBroker::Secure(s) => format!("kafka, SASL_SSL, ACLs enforced, CA {}", s.ca().display()),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            DevBroker::Plain(b) => b.stop(),
+            DevBroker::Secure(s) => s.stop(),
+        }
+    }
+}
+
+/// Writes the secured cluster's passwords beside its CA (readable by the
+/// owner only) as environment lines, for `kfn acls list` or a function run
+/// apart (`kfn run --only`), and says how to use them.
+fn write_credentials(config: &Config, secure: &SecureKafka) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = secure.ca().with_file_name("dev.env");
+    let mut text = format!(
+        "# Written by kfn dev --secure; valid while it runs.\nKFN_SASL_PASSWORD={}\n",
+        secure.password(ADMIN_USER)?
+    );
+    for function in config.functions.keys() {
+        text.push_str(&format!("{}={}\n", function_password_env(function), secure.password(&function_user(function))?));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "kfn: users {ADMIN_USER} (super user), {REGISTRY_USER} and kfn-<function>; their passwords are in {} \
+         (KFN_SASL_PASSWORD is the admin's). A client of this cluster sets:\n  [security]\n  protocol = \"SASL_SSL\"\n  \
+         sasl = {{ mechanism = \"SCRAM-SHA-512\", username = \"{ADMIN_USER}\", password_env = \"KFN_SASL_PASSWORD\" }}\n  \
+         tls = {{ ca = \"{}\" }}",
+        path.display(),
+        secure.ca().display()
+    );
+    Ok(())
 }

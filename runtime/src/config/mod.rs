@@ -18,6 +18,7 @@
 //! the password.
 
 mod error;
+mod principal;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use principal::{function_password_env, function_user, FunctionPasswords, PrincipalError};
 pub use units::{parse_duration, parse_size};
 
 /// The validated configuration of one kfn deployment.
@@ -195,6 +197,13 @@ pub struct SecuritySettings {
     pub sasl: Option<SaslSettings>,
     /// TLS settings, when the protocol uses TLS.
     pub tls: Option<TlsSettings>,
+    /// Each function authenticates as its own user `kfn-<function>` (see
+    /// [`SecuritySettings::for_function`]); `sasl` stays the identity of
+    /// everything else (the tools, the lag exporter, the HTTP trigger's reads).
+    pub per_function: bool,
+    /// Passwords of the functions' users given by the program rather than the
+    /// environment (`kfn dev --secure` makes them).
+    pub function_passwords: FunctionPasswords,
 }
 
 /// The Kafka security protocol.

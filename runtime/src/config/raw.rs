@@ -66,6 +66,7 @@ pub struct RawSecurity {
     pub protocol: Option<String>,
     pub sasl: Option<RawSasl>,
     pub tls: Option<RawTls>,
+    pub per_function: Option<bool>,
 }
 
 /// `security.sasl`.

@@ -299,7 +299,14 @@ impl Validator<'_> {
             (tls, true) => Some(self.tls(tls.unwrap_or_default())),
             (None, false) => None,
         };
-        SecuritySettings { protocol, sasl, tls }
+        let per_function = raw.per_function.unwrap_or(false);
+        if per_function && !wants_sasl {
+            self.c.push(
+                "security.per_function",
+                "set, but security.protocol does not use SASL: each function's user is a SASL user (use SASL_SSL)",
+            );
+        }
+        SecuritySettings { protocol, sasl, tls, per_function, function_passwords: Default::default() }
     }
 
     fn sasl(&mut self, raw: RawSasl) -> Option<SaslSettings> {

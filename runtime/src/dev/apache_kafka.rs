@@ -183,6 +183,19 @@ pub struct KafkaOptions {
     pub scram_users: Vec<(String, String)>,
     /// TLS on the client listener (SSL, or SASL_SSL with SCRAM users).
     pub tls: Option<ServerTls>,
+    /// A second client listener, `MTLS`, speaking TLS and requiring a client
+    /// certificate signed by `client_ca`; the principal is the certificate's
+    /// CN (`User:<CN>`, `ssl.principal.mapping.rules`), so a certificate for
+    /// `kfn-validation` gets the ACLs of the SCRAM user `kfn-validation`.
+    pub mtls: Option<ServerTls>,
+    /// Enforce ACLs: `allow.everyone.if.no.acl.found=false`, so a client
+    /// principal may do only what an ACL grants it (else everyone may do
+    /// everything when no ACL names the resource).
+    pub enforce_acls: bool,
+    /// Users (names, without `User:`) that bypass ACLs (`super.users`), e.g.
+    /// the admin that creates topics and ACLs. The nodes' own principal on
+    /// their plaintext loopback listeners (`User:ANONYMOUS`) is always one.
+    pub super_users: Vec<String>,
     /// Discard the nodes' output (else it goes to stderr).
     pub quiet: bool,
 }
@@ -196,6 +209,9 @@ impl Default for KafkaOptions {
             overrides: Vec::new(),
             scram_users: Vec::new(),
             tls: None,
+            mtls: None,
+            enforce_acls: false,
+            super_users: Vec::new(),
             quiet: true,
         }
     }
@@ -219,6 +235,36 @@ impl KafkaOptions {
             (true, true) => "SSL",
             (false, true) => "SASL_SSL",
         }
+    }
+
+    /// Settings of the mTLS listener (its port is in `listeners`).
+    fn mtls_security(&self) -> Vec<(&'static str, String)> {
+        let Some(tls) = &self.mtls else { return Vec::new() };
+        let mut settings = vec![
+            ("listener.name.mtls.ssl.keystore.type", "PEM".to_string()),
+            ("listener.name.mtls.ssl.keystore.location", tls.keystore.display().to_string()),
+            ("listener.name.mtls.ssl.client.auth", "required".into()),
+            // The subject's CN is the user: RFC 2253 "CN=kfn-validation" -> User:kfn-validation.
+            ("listener.name.mtls.ssl.principal.mapping.rules", "RULE:^CN=([^,]+)$/$1/,DEFAULT".into()),
+        ];
+        if let Some(ca) = &tls.client_ca {
+            settings.extend([
+                ("listener.name.mtls.ssl.truststore.type", "PEM".to_string()),
+                ("listener.name.mtls.ssl.truststore.location", ca.display().to_string()),
+            ]);
+        }
+        settings
+    }
+
+    /// Settings of the authorizer: who bypasses ACLs, and what happens without one.
+    fn authorizer(&self) -> Vec<(&'static str, String)> {
+        // The nodes reach each other and the controller on plaintext listeners bound to
+        // 127.0.0.1, as User:ANONYMOUS; the controller checks CLUSTER_ACTION on their
+        // requests, so that principal must be a super user or the cluster never forms.
+        let supers: Vec<String> = std::iter::once("User:ANONYMOUS".to_string())
+            .chain(self.super_users.iter().map(|u| format!("User:{u}")))
+            .collect();
+        vec![("super.users", supers.join(";")), ("allow.everyone.if.no.acl.found", (!self.enforce_acls).to_string())]
     }
 
     /// Settings of the client listener's SASL and TLS.
@@ -256,6 +302,8 @@ pub struct LocalKafka {
     libs: PathBuf,
     quiet: bool,
     bootstrap: String,
+    /// The mTLS listeners' bootstrap list, when there are some.
+    mtls_bootstrap: Option<String>,
     /// The nodes' data, removed when the cluster stops.
     root: Option<PathBuf>,
 }
@@ -289,6 +337,10 @@ impl LocalKafka {
         // Brokers talk to each other on a listener of their own, so clients' advertised ports
         // (a proxy in tests) never carry replication or transaction markers.
         let internal_ports: Vec<u16> = (0..n).map(free).collect::<Result<_, _>>()?;
+        let mtls_ports: Vec<u16> = match options.mtls {
+            Some(_) => (0..n).map(free).collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
         remove_abandoned_data();
         let root = std::env::temp_dir().join(format!("kfn-kafka-{}-{}", std::process::id(), ports[0]));
         let _ = std::fs::remove_dir_all(&root);
@@ -315,6 +367,20 @@ impl LocalKafka {
                 format!("CLIENT:{},INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT", options.client_protocol()),
             ));
             settings.extend(options.client_security());
+            if let Some(port) = mtls_ports.get(i) {
+                for (k, v) in settings.iter_mut() {
+                    match *k {
+                        "listeners" | "advertised.listeners" => v.push_str(&format!(",MTLS://127.0.0.1:{port}")),
+                        "listener.security.protocol.map" => v.push_str(",MTLS:SSL"),
+                        _ => {}
+                    }
+                }
+                settings.extend(options.mtls_security());
+            }
+            for (k, v) in options.authorizer() {
+                settings.retain(|(name, _)| *name != k);
+                settings.push((k, v));
+            }
             for (k, v) in &options.overrides {
                 settings.retain(|(name, _)| name != k);
                 settings.push((k.as_str(), v.clone()));
@@ -346,8 +412,17 @@ impl LocalKafka {
             result.map_err(|e| LocalKafkaError::Step { step: "format".into(), detail: e.to_string() })??;
         }
         let bootstrap = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-        let mut kafka =
-            LocalKafka { nodes: Vec::new(), specs, libs, quiet: options.quiet, bootstrap, root: Some(root) };
+        let mtls_bootstrap = (!mtls_ports.is_empty())
+            .then(|| mtls_ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(","));
+        let mut kafka = LocalKafka {
+            nodes: Vec::new(),
+            specs,
+            libs,
+            quiet: options.quiet,
+            bootstrap,
+            mtls_bootstrap,
+            root: Some(root),
+        };
         // Start every node before waiting for any: a node serves clients only once the quorum has formed.
         for i in 0..kafka.specs.len() {
             let node = kafka.spawn(i)?;
@@ -393,6 +468,11 @@ impl LocalKafka {
     /// The bootstrap list, `host:port` comma-separated.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The bootstrap list of the mTLS listeners ([`KafkaOptions::mtls`]).
+    pub fn mtls_bootstrap(&self) -> Option<&str> {
+        self.mtls_bootstrap.as_deref()
     }
 
     /// `host:port` of every node, in node-id order (node `n` at index `n - 1`).
@@ -506,11 +586,9 @@ fn node_settings<'a>(
         ("log.initial.task.delay.ms", "100".into()),
         // Topics exist because functions.toml declares them, never because a client asked.
         ("auto.create.topics.enable", "false".into()),
-        // ACLs can be created and listed (`kfn acls apply`); plaintext clients
-        // (User:ANONYMOUS) may do everything, as on a broker without ACLs.
+        // ACLs can be created and listed (`kfn acls apply`); who may do what without
+        // one is `KafkaOptions::authorizer` (everyone, unless ACLs are enforced).
         ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer".into()),
-        ("super.users", "User:ANONYMOUS".into()),
-        ("allow.everyone.if.no.acl.found", "true".into()),
     ]
 }
 
@@ -590,6 +668,33 @@ mod tests {
             assert_eq!(id.len(), 22, "{id}");
             assert!(!id.starts_with('-'), "{id}");
             assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{id}");
+        }
+    }
+
+    #[test]
+    fn acls_are_enforced_only_when_asked_and_the_nodes_stay_super_users() {
+        let open = KafkaOptions::default().authorizer();
+        assert!(open.contains(&("allow.everyone.if.no.acl.found", "true".to_string())), "{open:?}");
+        assert!(open.contains(&("super.users", "User:ANONYMOUS".to_string())), "{open:?}");
+        let enforced =
+            KafkaOptions { enforce_acls: true, super_users: vec!["kfn-admin".into()], ..KafkaOptions::default() }
+                .authorizer();
+        assert!(enforced.contains(&("allow.everyone.if.no.acl.found", "false".to_string())), "{enforced:?}");
+        // Without ANONYMOUS the controller refuses the brokers' own requests (CLUSTER_ACTION).
+        assert!(enforced.contains(&("super.users", "User:ANONYMOUS;User:kfn-admin".to_string())), "{enforced:?}");
+    }
+
+    #[test]
+    fn the_mtls_listener_requires_a_certificate_and_maps_its_cn_to_the_user() {
+        assert!(KafkaOptions::default().mtls_security().is_empty());
+        let tls = ServerTls { keystore: "broker.pem".into(), client_ca: Some("ca.pem".into()) };
+        let settings = KafkaOptions { mtls: Some(tls), ..KafkaOptions::default() }.mtls_security();
+        for want in [
+            ("listener.name.mtls.ssl.client.auth", "required"),
+            ("listener.name.mtls.ssl.principal.mapping.rules", "RULE:^CN=([^,]+)$/$1/,DEFAULT"),
+            ("listener.name.mtls.ssl.truststore.location", "ca.pem"),
+        ] {
+            assert!(settings.contains(&(want.0, want.1.to_string())), "{want:?} not in {settings:?}");
         }
     }
 

@@ -165,7 +165,12 @@ impl Connection {
                     .clone()
                     .unwrap_or_else(|| broker.rsplit_once(':').map(|(h, _)| h).unwrap_or(broker).to_string());
                 let name = security::server_name(&host)?;
-                let tls = connector.connect(name, tcp).await.map_err(connect_err)?;
+                let tls = connector.connect(name, tcp).await.map_err(|e| {
+                    match security::untrusted_certificate(broker, e) {
+                        Ok(untrusted) => KafkaError::Security(untrusted),
+                        Err(e) => connect_err(e),
+                    }
+                })?;
                 Box::new(tls)
             }
         };

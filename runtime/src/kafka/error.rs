@@ -117,6 +117,21 @@ impl KafkaError {
         }
     }
 
+    /// Whether the broker refused the principal (TOPIC, GROUP, CLUSTER or
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED): only a new ACL helps, so
+    /// retrying is a storm, not a cure.
+    pub fn is_authorization_failure(&self) -> bool {
+        matches!(
+            self.response_error(),
+            Some(
+                ResponseError::TopicAuthorizationFailed
+                    | ResponseError::GroupAuthorizationFailed
+                    | ResponseError::ClusterAuthorizationFailed
+                    | ResponseError::TransactionalIdAuthorizationFailed
+            )
+        )
+    }
+
     /// Builds a [`KafkaError::Broker`] when `code` is an error.
     pub fn check(api: &'static str, code: i16, context: impl FnOnce() -> String) -> Result<(), KafkaError> {
         if code == 0 {

@@ -35,6 +35,7 @@ pub fn query_routes(function: &str, path: &str, view: Arc<TableView>) -> [Route;
         handler,
         outputs: Outputs::new(function, HashMap::new()),
         observed: false,
+        producer: None,
     };
     [route(path.clone(), all), route(format!("{path}/{{key}}"), one)]
 }

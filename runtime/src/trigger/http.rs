@@ -48,6 +48,9 @@ pub struct Route {
     /// through the function's observe layer: its metrics, slow-call log and
     /// panic count) rather than an aggregate's pull query.
     pub observed: bool,
+    /// The function's own producer (its own principal, `[security]
+    /// per_function`); None: the trigger's shared one.
+    pub producer: Option<Producer>,
 }
 
 /// A route with the layer stack its handler runs in.
@@ -218,8 +221,9 @@ impl HttpTrigger {
                 }
             }
         }
+        let producer = route.producer.as_ref().unwrap_or(&self.producer);
         let sends = by_tp.into_iter().map(|((topic, partition), records)| async move {
-            self.producer.send(&TopicPartition::new(topic.to_string(), partition), records).await
+            producer.send(&TopicPartition::new(topic.to_string(), partition), records).await
         });
         match futures::future::try_join_all(sends).await {
             Ok(_) => Ok((reply.status, reply.body)),

@@ -11,7 +11,10 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse, DescribeAclsRequest};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreateAclsRequest, CreateAclsResponse, DescribeAclsRequest, MetadataRequest, TopicName,
+};
 use kafka_protocol::protocol::buf::{ByteBuf, ByteBufMut};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Request, StrBytes, VersionRange};
 
@@ -245,5 +248,103 @@ impl Acls {
             bindings.extend(AclBinding::from_described(resource)?);
         }
         Ok(bindings)
+    }
+
+    /// Waits until the broker lists every one of `bindings` (DescribeAcls),
+    /// for at most `limit`; returns whether it did.
+    ///
+    /// CreateAcls is answered once the controller has written the ACLs to the
+    /// metadata log; a broker's authorizer applies them a moment later, and
+    /// its DescribeAcls answers from that same state. A client that starts
+    /// right after `create` (the registry and the functions of `kfn dev
+    /// --secure`) waits here instead of being refused.
+    pub async fn wait_listed(&self, bindings: &[AclBinding], limit: Duration) -> Result<bool, AclError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut pauses =
+            crate::backoff::Pauses::new(Duration::from_millis(20), Duration::from_millis(200)).until(deadline);
+        loop {
+            let listed = self.describe(&AclFilter::default()).await?;
+            if bindings.iter().all(|b| listed.contains(b)) {
+                return Ok(true);
+            }
+            if !pauses.pause().await {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// What the connection's principal may do on each of `topics`, as the
+    /// broker's authorizer says (Metadata with `include_topic_authorized_operations`, v8+).
+    ///
+    /// A topic the principal may not even describe maps to
+    /// [`TopicAccess::Hidden`] (TOPIC_AUTHORIZATION_FAILED); a broker
+    /// that does not compute the operations (no authorizer, an old version)
+    /// gives [`TopicAccess::Unknown`].
+    pub async fn topic_access(&self, topics: &[&str]) -> Result<Vec<(String, TopicAccess)>, AclError> {
+        let conn = self.cluster.any_connection().await?;
+        let request = MetadataRequest::default()
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| {
+                        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))
+                    })
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(false)
+            .with_include_topic_authorized_operations(true);
+        let version = conn.version::<MetadataRequest>()?;
+        if version < 8 {
+            return Ok(topics.iter().map(|t| (t.to_string(), TopicAccess::Unknown)).collect());
+        }
+        let response = conn.send_version(&request, version, Duration::from_secs(30)).await?;
+        Ok(response
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+                (name, TopicAccess::from_metadata(t.error_code, t.topic_authorized_operations))
+            })
+            .collect())
+    }
+}
+
+/// What a principal may do on one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicAccess {
+    /// These operations (READ and WRITE imply DESCRIBE).
+    Allowed(Vec<super::Operation>),
+    /// Not even DESCRIBE: the broker hides the topic (TOPIC_AUTHORIZATION_FAILED).
+    Hidden,
+    /// The topic does not exist (or another error code).
+    Missing(i16),
+    /// The broker did not say.
+    Unknown,
+}
+
+/// TOPIC_AUTHORIZATION_FAILED.
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+
+impl TopicAccess {
+    /// From a Metadata topic's error code and authorized-operations bit field
+    /// (bit `n` set: the operation whose wire code is `n` is allowed).
+    pub fn from_metadata(error_code: i16, operations: i32) -> Self {
+        match error_code {
+            0 if operations == i32::MIN => TopicAccess::Unknown,
+            0 => TopicAccess::Allowed(
+                super::Operation::ALL.iter().copied().filter(|op| operations & (1 << op.code()) != 0).collect(),
+            ),
+            TOPIC_AUTHORIZATION_FAILED => TopicAccess::Hidden,
+            code => TopicAccess::Missing(code),
+        }
+    }
+
+    /// Whether `operation` is allowed (true when the broker did not say).
+    pub fn allows(&self, operation: super::Operation) -> bool {
+        match self {
+            TopicAccess::Allowed(ops) => ops.contains(&operation) || ops.contains(&super::Operation::All),
+            TopicAccess::Unknown => true,
+            TopicAccess::Hidden | TopicAccess::Missing(_) => false,
+        }
     }
 }

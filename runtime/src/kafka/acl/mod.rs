@@ -5,9 +5,10 @@
 //! functions.toml ([`crate::acls`]); this module only sends bindings.
 //!
 //! Layout: `mod.rs` holds the bindings and their wire codes; `client.rs`
-//! sends them. The broker used on kfn's own machines (tansu)
-//! answers CreateAcls without storing or enforcing anything: the plan and
-//! the wire encoding are tested, enforcement is not (docs/security.md).
+//! sends them, and asks what a principal may do on topics (Metadata's
+//! authorized operations). tansu answers CreateAcls without storing or
+//! enforcing anything; Apache Kafka with ACLs enforced is where the plan is
+//! proven (docs/security.md).
 
 use std::fmt;
 
@@ -19,7 +20,7 @@ use super::error::KafkaError;
 
 mod client;
 
-pub use client::{create_request, AclFilter, Acls, Applied, CreateAcls, CreateAclsAnswer};
+pub use client::{create_request, AclFilter, Acls, Applied, CreateAcls, CreateAclsAnswer, TopicAccess};
 
 /// The resource name Kafka gives the cluster in ACLs.
 pub const CLUSTER_RESOURCE: &str = "kafka-cluster";

@@ -408,7 +408,10 @@ impl Producer {
                         return Err(SendError::Fatal { target: tp.to_string(), reason: e.to_string() });
                     }
                 },
-                Err(e) if e.is_retriable() || matches!(e, KafkaError::Broker { .. }) => {
+                Err(e)
+                    if !e.is_authorization_failure()
+                        && (e.is_retriable() || matches!(e, KafkaError::Broker { .. })) =>
+                {
                     self.inner.cluster.invalidate(&tp.topic);
                     e.to_string()
                 }

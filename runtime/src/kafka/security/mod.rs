@@ -35,7 +35,7 @@ mod scram;
 pub mod tls;
 
 pub use sasl::{Mechanism, SaslCredentials, SaslExchange, Step};
-pub use tls::{connector, server_name, TlsSettings};
+pub use tls::{connector, server_name, untrusted_certificate, TlsSettings};
 
 /// What can go wrong while setting up TLS or authenticating with SASL.
 #[derive(Debug, Error)]
@@ -102,6 +102,18 @@ pub enum SecurityError {
         /// Why rustls rejected it.
         #[source]
         source: tokio_rustls::rustls::Error,
+    },
+    /// The broker's certificate failed verification: signed by a CA kfn does
+    /// not trust, issued for another name, expired. Retrying cannot help.
+    #[error(
+        "broker {broker} presented a certificate kfn does not trust ({reason}); set [security].tls.ca to the CA \
+         that signed it, or tls.server_name when the certificate names another host than the one dialled"
+    )]
+    UntrustedCertificate {
+        /// host:port.
+        broker: String,
+        /// rustls' reason, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
     },
     /// A host is neither a DNS name nor an IP address.
     #[error("'{name}' cannot be used as a TLS server name: {reason}")]

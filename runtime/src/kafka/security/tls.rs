@@ -98,6 +98,20 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, SecurityError> {
         .map_err(|source| SecurityError::InvalidServerName { name: host.to_owned(), reason: source.to_string() })
 }
 
+/// The handshake error `error` as [`SecurityError::UntrustedCertificate`]
+/// when rustls refused the broker's certificate; any other error is given back.
+///
+/// tokio-rustls reports a refused certificate as an I/O error carrying the
+/// `rustls::Error`; told apart, it stops being a retriable connection failure.
+pub fn untrusted_certificate(broker: &str, error: std::io::Error) -> Result<SecurityError, std::io::Error> {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(refused @ rustls::Error::InvalidCertificate(_)) => {
+            Ok(SecurityError::UntrustedCertificate { broker: broker.to_string(), reason: refused.to_string() })
+        }
+        _ => Err(error),
+    }
+}
+
 /// Reads every certificate of a CA PEM file into a trust store.
 fn roots_from_file(path: &Path) -> Result<RootCertStore, SecurityError> {
     let mut roots = RootCertStore::empty();

@@ -15,7 +15,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::{connector, server_name, SecurityError, TlsSettings};
+use super::{connector, server_name, untrusted_certificate, SecurityError, TlsSettings};
 
 /// A CA and its key.
 struct Ca {
@@ -167,6 +167,16 @@ async fn handshake_with_another_ca_fails() {
     let default = connector(&TlsSettings::default()).unwrap();
     let err = round_trip(&default, addr, "localhost").await.unwrap_err();
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    // Told apart from a lost connection: a security error naming the broker, not a retriable I/O error.
+    match untrusted_certificate("localhost:9093", err) {
+        Ok(SecurityError::UntrustedCertificate { broker, reason }) => {
+            assert_eq!(broker, "localhost:9093");
+            assert!(reason.contains("UnknownIssuer"), "{reason}");
+        }
+        other => panic!("expected an untrusted certificate, got {other:?}"),
+    }
+    let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    assert!(untrusted_certificate("localhost:9093", reset).is_err(), "other I/O errors are given back");
 }
 
 #[tokio::test]

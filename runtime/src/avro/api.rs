@@ -67,42 +67,6 @@ pub struct CompatibilityCheck {
     pub messages: Vec<String>,
 }
 
-/// A compatibility level of a subject or of the whole registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CompatibilityLevel {
-    /// New schemas read data written with the latest one.
-    Backward,
-    /// New schemas read data written with every earlier one.
-    BackwardTransitive,
-    /// The latest schema reads data written with new ones.
-    Forward,
-    /// Every earlier schema reads data written with new ones.
-    ForwardTransitive,
-    /// Backward and forward with the latest schema.
-    Full,
-    /// Backward and forward with every earlier schema.
-    FullTransitive,
-    /// No check.
-    None,
-    /// A level this client does not know.
-    Other(String),
-}
-
-impl CompatibilityLevel {
-    pub(crate) fn parse(level: &str) -> Self {
-        match level {
-            "BACKWARD" => Self::Backward,
-            "BACKWARD_TRANSITIVE" => Self::BackwardTransitive,
-            "FORWARD" => Self::Forward,
-            "FORWARD_TRANSITIVE" => Self::ForwardTransitive,
-            "FULL" => Self::Full,
-            "FULL_TRANSITIVE" => Self::FullTransitive,
-            "NONE" => Self::None,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-
 pub(crate) fn avro() -> String {
     "AVRO".to_owned()
 }
@@ -125,7 +89,7 @@ pub(crate) struct SchemaAnswer {
 pub(crate) struct ConfigAnswer {
     // Confluent answers `compatibilityLevel`; some registries `compatibility`.
     #[serde(rename = "compatibilityLevel", alias = "compatibility")]
-    pub(crate) level: String,
+    pub(crate) level: super::compatibility::CompatibilityLevel,
 }
 
 #[derive(Deserialize)]

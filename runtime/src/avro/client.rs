@@ -45,9 +45,10 @@ use serde::de::DeserializeOwned;
 use super::access::{https_connector, tls_failure};
 pub use super::access::{BasicAuth, RegistryAccess};
 use super::api::{
-    CompatibilityCheck, CompatibilityLevel, ConfigAnswer, ErrorAnswer, IdAnswer, RegisteredSchema, SchemaAnswer,
-    SchemaBody, SubjectVersion, Version,
+    CompatibilityCheck, ConfigAnswer, ErrorAnswer, IdAnswer, RegisteredSchema, SchemaAnswer, SchemaBody,
+    SubjectVersion, Version,
 };
+use super::compatibility::CompatibilityLevel;
 use super::error::{ApiError, ApiErrorKind, RegistryError};
 
 /// What Confluent's own serializers send as `Accept`.
@@ -261,7 +262,7 @@ impl RegistryClient {
             }
             other => other?,
         };
-        Ok(CompatibilityLevel::parse(&answer.level))
+        Ok(answer.level)
     }
 
     fn remember(&self, found: &SubjectVersion) {

@@ -19,14 +19,16 @@ pub mod api;
 pub mod cache;
 pub mod client;
 pub mod codec;
+pub mod compatibility;
 pub mod error;
 pub mod framing;
 
 #[cfg(test)]
 mod tests;
 
-pub use api::{CompatibilityCheck, CompatibilityLevel, RegisteredSchema, SchemaReference, SubjectVersion, Version};
+pub use api::{CompatibilityCheck, RegisteredSchema, SchemaReference, SubjectVersion, Version};
 pub use cache::{register_topic_schema, SchemaCache};
 pub use client::{value_subject, BasicAuth, RegistryAccess, RegistryClient};
 pub use codec::{decode, OutputEncoder, WriterDatum};
+pub use compatibility::CompatibilityLevel;
 pub use error::{ApiError, ApiErrorKind, CodecError, FramingError, RegistryError};

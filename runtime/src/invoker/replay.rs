@@ -30,7 +30,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-pub use letters::{read_dead_letters, read_topic, DeadLetter, DlqOffset, Origin};
+use super::dead_letter::Origin;
+pub use letters::{read_dead_letters, read_topic, DeadLetter, DlqOffset};
 
 use super::dead_letter::headers;
 use crate::config::Config;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use backon::ExponentialBuilder;
 
 use super::{shown, SchemaCheckError};
-use crate::avro::{value_subject, ApiErrorKind, CompatibilityCheck, CompatibilityLevel, RegistryClient, RegistryError};
+use crate::avro::{value_subject, ApiErrorKind, CompatibilityCheck, RegistryClient, RegistryError};
 use crate::config::Config;
 
 /// What the registry said about one topic's schema.
@@ -159,7 +159,7 @@ pub async fn check_registry(config: &Config, client: &RegistryClient) -> Registr
                 unreachable = answer.as_ref().is_err_and(RegistryError::is_transient);
                 match Verdict::from_answer(answer) {
                     Verdict::Incompatible { level: None, messages } => {
-                        let level = client.subject_config(&subject).await.ok().map(|l| level_name(&l));
+                        let level = client.subject_config(&subject).await.ok().map(|l| l.to_string());
                         Verdict::Incompatible { level, messages }
                     }
                     other => other,
@@ -176,20 +176,6 @@ pub async fn check_registry(config: &Config, client: &RegistryClient) -> Registr
         });
     }
     report
-}
-
-fn level_name(level: &CompatibilityLevel) -> String {
-    match level {
-        CompatibilityLevel::Backward => "BACKWARD",
-        CompatibilityLevel::BackwardTransitive => "BACKWARD_TRANSITIVE",
-        CompatibilityLevel::Forward => "FORWARD",
-        CompatibilityLevel::ForwardTransitive => "FORWARD_TRANSITIVE",
-        CompatibilityLevel::Full => "FULL",
-        CompatibilityLevel::FullTransitive => "FULL_TRANSITIVE",
-        CompatibilityLevel::None => "NONE",
-        CompatibilityLevel::Other(name) => name,
-    }
-    .to_string()
 }
 
 /// The error with its causes, as one line; a cause already in the text is not repeated.

@@ -7,7 +7,7 @@ use crate::kafka::Header;
 use bytes::Bytes;
 
 use super::{kafka, ReplayError};
-use crate::invoker::dead_letter::headers;
+use crate::invoker::dead_letter::{headers, Origin};
 use crate::kafka::consumer::ReadToEnd;
 use crate::kafka::fetch::{ConsumedRecord, Isolation};
 use crate::kafka::group::protocol::TopicPartition;
@@ -45,17 +45,6 @@ impl std::str::FromStr for DlqOffset {
         }
         Ok(DlqOffset { partition, offset })
     }
-}
-
-/// Where a dead letter was read from before it failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// The input topic.
-    pub topic: String,
-    /// Its partition.
-    pub partition: i32,
-    /// The record's offset there.
-    pub offset: i64,
 }
 
 /// One record of a dead-letter topic.
@@ -108,7 +97,8 @@ impl DeadLetter {
         self.header(headers::ATTEMPTS).and_then(|a| a.parse().ok())
     }
 
-    /// Where the record came from; `Err` names the header that is missing or malformed.
+    /// Where the record came from (its timestamp is the letter's, kept from
+    /// the original); `Err` names the header that is missing or malformed.
     pub fn origin(&self) -> Result<Origin, String> {
         let get =
             |name: &str| self.header(name).ok_or_else(|| format!("header {name} is missing: not a kfn dead letter"));
@@ -121,6 +111,7 @@ impl DeadLetter {
             partition: i32::try_from(partition)
                 .map_err(|_| format!("header {} = {partition} is out of range", headers::PARTITION))?,
             offset: number(headers::OFFSET)?,
+            timestamp_ms: self.timestamp_ms,
         })
     }
 
@@ -205,7 +196,7 @@ pub(super) mod tests {
     #[test]
     fn origin_comes_from_the_headers() {
         let l = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "2"), (headers::OFFSET, "41")]);
-        assert_eq!(l.origin(), Ok(Origin { topic: "orders".into(), partition: 2, offset: 41 }));
+        assert_eq!(l.origin(), Ok(Origin { topic: "orders".into(), partition: 2, offset: 41, timestamp_ms: 1 }));
         let missing = letter(&[(headers::TOPIC, "orders"), (headers::OFFSET, "41")]).origin().unwrap_err();
         assert!(missing.contains(headers::PARTITION), "{missing}");
         let bad = letter(&[(headers::TOPIC, "orders"), (headers::PARTITION, "x"), (headers::OFFSET, "41")])

@@ -89,8 +89,15 @@ impl MemberTransaction {
             return Ok((false, None));
         }
         let producer = Producer::new(cluster.clone(), config.clone()).await?;
-        let refuses = producer.group_refuses_strangers(group, input, PROBE_WAIT).await?;
-        Ok((refuses, Some(producer)))
+        let answer = producer.group_refuses_strangers(group, input, PROBE_WAIT).await?;
+        if answer.is_none() {
+            tracing::warn!(
+                group,
+                "cannot tell whether the group coordinator refuses a stranger's transactional offsets \
+                 (no clear answer within {PROBE_WAIT:?}); holding one transactional producer per partition"
+            );
+        }
+        Ok((answer == Some(true), Some(producer)))
     }
 
     /// Starts the member's transaction task with `config` (from

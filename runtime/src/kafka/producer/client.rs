@@ -539,20 +539,29 @@ impl Producer {
     /// it opens a transaction, offers offset 0 of `topic`'s partition 0 from a
     /// member and generation that do not exist, and aborts. (Apache Kafka
     /// checks the partition before the member, so it must be a real one; the
-    /// abort keeps a broker that took the offset from applying it.) An answer
-    /// that is neither a refusal by generation nor an acceptance within
-    /// `wait` counts as no.
-    pub async fn group_refuses_strangers(&self, group: &str, topic: &str, wait: Duration) -> Result<bool, SendError> {
+    /// abort keeps a broker that took the offset from applying it.) `None`:
+    /// neither a refusal by generation nor an acceptance came within `wait`.
+    pub async fn group_refuses_strangers(
+        &self,
+        group: &str,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<Option<bool>, SendError> {
         let stranger = Generation { id: i32::MAX, member_id: "kfn-probe".into(), protocol: String::new() };
         let offsets = BTreeMap::from([(TopicPartition::new(topic, 0), 0)]);
         let outcome = self.txn_offset_commit(group, &stranger, &offsets, wait).await;
         self.abort().await?;
         Ok(match outcome? {
-            TxnOutcome::AbortTransaction(e) => matches!(
-                e.error,
-                ResponseError::IllegalGeneration | ResponseError::UnknownMemberId | ResponseError::FencedInstanceId
-            ),
-            _ => false,
+            TxnOutcome::Done => Some(false),
+            TxnOutcome::AbortTransaction(e)
+                if matches!(
+                    e.error,
+                    ResponseError::IllegalGeneration | ResponseError::UnknownMemberId | ResponseError::FencedInstanceId
+                ) =>
+            {
+                Some(true)
+            }
+            _ => None,
         })
     }
 

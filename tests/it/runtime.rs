@@ -419,3 +419,81 @@ async fn with_key_ordering_a_slow_key_holds_neither_later_fetches_nor_the_output
     assert_eq!(all[OTHERS..], ["s-1", "s-2"]);
     app.stop().await;
 }
+
+/// 3 MiB of pseudo-random letters: no codec shrinks them under the broker's 1 MiB limit.
+fn incompressible() -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..3 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+/// Made once, so the huge record's handler is as quick as the others' and their chunks meet.
+static HUGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_exactly_once_a_chunk_that_cannot_be_written_holds_up_only_its_own_partition() {
+    HUGE.get_or_init(incompressible);
+    // One output is larger than the broker takes (1 MiB): its chunk can never
+    // commit. With one transaction for all the member's partitions (KIP-447),
+    // the other partition's chunks must still commit on their own.
+    let mut handlers = Registry::default();
+    handlers.handler("sized", |_ctx: Ctx, item: Item| async move {
+        let mut out = item.clone();
+        if item.mode == "huge" {
+            out.mode = HUGE.get_or_init(incompressible).clone();
+        }
+        Ok::<_, FnError>(Emit::one("out", item.id.clone(), out))
+    });
+    let toml = r#"[topics."in-{s}"]
+partitions = 2
+replication = 1
+schema = "schemas/test_item.avsc"
+
+[topics."out-{s}"]
+partitions = 2
+replication = 1
+schema = "schemas/test_item.avsc"
+
+[topics."dlq-{s}"]
+partitions = 1
+replication = 1
+
+[functions.sized-{s}]
+handler = "sized"
+input = "in-{s}"
+outputs = { out = "out-{s}" }
+dead_letter = "dlq-{s}"
+guarantee = "exactly_once"
+"#;
+    let app = TestApp::start(toml, handlers).await.expect("app starts");
+    let input = app.name("in-{s}");
+    // A key on each partition: the huge record on one, ordinary ones on the other.
+    let mut by_partition = std::collections::BTreeMap::new();
+    for n in 0..64 {
+        let key = format!("k-{n}");
+        by_partition.entry(app.partition_of(&input, key.as_bytes()).await.expect("partition")).or_insert(key);
+    }
+    let (bad, good) = (by_partition[&0].clone(), by_partition[&1].clone());
+    // Both at once, so both partitions' first chunks meet in one transaction (and,
+    // retried after the same backoff, would keep meeting there).
+    let (huge, first) = (Item::new(&bad, 0, "huge"), Item::new(&good, 1, "ok"));
+    let (first_bad, first_good) = tokio::join!(app.produce(&input, &bad, &huge), app.produce(&input, &good, &first));
+    first_bad.expect("produce");
+    first_good.expect("produce");
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch out");
+    for seq in 1..=5 {
+        if seq > 1 {
+            app.produce(&input, &good, &Item::new(&good, seq, "ok")).await.expect("produce");
+        }
+        let written = out.wait_for_count(seq as usize).await.expect("the other partition's outputs");
+        let partitions: Vec<i32> = written.iter().map(|(p, _)| *p).collect();
+        assert!(partitions.iter().all(|p| *p == 1), "only the healthy partition is written: {partitions:?}");
+    }
+    app.stop().await;
+}

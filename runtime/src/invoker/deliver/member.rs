@@ -10,7 +10,9 @@
 //! Chunks that arrive while a transaction commits wait and go together in the
 //! next one, so a member with many busy partitions runs a few large
 //! transactions instead of one per partition and chunk, on one producer
-//! instead of one per partition.
+//! instead of one per partition. When a shared transaction fails, its
+//! partitions' next chunks run alone until each commits, so one chunk that
+//! cannot be written does not hold up every partition of the member.
 //!
 //! Fencing moves from the transactional id to the group: the group
 //! coordinator refuses TxnOffsetCommit from a generation it has moved on
@@ -21,7 +23,7 @@
 //! its offsets were accepted, so whatever a new owner reads (an aggregate's
 //! table, say) is decided once its start offset is.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,31 +148,54 @@ struct Task {
 
 impl Task {
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Chunk>) {
+        // Partitions whose last shared transaction failed: their chunks run
+        // alone until one commits, so a chunk that cannot be written (a record
+        // too large, a topic denied) holds up its own partition, not the others.
+        let mut alone: HashSet<TopicPartition> = HashSet::new();
         while let Some(first) = queue.recv().await {
             let mut chunks = vec![first];
             while let Ok(next) = queue.try_recv() {
                 chunks.push(next);
             }
-            let mut done = Vec::with_capacity(chunks.len());
-            let mut outgoing = Vec::with_capacity(chunks.len());
-            let mut offsets = BTreeMap::new();
-            for chunk in chunks {
-                if let Some(offset) = chunk.commit {
-                    offsets.insert(chunk.tp.clone(), offset);
+            let (solo, shared): (Vec<Chunk>, Vec<Chunk>) = chunks.into_iter().partition(|c| alone.contains(&c.tp));
+            for chunk in solo {
+                let tp = chunk.tp.clone();
+                if self.commit(vec![chunk]).await {
+                    alone.remove(&tp);
                 }
-                outgoing.push(chunk.outgoing);
-                done.push((chunk.tp, chunk.done));
             }
-            let outcome = self.transaction(outgoing, &offsets).await;
-            for (tp, done) in done {
-                let _ = done.send(match &outcome {
-                    Ok(()) => Ok(()),
-                    Err(DeliverError::Unassigned) => Err(DeliverError::Unassigned),
-                    Err(DeliverError::Stopped) => Err(DeliverError::Stopped),
-                    Err(DeliverError::Send(e)) => Err(DeliverError::Send(e.for_follower(&tp.to_string()))),
-                });
+            if shared.is_empty() {
+                continue;
+            }
+            let tps: Vec<TopicPartition> = shared.iter().map(|c| c.tp.clone()).collect();
+            if !self.commit(shared).await && tps.len() > 1 {
+                alone.extend(tps);
             }
         }
+    }
+
+    /// Runs `chunks` in one transaction and tells each its outcome; whether it committed.
+    async fn commit(&mut self, chunks: Vec<Chunk>) -> bool {
+        let mut done = Vec::with_capacity(chunks.len());
+        let mut outgoing = Vec::with_capacity(chunks.len());
+        let mut offsets = BTreeMap::new();
+        for chunk in chunks {
+            if let Some(offset) = chunk.commit {
+                offsets.insert(chunk.tp.clone(), offset);
+            }
+            outgoing.push(chunk.outgoing);
+            done.push((chunk.tp, chunk.done));
+        }
+        let outcome = self.transaction(outgoing, &offsets).await;
+        for (tp, done) in done {
+            let _ = done.send(match &outcome {
+                Ok(()) => Ok(()),
+                Err(DeliverError::Unassigned) => Err(DeliverError::Unassigned),
+                Err(DeliverError::Stopped) => Err(DeliverError::Stopped),
+                Err(DeliverError::Send(e)) => Err(DeliverError::Send(e.for_follower(&tp.to_string()))),
+            });
+        }
+        outcome.is_ok()
     }
 
     /// One transaction: every chunk's records and offsets, all or nothing.

@@ -42,6 +42,7 @@ pub mod config;
 pub mod connect;
 pub mod dev;
 pub mod endpoints;
+pub mod error_text;
 pub mod invoker;
 pub mod kafka;
 pub mod kafka_settings;

@@ -147,7 +147,9 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kfn: error: {e:#}");
+            // Each cause once: many of kfn's errors name their cause in their own text too.
+            let causes: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("kfn: error: {}", crate::error_text::one_line(causes));
             ExitCode::FAILURE
         }
     }

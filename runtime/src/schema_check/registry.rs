@@ -55,7 +55,7 @@ impl Verdict {
                     level: None,
                     messages: e.api().map(|a| vec![a.message.clone()]).unwrap_or_default(),
                 },
-                _ => Verdict::Failed(chain(&e)),
+                _ => Verdict::Failed(crate::error_text::one_line(&e)),
             },
         }
     }
@@ -176,19 +176,4 @@ pub async fn check_registry(config: &Config, client: &RegistryClient) -> Registr
         });
     }
     report
-}
-
-/// The error with its causes, as one line; a cause already in the text is not repeated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = cause.source();
-    }
-    text
 }

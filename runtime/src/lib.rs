@@ -43,6 +43,7 @@ pub mod connect;
 pub mod dev;
 pub mod endpoints;
 pub mod invoker;
+pub mod json;
 pub mod kafka;
 pub mod kafka_settings;
 pub mod lag;

@@ -217,3 +217,20 @@ fn config_a_json_topic_is_read_but_never_written() {
     let errors = errors_of(load(DEFAULTS, "[topics.x]\nformat = \"protobuf\"\n"));
     assert!(has(&errors, "topics.\"x\".format", "\"avro\", \"json\""), "{errors:?}");
 }
+
+#[test]
+fn config_a_table_is_a_declared_compacted_topic_of_a_topic_handler() {
+    let good = "[functions.read]\nhandler = \"only_created\"\ninput = \"created\"\n\
+                tables = { catalog = \"out\" }\n\
+                [local]\nseed = { out = \"seed.sql\" }\n";
+    let (_dir, result) = load(DEFAULTS, good);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.functions["read"].tables["catalog"], "out");
+    assert_eq!(config.local.seed["out"], std::path::PathBuf::from("seed.sql"));
+
+    let bad = "[functions.read]\nhandler = \"only_created\"\ninput = \"created\"\n\
+               tables = { catalog = \"shipped\", gone = \"nowhere\" }\n";
+    let errors = errors_of(load(DEFAULTS, bad));
+    assert!(has(&errors, "functions.read.tables.catalog", "expected a compacted topic"), "{errors:?}");
+    assert!(has(&errors, "functions.read.tables.gone", "undeclared topic \"nowhere\""), "{errors:?}");
+}

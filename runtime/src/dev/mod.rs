@@ -9,6 +9,7 @@ pub mod connect;
 pub mod local;
 pub mod ports;
 pub mod postgres;
+pub mod seed;
 pub mod tansu;
 
 pub use broker::{LocalBroker, LocalBrokerError, Storage};

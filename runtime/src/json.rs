@@ -3,7 +3,7 @@
 //! wrapper (`schemas.enable=true`) or without, e.g. Debezium's change events.
 //!
 //! ```
-//! use kfn::invoker::json::{payload, JsonValue};
+//! use kfn::json::{payload, JsonValue};
 //! let wrapped = br#"{"schema": {"type": "string"}, "payload": "SKU-001"}"#;
 //! assert_eq!(payload(wrapped).unwrap(), JsonValue::Value(serde_json::json!("SKU-001")));
 //! assert_eq!(payload(b"").unwrap(), JsonValue::Tombstone);

@@ -155,7 +155,7 @@ mod tests {
         let datum =
             serde_avro_fast::to_datum_vec(&order, &mut serde_avro_fast::ser::SerializerConfig::new(&schema)).unwrap();
         let handler = registry().topic_handler("validate_order").unwrap().clone();
-        let emit = (handler.call)(Ctx::default(), &datum, &schema).await.unwrap();
+        let emit = (handler.call)(crate::testing::catalog_ctx(), &datum, &schema).await.unwrap();
         let (key, validated) = single::<OrderValidated>(&emit, "validated");
         assert_eq!((key.as_str(), validated.total_amount), ("lib-1", dec("129.00")));
 

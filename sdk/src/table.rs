@@ -39,6 +39,17 @@ pub trait TableLookup: Send + Sync {
     fn row(&self, key: &str) -> Option<serde_json::Value>;
 }
 
+/// A shared table is a table (a test keeps its `Arc<MemoryTable>` to change rows).
+impl<T: TableLookup + ?Sized> TableLookup for Arc<T> {
+    fn topic(&self) -> &str {
+        (**self).topic()
+    }
+
+    fn row(&self, key: &str) -> Option<serde_json::Value> {
+        (**self).row(key)
+    }
+}
+
 /// Why a table lookup failed. Both are permanent: a retry reads the same.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TableError {

@@ -8,9 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use kfn::kafka::group::protocol::TopicPartition;
 use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
-use kfn_functions::events::ProductChange;
+use kfn_functions::events::{OrderCreated, OrderItem, ProductChange, RejectionReason};
+use kfn_functions::validate_order::{check, validate_order, Products};
 use kfn_sdk::{Ctx, Emit};
 use kfn_tests::app::{header, now_ms, Recorder, TestApp, DEADLINE};
+use rust_decimal::Decimal;
 
 const APP: &str = r#"
 [topics."shop.products"]
@@ -149,4 +151,145 @@ async fn await_row(db: &kfn::dev::postgres::LocalPostgres, query: &str, expected
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("{query}: expected {expected:?} within {DEADLINE:?}, last {last:?}");
+}
+
+const VALIDATION: &str = r#"
+[topics."shop.products"]
+partitions = 1
+replication = 1
+cleanup_policy = "compact"
+format = "json"
+schema = "schemas/product_change.avsc"
+
+[topics."created-{s}"]
+partitions = 2
+replication = 1
+schema = "schemas/order_created.avsc"
+
+[topics."validated-{s}"]
+partitions = 2
+replication = 1
+schema = "schemas/order_validated.avsc"
+
+[topics."rejected-{s}"]
+partitions = 2
+replication = 1
+schema = "schemas/order_rejected.avsc"
+
+[functions.validation-{s}]
+handler = "validate_order"
+input = "created-{s}"
+outputs = { validated = "validated-{s}", rejected = "rejected-{s}" }
+tables = { catalog = "shop.products" }
+"#;
+
+/// What validation decided for one order: (order id, the rule it broke, if any, and how).
+type Verdict = (String, Option<(RejectionReason, String)>);
+
+/// The order system's validate_order, recording each verdict as the handler's
+/// table lookups saw it (the outputs go to the topics as in production).
+fn validation(verdicts: std::sync::Arc<Recorder<Verdict>>) -> kfn_sdk::Registry {
+    let mut handlers = kfn_sdk::Registry::default();
+    handlers.handler("validate_order", move |ctx: Ctx, order: OrderCreated| {
+        let verdicts = verdicts.clone();
+        async move {
+            let mut products = Products::new();
+            for item in &order.items {
+                if let Some(p) = kfn_functions::catalog::product(&ctx, &item.product_id)? {
+                    products.insert(item.product_id.clone(), p);
+                }
+            }
+            let verdict = check(&order, &products).err().map(|r| (r.reason, r.message));
+            verdicts.push((order.order_id.clone(), verdict));
+            validate_order(ctx, order).await
+        }
+    });
+    handlers
+}
+
+fn order(product: &str, quantity: i32, price: &str) -> OrderCreated {
+    let unit_price: Decimal = price.parse().expect("price");
+    OrderCreated {
+        order_id: kfn_tests::unique("o"),
+        customer_id: "c-1".into(),
+        items: vec![OrderItem { product_id: product.into(), quantity, unit_price }],
+        total_amount: unit_price * Decimal::from(quantity),
+        shipping_address: "1 Main St".into(),
+        created_at: now_ms(),
+    }
+}
+
+/// Sends `order` and returns validation's verdict on it.
+async fn verdict(
+    app: &TestApp,
+    verdicts: &Recorder<Verdict>,
+    order: OrderCreated,
+) -> Option<(RejectionReason, String)> {
+    let id = order.order_id.clone();
+    app.produce(&app.name("created-{s}"), &id, &order).await.expect("produce");
+    let seen = verdicts.wait_until(&format!("the verdict on {id}"), |v| v.iter().any(|(o, _)| *o == id)).await;
+    seen.expect("verdict").into_iter().find(|(o, _)| *o == id).map(|(_, v)| v).expect("found")
+}
+
+/// Sends orders made by `make` until one gets a verdict `wanted` accepts: a
+/// change committed in PostgreSQL reaches the table a moment after the topic.
+/// Returns how many orders it took.
+async fn until_verdict(
+    app: &TestApp,
+    verdicts: &Recorder<Verdict>,
+    make: impl Fn() -> OrderCreated,
+    wanted: impl Fn(&Option<(RejectionReason, String)>) -> bool,
+) -> usize {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    for n in 1.. {
+        let v = verdict(app, verdicts, make()).await;
+        if wanted(&v) {
+            return n;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no wanted verdict within {DEADLINE:?}; last {v:?}");
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn validation_checks_orders_against_prices_stock_and_deletes_made_in_postgresql() {
+    let stack = kfn_tests::connect::stack();
+    let verdicts = Recorder::<Verdict>::new();
+    let app = TestApp::start(VALIDATION, validation(verdicts.clone())).await.expect("app");
+    // A product of this test's own: the other tests change the seeded ones.
+    let sku = kfn_tests::unique("SKU-T");
+    let db = &stack.postgres;
+    db.psql(&format!(
+        "INSERT INTO shop.products (product_id, name, price, stock) VALUES ('{sku}', 'Test kettle', 10.00, 5)"
+    ))
+    .await
+    .expect("insert");
+    let n = until_verdict(&app, &verdicts, || order(&sku, 2, "10.00"), Option::is_none).await;
+    eprintln!("the inserted product validated an order after {n} order(s)");
+
+    db.psql(&format!("UPDATE shop.products SET price = 12.50, stock = 3 WHERE product_id = '{sku}'"))
+        .await
+        .expect("update");
+    until_verdict(&app, &verdicts, || order(&sku, 2, "12.50"), Option::is_none).await;
+    // The table holds the new row now: the old price and more than the new stock are refused.
+    let (reason, message) = verdict(&app, &verdicts, order(&sku, 2, "10.00")).await.expect("rejected");
+    assert_eq!(reason, RejectionReason::PriceMismatch, "{message}");
+    assert!(message.contains("catalog's 12.50"), "{message}");
+    let (reason, message) = verdict(&app, &verdicts, order(&sku, 4, "12.50")).await.expect("rejected");
+    assert_eq!(
+        (reason, message),
+        (RejectionReason::InsufficientStock, format!("4 units of {sku} ordered, 3 in stock"))
+    );
+
+    // A restarted replica restores the table before it validates: its first order sees the update.
+    let app = app.restart(validation(verdicts.clone())).await.expect("restart");
+    assert_eq!(verdict(&app, &verdicts, order(&sku, 3, "12.50")).await, None, "restored before the function started");
+
+    db.psql(&format!("DELETE FROM shop.products WHERE product_id = '{sku}'")).await.expect("delete");
+    let unknown = |v: &Option<(RejectionReason, String)>| matches!(v, Some((RejectionReason::UnknownProduct, _)));
+    until_verdict(&app, &verdicts, || order(&sku, 1, "12.50"), unknown).await;
+    // The rejections reached their topic as the order system writes them.
+    let mut rejected = app.watch(&app.name("rejected-{s}")).await.expect("watch");
+    rejected.wait_for_count(3).await.expect("three rejections or more");
+    app.stop().await;
 }

@@ -107,12 +107,22 @@ impl App {
         let schemas = Arc::new(SchemaCache::new(client).counting_errors(metrics.schema_registry_errors.clone()));
         for topic in config.topics.values() {
             let Some(path) = &topic.schema else { continue };
-            // A JSON topic's schema only names its event type: its records carry no schema id.
-            if topic.format == crate::config::TopicFormat::Json {
-                continue;
-            }
             let text = std::fs::read_to_string(path)
                 .map_err(|source| StartError::ReadSchema { path: path.clone(), source })?;
+            // A JSON topic's records carry no schema id: its schema names its event type,
+            // and, for a topic a function writes, gives the rows their Connect schema.
+            if topic.format == crate::config::TopicFormat::Json {
+                let written = config.functions.values().any(|f| f.outputs.values().any(|t| *t == topic.name));
+                if !written {
+                    continue;
+                }
+                let schema = text.parse().map_err(|e: serde_avro_fast::schema::SchemaError| CodecError::JsonRow {
+                    topic: topic.name.clone(),
+                    message: e.to_string(),
+                })?;
+                encoders.insert(topic.name.clone(), OutputEncoder::json(topic.name.as_str(), Arc::new(schema))?);
+                continue;
+            }
             let (id, schema) = register_topic_schema(schemas.client(), &topic.name, &text).await?;
             schemas.insert(id, schema.clone());
             encoders.insert(topic.name.clone(), OutputEncoder::new(topic.name.as_str(), id, schema));

@@ -577,12 +577,6 @@ impl Validator<'_> {
                     format!("expected topic {topic:?} to declare a schema: function {name} writes events to it"),
                 );
             }
-            if topics.get(topic).is_some_and(|t| t.format == TopicFormat::Json) {
-                self.c.push(
-                    &field,
-                    format!("expected an Avro topic: kfn reads {topic:?} (format = \"json\") but writes only Avro"),
-                );
-            }
         }
         for (table, topic) in &raw.tables {
             let field = format!("{prefix}.tables.{table}");

@@ -38,6 +38,7 @@ User:kfn-payment ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from 
 User:kfn-inventory ALLOW READ on TOPIC payments.processed (LITERAL) from *
 User:kfn-inventory ALLOW READ on GROUP kfn.inventory (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TOPIC inventory.reserved (LITERAL) from *
+User:kfn-inventory ALLOW WRITE on TOPIC inventory.reservations (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TOPIC shipments.created (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TOPIC inventory.dlq (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TRANSACTIONAL_ID kfn.inventory. (PREFIXED) from *

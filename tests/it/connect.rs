@@ -140,17 +140,22 @@ async fn an_order_written_to_orders_view_is_upserted_into_postgresql_by_the_jdbc
 
 /// Polls `query` until it returns `expected` (the sink writes on its own schedule), or fails after [`DEADLINE`].
 async fn await_row(db: &kfn::dev::postgres::LocalPostgres, query: &str, expected: &str) -> String {
+    await_row_where(db, query, |row| row == expected).await
+}
+
+/// Polls `query` until its answer satisfies `done`, or fails after [`DEADLINE`].
+async fn await_row_where(db: &kfn::dev::postgres::LocalPostgres, query: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut last = String::new();
     while tokio::time::Instant::now() < deadline {
         last = db.psql(query).await.expect("query");
-        if last == expected {
+        if done(&last) {
             return last;
         }
         // PostgreSQL has no notification for rows Connect inserts; a short poll of a local query.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("{query}: expected {expected:?} within {DEADLINE:?}, last {last:?}");
+    panic!("{query}: no wanted answer within {DEADLINE:?}, last {last:?}");
 }
 
 const VALIDATION: &str = r#"
@@ -292,4 +297,239 @@ async fn validation_checks_orders_against_prices_stock_and_deletes_made_in_postg
     let mut rejected = app.watch(&app.name("rejected-{s}")).await.expect("watch");
     rejected.wait_for_count(3).await.expect("three rejections or more");
     app.stop().await;
+}
+
+/// The order system from validation to the warehouse, tracking and the order
+/// view, on topics of this test, and the three topics the connectors use.
+const PIPELINE: &str = r#"
+[topics."shop.products"]
+partitions = 1
+replication = 1
+cleanup_policy = "compact"
+format = "json"
+schema = "schemas/product_change.avsc"
+
+[topics."orders.view"]
+partitions = 1
+replication = 1
+format = "json"
+schema = "schemas/order_view.avsc"
+
+[topics."inventory.reservations"]
+partitions = 1
+replication = 1
+format = "json"
+schema = "schemas/stock_reservation.avsc"
+
+[topic_defaults]
+partitions = 1
+replication = 1
+retention = "1d"
+
+[topics]
+"created-{s}" = { schema = "schemas/order_created.avsc" }
+"validated-{s}" = { schema = "schemas/order_validated.avsc" }
+"rejected-{s}" = { schema = "schemas/order_rejected.avsc" }
+"processed-{s}" = { schema = "schemas/payment_processed.avsc" }
+"failed-{s}" = { schema = "schemas/payment_failed.avsc" }
+"reserved-{s}" = { schema = "schemas/inventory_reserved.avsc" }
+"shipments-{s}" = { schema = "schemas/shipment_created.avsc" }
+"dispatched-{s}" = { schema = "schemas/shipment_dispatched.avsc" }
+"changes-{s}" = { schema = "schemas/order_status_changed.avsc" }
+"status-{s}" = { cleanup_policy = "compact", schema = "schemas/order_status.avsc" }
+"dlq-{s}" = {}
+
+[functions.validation-{s}]
+handler = "validate_order"
+input = "created-{s}"
+outputs = { validated = "validated-{s}", rejected = "rejected-{s}" }
+tables = { catalog = "shop.products" }
+dead_letter = "dlq-{s}"
+
+[functions.payment-{s}]
+handler = "process_payment"
+input = "validated-{s}"
+outputs = { processed = "processed-{s}", failed = "failed-{s}" }
+dead_letter = "dlq-{s}"
+
+[functions.inventory-{s}]
+handler = "reserve_inventory"
+input = "processed-{s}"
+outputs = { reserved = "reserved-{s}", stock = "inventory.reservations", shipment = "shipments-{s}" }
+guarantee = "exactly_once"
+dead_letter = "dlq-{s}"
+
+[functions.warehouse-{s}]
+handler = "dispatch_shipment"
+input = "shipments-{s}"
+outputs = { dispatched = "dispatched-{s}" }
+dead_letter = "dlq-{s}"
+
+[functions.track-{s}]
+handler = "track"
+inputs = ["created-{s}", "validated-{s}", "rejected-{s}", "processed-{s}", "failed-{s}", "shipments-{s}", "dispatched-{s}"]
+outputs = { changes = "changes-{s}" }
+dead_letter = "dlq-{s}"
+
+[functions.tracking-{s}]
+aggregate = "order_status"
+input = "changes-{s}"
+outputs = { table = "status-{s}" }
+guarantee = "exactly_once"
+dead_letter = "dlq-{s}"
+
+[functions.view-{s}]
+handler = "order_view"
+inputs = ["created-{s}", "status-{s}"]
+outputs = { view = "orders.view" }
+dead_letter = "dlq-{s}"
+"#;
+
+#[tokio::test]
+async fn a_dispatched_order_is_in_postgresql_with_its_status_and_its_stock_is_taken_there() {
+    let stack = kfn_tests::connect::stack();
+    let db = &stack.postgres;
+    let sku = kfn_tests::unique("SKU-D");
+    db.psql(&format!(
+        "INSERT INTO shop.products (product_id, name, price, stock) VALUES ('{sku}', 'Test grinder', 7.00, 10)"
+    ))
+    .await
+    .expect("insert");
+    let app = TestApp::start(PIPELINE, kfn_functions::registry()).await.expect("app");
+
+    // Until the new product reached validation's table, an order for it is rejected as unknown.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let order_id = loop {
+        let order = order(&sku, 3, "7.00");
+        let id = order.order_id.clone();
+        app.produce(&app.name("created-{s}"), &id, &order).await.expect("produce");
+        let query = format!("SELECT status FROM orders.orders WHERE order_id = '{id}'");
+        let status = await_row_where(db, &query, |s| s == "dispatched" || s == "rejected").await;
+        if status == "dispatched" {
+            break id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no order for {sku} dispatched within {DEADLINE:?}");
+    };
+    // Both halves of the row: customer and total from the created order, the status from tracking.
+    let row = db
+        .psql(&format!(
+            "SELECT customer_id, total, status, updated_at > 0 FROM orders.orders WHERE order_id = '{order_id}'"
+        ))
+        .await
+        .expect("row");
+    assert_eq!(row, "c-1|21.00|dispatched|t");
+
+    // The reservation went back to PostgreSQL, and took its units off the stock there.
+    let query = format!("SELECT product_id, quantity FROM shop.reservations WHERE reservation_id = '{order_id}/0'");
+    assert_eq!(await_row(db, &query, &format!("{sku}|3")).await, format!("{sku}|3"));
+    let stock = db.psql(&format!("SELECT stock FROM shop.products WHERE product_id = '{sku}'")).await.expect("stock");
+    assert_eq!(stock, "7", "10 in stock, 3 reserved once");
+    // ... and Debezium carries the new stock back to the topic validation reads.
+    let mut products = app.watch("shop.products").await.expect("watch");
+    products
+        .wait_until("the stock after the reservation", |records| {
+            records.iter().any(|(_, r)| {
+                r.key.as_deref() == Some(sku.as_bytes())
+                    && r.value.as_ref().is_some_and(|v| v.windows(9).any(|w| w == b"\"stock\":7"))
+            })
+        })
+        .await
+        .expect("the new stock on shop.products");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn restarting_the_connect_worker_mid_stream_loses_nothing() {
+    const N: i64 = 60;
+    let stack = kfn_tests::connect::stack();
+    let db = &stack.postgres;
+    let sku = kfn_tests::unique("SKU-R");
+    db.psql(&format!(
+        "INSERT INTO shop.products (product_id, name, price, stock) VALUES ('{sku}', 'Restart kettle', 1.00, 0)"
+    ))
+    .await
+    .expect("insert");
+    // Rows for the sink, written as kfn writes a JSON topic.
+    let text = std::fs::read_to_string(kfn_tests::workspace_root().join("schemas/order_view.avsc")).expect("schema");
+    let schema = std::sync::Arc::new(text.parse::<serde_avro_fast::Schema>().expect("parse"));
+    let encoder = kfn::avro::OutputEncoder::json("orders.view", schema).expect("a flat row schema");
+    let producer = Producer::new(kfn_tests::cluster(), ProducerConfig::default()).await.expect("producer");
+    let prefix = kfn_tests::unique("restart");
+    let restarted = std::sync::Arc::new(tokio::sync::Notify::new());
+
+    // One stock change and one order row at a time; the worker restarts a third of the way through.
+    let writer = {
+        let (sku, prefix, restarted) = (sku.clone(), prefix.clone(), restarted.clone());
+        async move {
+            for i in 1..=N {
+                stack
+                    .postgres
+                    .psql(&format!("UPDATE shop.products SET stock = {i} WHERE product_id = '{sku}'"))
+                    .await?;
+                let row = kfn_functions::events::OrderView {
+                    order_id: format!("{prefix}-{i}"),
+                    customer_id: Some("c-1".into()),
+                    total: Some(format!("{i}.00")),
+                    status: Some("dispatched".into()),
+                    updated_at: Some(i),
+                };
+                let mut value = Vec::new();
+                encoder.encode(&row, &mut value)?;
+                let record =
+                    ProducerRecord::new(Some(Bytes::from(row.order_id.clone())), Some(Bytes::from(value)), now_ms());
+                producer.send(&TopicPartition::new("orders.view", 0), vec![record]).await?;
+                if i == N / 3 {
+                    restarted.notify_one();
+                }
+            }
+            anyhow::Ok(())
+        }
+    };
+    let restart = async {
+        restarted.notified().await;
+        tokio::task::spawn_blocking(|| stack.restart_connect()).await.expect("join")
+    };
+    let (written, restart) = tokio::join!(writer, restart);
+    written.expect("writes");
+    restart.expect("Connect restarted");
+
+    // Every order row reached PostgreSQL, once each.
+    let query = format!("SELECT count(*), sum(updated_at) FROM orders.orders WHERE order_id LIKE '{prefix}-%'");
+    let expected = format!("{N}|{}", N * (N + 1) / 2);
+    assert_eq!(await_row(db, &query, &expected).await, expected);
+    // Every stock change reached the topic (a change sent twice after the restart is allowed).
+    let mut products = TopicWatcherOf::new(&sku).await;
+    let seen = products.stocks_until(|stocks| (1..=N).all(|i| stocks.contains(&i))).await;
+    assert!((1..=N).all(|i| seen.contains(&i)), "missing stock values: {seen:?}");
+}
+
+/// The stock values Debezium wrote for one product on shop.products.
+struct TopicWatcherOf {
+    sku: String,
+    watcher: kfn_tests::app::TopicWatcher,
+}
+
+impl TopicWatcherOf {
+    async fn new(sku: &str) -> Self {
+        let watcher = kfn_tests::app::TopicWatcher::new(kfn_tests::cluster(), "shop.products").await.expect("watch");
+        Self { sku: sku.to_string(), watcher }
+    }
+
+    async fn stocks_until(
+        &mut self,
+        done: impl Fn(&std::collections::BTreeSet<i64>) -> bool,
+    ) -> std::collections::BTreeSet<i64> {
+        let sku = self.sku.clone();
+        let stocks = move |records: &[(i32, kfn::kafka::fetch::ConsumedRecord)]| {
+            records
+                .iter()
+                .filter(|(_, r)| r.key.as_deref() == Some(sku.as_bytes()))
+                .filter_map(|(_, r)| serde_json::from_slice::<ProductChange>(r.value.as_deref()?).ok())
+                .filter_map(|c| c.after.map(|p| i64::from(p.stock)))
+                .collect::<std::collections::BTreeSet<i64>>()
+        };
+        let records =
+            self.watcher.wait_until("every stock value", |records| done(&stocks(records))).await.expect("stocks");
+        stocks(records)
+    }
 }

@@ -397,19 +397,7 @@ async fn a_dispatched_order_is_in_postgresql_with_its_status_and_its_stock_is_ta
     .expect("insert");
     let app = TestApp::start(PIPELINE, kfn_functions::registry()).await.expect("app");
 
-    // Until the new product reached validation's table, an order for it is rejected as unknown.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let order_id = loop {
-        let order = order(&sku, 3, "7.00");
-        let id = order.order_id.clone();
-        app.produce(&app.name("created-{s}"), &id, &order).await.expect("produce");
-        let query = format!("SELECT status FROM orders.orders WHERE order_id = '{id}'");
-        let status = await_row_where(db, &query, |s| s == "dispatched" || s == "rejected").await;
-        if status == "dispatched" {
-            break id;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no order for {sku} dispatched within {DEADLINE:?}");
-    };
+    let order_id = first_dispatched(&app, db, || order(&sku, 3, "7.00")).await;
     // Both halves of the row: customer and total from the created order, the status from tracking.
     let row = db
         .psql(&format!(
@@ -435,6 +423,128 @@ async fn a_dispatched_order_is_in_postgresql_with_its_status_and_its_stock_is_ta
         })
         .await
         .expect("the new stock on shop.products");
+    app.stop().await;
+}
+
+/// Sends orders made by `make` through [`PIPELINE`] until one is dispatched
+/// (until a product just inserted reached validation's table, its orders are
+/// rejected as unknown); returns its id.
+async fn first_dispatched(
+    app: &TestApp,
+    db: &kfn::dev::postgres::LocalPostgres,
+    make: impl Fn() -> OrderCreated,
+) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let order = make();
+        let id = order.order_id.clone();
+        app.produce(&app.name("created-{s}"), &id, &order).await.expect("produce");
+        let query = format!("SELECT status FROM orders.orders WHERE order_id = '{id}'");
+        let status = await_row_where(db, &query, |s| s == "dispatched" || s == "rejected").await;
+        if status == "dispatched" {
+            return id;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no order dispatched within {DEADLINE:?}");
+    }
+}
+
+#[tokio::test]
+async fn after_1000_orders_postgresqls_order_table_equals_the_latest_state_on_the_topic() {
+    const N: usize = 1000;
+    let stack = kfn_tests::connect::stack();
+    let db = &stack.postgres;
+    let sku = kfn_tests::unique("SKU-K");
+    db.psql(&format!(
+        "INSERT INTO shop.products (product_id, name, price, stock) VALUES ('{sku}', 'Cups', 2.50, 1000000)"
+    ))
+    .await
+    .expect("insert");
+    let app = TestApp::start(PIPELINE, kfn_functions::registry()).await.expect("app");
+    first_dispatched(&app, db, || order(&sku, 1, "2.50")).await;
+
+    // Dispatched, declined by the gateway, and rejected by validation, by turns.
+    let prefix = kfn_tests::unique("k");
+    let orders: Vec<OrderCreated> = (0..N)
+        .map(|i| {
+            let mut o = order(if i % 20 == 7 { "SKU-404" } else { &sku }, 1 + (i % 3) as i32, "2.50");
+            o.order_id = format!("{prefix}-{i:04}");
+            o.customer_id = if i % 10 == 3 { format!("declined-{i}") } else { format!("c-{}", i % 37) };
+            o
+        })
+        .collect();
+    let topic = app.name("created-{s}");
+    for chunk in orders.chunks(100) {
+        let records = chunk
+            .iter()
+            .map(|o| {
+                let value = app.encode(&topic, o).expect("encode");
+                ProducerRecord::new(Some(Bytes::from(o.order_id.clone())), Some(value), now_ms())
+            })
+            .collect();
+        app.produce_records(&topic, 0, records).await.expect("produce");
+    }
+
+    // Every order settles in PostgreSQL: a terminal status in its row.
+    let settled = format!(
+        "SELECT count(*) FROM orders.orders WHERE order_id LIKE '{prefix}-%' AND status IN ('dispatched', 'rejected', 'payment_failed')"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut last = String::new();
+    while last != N.to_string() {
+        assert!(tokio::time::Instant::now() < deadline, "{last} of {N} orders settled in PostgreSQL after 300 s");
+        last = db.psql(&settled).await.expect("count");
+        if last != N.to_string() {
+            // PostgreSQL has no notification for rows Connect inserts; a short poll of a local query.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    // The latest state on the topic: the tracking table's last row of each order.
+    let mut table = app.watch(&app.name("status-{s}")).await.expect("watch");
+    let schemas = app.app.schemas.clone();
+    let records = table
+        .wait_until("every order's terminal row", |records| {
+            let keys: std::collections::BTreeSet<_> = records
+                .iter()
+                .filter_map(|(_, r)| r.key.as_deref())
+                .filter(|k| k.starts_with(prefix.as_bytes()))
+                .collect();
+            keys.len() == N
+        })
+        .await
+        .expect("status rows")
+        .to_vec();
+    let mut latest = std::collections::BTreeMap::new();
+    for (_, record) in records {
+        let Some(value) = record.value.as_deref() else { continue };
+        let writer = schemas.resolve(value).await.expect("schema");
+        let row: kfn_functions::events::OrderStatus =
+            serde_avro_fast::from_datum_slice(writer.datum, &writer.schema).expect("an OrderStatus");
+        if row.order_id.starts_with(&prefix) {
+            latest.insert(row.order_id.clone(), row.status.as_str().to_string());
+        }
+    }
+    let expected: Vec<String> = orders
+        .iter()
+        .map(|o| format!("{}|{}|{}|{}", o.order_id, o.customer_id, o.total_amount, latest[&o.order_id]))
+        .collect();
+    let rows = db
+        .psql(&format!(
+            "SELECT order_id, customer_id, total, status FROM orders.orders WHERE order_id LIKE '{prefix}-%' ORDER BY order_id"
+        ))
+        .await
+        .expect("rows");
+    let rows: Vec<&str> = rows.lines().collect();
+    assert_eq!(rows.len(), N);
+    for (row, want) in rows.iter().zip(&expected) {
+        assert_eq!(row, want);
+    }
+    let count = |status: &str| latest.values().filter(|s| *s == status).count();
+    // i % 20 == 7 (unknown product) and i % 10 == 3 (declined card) never meet.
+    assert_eq!(
+        (count("rejected"), count("payment_failed"), count("dispatched")),
+        (N / 20, N / 10, N - N / 20 - N / 10)
+    );
     app.stop().await;
 }
 

@@ -3,7 +3,7 @@
 //! the repository's own files: the SQL of connect/sql and the connectors of
 //! connect/connectors.
 //!
-//! The connectors' topics (shop.products, orders.view) are created here with
+//! The connectors' topics (shop.products, orders.view, inventory.reservations) are created here with
 //! functions.toml's settings before Connect writes to them; their names are
 //! the repository's, so one binary's tests share them.
 

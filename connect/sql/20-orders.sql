@@ -7,8 +7,11 @@ CREATE SCHEMA orders;
 
 CREATE TABLE orders.orders (
     order_id     text PRIMARY KEY,
-    customer_id  text NOT NULL,
-    total        text NOT NULL,
-    status       text NOT NULL,
-    updated_at   bigint NOT NULL
+    -- Rows arrive in two halves, in either order (see docs/connect.md): who
+    -- ordered and the total (from orders.created), the status and when it
+    -- changed (from orders.status). Each upsert sets only its own columns.
+    customer_id  text,
+    total        text,
+    status       text,
+    updated_at   bigint
 );

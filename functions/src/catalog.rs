@@ -1,70 +1,73 @@
-//! The product catalog validation checks orders against.
+//! The product catalog as validation reads it: the table `catalog`, which
+//! functions.toml maps to the compacted topic `shop.products`.
 //!
-//! Static on purpose: handlers are stateless, and a fixed catalog keeps the
-//! system's behaviour reproducible in tests. Stock levels are the limit one
-//! order may take of a product; nothing decrements them (that would be state,
-//! which kfn keeps in declared aggregates, not in handlers).
+//! The catalog lives in PostgreSQL (`shop.products`, seeded by
+//! `connect/sql/10-shop.sql`); Debezium captures each change into the topic,
+//! and kfn keeps every replica's copy of the table current (docs/connect.md).
+//! `kfn dev` without `--connect` writes the same seed to the topic itself.
+//! Nothing here holds products: a price or stock changed in PostgreSQL is what
+//! the next order is checked against.
+//!
+//! ```
+//! use kfn_sdk::{Ctx, MemoryTable};
+//! let table = MemoryTable::new("shop.products").with_row(
+//!     "SKU-001",
+//!     serde_json::json!({"product_id": "SKU-001", "name": "Beans", "price": "19.99", "stock": 500, "updated_at": "2026-01-01T00:00:00Z"}),
+//! );
+//! let ctx = Ctx::default().with_table(kfn_functions::catalog::TABLE, table);
+//! let beans = kfn_functions::catalog::product(&ctx, "SKU-001").unwrap().unwrap();
+//! assert_eq!(beans.price.to_string(), "19.99");
+//! assert_eq!(kfn_functions::catalog::product(&ctx, "SKU-404").unwrap(), None);
+//! ```
 
+use kfn_sdk::{Ctx, TableError};
 use rust_decimal::Decimal;
+use serde::Deserialize;
 
-/// One product for sale.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The name functions.toml gives the catalog table (`tables = { catalog = "shop.products" }`).
+pub const TABLE: &str = "catalog";
+
+/// One product for sale: a row of PostgreSQL's `shop.products` (other columns are not read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Product {
     /// Catalog id, as orders name it.
-    pub id: &'static str,
+    pub product_id: String,
     /// Name for people.
-    pub name: &'static str,
-    /// Price of one unit, in cents.
-    pub price_cents: i64,
+    pub name: String,
+    /// Price of one unit (Debezium sends `numeric` as text: `"19.99"`).
+    pub price: Decimal,
     /// Units in stock.
     pub stock: i32,
 }
 
-impl Product {
-    /// Price of one unit.
-    pub fn price(&self) -> Decimal {
-        Decimal::new(self.price_cents, 2)
-    }
-}
-
-/// Every product of the catalog.
-#[rustfmt::skip] // a table reads better one product per line
-pub const PRODUCTS: &[Product] = &[
-    Product { id: "SKU-001", name: "Espresso beans 1 kg", price_cents: 1999, stock: 500 },
-    Product { id: "SKU-002", name: "Burr grinder", price_cents: 12900, stock: 40 },
-    Product { id: "SKU-003", name: "Milk frother", price_cents: 3450, stock: 120 },
-    Product { id: "SKU-004", name: "Espresso machine", price_cents: 89900, stock: 15 },
-    Product { id: "SKU-005", name: "Tamper", price_cents: 2500, stock: 200 },
-    Product { id: "SKU-006", name: "Knock box", price_cents: 1875, stock: 80 },
-    Product { id: "SKU-007", name: "Pour-over kettle", price_cents: 5990, stock: 60 },
-    Product { id: "SKU-008", name: "Paper filters (100)", price_cents: 499, stock: 1000 },
-    Product { id: "SKU-009", name: "Cup set of 6", price_cents: 3999, stock: 75 },
-    Product { id: "SKU-010", name: "Descaler", price_cents: 1250, stock: 300 },
-    Product { id: "SKU-011", name: "Commercial roaster", price_cents: 450000, stock: 3 },
-    Product { id: "SKU-012", name: "Gift card", price_cents: 5000, stock: 10_000 },
-];
-
-/// The product with this id, if the catalog has it.
-pub fn product(id: &str) -> Option<&'static Product> {
-    PRODUCTS.iter().find(|p| p.id == id)
+/// The product with this id, None when the catalog has none (never had, or deleted).
+///
+/// Err: the function declares no `catalog` table, or its row is not a product.
+pub fn product(ctx: &Ctx, id: &str) -> Result<Option<Product>, TableError> {
+    ctx.table(TABLE).get(id)
 }
 
 #[cfg(test)]
 mod tests {
+    use kfn_sdk::MemoryTable;
+    use serde_json::json;
+
     use super::*;
+    use crate::testing::dec;
 
     #[test]
-    fn ids_are_unique_and_found() {
-        for p in PRODUCTS {
-            assert_eq!(product(p.id), Some(p));
-            assert_eq!(PRODUCTS.iter().filter(|q| q.id == p.id).count(), 1, "{}", p.id);
-            assert!(p.stock > 0 && p.price_cents > 0);
-        }
-        assert_eq!(product("SKU-404"), None);
+    fn a_debezium_row_decodes_with_its_decimal_price() {
+        let row =
+            json!({"product_id": "SKU-002", "name": "Grinder", "price": "129.00", "stock": 40, "updated_at": "x"});
+        let ctx = Ctx::default().with_table(TABLE, MemoryTable::new("shop.products").with_row("SKU-002", row));
+        let p = product(&ctx, "SKU-002").unwrap().unwrap();
+        assert_eq!((p.price, p.stock), (dec("129.00"), 40));
     }
 
     #[test]
-    fn prices_are_in_cents() {
-        assert_eq!(product("SKU-001").unwrap().price(), "19.99".parse::<Decimal>().unwrap());
+    fn a_row_that_is_not_a_product_is_an_error() {
+        let row = json!({"product_id": "SKU-002", "price": "cheap"});
+        let ctx = Ctx::default().with_table(TABLE, MemoryTable::new("shop.products").with_row("SKU-002", row));
+        assert!(matches!(product(&ctx, "SKU-002"), Err(TableError::Decode { .. })));
     }
 }

@@ -45,6 +45,8 @@ pub fn schema_files() -> &'static [(&'static str, &'static str)] {
         ("com.tutorial.orders.OrderStatus", "order_status.avsc"),
         ("com.tutorial.orders.ProductSale", "product_sale.avsc"),
         ("com.tutorial.orders.ProductChange", "product_change.avsc"),
+        ("com.tutorial.orders.OrderView", "order_view.avsc"),
+        ("com.tutorial.orders.StockReservation", "stock_reservation.avsc"),
     ]
 }
 
@@ -116,6 +118,8 @@ events!(
     OrderStatus,
     ProductSale,
     ProductChange,
+    OrderView,
+    StockReservation,
 );
 
 /// One line of an order: a product, how many, and the price of one unit.
@@ -554,4 +558,38 @@ pub struct ProductChange {
     pub after: Option<Product>,
     /// `r` (snapshot read), `c`, `u` or `d`.
     pub op: String,
+}
+
+/// Half of a row of PostgreSQL's `orders.orders` (JSON topic `orders.view`):
+/// None fields are left out, so the JDBC sink's upsert keeps their columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct OrderView {
+    /// Id of the order: the row's key.
+    pub order_id: String,
+    /// Who ordered (from OrderCreated).
+    pub customer_id: Option<String>,
+    /// The total as decimal text (from OrderCreated).
+    pub total: Option<String>,
+    /// The current status (from the tracking table).
+    pub status: Option<String>,
+    /// When the order entered that status, ms since the epoch.
+    pub updated_at: Option<i64>,
+}
+
+/// Stock taken by one line of a paid order (JSON topic `inventory.reservations`,
+/// into PostgreSQL's `shop.reservations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
+#[avro_schema(namespace = "com.tutorial.orders")]
+pub struct StockReservation {
+    /// `<order_id>/<line>`.
+    pub reservation_id: String,
+    /// The product taken from stock.
+    pub product_id: String,
+    /// The order it is for.
+    pub order_id: String,
+    /// Units taken.
+    pub quantity: i32,
+    /// When inventory reserved it, ms since the epoch.
+    pub reserved_at: i64,
 }

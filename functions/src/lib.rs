@@ -8,7 +8,8 @@
 //! | `create_order` (HTTP `POST /orders`) | — | `created` → orders.created |
 //! | `validate_order` | OrderCreated | `validated`, `rejected` |
 //! | `process_payment` | OrderValidated | `processed`, `failed` |
-//! | `reserve_inventory` | PaymentProcessed | `reserved` (per item, keyed by product_id), `shipment` |
+//! | `reserve_inventory` | PaymentProcessed | `reserved` (per item, keyed by product_id), `stock` (per item, JSON rows for PostgreSQL), `shipment` |
+//! | `order_view` | OrderCreated, OrderStatus | `view` (JSON half-rows of PostgreSQL's orders.orders) |
 //! | `dispatch_shipment` | ShipmentCreated | `dispatched` |
 //! | `notify` | OrderRejected, PaymentFailed, PaymentProcessed, ShipmentDispatched | `outbound` (keyed by customer_id) |
 //! | `track` | the seven order events | `changes` (OrderStatusChanged) |
@@ -39,6 +40,7 @@ pub mod events;
 pub mod limits;
 pub mod notify;
 pub mod order_api;
+pub mod order_view;
 pub mod payment_gateway;
 pub mod process_payment;
 pub mod reserve_inventory;
@@ -58,6 +60,8 @@ pub fn registry() -> Registry {
         .handler("validate_order", validate_order::validate_order)
         .handler("process_payment", process_payment::process_payment)
         .handler("reserve_inventory", reserve_inventory::reserve_inventory)
+        .handler("order_view", order_view::order_created)
+        .handler("order_view", order_view::order_status)
         .handler("dispatch_shipment", dispatch_shipment::dispatch_shipment)
         // One name, several event types: functions `notify` and `track` read several topics.
         .handler("notify", notify::rejected)
@@ -97,6 +101,7 @@ mod tests {
             ("validate_order", &["OrderCreated"][..]),
             ("process_payment", &["OrderValidated"]),
             ("reserve_inventory", &["PaymentProcessed"]),
+            ("order_view", &["OrderCreated", "OrderStatus"]),
             ("dispatch_shipment", &["ShipmentCreated"]),
             ("notify", &["OrderRejected", "PaymentFailed", "PaymentProcessed", "ShipmentDispatched"]),
             (
@@ -155,7 +160,7 @@ mod tests {
         let datum =
             serde_avro_fast::to_datum_vec(&order, &mut serde_avro_fast::ser::SerializerConfig::new(&schema)).unwrap();
         let handler = registry().topic_handler("validate_order").unwrap().clone();
-        let emit = (handler.call)(Ctx::default(), &datum, &schema).await.unwrap();
+        let emit = (handler.call)(crate::testing::catalog_ctx(), &datum, &schema).await.unwrap();
         let (key, validated) = single::<OrderValidated>(&emit, "validated");
         assert_eq!((key.as_str(), validated.total_amount), ("lib-1", dec("129.00")));
 

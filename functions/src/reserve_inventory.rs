@@ -2,13 +2,16 @@
 //!
 //! Reads `PaymentProcessed`; emits one `InventoryReserved` per order line on
 //! output `reserved`, keyed by product_id (one product's reservations stay in
-//! order, whichever orders they belong to), and one `ShipmentCreated` on
+//! order, whichever orders they belong to), the same line as a
+//! `StockReservation` row on output `stock` (a JSON topic that Debezium's JDBC
+//! sink writes to PostgreSQL, where a trigger takes it off the product's
+//! stock: the catalog validation reads then shows what is left), and one `ShipmentCreated` on
 //! output `shipment`, keyed by order_id. Ids derive from the order id, so a
 //! redelivered payment produces identical events that consumers can drop.
 
 use kfn_sdk::{Ctx, Emit, FnError};
 
-use crate::events::{InventoryReserved, PaymentProcessed, ShipmentCreated, ShipmentItem};
+use crate::events::{InventoryReserved, PaymentProcessed, ShipmentCreated, ShipmentItem, StockReservation};
 
 /// The id of the shipment of an order.
 pub fn shipment_id(order_id: &str) -> String {
@@ -33,7 +36,15 @@ pub async fn reserve_inventory(ctx: Ctx, payment: PaymentProcessed) -> Result<Em
             unit_price: item.unit_price,
             reserved_at: now,
         };
+        let stock = StockReservation {
+            reservation_id: reserved.reservation_id.clone(),
+            product_id: item.product_id.clone(),
+            order_id: payment.order_id.clone(),
+            quantity: item.quantity,
+            reserved_at: now,
+        };
         emit.push("reserved", item.product_id.clone(), reserved);
+        emit.push("stock", item.product_id.clone(), stock);
     }
     let shipment = ShipmentCreated {
         shipment_id: shipment_id(&payment.order_id),
@@ -78,7 +89,10 @@ mod tests {
     async fn one_reservation_per_line_keyed_by_product_and_one_shipment() {
         let p = payment(vec![item("SKU-001", 2, "19.99"), item("SKU-005", 1, "25.00")]);
         let emit = reserve_inventory(Ctx::default(), p).await.unwrap();
-        assert_eq!(emit.events.len(), 3);
+        assert_eq!(emit.events.len(), 5);
+        let stock = emitted::<StockReservation>(&emit, "stock");
+        let rows: Vec<_> = stock.iter().map(|(k, s)| (k.as_str(), s.reservation_id.as_str(), s.quantity)).collect();
+        assert_eq!(rows, [("SKU-001", "o-7/0", 2), ("SKU-005", "o-7/1", 1)]);
         let reserved = emitted::<InventoryReserved>(&emit, "reserved");
         let keys: Vec<_> = reserved.iter().map(|(k, r)| (k.as_str(), r.quantity, r.unit_price)).collect();
         assert_eq!(keys, [("SKU-001", 2, dec("19.99")), ("SKU-005", 1, dec("25.00"))]);

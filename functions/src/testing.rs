@@ -5,11 +5,43 @@
 //! That also proves every emitted event encodes with its `.avsc`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use kfn_sdk::{Emit, Event};
+use kfn_sdk::{Ctx, Emit, Event, MemoryTable};
 use rust_decimal::Decimal;
 
+use crate::catalog::{self, Product};
 use crate::events::schema_files;
+use crate::validate_order::Products;
+
+/// The catalog as PostgreSQL is seeded with (connect/sql/10-shop.sql), as a
+/// table in memory of rows like Debezium's.
+pub fn catalog_table() -> Arc<MemoryTable> {
+    let sql = include_str!("../../connect/sql/10-shop.sql");
+    let table = MemoryTable::new("shop.products");
+    for row in kfn::dev::seed::sql_rows(sql, "shop.products").unwrap() {
+        let id = row["product_id"].as_str().unwrap().to_string();
+        table.put(id, row.into());
+    }
+    Arc::new(table)
+}
+
+/// A handler context whose `catalog` table is [`catalog_table`].
+pub fn catalog_ctx() -> Ctx {
+    Ctx::default().with_table(catalog::TABLE, catalog_table())
+}
+
+/// The seeded catalog's products by id.
+pub fn catalog_products() -> Products {
+    let ctx = catalog_ctx();
+    (1..=12)
+        .map(|n| format!("SKU-{n:03}"))
+        .map(|id| {
+            let product: Product = catalog::product(&ctx, &id).unwrap().unwrap();
+            (id, product)
+        })
+        .collect()
+}
 
 /// A decimal from its text.
 pub fn dec(s: &str) -> Decimal {

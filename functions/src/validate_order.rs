@@ -1,5 +1,8 @@
 //! `validate_order`: checks a new order against the catalog and the limits.
 //!
+//! The catalog is the function's table `catalog` (see [`crate::catalog`]):
+//! prices and stock as PostgreSQL holds them now, not as compiled in.
+//!
 //! Reads `OrderCreated`; emits `OrderValidated` on output `validated` or
 //! `OrderRejected` on output `rejected`, both keyed by order_id. A rejection is
 //! an outcome, not a failure: the handler only fails (permanently) on a record
@@ -10,7 +13,7 @@ use std::collections::BTreeMap;
 use kfn_sdk::{Ctx, Emit, FnError};
 use rust_decimal::Decimal;
 
-use crate::catalog;
+use crate::catalog::{self, Product};
 use crate::events::{OrderCreated, OrderRejected, OrderValidated, RejectionReason};
 use crate::limits;
 
@@ -35,8 +38,12 @@ impl Rejection {
     }
 }
 
-/// Checks an order, in a fixed order of rules so the reported reason is stable.
-pub fn check(order: &OrderCreated) -> Result<(), Rejection> {
+/// The products of `catalog` that `order` names, by id (absent ids are not in the catalog).
+pub type Products = BTreeMap<String, Product>;
+
+/// Checks an order against `products` (the catalog rows of the products it
+/// names), in a fixed order of rules so the reported reason is stable.
+pub fn check(order: &OrderCreated, products: &Products) -> Result<(), Rejection> {
     use RejectionReason::*;
     if let Err(e) = limits::check_text(&order.customer_id, limits::MAX_ID_CHARS) {
         return Err(Rejection::new(InvalidField, format!("customer_id {e}")));
@@ -60,21 +67,20 @@ pub fn check(order: &OrderCreated) -> Result<(), Rejection> {
             let message = format!("items[{i}].quantity is {}, must be 1 to {}", item.quantity, limits::MAX_QUANTITY);
             return Err(Rejection::about(InvalidQuantity, id, message));
         }
-        let Some(product) = catalog::product(id) else {
+        let Some(product) = products.get(id) else {
             return Err(Rejection::about(UnknownProduct, id, format!("items[{i}]: no product {id} in the catalog")));
         };
-        if item.unit_price != product.price() {
+        if item.unit_price != product.price {
             let message = format!(
                 "items[{i}]: unit price {} of {id} differs from the catalog's {}",
-                item.unit_price,
-                product.price()
+                item.unit_price, product.price
             );
             return Err(Rejection::about(PriceMismatch, id, message));
         }
         *units.entry(id).or_default() += i64::from(item.quantity);
     }
     for (id, wanted) in units {
-        let stock = catalog::product(id).map_or(0, |p| p.stock);
+        let stock = products.get(id).map_or(0, |p| p.stock);
         if wanted > i64::from(stock) {
             return Err(Rejection::about(
                 InsufficientStock,
@@ -103,7 +109,16 @@ pub async fn validate_order(ctx: Ctx, order: OrderCreated) -> Result<Emit, FnErr
         return Err(FnError::permanent("the order has no order_id, so it can be neither validated nor rejected"));
     }
     let key = order.order_id.clone();
-    match check(&order) {
+    // Each distinct product once; the limits bound how many (MAX_ITEMS lines).
+    let mut products = Products::new();
+    for item in order.items.iter().take(limits::MAX_ITEMS) {
+        if !products.contains_key(&item.product_id) {
+            if let Some(product) = catalog::product(&ctx, &item.product_id)? {
+                products.insert(item.product_id.clone(), product);
+            }
+        }
+    }
+    match check(&order, &products) {
         Ok(()) => {
             tracing::debug!(function = %ctx.function, order_id = %key, "order validated");
             let validated = OrderValidated {
@@ -137,11 +152,12 @@ pub async fn validate_order(ctx: Ctx, order: OrderCreated) -> Result<Emit, FnErr
 mod tests {
     use super::*;
     use crate::events::OrderItem;
-    use crate::testing::{dec, emitted, single};
+    use crate::testing::{catalog_ctx, catalog_products, dec, emitted, single};
+    use serde_json::json;
     use RejectionReason::*;
 
     fn item(product_id: &str, quantity: i32) -> OrderItem {
-        let unit_price = catalog::product(product_id).map_or(dec("1.00"), |p| p.price());
+        let unit_price = catalog_products().get(product_id).map_or(dec("1.00"), |p| p.price);
         OrderItem { product_id: product_id.into(), quantity, unit_price }
     }
 
@@ -158,13 +174,17 @@ mod tests {
     }
 
     fn reason(order: &OrderCreated) -> RejectionReason {
-        check(order).unwrap_err().reason
+        check(order, &catalog_products()).unwrap_err().reason
+    }
+
+    fn ok(order: &OrderCreated) -> bool {
+        check(order, &catalog_products()).is_ok()
     }
 
     #[tokio::test]
     async fn a_good_order_is_validated_with_everything_payment_needs() {
         let o = order(vec![item("SKU-001", 2), item("SKU-003", 1)]);
-        let emit = validate_order(Ctx::default(), o.clone()).await.unwrap();
+        let emit = validate_order(catalog_ctx(), o.clone()).await.unwrap();
         let (key, v) = single::<OrderValidated>(&emit, "validated");
         assert_eq!(key, "o-1");
         assert_eq!(v.items, o.items);
@@ -176,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_product_is_rejected_with_its_id() {
-        let emit = validate_order(Ctx::default(), order(vec![item("SKU-001", 1), item("SKU-404", 1)])).await.unwrap();
+        let emit = validate_order(catalog_ctx(), order(vec![item("SKU-001", 1), item("SKU-404", 1)])).await.unwrap();
         assert!(emitted::<OrderValidated>(&emit, "validated").is_empty());
         let (key, r) = single::<OrderRejected>(&emit, "rejected");
         assert_eq!(key, "o-1");
@@ -187,7 +207,7 @@ mod tests {
 
     #[test]
     fn stock_is_checked_over_all_lines_of_a_product() {
-        assert!(check(&order(vec![item("SKU-011", 3)])).is_ok());
+        assert!(ok(&order(vec![item("SKU-011", 3)])));
         assert_eq!(reason(&order(vec![item("SKU-011", 4)])), InsufficientStock);
         assert_eq!(reason(&order(vec![item("SKU-011", 2), item("SKU-011", 2)])), InsufficientStock);
     }
@@ -196,7 +216,7 @@ mod tests {
     fn limits_are_enforced() {
         assert_eq!(reason(&order(vec![])), EmptyOrder);
         assert_eq!(reason(&order(vec![item("SKU-008", 1); limits::MAX_ITEMS + 1])), TooManyItems);
-        assert!(check(&order(vec![item("SKU-008", 1); limits::MAX_ITEMS])).is_ok());
+        assert!(ok(&order(vec![item("SKU-008", 1); limits::MAX_ITEMS])));
         assert_eq!(reason(&order(vec![item("SKU-001", 0)])), InvalidQuantity);
         assert_eq!(reason(&order(vec![item("SKU-001", -3)])), InvalidQuantity);
         assert_eq!(reason(&order(vec![item("SKU-012", limits::MAX_QUANTITY + 1)])), InvalidQuantity);
@@ -223,14 +243,47 @@ mod tests {
         assert_eq!(reason(&o), TotalOutOfRange);
         // Scale does not matter for equality: 39.980 is 39.98.
         o.total_amount = dec("39.980");
-        assert!(check(&o).is_ok());
+        assert!(ok(&o));
+    }
+
+    #[tokio::test]
+    async fn the_table_decides_price_stock_and_existence_as_it_is_now() {
+        let table = crate::testing::catalog_table();
+        let ctx = Ctx::default().with_table(catalog::TABLE, table.clone());
+        let o = order(vec![item("SKU-003", 5)]);
+        assert!(
+            emitted::<OrderValidated>(&validate_order(ctx.clone(), o.clone()).await.unwrap(), "validated").len() == 1
+        );
+
+        // A new price: the old one is a mismatch, the new one validates.
+        table.put("SKU-003", json!({"product_id": "SKU-003", "name": "Milk frother", "price": "23.45", "stock": 4}));
+        let (_, r) = single::<OrderRejected>(&validate_order(ctx.clone(), o).await.unwrap(), "rejected");
+        assert_eq!(r.reason, PriceMismatch);
+        let mut o = order(vec![OrderItem { product_id: "SKU-003".into(), quantity: 5, unit_price: dec("23.45") }]);
+        let (_, r) = single::<OrderRejected>(&validate_order(ctx.clone(), o.clone()).await.unwrap(), "rejected");
+        assert_eq!((r.reason, r.message.as_str()), (InsufficientStock, "5 units of SKU-003 ordered, 4 in stock"));
+        o.items[0].quantity = 4;
+        o.total_amount = dec("93.80");
+        single::<OrderValidated>(&validate_order(ctx.clone(), o.clone()).await.unwrap(), "validated");
+
+        // Deleted from the catalog: unknown.
+        table.remove("SKU-003");
+        let (_, r) = single::<OrderRejected>(&validate_order(ctx, o).await.unwrap(), "rejected");
+        assert_eq!(r.reason, UnknownProduct);
+    }
+
+    #[tokio::test]
+    async fn without_a_catalog_table_the_record_fails_permanently() {
+        let err = validate_order(Ctx::default(), order(vec![item("SKU-001", 1)])).await.unwrap_err();
+        assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
+        assert!(err.message.contains("no table \"catalog\""), "{}", err.message);
     }
 
     #[tokio::test]
     async fn an_order_without_id_is_a_permanent_failure() {
         let mut o = order(vec![item("SKU-001", 1)]);
         o.order_id.clear();
-        let err = validate_order(Ctx::default(), o).await.unwrap_err();
+        let err = validate_order(catalog_ctx(), o).await.unwrap_err();
         assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
     }
 }

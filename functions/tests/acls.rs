@@ -18,6 +18,7 @@ const PER_FUNCTION_PLAN: &str = "\
 User:kfn-order_api ALLOW WRITE on TOPIC orders.created (LITERAL) from *
 User:kfn-order_api ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
 User:kfn-validation ALLOW READ on TOPIC orders.created (LITERAL) from *
+User:kfn-validation ALLOW READ on TOPIC shop.products (LITERAL) from *
 User:kfn-validation ALLOW READ on GROUP kfn.validation (LITERAL) from *
 User:kfn-validation ALLOW WRITE on TOPIC orders.validated (LITERAL) from *
 User:kfn-validation ALLOW WRITE on TOPIC orders.rejected (LITERAL) from *
@@ -38,6 +39,7 @@ User:kfn-payment ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from 
 User:kfn-inventory ALLOW READ on TOPIC payments.processed (LITERAL) from *
 User:kfn-inventory ALLOW READ on GROUP kfn.inventory (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TOPIC inventory.reserved (LITERAL) from *
+User:kfn-inventory ALLOW WRITE on TOPIC inventory.reservations (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TOPIC shipments.created (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TOPIC inventory.dlq (LITERAL) from *
 User:kfn-inventory ALLOW WRITE on TRANSACTIONAL_ID kfn.inventory. (PREFIXED) from *

@@ -1,10 +1,10 @@
 //! The running application: schemas registered, every function started, the
 //! HTTP trigger and the admin endpoints served, all stopped together.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use kfn_sdk::TopicHandler;
+use kfn_sdk::{TableLookup, TopicHandler};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -17,7 +17,7 @@ use crate::invoker::{start_function, FunctionHandle};
 use crate::kafka::producer::{Producer, ProducerConfig, SendError};
 use crate::kafka::{Cluster, ConnectOptions, KafkaError};
 use crate::metrics::Metrics;
-use crate::table::{query_routes, TableView};
+use crate::table::{query_routes, GlobalTable, TableView};
 use crate::trigger::http::{HttpTrigger, Route};
 
 /// Why the application could not start.
@@ -114,12 +114,22 @@ impl App {
         let schemas = Arc::new(SchemaCache::new(client).counting_errors(metrics.schema_registry_errors.clone()));
         for topic in config.topics.values() {
             let Some(path) = &topic.schema else { continue };
-            // A JSON topic's schema only names its event type: its records carry no schema id.
-            if topic.format == crate::config::TopicFormat::Json {
-                continue;
-            }
             let text = std::fs::read_to_string(path)
                 .map_err(|source| StartError::ReadSchema { path: path.clone(), source })?;
+            // A JSON topic's records carry no schema id: its schema names its event type,
+            // and, for a topic a function writes, gives the rows their Connect schema.
+            if topic.format == crate::config::TopicFormat::Json {
+                let written = config.functions.values().any(|f| f.outputs.values().any(|t| *t == topic.name));
+                if !written {
+                    continue;
+                }
+                let schema = text.parse().map_err(|e: serde_avro_fast::schema::SchemaError| CodecError::JsonRow {
+                    topic: topic.name.clone(),
+                    message: e.to_string(),
+                })?;
+                encoders.insert(topic.name.clone(), OutputEncoder::json(topic.name.as_str(), Arc::new(schema))?);
+                continue;
+            }
             let (id, schema) = register_topic_schema(schemas.client(), &topic.name, &text).await?;
             schemas.insert(id, schema.clone());
             encoders.insert(topic.name.clone(), OutputEncoder::new(topic.name.as_str(), id, schema));
@@ -177,6 +187,7 @@ impl App {
             producer_config: &self.producer_config,
             runtime: &self.config.runtime,
             topics: &self.config.topics,
+            tables: &crate::invoker::function::NO_TABLES,
         }
     }
 }
@@ -198,6 +209,27 @@ fn handlers_by_input(app: &App, spec: &FunctionSpec) -> Result<Vec<(String, Topi
 
 fn not_registered(what: &'static str, name: &str) -> StartError {
     StartError::NotRegistered { what, name: name.to_string() }
+}
+
+/// One [`GlobalTable`] per topic that a selected function declares in `tables`,
+/// all restoring at once.
+async fn start_tables(
+    app: &App,
+    selected: &dyn Fn(&str) -> bool,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<BTreeMap<String, Arc<GlobalTable>>, StartError> {
+    let mut tables = BTreeMap::new();
+    for spec in app.config.functions.values().filter(|f| selected(&f.name)) {
+        for topic in spec.tables.values() {
+            if tables.contains_key(topic) {
+                continue;
+            }
+            let format = app.config.topics.get(topic).map(|t| t.format).unwrap_or_default();
+            let table = GlobalTable::start(&app.cluster, app.schemas.clone(), topic, format, shutdown.clone()).await?;
+            tables.insert(topic.clone(), table);
+        }
+    }
+    Ok(tables)
 }
 
 /// Where the running application listens.
@@ -249,6 +281,9 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
     let mut functions = Vec::new();
     let mut readiness = Readiness::default();
     let mut routes = Vec::new();
+    let tables = start_tables(&app, &selected, &shutdown).await?;
+    let lookups: BTreeMap<String, Arc<dyn TableLookup>> =
+        tables.iter().map(|(topic, t)| (topic.clone(), t.clone() as Arc<dyn TableLookup>)).collect();
     for spec in app.config.functions.values().filter(|f| selected(&f.name)) {
         // The function's identity: its own user's connections, or the application's.
         let (cluster, producer) = app.connections(spec).await?;
@@ -278,7 +313,16 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                         .ok_or_else(|| not_registered("fold", &spec.handler))?,
                     None => FunctionCode::Handler(handlers_by_input(&app, spec)?),
                 };
-                let deps = FunctionDeps { cluster: &cluster, producer: &producer, ..app.function_deps() };
+                // Not before its tables are whole: a lookup of a key not yet read would
+                // answer "no such row" for a row that exists. Unready until then.
+                for topic in spec.tables.values() {
+                    if let Some(table) = tables.get(topic).filter(|t| !t.is_restored()) {
+                        tracing::info!(function = %spec.name, table = %topic, "waiting for the table to be restored");
+                        table.restored().await;
+                    }
+                }
+                let deps =
+                    FunctionDeps { cluster: &cluster, producer: &producer, tables: &lookups, ..app.function_deps() };
                 let handle = start_function(deps, spec, code, shutdown.clone()).await?;
                 readiness.watch(&spec.name, handle.assignments.clone());
                 functions.push(handle);

@@ -44,6 +44,7 @@ pub mod dev;
 pub mod endpoints;
 pub mod error_text;
 pub mod invoker;
+pub mod json;
 pub mod kafka;
 pub mod kafka_settings;
 pub mod lag;

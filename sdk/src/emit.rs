@@ -33,6 +33,10 @@ pub trait ErasedEvent: Send + Sync {
     fn encode(&self, schema: &serde_avro_fast::Schema, out: &mut Vec<u8>) -> Result<(), EncodeError>;
     /// The event as JSON-like debug text, for logs and `kfn dlq show`.
     fn debug(&self) -> String;
+    /// The event as JSON (serde's form of it), for outputs to JSON topics.
+    fn json_value(&self) -> Result<serde_json::Value, EncodeError> {
+        Err(EncodeError { event: self.name(), message: "this event has no JSON form".into() })
+    }
 }
 
 impl<T: Event + std::fmt::Debug> ErasedEvent for T {
@@ -54,6 +58,10 @@ impl<T: Event + std::fmt::Debug> ErasedEvent for T {
 
     fn debug(&self) -> String {
         format!("{self:?}")
+    }
+
+    fn json_value(&self) -> Result<serde_json::Value, EncodeError> {
+        serde_json::to_value(self).map_err(|e| EncodeError { event: T::NAME, message: e.to_string() })
     }
 }
 

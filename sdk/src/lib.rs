@@ -31,12 +31,14 @@ mod emit;
 mod error;
 mod http;
 mod registry;
+mod table;
 
 pub use aggregate::{AggCtx, AggregateHandler, ErasedFold, ErasedRowDecode, Row, SharedRow, TableRow, Window};
 pub use emit::{Emit, Emitted, EncodeError, ErasedEvent, Header};
 pub use error::{FnError, FnErrorKind};
 pub use http::{HttpReply, HttpRequest};
 pub use registry::{BoxFuture, ErasedHandler, ErasedHttp, ErasedJsonHandler, InvokeError, Registry, TopicHandler};
+pub use table::{MemoryTable, Table, TableError, TableLookup, Tables};
 
 /// Now as a Kafka timestamp: milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> i64 {
@@ -70,12 +72,26 @@ pub struct Ctx {
     pub attempt: u32,
     /// The record's headers.
     pub headers: Vec<Header>,
+    /// The function's tables (`tables` in functions.toml), for [`Ctx::table`].
+    pub tables: Tables,
 }
 
 impl Ctx {
     /// The key as UTF-8 text, if it is.
     pub fn key_str(&self) -> Option<&str> {
         self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// The table the function declares as `name` (`tables = { name = "topic" }`);
+    /// an undeclared name gives a table whose lookups fail with [`TableError::Undeclared`].
+    pub fn table<'a>(&'a self, name: &'a str) -> Table<'a> {
+        Table::new(name, &self.tables)
+    }
+
+    /// The same context with `table` as `name` (for unit tests of handlers).
+    pub fn with_table(mut self, name: &str, table: impl TableLookup + 'static) -> Self {
+        self.tables.insert(name, std::sync::Arc::new(table));
+        self
     }
 
     /// The value of the first header with this name.

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kfn_functions::catalog::PRODUCTS;
 use kfn_functions::events::{
     Notification, NotificationKind, OrderCreated, OrderRejected, PaymentFailed, PaymentFailureReason, PaymentProcessed,
     RejectionReason, ShipmentDispatched,
@@ -133,20 +132,21 @@ impl Spec {
             _ => format!("c-{}", i % 37),
         };
         // Products a valid order may take: all but the roaster (stock 3, 4500.00 each).
-        let regular: Vec<_> = PRODUCTS.iter().filter(|p| p.id != "SKU-011").collect();
-        let roaster = PRODUCTS.iter().find(|p| p.id == "SKU-011").expect("the catalog has SKU-011");
+        let products = kfn_tests::order_system::seeded_products();
+        let regular: Vec<_> = products.iter().filter(|p| p.id != "SKU-011").collect();
+        let roaster = products.iter().find(|p| p.id == "SKU-011").expect("the catalog has SKU-011");
         // 1 to 3 distinct products, 1 to 3 units each: at most one espresso machine
         // line, so the total stays below the gateway's limit and within stock.
         let mut lines: Vec<(String, i32, Decimal)> = (0..=(i % 3))
             .map(|l| {
                 let p = regular[(i * 7 + l * 5) % regular.len()];
-                (p.id.to_string(), 1 + ((i / 7 + l) % 3) as i32, p.price())
+                (p.id.to_string(), 1 + ((i / 7 + l) % 3) as i32, p.price)
             })
             .collect();
         match kind {
             Kind::UnknownProduct => lines.push(("SKU-404".into(), 1, Decimal::new(1000, 2))),
-            Kind::OutOfStock => lines = vec![(roaster.id.into(), roaster.stock + 1 + (i % 3) as i32, roaster.price())],
-            Kind::OverLimit => lines = vec![(roaster.id.into(), 2, roaster.price())],
+            Kind::OutOfStock => lines = vec![(roaster.id.clone(), roaster.stock + 1 + (i % 3) as i32, roaster.price)],
+            Kind::OverLimit => lines = vec![(roaster.id.clone(), 2, roaster.price)],
             _ => {}
         }
         Spec { i, kind, customer_id, lines }

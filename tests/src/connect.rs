@@ -3,11 +3,11 @@
 //! the repository's own files: the SQL of connect/sql and the connectors of
 //! connect/connectors.
 //!
-//! The connectors' topics (shop.products, orders.view) are created here with
+//! The connectors' topics (shop.products, orders.view, inventory.reservations) are created here with
 //! functions.toml's settings before Connect writes to them; their names are
 //! the repository's, so one binary's tests share them.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::Context;
 use kfn::connect::{apply, ConnectClient, ConnectorFile};
@@ -19,15 +19,62 @@ use kfn::kafka::{Admin, NewTopic};
 pub struct ConnectStack {
     /// PostgreSQL with the shop's tables.
     pub postgres: LocalPostgres,
-    /// The worker, with every connector RUNNING.
-    pub connect: LocalConnect,
+    /// The worker, with every connector RUNNING (None only while it restarts).
+    connect: Mutex<Option<LocalConnect>>,
+    /// How it was started, to start it again.
+    options: ConnectOptions,
 }
 
 impl ConnectStack {
     /// A client of the worker's REST API.
     pub fn client(&self) -> ConnectClient {
-        self.connect.client()
+        let connect = self.connect.lock().unwrap_or_else(|p| p.into_inner());
+        connect.as_ref().expect("the Connect worker is running").client()
     }
+
+    /// Stops the worker (SIGTERM: it flushes offsets and leaves its group) and
+    /// starts a new one in the same group, which takes the connectors over from
+    /// the group's config and offset topics; returns once every connector runs
+    /// again. Blocking: call it from `spawn_blocking`.
+    pub fn restart_connect(&self) -> anyhow::Result<()> {
+        let mut connect = self.connect.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = connect.take() {
+            old.stop();
+        }
+        let options = self.options.clone();
+        let started = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async {
+                let worker = LocalConnect::start(options).await.context("Kafka Connect, restarted")?;
+                await_running(&worker.client()).await?;
+                anyhow::Ok(worker)
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread restarting Kafka Connect panicked"))??;
+        *connect = Some(started);
+        Ok(())
+    }
+}
+
+/// Waits until every connector of the repository and its tasks are RUNNING.
+async fn await_running(client: &ConnectClient) -> anyhow::Result<()> {
+    let root = crate::workspace_root().join("connect");
+    let connectors = ConnectorFile::load_dir(&root.join("connectors"))?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(180);
+    for connector in &connectors {
+        loop {
+            match client.status(&connector.name).await {
+                Ok(status) if status.running() => break,
+                other if tokio::time::Instant::now() > deadline => {
+                    anyhow::bail!("connector {} not running after a restart: {other:?}", connector.name)
+                }
+                // Connect's REST API offers no notification: poll it.
+                _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 static STACK: OnceLock<Result<ConnectStack, String>> = OnceLock::new();
@@ -60,6 +107,7 @@ async fn start(broker: &str) -> anyhow::Result<ConnectStack> {
             configs: [("cleanup.policy".to_string(), "compact".to_string())].into(),
         },
         NewTopic { name: "orders.view".into(), partitions: 1, replication: 1, configs: Default::default() },
+        NewTopic { name: "inventory.reservations".into(), partitions: 1, replication: 1, configs: Default::default() },
     ];
     Admin::new(crate::cluster()).create_topics(&topics).await.context("creating the connectors' topics")?;
     let mut init_sql: Vec<_> =
@@ -70,10 +118,10 @@ async fn start(broker: &str) -> anyhow::Result<ConnectStack> {
     options.group = crate::unique("kfn-connect");
     options.env = postgres_env(&postgres);
     options.quiet = std::env::var_os("KFN_TEST_BROKER_LOGS").is_none();
-    let connect = LocalConnect::start(options).await.context("Kafka Connect")?;
+    let connect = LocalConnect::start(options.clone()).await.context("Kafka Connect")?;
     let connectors = ConnectorFile::load_dir(&root.join("connectors"))?;
     apply(&connect.client(), &connectors, std::time::Duration::from_secs(180), |line| eprintln!("connect: {line}"))
         .await
         .context("applying the connectors")?;
-    Ok(ConnectStack { postgres, connect })
+    Ok(ConnectStack { postgres, connect: Mutex::new(Some(connect)), options })
 }

@@ -222,6 +222,8 @@ impl OrderSystem {
             let text = std::fs::read_to_string(path)?.replace("http://registry.invalid", &registry_url);
             std::fs::write(path, text)?;
         }
+        // The catalog validation looks up, as `kfn dev` without --connect writes it (docs/connect.md).
+        kfn::dev::seed::seed_topics(&cluster, &config, &root).await.context("seeding shop.products")?;
         let topics: Vec<String> = config.topics.keys().cloned().collect();
 
         let mut running = Vec::new();
@@ -429,4 +431,29 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// A product of the seeded catalog (connect/sql/10-shop.sql), for building orders.
+#[derive(Debug, Clone)]
+pub struct SeededProduct {
+    /// Its id.
+    pub id: String,
+    /// Price of one unit.
+    pub price: rust_decimal::Decimal,
+    /// Units in stock.
+    pub stock: i32,
+}
+
+/// The products the SQL seed inserts, in its order.
+pub fn seeded_products() -> Vec<SeededProduct> {
+    let sql = std::fs::read_to_string(crate::workspace_root().join("connect/sql/10-shop.sql")).expect("the SQL seed");
+    kfn::dev::seed::sql_rows(&sql, "shop.products")
+        .expect("the seed's rows")
+        .into_iter()
+        .map(|row| SeededProduct {
+            id: row["product_id"].as_str().expect("product_id").to_string(),
+            price: row["price"].as_str().and_then(|p| p.parse().ok()).expect("price"),
+            stock: row["stock"].as_i64().and_then(|s| i32::try_from(s).ok()).expect("stock"),
+        })
+        .collect()
 }

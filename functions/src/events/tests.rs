@@ -218,6 +218,20 @@ fn every_event_type_matches_its_schema_file() {
             unit_price: dec("19.99"),
             sold_at: t,
         }),
+        check(OrderView {
+            order_id: "o-1".into(),
+            customer_id: None,
+            total: Some("42.00".into()),
+            status: Some("dispatched".into()),
+            updated_at: Some(t),
+        }),
+        check(StockReservation {
+            reservation_id: "o-1/0".into(),
+            product_id: "SKU-001".into(),
+            order_id: "o-1".into(),
+            quantity: 2,
+            reserved_at: t,
+        }),
     ]
     .into_iter()
     .collect();

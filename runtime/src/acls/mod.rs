@@ -119,6 +119,13 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         // An aggregate restores its state by reading its table back (and serves its pull query from it).
         acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, &aggregate.table));
     }
+    for table in function.tables.values() {
+        // Tables a handler looks up are read whole by every replica (no group).
+        let acl = AclBinding::allow(principal, Read, ResourceType::Topic, Literal, table);
+        if !acls.contains(&acl) {
+            acls.push(acl);
+        }
+    }
     let mut written: Vec<&str> = function.outputs.values().map(String::as_str).collect();
     written.extend(function.dead_letter.as_deref());
     written.extend(function.retry.topic.as_deref());
@@ -129,8 +136,8 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         }
     }
     if function.guarantee == Guarantee::ExactlyOnce {
-        // Granted by prefix: the workers' ids are kfn.<function>.<...> whatever
-        // follows (today <topic>.<partition>), so a change of that suffix needs no new ACL.
+        // Granted by prefix: the ids are kfn.<function>.<...> whatever follows (a
+        // member's random suffix, or <topic>.<partition> with a producer per partition).
         let prefix = format!("kfn.{}.", function.name);
         acls.push(AclBinding::allow(principal, Write, ResourceType::TransactionalId, Prefixed, &prefix));
         acls.push(AclBinding::allow(principal, Describe, ResourceType::TransactionalId, Prefixed, &prefix));
@@ -162,6 +169,7 @@ mod tests {
             start_from: None,
             doc: None,
             aggregate: None,
+            tables: Default::default(),
         }
     }
 
@@ -189,6 +197,15 @@ mod tests {
                 format!("{p} ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *"),
             ]
         );
+    }
+
+    #[test]
+    fn a_function_may_read_the_tables_it_looks_up() {
+        let mut f = function("validation");
+        f.tables.insert("catalog".into(), "shop.products".into());
+        let acls = lines(&function_acls(&f, "User:v"));
+        assert!(acls.contains(&"User:v ALLOW READ on TOPIC shop.products (LITERAL) from *".to_string()), "{acls:?}");
+        assert!(!acls.iter().any(|a| a.contains("WRITE on TOPIC shop.products")), "{acls:?}");
     }
 
     #[test]

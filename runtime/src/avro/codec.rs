@@ -64,6 +64,8 @@ pub struct OutputEncoder {
     schema: Arc<Schema>,
     /// The full name of the schema's top record, when it is one.
     record: Option<String>,
+    /// For a JSON topic (`format = "json"`): its rows' Connect schema; no Avro, no framing.
+    json: Option<Arc<crate::json::RowSchema>>,
 }
 
 impl OutputEncoder {
@@ -73,7 +75,16 @@ impl OutputEncoder {
         let record = SchemaMut::from_str(schema.json())
             .ok()
             .and_then(|s| s.root().type_.name().map(|n| n.fully_qualified_name().to_owned()));
-        Self { topic: topic.into(), schema_id, schema, record }
+        Self { topic: topic.into(), schema_id, schema, record, json: None }
+    }
+
+    /// An encoder writing JSON rows with Connect's schema wrapper, for the JSON
+    /// topic `topic` whose (flat record) schema is `schema`; nothing is registered.
+    pub fn json(topic: impl Into<Arc<str>>, schema: Arc<Schema>) -> Result<Self, CodecError> {
+        let topic = topic.into();
+        let row = crate::json::RowSchema::from_avro(schema.json())
+            .map_err(|message| CodecError::JsonRow { topic: topic.to_string(), message })?;
+        Ok(Self { json: Some(Arc::new(row)), ..Self::new(topic, 0, schema) })
     }
 
     /// The output topic.
@@ -104,6 +115,17 @@ impl OutputEncoder {
             }
         }
         out.clear();
+        if let Some(row) = &self.json {
+            let encode = |message: String| CodecError::Encode {
+                topic: self.topic.to_string(),
+                source: kfn_sdk::EncodeError { event: event.name(), message },
+            };
+            let value =
+                event.json_value().map_err(|source| CodecError::Encode { topic: self.topic.to_string(), source })?;
+            let wrapped = row.wrap(value).map_err(encode)?;
+            serde_json::to_writer(&mut *out, &wrapped).map_err(|e| encode(e.to_string()))?;
+            return Ok(());
+        }
         framing::write_header(self.schema_id, out);
         event.encode(&self.schema, out).map_err(|source| CodecError::Encode { topic: self.topic.to_string(), source })
     }

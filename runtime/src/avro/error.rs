@@ -294,6 +294,14 @@ pub enum CodecError {
         #[source]
         source: Box<RegistryError>,
     },
+    /// The schema of a JSON topic kfn writes is not a flat row.
+    #[error("output topic {topic:?} (format = \"json\"): {message}")]
+    JsonRow {
+        /// The output topic.
+        topic: String,
+        /// Which field is not a column.
+        message: String,
+    },
     /// A handler emitted an event of another type than the output topic's schema.
     #[error("output topic {topic:?} takes {expected} events, but the handler emitted {actual}")]
     WrongEvent {
@@ -337,6 +345,7 @@ impl CodecError {
             Self::Register { .. } => "register",
             Self::WrongEvent { .. } => "wrong_event",
             Self::Encode { .. } => "encode",
+            Self::JsonRow { .. } => "json_row",
         }
     }
 }

@@ -10,6 +10,7 @@ use super::connect::LocalConnectStack;
 use crate::acls::{deployment_plan, Principals, REGISTRY_USER};
 use crate::config::{function_password_env, function_user, Config, FunctionPasswords, SecuritySettings};
 use crate::dev::secure::{SecureKafka, SecureOptions, ADMIN_USER};
+use crate::dev::seed::seed_topics;
 use crate::dev::{ensure_free, BrokerKind, LocalCluster, LocalOptions};
 use crate::kafka::acl::Acls;
 use crate::kafka::{Admin, Cluster, ConnectOptions, CreateOutcome};
@@ -188,7 +189,14 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
             let dir = config.base_dir().join(dir);
             Some(LocalConnectStack::start(&dir, &broker.bootstrap(), args.postgres_port, args.connect_port).await?)
         }
-        None => None,
+        None => {
+            // Without Connect, the topics it would feed get the rows of their SQL seed (docs/connect.md).
+            let cluster = Cluster::from_config(&config)?;
+            for (topic, rows) in seed_topics(&cluster, &config, config.base_dir()).await.context("seeding topics")? {
+                eprintln!("kfn: {topic} seeded with {rows} rows from [local] seed (without --connect)");
+            }
+            None
+        }
     };
 
     println!("kfn dev is running:");

@@ -252,6 +252,10 @@ pub use crate::kafka::security::TlsSettings;
 pub struct LocalOverrides {
     /// Replication factor of every topic on the local broker.
     pub replication: Option<i16>,
+    /// Topics `kfn dev` fills, when run without `--connect`, from the rows an
+    /// SQL file inserts into the table of the topic's name (Debezium snapshot
+    /// events, see `dev::seed`); paths relative to functions.toml.
+    pub seed: IndexMap<String, PathBuf>,
 }
 
 /// A topic as declared.
@@ -363,6 +367,8 @@ pub struct FunctionSpec {
     pub doc: Option<String>,
     /// Set when the function is an aggregate (`handler` is then its fold).
     pub aggregate: Option<AggregateSpec>,
+    /// Tables the handler looks up (`ctx.table(name)`): name -> compacted topic.
+    pub tables: IndexMap<String, String>,
 }
 
 /// What makes a topic function an aggregate: a fold into a table.

@@ -93,6 +93,8 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawLocal {
     pub replication: Option<i64>,
+    #[serde(default)]
+    pub seed: IndexMap<String, String>,
 }
 
 /// The `[topic_defaults]` table: what a topic gets for a field it does not set.
@@ -141,6 +143,8 @@ pub struct RawFunction {
     pub retry: Option<RawRetry>,
     pub dead_letter: Option<String>,
     pub start_from: Option<String>,
+    #[serde(default)]
+    pub tables: IndexMap<String, String>,
     pub doc: Option<String>,
 }
 

@@ -201,7 +201,7 @@ fn config_registry_access_errors_name_their_field() {
 }
 
 #[test]
-fn config_a_json_topic_is_read_but_never_written() {
+fn config_a_json_topic_is_read_and_written() {
     let json = "[topics.changes]\nformat = \"json\"\nschema = \"Created.avsc\"\n\
                 [functions.read]\nhandler = \"only_created\"\ninput = \"changes\"\noutputs = { out = \"out\" }\n";
     let (_dir, result) = load(DEFAULTS, json);
@@ -210,10 +210,28 @@ fn config_a_json_topic_is_read_but_never_written() {
     assert_eq!(config.topics["changes"].event.as_deref(), Some("t.Created"), "its schema names its event type");
     assert_eq!(config.topics["created"].format, TopicFormat::Avro, "Avro unless a topic says otherwise");
 
+    // Rows for Connect's sinks: a function may write a JSON topic (rows with Connect's schema).
     let writes_json = "[topics.changes]\nformat = \"json\"\nschema = \"Created.avsc\"\n\
                        [functions.write]\nhandler = \"only_created\"\ninput = \"created\"\noutputs = { out = \"changes\" }\n";
-    let errors = errors_of(load(DEFAULTS, writes_json));
-    assert!(has(&errors, "functions.write.outputs.out", "writes only Avro"), "{errors:?}");
+    let (_dir, result) = load(DEFAULTS, writes_json);
+    assert!(result.is_ok(), "{:?}", result.err().map(|e| e.to_string()));
     let errors = errors_of(load(DEFAULTS, "[topics.x]\nformat = \"protobuf\"\n"));
     assert!(has(&errors, "topics.\"x\".format", "\"avro\", \"json\""), "{errors:?}");
+}
+
+#[test]
+fn config_a_table_is_a_declared_compacted_topic_of_a_topic_handler() {
+    let good = "[functions.read]\nhandler = \"only_created\"\ninput = \"created\"\n\
+                tables = { catalog = \"out\" }\n\
+                [local]\nseed = { out = \"seed.sql\" }\n";
+    let (_dir, result) = load(DEFAULTS, good);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.functions["read"].tables["catalog"], "out");
+    assert_eq!(config.local.seed["out"], std::path::PathBuf::from("seed.sql"));
+
+    let bad = "[functions.read]\nhandler = \"only_created\"\ninput = \"created\"\n\
+               tables = { catalog = \"shipped\", gone = \"nowhere\" }\n";
+    let errors = errors_of(load(DEFAULTS, bad));
+    assert!(has(&errors, "functions.read.tables.catalog", "expected a compacted topic"), "{errors:?}");
+    assert!(has(&errors, "functions.read.tables.gone", "undeclared topic \"nowhere\""), "{errors:?}");
 }

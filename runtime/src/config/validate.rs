@@ -363,7 +363,8 @@ impl Validator<'_> {
                 None
             }
         });
-        LocalOverrides { replication }
+        let seed = raw.seed.into_iter().map(|(topic, path)| (topic, PathBuf::from(path))).collect();
+        LocalOverrides { replication, seed }
     }
 
     /// Checks that a schema file exists and is a valid Avro record schema.
@@ -449,6 +450,21 @@ impl Validator<'_> {
                     format!("expected a topic of its own, but function {other} also reads {delay:?}"),
                 );
             }
+        }
+    }
+
+    /// A table of a handler: a declared, compacted topic, looked up by a topic handler.
+    fn table_ref(&mut self, field: &str, topic: &str, not_a_handler: bool, topics: &IndexMap<String, TopicSpec>) {
+        if not_a_handler {
+            self.c.push(field, "expected no tables: only topic handlers look tables up (ctx.table)");
+        }
+        match topics.get(topic) {
+            None => self.topic_ref(field, topic, topics),
+            Some(spec) if spec.cleanup_policy != CleanupPolicy::Compact => self.c.push(
+                field,
+                format!("expected a compacted topic (cleanup_policy = \"compact\"): a table holds each key's latest row, but {topic:?} deletes by retention"),
+            ),
+            Some(_) => {}
         }
     }
 
@@ -568,12 +584,10 @@ impl Validator<'_> {
                     format!("expected topic {topic:?} to declare a schema: function {name} writes events to it"),
                 );
             }
-            if topics.get(topic).is_some_and(|t| t.format == TopicFormat::Json) {
-                self.c.push(
-                    &field,
-                    format!("expected an Avro topic: kfn reads {topic:?} (format = \"json\") but writes only Avro"),
-                );
-            }
+        }
+        for (table, topic) in &raw.tables {
+            let field = format!("{prefix}.tables.{table}");
+            self.table_ref(&field, topic, raw.aggregate.is_some() || inputs_empty(&kind), topics);
         }
         let guarantee = self.choice(
             &format!("{prefix}.guarantee"),
@@ -671,6 +685,7 @@ impl Validator<'_> {
             start_from,
             doc: raw.doc,
             aggregate,
+            tables: raw.tables,
         })
     }
 
@@ -777,4 +792,8 @@ fn normalise_route(path: &str) -> String {
         .map(|seg| if seg.starts_with('{') && seg.ends_with('}') { "{}" } else { seg })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+fn inputs_empty(kind: &FunctionKind) -> bool {
+    matches!(kind, FunctionKind::Http { .. })
 }

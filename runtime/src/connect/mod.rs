@@ -127,7 +127,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../connect/connectors");
         let connectors = ConnectorFile::load_dir(&dir).unwrap();
         let names: Vec<_> = connectors.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["orders-to-postgres", "shop-products"]);
+        assert_eq!(names, ["orders-to-postgres", "reservations-to-postgres", "shop-products"]);
         for c in &connectors {
             assert!(c.config.contains_key("connector.class"), "{}", c.name);
         }

@@ -10,6 +10,7 @@ pub mod local;
 pub mod ports;
 pub mod postgres;
 pub mod secure;
+pub mod seed;
 pub mod tansu;
 
 pub use broker::{LocalBroker, LocalBrokerError, Storage};

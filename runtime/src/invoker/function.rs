@@ -2,11 +2,11 @@
 //! the explicit dependencies in [`FunctionDeps`] (the application depends on
 //! the invoker, never the other way).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use kfn_sdk::{AggregateHandler, TopicHandler};
+use kfn_sdk::{AggregateHandler, TableLookup, Tables, TopicHandler};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -63,6 +63,16 @@ pub enum FunctionError {
         /// What the function's kind needs.
         expected: &'static str,
     },
+    /// A table the function declares was not started.
+    #[error("function {function}: table {table} (topic {topic}) was not started")]
+    NoTable {
+        /// The function.
+        function: String,
+        /// The table's name.
+        table: String,
+        /// Its topic.
+        topic: String,
+    },
     /// A topic's metadata could not be read.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
@@ -105,7 +115,13 @@ pub struct FunctionDeps<'a> {
     pub runtime: &'a RuntimeSettings,
     /// The declared topics (an input's format: Avro or JSON).
     pub topics: &'a IndexMap<String, TopicSpec>,
+    /// The tables started in this process, by topic (crate::table::GlobalTable),
+    /// for the functions that declare `tables`.
+    pub tables: &'a BTreeMap<String, Arc<dyn TableLookup>>,
 }
+
+/// No tables: for applications whose functions declare none.
+pub static NO_TABLES: BTreeMap<String, Arc<dyn TableLookup>> = BTreeMap::new();
 
 impl FunctionDeps<'_> {
     /// The partition count of a topic.
@@ -183,9 +199,18 @@ pub async fn start_function(
     let runtime = deps.runtime;
     let metrics = deps.metrics.function(&spec.name);
     let function: Arc<str> = Arc::from(spec.name.as_str());
+    let mut tables = Tables::default();
+    for (name, topic) in &spec.tables {
+        let table = deps.tables.get(topic).ok_or_else(|| FunctionError::NoTable {
+            function: spec.name.clone(),
+            table: name.clone(),
+            topic: topic.clone(),
+        })?;
+        tables.insert(name.clone(), table.clone());
+    }
     let stack = |topic: &str, handler| {
         let format = deps.topics.get(topic).map(|t| t.format).unwrap_or_default();
-        let call = HandlerCall::new(handler, deps.schemas.clone()).with_format(format);
+        let call = HandlerCall::new(handler, deps.schemas.clone()).with_format(format).with_tables(tables.clone());
         pipeline(call, spec.retry.clone(), metrics.clone(), runtime.slow_handler)
     };
     let inputs = Inputs::new(

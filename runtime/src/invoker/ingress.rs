@@ -78,6 +78,8 @@ impl Inputs {
             timestamp_ms: record.timestamp_ms,
             attempt: 1,
             headers: record.headers.iter().cloned().map(Into::into).collect(),
+            // Set by the handler call, which holds the function's tables.
+            tables: Default::default(),
         };
         if !self.is_retry_topic(&tp.topic) {
             return Invocation { origin: Origin::input(tp, record), ctx: Ok(ctx) };

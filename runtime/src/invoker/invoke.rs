@@ -16,7 +16,7 @@ use backon::BackoffBuilder;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kfn_sdk::{
-    AggCtx, AggregateHandler, Ctx, Emit, ErasedHttp, FnErrorKind, HttpReply, HttpRequest, InvokeError, Row,
+    AggCtx, AggregateHandler, Ctx, Emit, ErasedHttp, FnErrorKind, HttpReply, HttpRequest, InvokeError, Row, Tables,
     TopicHandler,
 };
 
@@ -156,12 +156,18 @@ pub struct HandlerCall {
     handler: TopicHandler,
     schemas: Arc<SchemaCache>,
     format: TopicFormat,
+    tables: Tables,
 }
 
 impl HandlerCall {
     /// Calls `handler` with values decoded through `schemas`.
     pub fn new(handler: TopicHandler, schemas: Arc<SchemaCache>) -> Self {
-        Self { handler, schemas, format: TopicFormat::Avro }
+        Self { handler, schemas, format: TopicFormat::Avro, tables: Tables::default() }
+    }
+
+    /// The same, with `tables` in every call's context (`ctx.table(name)`).
+    pub fn with_tables(self, tables: Tables) -> Self {
+        Self { tables, ..self }
     }
 
     /// The same, for records of a topic of `format` (JSON topics bypass the registry).
@@ -173,11 +179,12 @@ impl HandlerCall {
 impl Invoke<Ctx> for HandlerCall {
     type Output = Emit;
 
-    fn call<'a>(&'a self, ctx: Ctx, value: &'a [u8]) -> BoxFuture<'a, Result<Emit, AttemptError>>
+    fn call<'a>(&'a self, mut ctx: Ctx, value: &'a [u8]) -> BoxFuture<'a, Result<Emit, AttemptError>>
     where
         Ctx: 'a,
     {
         Box::pin(async move {
+            ctx.tables = self.tables.clone();
             if self.format == TopicFormat::Json {
                 return self.call_json(ctx, value).await;
             }

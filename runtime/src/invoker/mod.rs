@@ -33,7 +33,8 @@ pub mod egress;
 pub mod function;
 pub mod ingress;
 pub mod invoke;
-pub mod json;
+/// JSON topics' values (moved to the crate root: tables read them too).
+pub use crate::json;
 mod keyed;
 pub mod outputs;
 pub mod replay;

@@ -1,5 +1,6 @@
 //! Table views: the latest row of every key of an aggregate's table topic,
-//! read from all its partitions, for pull queries.
+//! read from all its partitions, for pull queries; and [`GlobalTable`]s,
+//! the tables handlers look rows up in (global.rs).
 //!
 //! A view reads every partition (read_committed) from its first offset and
 //! keeps reading, so any replica answers for every key, whichever replica
@@ -14,6 +15,7 @@
 //! # let _ = rows; Ok(()) }
 //! ```
 
+mod global;
 mod query;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use kfn_sdk::{ErasedRowDecode, Row};
 use tokio::sync::watch;
 
+pub use global::GlobalTable;
 pub use query::query_routes;
 
 use crate::avro::SchemaCache;

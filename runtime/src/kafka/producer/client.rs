@@ -6,7 +6,8 @@
 //! overtaken by a later one: the broker de-duplicates it, and order holds.
 //! Outside transactions, what concurrent callers send to one partition while
 //! a batch is in flight leaves together in the next batch (group commit, see
-//! the `queue` module).
+//! the `queue` module), and the batches of all partitions led by one broker
+//! leave together in one Produce request (the `broker` module).
 //! Transactions follow KIP-98: InitProducerId fences older instances of the
 //! same transactional id, partitions join the transaction before their first
 //! write, offsets join it with AddOffsetsToTxn + TxnOffsetCommit, and EndTxn

@@ -1,5 +1,5 @@
 //! What a service process costs, read from `/proc/<pid>`: CPU time (user +
-//! system) and resident memory (current and peak).
+//! system), resident memory (current and peak) and its connections to the broker.
 
 use std::time::Duration;
 
@@ -35,6 +35,37 @@ pub fn rss(pid: u32) -> std::io::Result<u64> {
     status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
 }
 
+/// How many established TCP connections the process holds to any of `ports`
+/// (the broker's): its sockets (`/proc/<pid>/fd`) found in the network
+/// namespace's tables (`/proc/<pid>/net/tcp`, `tcp6`) by inode.
+pub fn connections_to(pid: u32, ports: &[u16]) -> std::io::Result<usize> {
+    let mut inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // A descriptor closed meanwhile is simply not counted.
+        let Ok(target) = std::fs::read_link(entry?.path()) else { continue };
+        let target = target.to_string_lossy();
+        if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+            inodes.insert(inode.to_string());
+        }
+    }
+    let mut count = 0;
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(inode)) = (fields.get(2), fields.get(3), fields.get(9)) else {
+                continue;
+            };
+            let port = remote.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            // State 01 is ESTABLISHED.
+            if *state == "01" && port.is_some_and(|p| ports.contains(&p)) && inodes.contains(*inode) {
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
+}
+
 fn status_kib(pid: u32, field: &str) -> std::io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -67,5 +98,19 @@ mod tests {
         // The kernel updates VmHWM lazily, so it may trail VmRSS for a moment: check each alone.
         assert!(rss(pid).expect("rss") > 0);
         assert!(peak_rss(pid).expect("peak") > 0);
+    }
+
+    #[test]
+    fn connections_to_a_port_are_counted_while_open() {
+        let pid = std::process::id();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert_eq!(connections_to(pid, &[port]).expect("count"), 0);
+        let a = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let b = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        // The accepted ends' remote ports are the clients', so only a and b count.
+        let _accepted = (listener.accept().expect("accept"), listener.accept().expect("accept"));
+        assert_eq!(connections_to(pid, &[port]).expect("count"), 2);
+        drop((a, b));
     }
 }

@@ -135,6 +135,11 @@ impl Processes {
         self.children.iter().map(Child::id).collect()
     }
 
+    /// Established connections of all the processes together to the broker's `ports`.
+    pub fn broker_connections(&self, ports: &[u16]) -> usize {
+        self.pids().into_iter().filter_map(|pid| procfs::connections_to(pid, ports).ok()).sum()
+    }
+
     /// CPU time (user + system) of all the processes together.
     pub fn cpu_time(&self) -> Duration {
         self.pids().into_iter().filter_map(|pid| procfs::cpu_time(pid).ok()).sum()

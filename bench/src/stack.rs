@@ -61,6 +61,11 @@ impl Stack {
         self.broker_pids.iter().filter_map(|pid| crate::procfs::cpu_time(*pid).ok()).sum()
     }
 
+    /// The ports of the broker's bootstrap list (its client listeners).
+    pub fn broker_ports(&self) -> Vec<u16> {
+        self.brokers().split(',').filter_map(|b| b.trim().rsplit_once(':')?.1.parse().ok()).collect()
+    }
+
     /// The broker's bootstrap list.
     pub fn brokers(&self) -> String {
         self.broker.bootstrap()

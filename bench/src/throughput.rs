@@ -27,6 +27,8 @@ pub struct RunResult {
     pub broker_cpu_s_per_million: f64,
     /// The largest peak RSS of the service's processes, in bytes.
     pub peak_rss: u64,
+    /// The most connections the service's processes held to the broker at once.
+    pub broker_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,12 +62,15 @@ pub async fn run_once(
     let mut samples = Vec::new();
     // Replicas may get their assignments a moment apart: the window opens once all of them hold one.
     let mut ready_at = None;
+    let ports = stack.broker_ports();
+    let mut broker_connections = 0;
     loop {
         processes.check_alive()?;
         if ready_at.is_none() && processes.all_ready().await {
             ready_at = Some(Instant::now());
         }
         let (cpu, broker_cpu) = (processes.cpu_time(), stack.broker_cpu());
+        broker_connections = broker_connections.max(processes.broker_connections(&ports));
         let count = stack.count(&wiring.output, partitions).await?;
         samples.push(Sample { at: Instant::now(), count, cpu, broker_cpu });
         if count >= records {
@@ -88,6 +93,7 @@ pub async fn run_once(
         cpu_s_per_million,
         broker_cpu_s_per_million,
         peak_rss,
+        broker_connections,
     })
 }
 

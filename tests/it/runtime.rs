@@ -497,3 +497,44 @@ guarantee = "exactly_once"
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_partitions_of_one_broker_share_its_connections_and_a_slow_one_holds_up_no_other() {
+    const PARTITIONS: i32 = 60;
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut handlers = Registry::default();
+    handlers.handler("wide", move |_ctx: Ctx, item: Item| {
+        let mut released = released.clone();
+        async move {
+            if item.mode == "slow" {
+                // Held until the test has seen every other partition's output.
+                let _ = released.wait_for(|r| *r).await;
+            }
+            Ok::<_, FnError>(Emit::one("out", item.id.clone(), item))
+        }
+    });
+    let toml = topology("wide", "handler = \"wide\"")
+        .replace("[topics.\"in-{s}\"]\npartitions = 1", &format!("[topics.\"in-{{s}}\"]\npartitions = {PARTITIONS}"));
+    let app = TestApp::start(&toml, handlers).await.expect("app starts");
+    let input = app.name("in-{s}");
+    for partition in 0..PARTITIONS {
+        let mode = if partition == 0 { "slow" } else { "ok" };
+        let item = Item::new(&format!("p{partition}"), partition, mode);
+        app.produce_records(&input, partition, vec![record(&app, &item.id, &item)]).await.expect("produce");
+    }
+
+    let mut out = app.watch(&app.name("out-{s}")).await.expect("watch");
+    let others = out.wait_for_count(PARTITIONS as usize - 1).await.expect("every other partition's output");
+    assert!(!keys(others).contains(&"p0".to_string()), "p0 is still held: {:?}", keys(others));
+    // Every worker has fetched; before one fetch per broker this was above 60.
+    let connections = app.cluster().connection_count();
+    println!("broker connections with {PARTITIONS} partitions on one broker: {connections}");
+    assert!(
+        connections <= 8,
+        "{connections} connections for one broker: the pool, the group member's and one fetcher per fetch setting"
+    );
+    release.send(true).expect("release");
+    let all = out.wait_for_count(PARTITIONS as usize).await.expect("p0 once released");
+    assert!(keys(all).contains(&"p0".to_string()));
+    app.stop().await;
+}

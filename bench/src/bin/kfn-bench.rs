@@ -180,12 +180,14 @@ async fn main() -> anyhow::Result<()> {
                 let name = format!("r{round}-s{i}");
                 let run = throughput::run_once(&stack, *service, "bench.in", o.partitions, o.records, &name).await?;
                 eprintln!(
-                    "kfn-bench: round {round} {}: {:.0} records/s, {:.2} CPU s per million (broker {:.2}), {:.0} MiB",
+                    "kfn-bench: round {round} {}: {:.0} records/s, {:.2} CPU s per million (broker {:.2}), {:.0} MiB, \
+                     {} broker connections",
                     service.label(),
                     run.rate,
                     run.cpu_s_per_million,
                     run.broker_cpu_s_per_million,
-                    run.peak_rss as f64 / 1048576.0
+                    run.peak_rss as f64 / 1048576.0,
+                    run.broker_connections
                 );
                 if round > 0 {
                     runs.push(run);

@@ -10,8 +10,10 @@ use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest, TopicNam
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::conn::{ConnectOptions, Connection};
+use super::conn::{ConnectOptions, Connection, WeakConnection};
 use super::error::KafkaError;
+use super::fetch::broker::{FetchSlot, FetcherKey, Fetchers};
+use super::group::protocol::TopicPartition;
 
 /// What FindCoordinator looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,8 @@ struct State {
     brokers: HashMap<i32, String>,
     topics: HashMap<String, TopicInfo>,
     connections: HashMap<String, Connection>,
+    /// Connections opened for one user ([`Cluster::open`]), while they live.
+    opened: Vec<WeakConnection>,
     controller: Option<i32>,
 }
 
@@ -66,6 +70,8 @@ struct Inner {
     state: Mutex<State>,
     /// Serialises connection opening so concurrent callers share one connection per broker.
     opening: tokio::sync::Mutex<()>,
+    /// One fetcher per leader (and fetch settings), shared by the partition readers.
+    fetchers: Fetchers,
 }
 
 impl Cluster {
@@ -77,6 +83,7 @@ impl Cluster {
                 options,
                 state: Mutex::new(State::default()),
                 opening: tokio::sync::Mutex::new(()),
+                fetchers: Fetchers::default(),
             }),
         }
     }
@@ -252,7 +259,27 @@ impl Cluster {
     /// behind it: group members and partition readers get connections of
     /// their own, while short requests share the pool.
     pub async fn open(&self, addr: &str) -> Result<Connection, KafkaError> {
-        Connection::connect(addr, &self.inner.options).await
+        let conn = Connection::connect(addr, &self.inner.options).await?;
+        let mut state = self.state();
+        state.opened.retain(WeakConnection::is_live);
+        state.opened.push(conn.downgrade());
+        Ok(conn)
+    }
+
+    /// A partition reader's place in the fetcher of its leader: readers of
+    /// one broker (with the same fetch settings) share one connection and one
+    /// Fetch request (see [`super::fetch::broker`]).
+    pub fn fetch_slot(&self, key: FetcherKey, tp: TopicPartition) -> FetchSlot {
+        FetchSlot::open(self, &self.inner.fetchers, key, tp)
+    }
+
+    /// How many broker connections of this cluster handle are open: the
+    /// shared pool and those opened for one user (group members, fetchers).
+    pub fn connection_count(&self) -> usize {
+        let mut state = self.state();
+        state.opened.retain(WeakConnection::is_live);
+        let pooled = state.connections.values().filter(|c| !c.is_closed()).count();
+        pooled + state.opened.len()
     }
 
     /// host:port of the leader of a partition.

@@ -79,6 +79,17 @@ struct Inner {
     reader: tokio::task::JoinHandle<()>,
 }
 
+/// A connection that does not keep it open: to count the live ones.
+#[derive(Clone)]
+pub struct WeakConnection(std::sync::Weak<Inner>);
+
+impl WeakConnection {
+    /// Whether the connection is still held by someone and open.
+    pub fn is_live(&self) -> bool {
+        self.0.upgrade().is_some_and(|inner| !inner.closed.load(Ordering::Acquire))
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.reader.abort();
@@ -195,6 +206,11 @@ impl Connection {
             conn.authenticate(sasl).await?;
         }
         Ok(conn)
+    }
+
+    /// A handle that does not keep the connection open.
+    pub fn downgrade(&self) -> WeakConnection {
+        WeakConnection(Arc::downgrade(&self.inner))
     }
 
     /// The broker this connection goes to.

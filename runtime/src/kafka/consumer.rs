@@ -1,25 +1,25 @@
 //! Reading one partition: fetch from its leader, decode with the
 //! read_committed filter, follow leader moves, reset out-of-range offsets.
+//!
+//! A [`PartitionReader`] is a handle on the fetcher of its partition's leader
+//! ([`crate::kafka::fetch::broker`]): the readers of one broker share one
+//! connection and one Fetch request, and each decodes its own part.
 
 use std::time::Duration;
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::cluster::Cluster;
-use super::conn::Connection;
 use super::error::KafkaError;
+use super::fetch::broker::{FetchSlot, FetcherKey};
 use super::fetch::{
-    decode_partition, decode_partition_with, fetch_request, DecodedPartition, FetchError, FetchLimits, Isolation,
-    PartitionFetch, Undecided,
+    decode_partition, decode_partition_with, DecodedPartition, FetchError, FetchLimits, Isolation, Undecided, Wanted,
 };
 use super::group::protocol::TopicPartition;
 use crate::backoff::Pauses;
-
-/// Highest Fetch version kfn uses: v13 switches from topic names to topic ids.
-const FETCH_CAP: i16 = 12;
 
 /// The most bytes per partition a fetch may grow to while looking for the
 /// marker of a transaction cut off by the fetch size.
@@ -150,8 +150,8 @@ pub struct PartitionReader {
     pauses: Pauses,
     /// Whether the warning about trusting the broker's aborted list was logged.
     warned_trusting_broker: bool,
-    /// The reader's own connection to the leader (a fetch is a long poll).
-    conn: Option<Connection>,
+    /// The reader's place in its leader's fetcher.
+    slot: Option<FetchSlot>,
     /// Where and since when fetches bring nothing though the log holds more.
     held: Option<Held>,
 }
@@ -182,14 +182,18 @@ impl PartitionReader {
             reset,
             pauses: fetch_pauses(),
             warned_trusting_broker: false,
-            conn: None,
+            slot: None,
             held: None,
         }
     }
 
     /// Sets how long the broker may wait for records and how much it may send.
+    ///
+    /// Readers share their leader's fetch only with readers of the same
+    /// isolation, max wait, min bytes and max bytes.
     pub fn with_limits(mut self, limits: FetchLimits) -> Self {
         self.limits = limits;
+        self.slot = None;
         self
     }
 
@@ -281,48 +285,35 @@ impl PartitionReader {
     async fn fetch_once(&mut self) -> Result<DecodedPartition, KafkaError> {
         // Set once an answer was held back by a transaction open on the
         // broker: it answers at once while it has records at the position, so
-        // the next request asks for more than it had, to wait for the marker
-        // (or max_wait) instead of spinning.
-        let mut wait_for_more: Option<i32> = None;
+        // the next fetch of this partition waits for the max wait instead of
+        // spinning (the shared request's min bytes cannot ask for more).
+        let mut not_before: Option<std::time::Instant> = None;
         loop {
             let info = self.cluster.topic(&self.tp.topic).await?;
             let addr = self.cluster.leader_addr(&self.tp.topic, self.tp.partition).await?;
-            let conn = match &self.conn {
-                Some(c) if !c.is_closed() && c.broker() == addr => c.clone(),
+            let slot = match &self.slot {
+                Some(s) if s.addr() == addr => s,
                 _ => {
-                    let c = self.cluster.open(&addr).await?;
-                    self.conn = Some(c.clone());
-                    c
+                    // A new leader: leave the old broker's fetcher first.
+                    self.slot = None;
+                    let key = FetcherKey::new(addr, self.isolation, &self.limits);
+                    self.slot.insert(self.cluster.fetch_slot(key, self.tp.clone()))
                 }
             };
-            let version = conn.version_capped::<FetchRequest>(FETCH_CAP)?;
-            let request = fetch_request(
-                &[PartitionFetch {
-                    topic: &self.tp.topic,
-                    topic_id: info.id,
-                    partition: self.tp.partition,
-                    fetch_offset: self.position,
-                }],
-                &FetchLimits { min_bytes: wait_for_more.unwrap_or(self.limits.min_bytes), ..self.limits },
-                self.isolation,
-            );
-            let response = conn.send_version(&request, version, self.limits.max_wait).await?;
-            KafkaError::check("Fetch", response.error_code, || self.tp.to_string())?;
-            let data = response
-                .responses
-                .iter()
-                .flat_map(|t| t.partitions.iter())
-                .find(|p| p.partition_index == self.tp.partition)
-                .ok_or_else(|| KafkaError::Codec { api: "Fetch", message: format!("no answer for {}", self.tp) })?;
+            let wanted = Wanted {
+                topic_id: info.id,
+                fetch_offset: self.position,
+                partition_max_bytes: self.limits.partition_max_bytes,
+            };
+            let data = slot.fetch(wanted, not_before).await?;
+            let data = &data;
             return match decode_partition(&self.tp.topic, data, self.position, self.isolation) {
                 // Nothing deliverable, the transaction open on the broker:
                 // wait once for more, then return empty.
                 Ok(DecodedPartition { held_back: Some(held), next_fetch_offset, .. })
-                    if !held.cut_short && next_fetch_offset == self.position && wait_for_more.is_none() =>
+                    if !held.cut_short && next_fetch_offset == self.position && not_before.is_none() =>
                 {
-                    let received = data.records.as_ref().map_or(0, |r| r.len());
-                    let more = i32::try_from(received).unwrap_or(i32::MAX).saturating_add(1);
-                    wait_for_more = Some(more.max(self.limits.min_bytes));
+                    not_before = Some(std::time::Instant::now() + self.limits.max_wait);
                     continue;
                 }
                 // Nothing deliverable because the response may have stopped
@@ -332,8 +323,9 @@ impl PartitionReader {
                     if held.cut_short && next_fetch_offset == self.position =>
                 {
                     if self.limits.partition_max_bytes < UNDECIDED_FETCH_CAP {
+                        // Per partition only: the request-wide max bytes stays (the broker
+                        // always sends a partition's first batch whole, KIP-74).
                         self.limits.partition_max_bytes = self.limits.partition_max_bytes.saturating_mul(2);
-                        self.limits.max_bytes = self.limits.max_bytes.max(self.limits.partition_max_bytes);
                         continue;
                     }
                     if !self.warned_trusting_broker {
@@ -357,7 +349,6 @@ impl PartitionReader {
                 Err(FetchError::BatchTooLarge { .. }) if self.limits.partition_max_bytes < (256 << 20) => {
                     // One batch is bigger than a fetch may carry: ask for more.
                     self.limits.partition_max_bytes = self.limits.partition_max_bytes.saturating_mul(2);
-                    self.limits.max_bytes = self.limits.max_bytes.max(self.limits.partition_max_bytes);
                     continue;
                 }
                 Err(e) => Err(KafkaError::Codec { api: "Fetch", message: e.to_string() }),

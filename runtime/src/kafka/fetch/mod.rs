@@ -1,4 +1,9 @@
-//! Fetching records: read_committed done on the client.
+//! Fetching records: one fetch per broker, read_committed done on the client.
+//!
+//! [`broker`] sends one Fetch per leader for every partition the process
+//! reads there (a KIP-227 session, [`FetchSession`], where the broker keeps
+//! one) and hands each partition's part to its reader; everything else here
+//! is pure.
 //!
 //! kfn builds its own FetchRequest ([`fetch_request`]) and decodes each
 //! partition of the answer with [`decode_partition`], because rskafka hands
@@ -54,10 +59,12 @@
 
 mod aborted;
 mod batch;
+pub mod broker;
 mod decode;
 mod error;
 mod markers;
 mod request;
+mod session;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +73,7 @@ use bytes::Bytes;
 pub use decode::{decode_partition, decode_partition_with, DecodedPartition, HeldBack, Undecided};
 pub use error::FetchError;
 pub use request::{fetch_request, FetchLimits, PartitionFetch};
+pub use session::{FetchSession, Wanted};
 
 /// A data record handed to a handler: never a control record, never aborted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +91,7 @@ pub struct ConsumedRecord {
 }
 
 /// Which records of transactional producers a consumer sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Isolation {
     /// Only committed transactions (and non-transactional records).
     #[default]

@@ -6,7 +6,8 @@
 //! overtaken by a later one: the broker de-duplicates it, and order holds.
 //! Outside transactions, what concurrent callers send to one partition while
 //! a batch is in flight leaves together in the next batch (group commit, see
-//! the `queue` module).
+//! the `queue` module), and the batches of all partitions led by one broker
+//! leave together in one Produce request (the `broker` module).
 //! Transactions follow KIP-98: InitProducerId fences older instances of the
 //! same transactional id, partitions join the transaction before their first
 //! write, offsets join it with AddOffsetsToTxn + TxnOffsetCommit, and EndTxn
@@ -22,16 +23,17 @@ use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, InitProducerIdRequest, ProduceRequest,
-    ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, InitProducerIdRequest, ProducerId,
+    TopicName, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::broker::{BrokerQueues, Envelope};
 use super::queue::{self, FlushSettings, PartitionQueue};
 use super::{
     classify_add_offsets_to_txn, classify_add_partitions_to_txn, classify_end_txn, classify_init_producer_id,
-    classify_produce, classify_txn_offset_commit, produce_request, producer_identity, BatchBuilder, PartitionBatch,
-    ProduceOutcome, ProducerConfig, ProducerIdentity, ProducerRecord, Pushed, SequenceNumbers, TxnOutcome,
+    classify_produce, classify_txn_offset_commit, producer_identity, BatchBuilder, ProduceOutcome, ProducerConfig,
+    ProducerIdentity, ProducerRecord, Pushed, SequenceNumbers, TxnOutcome,
 };
 use crate::backoff::Pauses;
 use crate::kafka::cluster::{Cluster, CoordinatorKind};
@@ -39,8 +41,6 @@ use crate::kafka::error::KafkaError;
 use crate::kafka::group::coordinator::Generation;
 use crate::kafka::group::protocol::TopicPartition;
 
-/// Produce v12+ implies KIP-890 transactions (no AddPartitionsToTxn); kfn speaks the KIP-98 flow.
-const PRODUCE_CAP: i16 = 11;
 /// AddPartitionsToTxn v4+ is the broker-to-broker form.
 const ADD_PARTITIONS_CAP: i16 = 3;
 /// EndTxn v5 and InitProducerId v6 belong to KIP-890 and KIP-939.
@@ -154,6 +154,8 @@ struct Inner {
     partition_locks: Mutex<HashMap<TopicPartition, Arc<tokio::sync::Mutex<()>>>>,
     /// Other sends: each partition's queue of callers, drained by one flusher at a time.
     partition_queues: Mutex<HashMap<TopicPartition, Arc<PartitionQueue>>>,
+    /// Every partition's batches on their way to each broker, one request at a time.
+    brokers: BrokerQueues,
 }
 
 impl Producer {
@@ -172,6 +174,7 @@ impl Producer {
                 }),
                 partition_locks: Mutex::default(),
                 partition_queues: Mutex::default(),
+                brokers: BrokerQueues::default(),
             }),
         };
         if producer.inner.config.idempotent || producer.inner.config.transactional_id.is_some() {
@@ -365,15 +368,13 @@ impl Producer {
         };
         let mut batch = builder.encode(identity, sequence, transactional, config.compression)?;
         let mut pauses = Pauses::new(Duration::from_millis(20), Duration::from_secs(1)).until(deadline);
-        let txn_id = config.transactional_id.as_deref();
+        let envelope = Envelope {
+            acks: config.acks,
+            timeout: config.request_timeout,
+            transactional_id: config.transactional_id.clone(),
+        };
         loop {
-            let request = produce_request(
-                [PartitionBatch { topic: &tp.topic, partition: tp.partition, batch: &batch }],
-                config.acks,
-                config.request_timeout,
-                txn_id,
-            )?;
-            let last = match self.produce_once(tp, &request).await {
+            let last = match self.inner.brokers.send(&self.inner.cluster, &envelope, tp, &batch).await {
                 Ok(response) => match classify_produce(&response, transactional) {
                     ProduceOutcome::Delivered { base_offset } => return Ok(base_offset.unwrap_or(-1)),
                     ProduceOutcome::Retry { error, refresh_metadata } => {
@@ -427,22 +428,6 @@ impl Producer {
             tracing::debug!(partition = %tp, error = %last, "produce failed; retrying the same batch");
             pauses.pause().await;
         }
-    }
-
-    async fn produce_once(
-        &self,
-        tp: &TopicPartition,
-        request: &ProduceRequest,
-    ) -> Result<kafka_protocol::messages::produce_response::PartitionProduceResponse, KafkaError> {
-        let conn = self.inner.cluster.leader(&tp.topic, tp.partition).await?;
-        let version = conn.version_capped::<ProduceRequest>(PRODUCE_CAP)?;
-        let response = conn.send_version(request, version, Duration::ZERO).await?;
-        response
-            .responses
-            .into_iter()
-            .flat_map(|t| t.partition_responses)
-            .find(|p| p.index == tp.partition)
-            .ok_or_else(|| KafkaError::Codec { api: "Produce", message: format!("no answer for {tp}") })
     }
 
     /// Runs a transaction-coordinator request until done, retrying what is passing.

@@ -15,7 +15,9 @@
 //!   ([`ProduceOutcome`], [`TxnOutcome`]).
 //! - [`request`]: the `ProduceRequest` for a set of encoded batches.
 //!
-//! The connection layer sends the requests and acts on the outcomes.
+//! [`client`] sends the requests and acts on the outcomes; its `broker`
+//! module gathers the ready batches of every partition led by one broker into
+//! one Produce request.
 //!
 //! ```
 //! use kfn::kafka::producer::{
@@ -35,6 +37,7 @@
 //! ```
 
 pub mod batch;
+mod broker;
 pub mod client;
 pub mod config;
 pub mod outcome;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use kfn::acls::{deployment_plan, Principals};
 use kfn::config::Config;
 use kfn::kafka::acl::{AclFilter, Acls, Applied};
-use kfn::kafka::Admin;
+use kfn::kafka::{Admin, CreateOutcome};
 use kfn::terraform::{quote, relative_dir, Module, Settings};
 use kfn_tests::secured::secured;
 
@@ -119,6 +119,23 @@ async fn the_module_states_what_the_secured_broker_holds_once_the_plan_is_applie
         assert_eq!(fields["operation"].to_ascii_uppercase(), binding.operation.as_str().replace('_', ""), "{key}");
         assert_eq!(fields["resource_type"].to_ascii_uppercase(), binding.resource_type.as_str().replace('_', ""));
     }
+
+    // A second apply changes nothing: every topic exists, and the broker lists the same ACLs.
+    // Counted for the plan's principals only: other tests of this binary may add their own users' ACLs.
+    let principals: BTreeSet<&str> = plan.iter().map(|b| b.principal.as_str()).collect();
+    let count = |listed: Vec<kfn::kafka::acl::AclBinding>| {
+        listed.iter().filter(|b| principals.contains(b.principal.as_str())).count()
+    };
+    let before = count(acls.describe(&AclFilter::default()).await.expect("DescribeAcls"));
+    let again = Admin::new(admin.clone()).ensure_topics(config.topics.values()).await.expect("topics again");
+    assert!(again.iter().all(|(_, o)| *o == CreateOutcome::AlreadyExists), "created on the second apply: {again:?}");
+    assert_eq!(acls.create(&plan).await.expect("CreateAcls again"), Applied::Confirmed(plan.len()));
+    let after = count(acls.describe(&AclFilter::default()).await.expect("DescribeAcls"));
+    assert_eq!(
+        (before, after),
+        (plan.len(), plan.len()),
+        "the plan's principals hold exactly the plan, before and after"
+    );
 
     // Every topic of topics.tf exists with its partitions, replication and configs.
     let stated = entries(&std::fs::read_to_string(dir.path().join("topics.tf")).expect("topics.tf"));

@@ -14,9 +14,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kfn::acls::{deployment_plan, Principals};
+use kfn::avro::RegistryClient;
 use kfn::config::Config;
 use kfn::kafka::acl::{AclFilter, Acls, Applied};
 use kfn::kafka::{Admin, CreateOutcome};
+use kfn::registry::{RegistryConfig, RegistryServer};
+use kfn::schema_check::{check_registry, Verdict};
 use kfn::terraform::{quote, relative_dir, Module, Settings};
 use kfn_tests::secured::secured;
 
@@ -152,4 +155,51 @@ async fn the_module_states_what_the_secured_broker_holds_once_the_plan_is_applie
             assert_eq!(described.configs.get(config), Some(value), "{name}: {config}");
         }
     }
+}
+
+/// What `tofu apply` of schemas.tf does (POST each subject's schema file), done by kfn's
+/// client against kfn's registry on the secured broker as `kfn-registry` (its planned ACLs):
+/// afterwards `kfn check --online` agrees with the module, every subject compatible.
+#[tokio::test]
+async fn the_subjects_of_schemas_tf_registered_are_what_kfn_check_online_expects() {
+    let secured = secured();
+    let root = kfn_tests::workspace_root().canonicalize().expect("the workspace root");
+    let mut config = Config::load_file_only(&root.join("functions.toml"), &kfn_functions::registry())
+        .expect("the shipped functions.toml");
+    config.apply_local_overrides();
+    let plan = deployment_plan(&config, &Principals::PerFunction);
+    let acls = Acls::new(secured.admin());
+    acls.create(&plan).await.expect("CreateAcls");
+    assert!(acls.wait_listed(&plan, Duration::from_secs(30)).await.expect("DescribeAcls"), "ACLs not listed");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let settings = Settings { project_dir: relative_dir(dir.path(), &root), ..Settings::default() };
+    let module = Module::render(&config, &plan, &settings).expect("the module renders");
+    module.write(dir.path()).expect("the module is written");
+    let subjects = entries(&std::fs::read_to_string(dir.path().join("schemas.tf")).expect("schemas.tf"));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let registry = RegistryServer::start(secured.cluster("kfn-registry"), listener, RegistryConfig::default())
+        .await
+        .expect("kfn's registry starts as kfn-registry");
+    let client = RegistryClient::new(&format!("http://{}", registry.local_addr()), None).expect("a client");
+    for (subject, lines) in &subjects {
+        let fields: BTreeMap<String, String> = lines.iter().filter_map(|l| attribute(l)).collect();
+        let text = std::fs::read_to_string(dir.path().join(&fields["file"])).expect("the schema file");
+        client.register(subject.trim_matches('"'), &text).await.unwrap_or_else(|e| panic!("{subject}: {e}"));
+    }
+
+    let report = check_registry(&config, &client).await;
+    assert!(
+        report.is_ok(),
+        "kfn check --online fails after the module's subjects are registered: {:#?}",
+        report.topics
+    );
+    for topic in &report.topics {
+        let in_module = subjects.contains_key(&quote(&topic.subject));
+        let want = if in_module { Verdict::Compatible } else { Verdict::NewSubject };
+        assert_eq!(topic.verdict, want, "{}: in schemas.tf: {in_module}", topic.subject);
+    }
+    let compatible = report.topics.iter().filter(|t| t.verdict == Verdict::Compatible).count();
+    assert_eq!(compatible, subjects.len(), "every subject of schemas.tf is one kfn checks");
 }

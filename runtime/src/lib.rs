@@ -53,5 +53,6 @@ pub mod registry;
 pub mod scaffold;
 pub mod schema_check;
 pub mod table;
+pub mod terraform;
 pub mod trace;
 pub mod trigger;

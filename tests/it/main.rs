@@ -19,6 +19,7 @@ mod restart;
 mod runtime;
 mod scaffold;
 mod security;
+mod terraform;
 mod topics;
 mod trace;
 mod tracking;

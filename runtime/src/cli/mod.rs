@@ -11,6 +11,7 @@ mod offsets;
 mod registry;
 mod run;
 mod signal;
+mod terraform;
 mod topics;
 
 use std::path::PathBuf;
@@ -81,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         command: acls::AclsCommand,
     },
+    /// Write terraform/ from functions.toml and schemas/: topics, the ACL plan, schema subjects (see docs/deploy.md).
+    ///
+    /// Nothing is sent anywhere; `tofu apply` (or `terraform apply`) does
+    /// that. With --check, writes nothing and exits 1 if terraform/ is stale.
+    Terraform(terraform::TerraformArgs),
     /// Apply the repository's Kafka Connect connectors, or show their state (see docs/connect.md).
     Connect {
         #[command(subcommand)]
@@ -137,6 +143,7 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             Command::Registry(args) => registry::run(args, &registry).await,
             Command::Topics { command } => topics::run(command, &registry).await,
             Command::Acls { command } => acls::run(command, &registry).await,
+            Command::Terraform(args) => terraform::run(args, &registry),
             Command::Connect { command } => connect::run(command).await,
             Command::Dlq { command } => dlq::run(command, &registry).await,
             Command::Lag(args) => lag::run(args, &registry).await,

@@ -165,6 +165,15 @@ locals {
       resource_name = "shipments.created"
       pattern       = "Literal"
     }
+    "User:kfn-inventory ALLOW WRITE on TOPIC inventory.reservations (LITERAL) from *" = {
+      principal     = "User:kfn-inventory"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "inventory.reservations"
+      pattern       = "Literal"
+    }
     "User:kfn-inventory ALLOW WRITE on TOPIC inventory.dlq (LITERAL) from *" = {
       principal     = "User:kfn-inventory"
       host          = "*"
@@ -356,6 +365,60 @@ locals {
     }
     "User:kfn-order_metrics ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *" = {
       principal     = "User:kfn-order_metrics"
+      host          = "*"
+      operation     = "IdempotentWrite"
+      permission    = "Allow"
+      resource_type = "Cluster"
+      resource_name = "kafka-cluster"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_view ALLOW READ on TOPIC orders.created (LITERAL) from *" = {
+      principal     = "User:kfn-order_view"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "orders.created"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_view ALLOW READ on TOPIC orders.status (LITERAL) from *" = {
+      principal     = "User:kfn-order_view"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "orders.status"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_view ALLOW READ on GROUP kfn.order_view (LITERAL) from *" = {
+      principal     = "User:kfn-order_view"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Group"
+      resource_name = "kfn.order_view"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_view ALLOW WRITE on TOPIC orders.view (LITERAL) from *" = {
+      principal     = "User:kfn-order_view"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "orders.view"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_view ALLOW WRITE on TOPIC order_view.dlq (LITERAL) from *" = {
+      principal     = "User:kfn-order_view"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "order_view.dlq"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_view ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *" = {
+      principal     = "User:kfn-order_view"
       host          = "*"
       operation     = "IdempotentWrite"
       permission    = "Allow"
@@ -712,6 +775,15 @@ locals {
       permission    = "Allow"
       resource_type = "Group"
       resource_name = "kfn.validation"
+      pattern       = "Literal"
+    }
+    "User:kfn-validation ALLOW READ on TOPIC shop.products (LITERAL) from *" = {
+      principal     = "User:kfn-validation"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "shop.products"
       pattern       = "Literal"
     }
     "User:kfn-validation ALLOW WRITE on TOPIC orders.rejected (LITERAL) from *" = {

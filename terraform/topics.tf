@@ -64,6 +64,15 @@ locals {
         "retention.ms"        = "2592000000"
       }
     }
+    "inventory.reservations" = {
+      partitions         = 1
+      replication_factor = 3
+      config = {
+        "cleanup.policy"      = "delete"
+        "min.insync.replicas" = "2"
+        "retention.ms"        = "604800000"
+      }
+    }
     "inventory.reserved" = {
       partitions         = 6
       replication_factor = 3
@@ -92,6 +101,15 @@ locals {
       }
     }
     "order_metrics.dlq" = {
+      partitions         = 1
+      replication_factor = 3
+      config = {
+        "cleanup.policy"      = "delete"
+        "min.insync.replicas" = "2"
+        "retention.ms"        = "2592000000"
+      }
+    }
+    "order_view.dlq" = {
       partitions         = 1
       replication_factor = 3
       config = {

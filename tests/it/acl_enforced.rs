@@ -173,14 +173,25 @@ async fn a_client_certificate_is_the_principal_its_cn_names() {
     let err = check_function(&cluster, &wider, "User:kfn-validation").await.expect_err("shipments.created");
     assert!(err.to_string().contains("WRITE topic shipments.created"), "{err}");
 
-    // A certificate of another CA, and none at all: refused on one connection, not a timeout.
+    // A certificate of another CA, an expired one, and none at all: refused on one connection, not a timeout.
     let foreign_dir = tempfile::tempdir().expect("tempdir");
     let foreign_ca = foreign_dir.path().join("ca");
     std::fs::create_dir_all(&foreign_ca).expect("dir");
     kfn::dev::secure::certificates(&foreign_ca).expect("another CA");
     let foreign = kfn::dev::secure::issue_client_certificate(&foreign_ca, "kfn-validation", foreign_dir.path())
         .expect("a certificate of another CA");
-    for (case, client) in [("foreign certificate", Some(&foreign)), ("no certificate", None)] {
+    // One of the right CA that expired years ago.
+    let expired_dir = tempfile::tempdir().expect("tempdir");
+    let expired = kfn::dev::secure::issue_client_certificate_valid(
+        &secured.cert_dir,
+        "kfn-validation",
+        expired_dir.path(),
+        Some((2020, 2021)),
+    )
+    .expect("an expired certificate");
+    let cases =
+        [("foreign certificate", Some(&foreign)), ("expired certificate", Some(&expired)), ("no certificate", None)];
+    for (case, client) in cases {
         let proxy = CountingProxy::start(secured.mtls_brokers[0].clone()).await.expect("proxy");
         let topic =
             NewTopic { name: kfn_tests::unique("mtls"), partitions: 1, replication: 1, configs: Default::default() };

@@ -368,8 +368,8 @@ async fn kfn_check_reports_a_consumer_that_cannot_read_its_topic() {
     let (out, stdout, stderr) = kfn(&["check", "--config", &broken.display().to_string()]).await;
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     // One error per function reading orders.created: validation, track (its inputs[0]),
-    // analytics_orders_by_window and analytics_sales_by_product.
-    assert!(stderr.contains("4 error(s) in the function graph"), "{stderr}");
+    // order_view (its inputs[0]), analytics_orders_by_window and analytics_sales_by_product.
+    assert!(stderr.contains("5 error(s) in the function graph"), "{stderr}");
     let line = format!("{}: functions.validation.input: handler validate_order reads", broken.display());
     assert!(stderr.contains(&line), "{stderr}");
     assert!(stderr.contains("shipping_address") && stderr.contains("function order_api, output created"), "{stderr}");

@@ -438,6 +438,10 @@ static HUGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_exactly_once_a_chunk_that_cannot_be_written_holds_up_only_its_own_partition() {
+    if kfn_tests::on_tansu() {
+        eprintln!("skipped: tansu takes a 3 MiB record, so nothing refuses the chunk; this test runs on Apache Kafka");
+        return;
+    }
     HUGE.get_or_init(incompressible);
     // One output is larger than the broker takes (1 MiB): its chunk can never
     // commit. With one transaction for all the member's partitions (KIP-447),

@@ -110,6 +110,18 @@ pub struct ClientCertificate {
 /// `User:<user>` on the mTLS listener) signed by the local CA of `cert_dir`,
 /// written to `out/<user>.{crt,key}`.
 pub fn issue_client_certificate(cert_dir: &Path, user: &str, out: &Path) -> Result<ClientCertificate, SecureError> {
+    issue_client_certificate_valid(cert_dir, user, out, None)
+}
+
+/// [`issue_client_certificate`], valid only from January 1st of the first
+/// year to January 1st of the second (without it, rcgen's long validity):
+/// for showing that an expired certificate is refused.
+pub fn issue_client_certificate_valid(
+    cert_dir: &Path,
+    user: &str,
+    out: &Path,
+    years: Option<(i32, i32)>,
+) -> Result<ClientCertificate, SecureError> {
     let key_path = cert_dir.join("ca-key.pem");
     let ca_key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
     let ca_key = KeyPair::from_pem(&ca_key_pem)?;
@@ -117,6 +129,9 @@ pub fn issue_client_certificate(cert_dir: &Path, user: &str, out: &Path) -> Resu
     let mut params = CertificateParams::new(vec![user.to_string()])?;
     params.distinguished_name.push(DnType::CommonName, user);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if let Some((from, until)) = years {
+        (params.not_before, params.not_after) = (rcgen::date_time_ymd(from, 1, 1), rcgen::date_time_ymd(until, 1, 1));
+    }
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca, &ca_key)?;
     std::fs::create_dir_all(out).map_err(io(out))?;

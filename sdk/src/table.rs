@@ -80,15 +80,17 @@ impl From<TableError> for FnError {
 }
 
 /// The tables of a function, by the names functions.toml gives them.
+///
+/// Cheap to clone (one shared map): every invocation's context gets a copy.
 #[derive(Clone, Default)]
 pub struct Tables {
-    tables: BTreeMap<String, Arc<dyn TableLookup>>,
+    tables: Arc<BTreeMap<String, Arc<dyn TableLookup>>>,
 }
 
 impl Tables {
     /// Adds (or replaces) the table `name`.
     pub fn insert(&mut self, name: impl Into<String>, table: Arc<dyn TableLookup>) {
-        self.tables.insert(name.into(), table);
+        Arc::make_mut(&mut self.tables).insert(name.into(), table);
     }
 
     /// The table `name`, if declared.

@@ -378,8 +378,13 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
         shutdown.clone(),
     )));
     // The committed lag of every partition of the topic functions run here, held or not.
-    let topic_functions: Vec<_> =
-        app.config.functions.values().filter(|f| selected(&f.name) && !f.inputs().is_empty()).cloned().collect();
+    let topic_functions: Vec<_> = app
+        .config
+        .functions
+        .values()
+        .filter(|f| selected(&f.name) && !f.inputs().is_empty())
+        .flat_map(FunctionSpec::stages)
+        .collect();
     if !topic_functions.is_empty() {
         servers.push(tokio::spawn(crate::lag::export_every(
             app.cluster.clone(),

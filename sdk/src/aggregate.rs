@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::{EncodeError, ErasedEvent, Event, FnError, InvokeError};
+use crate::{Ctx, Emit, Emitted, EncodeError, ErasedEvent, Event, FnError, InvokeError};
 
 /// A tumbling window: `[start_ms, end_ms)` in event time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,6 +111,19 @@ pub type ErasedFold =
 /// Decodes a table row (its Avro datum with the writer's schema), for restoring state.
 pub type ErasedRowDecode = Arc<dyn Fn(&[u8], &serde_avro_fast::Schema) -> Result<Row, InvokeError> + Send + Sync>;
 
+/// The output name of an aggregate's repartition topic (`<function>.repartition`).
+pub const REPARTITION_OUTPUT: &str = "repartition";
+
+/// An aggregate's rekey stage, type-erased: the input datum and its writer
+/// schema -> the same event once per grouping key, for [`REPARTITION_OUTPUT`].
+/// `Some(field)`: the key is that field of the event (`group_by` in
+/// functions.toml); `None`: the fold's key function gives the keys.
+pub type ErasedRekey =
+    Arc<dyn Fn(&Ctx, &[u8], &serde_avro_fast::Schema, Option<&str>) -> Result<Emit, InvokeError> + Send + Sync>;
+
+/// A key function, type-erased over the event it reads.
+type KeyFn<E> = Arc<dyn Fn(&Ctx, &E) -> Result<Vec<String>, FnError> + Send + Sync>;
+
 /// A registered fold, the event type it takes and the row type it keeps.
 #[derive(Clone)]
 pub struct AggregateHandler {
@@ -122,11 +135,37 @@ pub struct AggregateHandler {
     pub fold: ErasedFold,
     /// The row decoder.
     pub decode_row: ErasedRowDecode,
+    /// The rekey stage of an aggregate that groups by a field or a key function.
+    pub rekey: ErasedRekey,
+    /// Whether the fold came with a key function ([`crate::Registry::aggregate_by`]):
+    /// kfn then repartitions its input by the keys it returns.
+    pub key_function: bool,
 }
 
 impl AggregateHandler {
     /// Wraps a typed fold.
     pub fn new<E, S, F>(f: F) -> Self
+    where
+        E: Event,
+        S: Event + Clone + std::fmt::Debug,
+        F: Fn(&AggCtx, Option<S>, E) -> Result<S, FnError> + Send + Sync + 'static,
+    {
+        Self::with_keys::<E, S, F>(f, None)
+    }
+
+    /// Wraps a typed fold whose input kfn repartitions by the keys `keys` returns
+    /// for each event (see [`crate::Registry::aggregate_by`]).
+    pub fn keyed_by<E, S, K, F>(keys: K, f: F) -> Self
+    where
+        E: Event,
+        S: Event + Clone + std::fmt::Debug,
+        K: Fn(&Ctx, &E) -> Result<Vec<String>, FnError> + Send + Sync + 'static,
+        F: Fn(&AggCtx, Option<S>, E) -> Result<S, FnError> + Send + Sync + 'static,
+    {
+        Self::with_keys::<E, S, F>(f, Some(Arc::new(keys)))
+    }
+
+    fn with_keys<E, S, F>(f: F, keys: Option<KeyFn<E>>) -> Self
     where
         E: Event,
         S: Event + Clone + std::fmt::Debug,
@@ -155,6 +194,72 @@ impl AggregateHandler {
                 .map(|s| Arc::new(s) as Row)
                 .map_err(|e| InvokeError::Decode { event: S::NAME, message: e.to_string() })
         });
-        Self { input: E::NAME, state: S::NAME, fold, decode_row }
+        let key_function = keys.is_some();
+        let rekey: ErasedRekey = Arc::new(move |ctx, datum, schema, field| {
+            let event = serde_avro_fast::from_datum_slice::<E>(datum, schema)
+                .map_err(|e| InvokeError::Decode { event: E::NAME, message: e.to_string() })?;
+            let keys = match (field, &keys) {
+                (Some(field), _) => vec![field_key(&event, field)?],
+                (None, Some(keys)) => keys(ctx, &event)?,
+                (None, None) => {
+                    return Err(InvokeError::Handler(FnError::permanent(format!(
+                        "the fold of {} has no key function and no group_by field",
+                        ctx.function
+                    ))))
+                }
+            };
+            // One decoded event, shared by every key it is written under.
+            let event = Arc::new(event);
+            let events = keys
+                .into_iter()
+                .map(|key| Emitted {
+                    output: std::borrow::Cow::Borrowed(REPARTITION_OUTPUT),
+                    key: Some(Bytes::from(key)),
+                    value: Box::new(SharedEvent(event.clone())),
+                    headers: Vec::new(),
+                })
+                .collect();
+            Ok(Emit { events })
+        });
+        Self { input: E::NAME, state: S::NAME, fold, decode_row, rekey, key_function }
+    }
+}
+
+/// The grouping key of `event` from its field `field` (a string, long or int,
+/// as validation checked against the topic's schema).
+fn field_key<E: Event>(event: &E, field: &str) -> Result<String, InvokeError> {
+    let missing = |message: String| InvokeError::Handler(FnError::permanent(message));
+    let value = serde_json::to_value(event).map_err(|e| missing(format!("cannot read {}: {e}", E::NAME)))?;
+    match value.get(field) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => {
+            Err(missing(format!("group_by field {field:?} of {} is {other}, not a string or number", E::NAME)))
+        }
+        None => Err(missing(format!("{} has no field {field:?} to group by", E::NAME))),
+    }
+}
+
+/// An event shared among the records it is written as.
+struct SharedEvent<E>(Arc<E>);
+
+impl<E: Event> ErasedEvent for SharedEvent<E> {
+    fn name(&self) -> &'static str {
+        E::NAME
+    }
+    fn encode(&self, schema: &serde_avro_fast::Schema, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let mut config = serde_avro_fast::ser::SerializerConfig::new(schema);
+        let buf = std::mem::take(out);
+        match serde_avro_fast::to_datum(self.0.as_ref(), buf, &mut config) {
+            Ok(buf) => {
+                *out = buf;
+                Ok(())
+            }
+            Err(e) => Err(EncodeError { event: E::NAME, message: e.to_string() }),
+        }
+    }
+    fn debug(&self) -> String {
+        // Events need not be Debug to be folded; their serde form says as much.
+        serde_json::to_string(self.0.as_ref()).unwrap_or_else(|e| format!("<{}: {e}>", E::NAME))
     }
 }

@@ -33,7 +33,10 @@ mod http;
 mod registry;
 mod table;
 
-pub use aggregate::{AggCtx, AggregateHandler, ErasedFold, ErasedRowDecode, Row, SharedRow, TableRow, Window};
+pub use aggregate::{
+    AggCtx, AggregateHandler, ErasedFold, ErasedRekey, ErasedRowDecode, Row, SharedRow, TableRow, Window,
+    REPARTITION_OUTPUT,
+};
 pub use emit::{Emit, Emitted, EncodeError, ErasedEvent, Header};
 pub use error::{FnError, FnErrorKind};
 pub use http::{HttpReply, HttpRequest};

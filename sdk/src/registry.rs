@@ -158,6 +158,46 @@ impl Registry {
         self
     }
 
+    /// Registers an aggregate's fold under `name` with a key function: kfn
+    /// repartitions the aggregate's input by the keys `keys` returns for each
+    /// event (through the internal topic `<function>.repartition`), so the fold
+    /// sees each event once per key, with that key as [`AggCtx::key`].
+    ///
+    /// Zero keys drop the event, several fan it out (one sale per product of
+    /// an order). A key function runs before the fold, may fail like a handler
+    /// (a permanent error dead-letters the record) and must not do I/O. For a
+    /// key that is just a field of the event, `group_by = "field"` in
+    /// functions.toml needs no key function.
+    ///
+    /// ```
+    /// use kfn_sdk::{AggCtx, Ctx, Event, FnError, Registry};
+    /// # #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    /// # struct Order { order_id: String, products: Vec<String> }
+    /// # impl Event for Order { const NAME: &'static str = "Order"; }
+    /// # #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    /// # struct Count { n: i64 }
+    /// # impl Event for Count { const NAME: &'static str = "Count"; }
+    /// fn products(_: &Ctx, order: &Order) -> Result<Vec<String>, FnError> {
+    ///     Ok(order.products.clone())
+    /// }
+    /// fn count(_: &AggCtx, state: Option<Count>, _: Order) -> Result<Count, FnError> {
+    ///     Ok(Count { n: state.map_or(0, |c| c.n) + 1 })
+    /// }
+    /// let mut registry = Registry::default();
+    /// registry.aggregate_by("orders_per_product", products, count);
+    /// assert!(registry.aggregate_handler("orders_per_product").is_some_and(|h| h.key_function));
+    /// ```
+    pub fn aggregate_by<E, S, K, F>(&mut self, name: &'static str, keys: K, f: F) -> &mut Self
+    where
+        E: Event,
+        S: Event + Clone + std::fmt::Debug,
+        K: Fn(&Ctx, &E) -> Result<Vec<String>, FnError> + Send + Sync + 'static,
+        F: Fn(&AggCtx, Option<S>, E) -> Result<S, FnError> + Send + Sync + 'static,
+    {
+        self.aggregate.insert(name, AggregateHandler::keyed_by(keys, f));
+        self
+    }
+
     /// Whether a handler of any kind has this name.
     pub fn contains(&self, name: &str) -> bool {
         self.topic.contains_key(name) || self.http.contains_key(name) || self.aggregate.contains_key(name)

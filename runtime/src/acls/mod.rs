@@ -4,7 +4,9 @@
 //! Each function gets exactly what its declaration needs (see [`plan`]):
 //! READ on its input topic and on its group `kfn.<function>`, WRITE on its
 //! outputs and dead-letter topic, WRITE and DESCRIBE on the transactional ids
-//! `kfn.<function>.*` when it runs exactly-once, and IDEMPOTENT_WRITE on the
+//! `kfn.<function>.*` when it runs exactly-once (an aggregate that regroups its
+//! input also READ on the group `kfn.<function>.repartition` and READ/WRITE on
+//! its internal topic `<function>.repartition`), and IDEMPOTENT_WRITE on the
 //! cluster when it produces at all (kfn's producer is idempotent by default).
 //!
 //! ```
@@ -119,6 +121,12 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         // An aggregate restores its state by reading its table back (and serves its pull query from it).
         acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, &aggregate.table));
     }
+    if let Some(repartition) = function.repartition() {
+        // Its rekey stage writes the internal topic in a group of its own; its fold stage reads it.
+        let group = function.repartition_group_id();
+        acls.push(AclBinding::allow(principal, Read, ResourceType::Group, Literal, &group));
+        acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, &repartition.topic));
+    }
     for table in function.tables.values() {
         // Tables a handler looks up are read whole by every replica (no group).
         let acl = AclBinding::allow(principal, Read, ResourceType::Topic, Literal, table);
@@ -127,6 +135,7 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
         }
     }
     let mut written: Vec<&str> = function.outputs.values().map(String::as_str).collect();
+    written.extend(function.repartition().map(|r| r.topic.as_str()));
     written.extend(function.dead_letter.as_deref());
     written.extend(function.retry.topic.as_deref());
     for topic in &written {
@@ -153,7 +162,7 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AggregateSpec, FunctionKind, Ordering, RetryPolicy};
+    use crate::config::{AggregateSpec, FunctionKind, GroupBy, Ordering, Repartition, RetryPolicy};
 
     fn function(name: &str) -> FunctionSpec {
         FunctionSpec {
@@ -217,12 +226,46 @@ mod tests {
             window: None,
             grace: std::time::Duration::ZERO,
             query_path: None,
+            repartition: None,
         });
         let acls = lines(&function_acls(&f, "User:kfn-tracking"));
         for op in ["READ", "WRITE"] {
             let want = format!("User:kfn-tracking ALLOW {op} on TOPIC orders.status (LITERAL) from *");
             assert!(acls.contains(&want), "{want} missing from {acls:#?}");
         }
+        assert!(!acls.iter().any(|a| a.contains("repartition")), "{acls:#?}");
+    }
+
+    #[test]
+    fn an_aggregate_that_regroups_gets_its_rekey_group_and_internal_topic() {
+        let mut f = function("sales");
+        f.guarantee = Guarantee::ExactlyOnce;
+        f.outputs = [("table".to_string(), "sales.table".to_string())].into_iter().collect();
+        f.aggregate = Some(AggregateSpec {
+            table: "sales.table".into(),
+            window: None,
+            grace: std::time::Duration::ZERO,
+            query_path: None,
+            repartition: Some(Repartition { topic: "sales.repartition".into(), group_by: GroupBy::KeyFunction }),
+        });
+        let p = "User:kfn-sales";
+        assert_eq!(
+            lines(&function_acls(&f, p)),
+            [
+                format!("{p} ALLOW READ on TOPIC in (LITERAL) from *"),
+                format!("{p} ALLOW READ on GROUP kfn.sales (LITERAL) from *"),
+                format!("{p} ALLOW READ on TOPIC sales.table (LITERAL) from *"),
+                format!("{p} ALLOW READ on GROUP kfn.sales.repartition (LITERAL) from *"),
+                format!("{p} ALLOW READ on TOPIC sales.repartition (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC sales.table (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC sales.repartition (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC sales.dlq (LITERAL) from *"),
+                // The rekey stage's ids, kfn.sales.repartition.*, fall under the aggregate's prefix.
+                format!("{p} ALLOW WRITE on TRANSACTIONAL_ID kfn.sales. (PREFIXED) from *"),
+                format!("{p} ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.sales. (PREFIXED) from *"),
+                format!("{p} ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *"),
+            ]
+        );
     }
 
     #[test]

@@ -44,12 +44,13 @@ pub async fn run(args: LagArgs, registry: &kfn_sdk::Registry) -> anyhow::Result<
     }
     let cluster = Cluster::from_config(&config).context("connecting to the brokers")?;
     let mut lags = Vec::new();
-    for spec in config.functions.values() {
-        let wanted = args.function.is_empty() || args.function.contains(&spec.name);
+    // An aggregate that repartitions has two groups: its rekey stage's and its fold's.
+    for (name, spec) in config.functions.iter().flat_map(|(name, f)| f.stages().into_iter().map(move |s| (name, s))) {
+        let wanted = args.function.is_empty() || args.function.contains(name);
         if !wanted || spec.inputs().is_empty() {
             continue;
         }
-        let lag = function_lag(&cluster, spec, config.runtime.isolation)
+        let lag = function_lag(&cluster, &spec, config.runtime.isolation)
             .await
             .with_context(|| format!("the lag of function {} (group {})", spec.name, spec.group_id()))?;
         lags.push(lag);

@@ -20,6 +20,9 @@
 mod error;
 mod principal;
 mod raw;
+mod repartition;
+#[cfg(test)]
+mod repartition_tests;
 #[cfg(test)]
 mod tests;
 mod units;
@@ -33,6 +36,7 @@ use indexmap::IndexMap;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use principal::{function_password_env, function_user, FunctionPasswords, PrincipalError};
+pub use repartition::{repartition_topic, GroupBy, Repartition, REPARTITION_OUTPUT, REPARTITION_SUFFIX};
 pub use units::{parse_duration, parse_size};
 
 /// The validated configuration of one kfn deployment.
@@ -382,6 +386,9 @@ pub struct AggregateSpec {
     pub grace: Duration,
     /// The path of the pull query (`GET path`, `GET path/{key}`), when served.
     pub query_path: Option<String>,
+    /// Set when kfn regroups the input by a key it is not keyed by (`group_by`
+    /// or a key function): the fold then reads the internal topic.
+    pub repartition: Option<Repartition>,
 }
 
 impl FunctionSpec {

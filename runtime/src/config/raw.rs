@@ -132,6 +132,7 @@ pub struct RawFunction {
     pub window: Option<String>,
     pub grace: Option<String>,
     pub query: Option<RawQuery>,
+    pub group_by: Option<String>,
     pub input: Option<String>,
     pub inputs: Option<Vec<String>>,
     pub trigger: Option<RawTrigger>,

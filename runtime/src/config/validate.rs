@@ -19,6 +19,7 @@ mod inputs;
 mod registry;
 mod topic;
 
+use aggregate::AggregateFields;
 use topic::TopicDefaults;
 
 /// The top level of the file; each section is validated on its own so one
@@ -430,6 +431,11 @@ impl Validator<'_> {
                     let input = spec.inputs().first().and_then(|i| topics.get(i));
                     derived.insert(dlq.clone(), self.dead_letter_topic(dlq.clone(), &name, input));
                 }
+                if let Some(topic) = spec.repartition().map(|r| &r.topic).filter(|t| !topics.contains_key(*t)) {
+                    if let Some(derived_topic) = self.repartition_topic(topic.clone(), &spec, topics) {
+                        derived.insert(topic.clone(), derived_topic);
+                    }
+                }
                 functions.insert(name, spec);
             }
         }
@@ -502,16 +508,26 @@ impl Validator<'_> {
         let inputs = self.inputs(prefix, raw.input, raw.inputs).ok()?;
         let kind = match (inputs, raw.trigger) {
             (Some(inputs), None) if raw.aggregate.is_some() => {
-                let [(field, input)] = inputs.as_slice() else {
+                // Several inputs only through the repartition topic, which merges them.
+                let regroups =
+                    raw.group_by.is_some() || self.registry.aggregate_handler(&handler).is_some_and(|h| h.key_function);
+                if inputs.len() != 1 && !regroups {
                     self.c.push(
                         format!("{prefix}.inputs"),
-                        "expected one input: an aggregate's table partition p holds the state of input partition p",
+                        "expected one input: an aggregate's table partition p holds the state of input partition p \
+                         (several inputs need `group_by` or a key function, which repartition them)",
                     );
                     return None;
-                };
-                self.topic_ref(field, input, topics);
-                self.check_fold(prefix, field, input, &handler, topics);
-                FunctionKind::Topic { inputs: vec![input.clone()] }
+                }
+                for (i, (field, input)) in inputs.iter().enumerate() {
+                    self.topic_ref(field, input, topics);
+                    match self.registry.aggregate_handler(&handler) {
+                        Some(fold) if i > 0 => self.check_input_event(field, input, &handler, &[fold.input], topics),
+                        _ if i > 0 => {}
+                        _ => self.check_fold(prefix, field, input, &handler, topics),
+                    }
+                }
+                FunctionKind::Topic { inputs: inputs.into_iter().map(|(_, input)| input).collect() }
             }
             (Some(inputs), None) => {
                 for (field, input) in &inputs {
@@ -664,12 +680,11 @@ impl Validator<'_> {
         });
         let aggregate = self.aggregate_spec(
             prefix,
+            &name,
             &raw.aggregate,
-            inputs.first().map(String::as_str),
+            &inputs,
             &raw.outputs,
-            &raw.window,
-            &raw.grace,
-            &raw.query,
+            AggregateFields { window: &raw.window, grace: &raw.grace, query: &raw.query, group_by: &raw.group_by },
             topics,
         );
         Some(FunctionSpec {

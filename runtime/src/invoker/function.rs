@@ -10,6 +10,7 @@ use kfn_sdk::{AggregateHandler, TableLookup, Tables, TopicHandler};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::aggregate::repartition::rekey_handlers;
 use super::aggregate::Aggregate;
 use super::assignments::PartitionWorkers;
 use super::committer::Committer;
@@ -156,7 +157,41 @@ pub struct FunctionHandle {
 }
 
 /// Starts `spec` (a topic function) running `code`; it stops when `shutdown` turns true.
+///
+/// An aggregate that regroups its input (`group_by`, a key function) runs as
+/// two topic functions behind one handle: its rekey stage, then its fold
+/// reading the internal topic (see [`super::aggregate::repartition`]).
 pub async fn start_function(
+    deps: FunctionDeps<'_>,
+    spec: &FunctionSpec,
+    code: FunctionCode,
+    shutdown: watch::Receiver<bool>,
+) -> Result<FunctionHandle, FunctionError> {
+    let (FunctionCode::Fold(fold), Some(stage), Some(repartition)) = (&code, spec.rekey_stage(), spec.repartition())
+    else {
+        return start_stage(deps, spec, code, shutdown).await;
+    };
+    let rekey = FunctionCode::Handler(rekey_handlers(&stage, fold, &repartition.group_by));
+    let rekey = start_stage(deps, &stage, rekey, shutdown.clone()).await?;
+    let folding = start_stage(deps, &spec.fold_stage(), code, shutdown).await?;
+    let (fold_task, rekey_task) = (folding.task, rekey.task);
+    let task = tokio::spawn(async move {
+        let (fold, rekey) = tokio::join!(fold_task, rekey_task);
+        for ended in [fold, rekey] {
+            match ended {
+                Ok(result) => result?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    });
+    // Ready when the fold is: the rekey stage has no state to restore.
+    Ok(FunctionHandle { name: spec.name.clone(), task, assignments: folding.assignments })
+}
+
+/// Starts one topic function (or one stage of an aggregate) running `code`.
+async fn start_stage(
     deps: FunctionDeps<'_>,
     spec: &FunctionSpec,
     code: FunctionCode,

@@ -12,7 +12,7 @@ use figment::value::Value;
 use indexmap::IndexMap;
 
 use super::super::raw::{RawTopic, RawTopicDefaults};
-use super::super::{parse_duration, CleanupPolicy, TopicFormat, TopicSpec};
+use super::super::{parse_duration, CleanupPolicy, FunctionSpec, GroupBy, TopicFormat, TopicSpec};
 use super::Validator;
 
 /// The partitions of a derived dead-letter topic: letters are rare, and one
@@ -20,6 +20,10 @@ use super::Validator;
 const DEAD_LETTER_PARTITIONS: i32 = 1;
 /// How long a derived dead-letter topic keeps letters: long enough to notice and replay them.
 const DEAD_LETTER_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// How long a derived repartition topic keeps records without a default
+/// retention: the fold stage reads them within moments; a week covers an outage.
+const REPARTITION_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 /// `[topic_defaults]`, validated. A default that was invalid holds a
 /// fallback, so the topics that inherit it are not reported again.
@@ -133,6 +137,42 @@ impl Validator<'_> {
             configs: d.configs.clone(),
             doc: Some(format!("Records function {function} gave up on, with kfn.* headers saying why.")),
         }
+    }
+
+    /// The internal topic kfn creates for an aggregate that regroups its input
+    /// (`<function>.repartition`): as many partitions as the table (key k's
+    /// records land in the partition of the table holding k's state), the
+    /// input's schema (it carries the input's events), `[topic_defaults]`'s
+    /// replication, retention (else 7 days) and configs, delete.
+    pub(super) fn repartition_topic(
+        &self,
+        name: String,
+        function: &FunctionSpec,
+        topics: &IndexMap<String, TopicSpec>,
+    ) -> Option<TopicSpec> {
+        let table = topics.get(&function.aggregate.as_ref()?.table)?;
+        let input = function.inputs().first().and_then(|i| topics.get(i))?;
+        let d = &self.topic_defaults;
+        let key = match &function.repartition()?.group_by {
+            GroupBy::Field(field) => field.clone(),
+            GroupBy::KeyFunction => format!("the key function of {}", function.handler),
+        };
+        Some(TopicSpec {
+            name,
+            partitions: table.partitions,
+            replication: d.replication.unwrap_or(input.replication),
+            retention: d.retention.unwrap_or(Some(REPARTITION_RETENTION)),
+            cleanup_policy: CleanupPolicy::Delete,
+            key: Some(key),
+            schema: input.schema.clone(),
+            event: input.event.clone(),
+            format: TopicFormat::Avro,
+            configs: d.configs.clone(),
+            doc: Some(format!(
+                "Internal: the inputs of aggregate {} keyed by its grouping key (written by its rekey stage).",
+                function.name
+            )),
+        })
     }
 
     /// A field the topic left out: the default, or an error naming both places it could be set.

@@ -8,9 +8,12 @@
 //!
 //! The input must be keyed by the grouping key and the table partitioned
 //! like the input (validated), so a key's state lives in one partition and
-//! no state is ever merged across partitions. The state map of a partition is
+//! no state is ever merged across partitions. An aggregate that groups by
+//! something else (`group_by`, a key function) gets that input from its rekey
+//! stage ([`repartition`]) through its internal topic. The state map of a partition is
 //! owned by that partition's worker: no lock is shared across partitions.
 
+pub mod repartition;
 mod restore;
 mod state;
 

@@ -19,12 +19,20 @@ fn aggregate(policy: RetryPolicy, metrics: FunctionMetrics) -> Aggregate {
         state: "kfn.test.Total",
         fold: Arc::new(|_, _, _, _| Err(InvokeError::Handler(FnError::permanent("never reached")))),
         decode_row: Arc::new(|_, _| Err(InvokeError::Handler(FnError::permanent("never reached")))),
+        rekey: Arc::new(|_, _, _, _| Err(InvokeError::Handler(FnError::permanent("never reached")))),
+        key_function: false,
     };
     // Nothing listens on port 9: each lookup fails as unreachable, after no retry of the client's own.
     let client = RegistryClient::new("http://127.0.0.1:9", None)
         .expect("client")
         .with_retry(backon::ExponentialBuilder::default().with_max_times(0));
-    let spec = AggregateSpec { table: "totals".into(), window: None, grace: Duration::ZERO, query_path: None };
+    let spec = AggregateSpec {
+        table: "totals".into(),
+        window: None,
+        grace: Duration::ZERO,
+        query_path: None,
+        repartition: None,
+    };
     Aggregate::new(handler, &spec, Arc::new(SchemaCache::new(client)), policy, metrics, Duration::from_secs(60))
 }
 

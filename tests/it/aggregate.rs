@@ -1,12 +1,14 @@
 //! Aggregates against the real broker: state restored from the table topic
-//! after a restart, tumbling windows with late records, pull queries.
+//! after a restart, tumbling windows with late records, pull queries, and
+//! aggregates that group by a field or a key function through their
+//! repartition topic.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use kfn::kafka::fetch::ConsumedRecord;
 use kfn::kafka::producer::ProducerRecord;
-use kfn_sdk::{AggCtx, Event, FnError, Registry};
+use kfn_sdk::{AggCtx, Ctx, Event, FnError, Registry};
 use kfn_tests::app::{Item, TestApp};
 
 /// The state of the test folds: how many items, and the sum of their `seq`.
@@ -34,9 +36,14 @@ fn tally(ctx: &AggCtx, state: Option<Tally>, item: Item) -> Result<Tally, FnErro
     Ok(t)
 }
 
+/// The key function of `tally_each`: the item's mode, and "all" (one event, two keys).
+fn mode_and_all(_: &Ctx, item: &Item) -> Result<Vec<String>, FnError> {
+    Ok(vec![item.mode.clone(), "all".to_string()])
+}
+
 fn handlers() -> Registry {
     let mut r = Registry::default();
-    r.aggregate("tally", tally);
+    r.aggregate("tally", tally).aggregate_by("tally_each", mode_and_all, tally);
     r
 }
 
@@ -187,6 +194,89 @@ async fn windows_fold_separately_and_late_records_are_counted_not_merged() {
     app.stop().await;
 }
 
+/// Two aggregates over items keyed by their id (2 partitions) into tables of
+/// 3 partitions: `by_mode` groups by the field `mode`, `each` by a key
+/// function giving the mode and "all". kfn derives and creates their
+/// repartition topics; the totals are right and, exactly once, each key's
+/// rows count 1, 2, 3, ...
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_group_by_a_field_or_a_key_function_of_records_keyed_by_something_else() {
+    let topology = r#"[topics."items-{s}"]
+partitions = 2
+replication = 1
+schema = "schemas/test_item.avsc"
+
+[topics."by-mode-{s}"]
+partitions = 3
+replication = 1
+cleanup_policy = "compact"
+schema = "schemas/tally.avsc"
+
+[topics."each-{s}"]
+partitions = 3
+replication = 1
+cleanup_policy = "compact"
+schema = "schemas/tally.avsc"
+
+[functions.by_mode-{s}]
+aggregate = "tally"
+group_by = "mode"
+input = "items-{s}"
+outputs = { table = "by-mode-{s}" }
+guarantee = "exactly_once"
+
+[functions.each-{s}]
+aggregate = "tally_each"
+input = "items-{s}"
+outputs = { table = "each-{s}" }
+"#;
+    let app =
+        TestApp::start_with_schemas(topology, handlers(), &[("tally.avsc", TALLY_SCHEMA)]).await.expect("app starts");
+    let by_mode = app.name("by_mode-{s}");
+    let repartition = &app.app.config.topics[&format!("{by_mode}.repartition")];
+    assert_eq!(repartition.partitions, 3, "the internal topic is partitioned like the table");
+    let modes = ["red", "green", "blue"];
+    let items: Vec<(String, i32, &str)> = (1..=90).map(|i| (format!("item-{i}"), i, modes[i as usize % 3])).collect();
+    let input = app.name("items-{s}");
+    let mut by_partition: BTreeMap<i32, Vec<ProducerRecord>> = BTreeMap::new();
+    for (id, seq, mode) in &items {
+        let value = app.encode(&input, &Item::new(id, *seq, mode)).expect("encode");
+        let p = app.partition_of(&input, id.as_bytes()).await.expect("partition");
+        let record = ProducerRecord::new(Some(Bytes::from(id.clone())), Some(value), kfn_tests::app::now_ms());
+        by_partition.entry(p).or_default().push(record);
+    }
+    assert_eq!(by_partition.len(), 2, "the items are spread over both input partitions");
+    for (p, records) in by_partition {
+        for chunk in records.chunks(10) {
+            app.produce_records(&input, p, chunk.to_vec()).await.expect("produce");
+        }
+    }
+    let mut expected: BTreeMap<String, Tally> = BTreeMap::new();
+    for (_, seq, mode) in &items {
+        let t = expected.entry(mode.to_string()).or_insert(Tally { key: mode.to_string(), count: 0, sum: 0 });
+        t.count += 1;
+        t.sum += i64::from(*seq);
+    }
+    assert_eq!(expected.values().map(|t| t.count).collect::<Vec<_>>(), [30, 30, 30]);
+    let mut watcher = app.watch(&app.name("by-mode-{s}")).await.expect("watch");
+    let records =
+        watcher.wait_until("the totals per mode", |r| latest(&app, r) == expected).await.expect("totals").to_vec();
+    let mut counts: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (_, r) in &records {
+        let (key, t) = row(&app, r);
+        counts.entry(key).or_default().push(t.count);
+    }
+    for (key, seen) in counts {
+        assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "rows of mode {key}: each item folded once");
+    }
+
+    let all = Tally { key: "all".into(), count: 90, sum: (1..=90).sum() };
+    expected.insert("all".into(), all);
+    let mut watcher = app.watch(&app.name("each-{s}")).await.expect("watch");
+    watcher.wait_until("the totals per mode and of all", |r| latest(&app, r) == expected).await.expect("totals");
+    app.stop().await;
+}
+
 /// A GET over a fresh connection: (status, body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -279,4 +369,9 @@ fn an_aggregate_table_must_be_compacted_and_partitioned_like_its_input() {
         "only an aggregate",
     );
     assert_config_error(|t| t + "window = \"soon\"\n", "functions.tally-x.window", "expected");
+    assert_config_error(
+        |t| t + "group_by = \"colour\"\n",
+        "functions.tally-x.group_by",
+        "expected a field of kfn.test.Item, the events of \"agg-in-x\", found \"colour\" (its fields: id, seq, mode)",
+    );
 }

@@ -3,132 +3,6 @@
 
 locals {
   acls = {
-    "User:kfn-analytics_orders_by_window ALLOW READ on TOPIC orders.created (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_orders_by_window"
-      host          = "*"
-      operation     = "Read"
-      permission    = "Allow"
-      resource_type = "Topic"
-      resource_name = "orders.created"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_orders_by_window ALLOW READ on GROUP kfn.analytics_orders_by_window (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_orders_by_window"
-      host          = "*"
-      operation     = "Read"
-      permission    = "Allow"
-      resource_type = "Group"
-      resource_name = "kfn.analytics_orders_by_window"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_orders_by_window ALLOW WRITE on TOPIC analytics.orders-by-window (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_orders_by_window"
-      host          = "*"
-      operation     = "Write"
-      permission    = "Allow"
-      resource_type = "Topic"
-      resource_name = "analytics.orders-by-window"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_orders_by_window ALLOW WRITE on TOPIC analytics_orders_by_window.dlq (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_orders_by_window"
-      host          = "*"
-      operation     = "Write"
-      permission    = "Allow"
-      resource_type = "Topic"
-      resource_name = "analytics_orders_by_window.dlq"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_orders_by_window ALLOW WRITE on TRANSACTIONAL_ID kfn.analytics_orders_by_window. (PREFIXED) from *" = {
-      principal     = "User:kfn-analytics_orders_by_window"
-      host          = "*"
-      operation     = "Write"
-      permission    = "Allow"
-      resource_type = "TransactionalID"
-      resource_name = "kfn.analytics_orders_by_window."
-      pattern       = "Prefixed"
-    }
-    "User:kfn-analytics_orders_by_window ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.analytics_orders_by_window. (PREFIXED) from *" = {
-      principal     = "User:kfn-analytics_orders_by_window"
-      host          = "*"
-      operation     = "Describe"
-      permission    = "Allow"
-      resource_type = "TransactionalID"
-      resource_name = "kfn.analytics_orders_by_window."
-      pattern       = "Prefixed"
-    }
-    "User:kfn-analytics_orders_by_window ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_orders_by_window"
-      host          = "*"
-      operation     = "IdempotentWrite"
-      permission    = "Allow"
-      resource_type = "Cluster"
-      resource_name = "kafka-cluster"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_sales_by_product ALLOW READ on TOPIC orders.created (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_sales_by_product"
-      host          = "*"
-      operation     = "Read"
-      permission    = "Allow"
-      resource_type = "Topic"
-      resource_name = "orders.created"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_sales_by_product ALLOW READ on GROUP kfn.analytics_sales_by_product (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_sales_by_product"
-      host          = "*"
-      operation     = "Read"
-      permission    = "Allow"
-      resource_type = "Group"
-      resource_name = "kfn.analytics_sales_by_product"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_sales_by_product ALLOW WRITE on TOPIC analytics.sales-by-product (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_sales_by_product"
-      host          = "*"
-      operation     = "Write"
-      permission    = "Allow"
-      resource_type = "Topic"
-      resource_name = "analytics.sales-by-product"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_sales_by_product ALLOW WRITE on TOPIC analytics_sales_by_product.dlq (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_sales_by_product"
-      host          = "*"
-      operation     = "Write"
-      permission    = "Allow"
-      resource_type = "Topic"
-      resource_name = "analytics_sales_by_product.dlq"
-      pattern       = "Literal"
-    }
-    "User:kfn-analytics_sales_by_product ALLOW WRITE on TRANSACTIONAL_ID kfn.analytics_sales_by_product. (PREFIXED) from *" = {
-      principal     = "User:kfn-analytics_sales_by_product"
-      host          = "*"
-      operation     = "Write"
-      permission    = "Allow"
-      resource_type = "TransactionalID"
-      resource_name = "kfn.analytics_sales_by_product."
-      pattern       = "Prefixed"
-    }
-    "User:kfn-analytics_sales_by_product ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.analytics_sales_by_product. (PREFIXED) from *" = {
-      principal     = "User:kfn-analytics_sales_by_product"
-      host          = "*"
-      operation     = "Describe"
-      permission    = "Allow"
-      resource_type = "TransactionalID"
-      resource_name = "kfn.analytics_sales_by_product."
-      pattern       = "Prefixed"
-    }
-    "User:kfn-analytics_sales_by_product ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *" = {
-      principal     = "User:kfn-analytics_sales_by_product"
-      host          = "*"
-      operation     = "IdempotentWrite"
-      permission    = "Allow"
-      resource_type = "Cluster"
-      resource_name = "kafka-cluster"
-      pattern       = "Literal"
-    }
     "User:kfn-inventory ALLOW READ on TOPIC payments.processed (LITERAL) from *" = {
       principal     = "User:kfn-inventory"
       host          = "*"
@@ -300,13 +174,13 @@ locals {
       resource_name = "kafka-cluster"
       pattern       = "Literal"
     }
-    "User:kfn-order_metrics ALLOW READ on TOPIC analytics.orders-by-window (LITERAL) from *" = {
+    "User:kfn-order_metrics ALLOW READ on TOPIC orders.created (LITERAL) from *" = {
       principal     = "User:kfn-order_metrics"
       host          = "*"
       operation     = "Read"
       permission    = "Allow"
       resource_type = "Topic"
-      resource_name = "analytics.orders-by-window"
+      resource_name = "orders.created"
       pattern       = "Literal"
     }
     "User:kfn-order_metrics ALLOW READ on GROUP kfn.order_metrics (LITERAL) from *" = {
@@ -327,6 +201,24 @@ locals {
       resource_name = "analytics.order-metrics"
       pattern       = "Literal"
     }
+    "User:kfn-order_metrics ALLOW READ on GROUP kfn.order_metrics.repartition (LITERAL) from *" = {
+      principal     = "User:kfn-order_metrics"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Group"
+      resource_name = "kfn.order_metrics.repartition"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_metrics ALLOW READ on TOPIC order_metrics.repartition (LITERAL) from *" = {
+      principal     = "User:kfn-order_metrics"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "order_metrics.repartition"
+      pattern       = "Literal"
+    }
     "User:kfn-order_metrics ALLOW WRITE on TOPIC analytics.order-metrics (LITERAL) from *" = {
       principal     = "User:kfn-order_metrics"
       host          = "*"
@@ -334,6 +226,15 @@ locals {
       permission    = "Allow"
       resource_type = "Topic"
       resource_name = "analytics.order-metrics"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_metrics ALLOW WRITE on TOPIC order_metrics.repartition (LITERAL) from *" = {
+      principal     = "User:kfn-order_metrics"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "order_metrics.repartition"
       pattern       = "Literal"
     }
     "User:kfn-order_metrics ALLOW WRITE on TOPIC order_metrics.dlq (LITERAL) from *" = {
@@ -516,13 +417,13 @@ locals {
       resource_name = "kafka-cluster"
       pattern       = "Literal"
     }
-    "User:kfn-top_products ALLOW READ on TOPIC analytics.sales-by-product (LITERAL) from *" = {
+    "User:kfn-top_products ALLOW READ on TOPIC orders.created (LITERAL) from *" = {
       principal     = "User:kfn-top_products"
       host          = "*"
       operation     = "Read"
       permission    = "Allow"
       resource_type = "Topic"
-      resource_name = "analytics.sales-by-product"
+      resource_name = "orders.created"
       pattern       = "Literal"
     }
     "User:kfn-top_products ALLOW READ on GROUP kfn.top_products (LITERAL) from *" = {
@@ -543,6 +444,24 @@ locals {
       resource_name = "analytics.top-products"
       pattern       = "Literal"
     }
+    "User:kfn-top_products ALLOW READ on GROUP kfn.top_products.repartition (LITERAL) from *" = {
+      principal     = "User:kfn-top_products"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Group"
+      resource_name = "kfn.top_products.repartition"
+      pattern       = "Literal"
+    }
+    "User:kfn-top_products ALLOW READ on TOPIC top_products.repartition (LITERAL) from *" = {
+      principal     = "User:kfn-top_products"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "top_products.repartition"
+      pattern       = "Literal"
+    }
     "User:kfn-top_products ALLOW WRITE on TOPIC analytics.top-products (LITERAL) from *" = {
       principal     = "User:kfn-top_products"
       host          = "*"
@@ -550,6 +469,15 @@ locals {
       permission    = "Allow"
       resource_type = "Topic"
       resource_name = "analytics.top-products"
+      pattern       = "Literal"
+    }
+    "User:kfn-top_products ALLOW WRITE on TOPIC top_products.repartition (LITERAL) from *" = {
+      principal     = "User:kfn-top_products"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "top_products.repartition"
       pattern       = "Literal"
     }
     "User:kfn-top_products ALLOW WRITE on TOPIC top_products.dlq (LITERAL) from *" = {

@@ -7,14 +7,6 @@ locals {
       file                = "../schemas/order_metrics.avsc"
       compatibility_level = "BACKWARD"
     }
-    "analytics.orders-by-window-value" = {
-      file                = "../schemas/order_created.avsc"
-      compatibility_level = "BACKWARD"
-    }
-    "analytics.sales-by-product-value" = {
-      file                = "../schemas/product_sale.avsc"
-      compatibility_level = "BACKWARD"
-    }
     "analytics.top-products-value" = {
       file                = "../schemas/product_sales.avsc"
       compatibility_level = "BACKWARD"
@@ -25,6 +17,10 @@ locals {
     }
     "notifications.outbound-value" = {
       file                = "../schemas/notification.avsc"
+      compatibility_level = "BACKWARD"
+    }
+    "order_metrics.repartition-value" = {
+      file                = "../schemas/order_created.avsc"
       compatibility_level = "BACKWARD"
     }
     "orders.created-value" = {
@@ -61,6 +57,10 @@ locals {
     }
     "shipments.dispatched-value" = {
       file                = "../schemas/shipment_dispatched.avsc"
+      compatibility_level = "BACKWARD"
+    }
+    "top_products.repartition-value" = {
+      file                = "../schemas/order_created.avsc"
       compatibility_level = "BACKWARD"
     }
   }

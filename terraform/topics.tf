@@ -11,48 +11,12 @@ locals {
         "min.insync.replicas" = "2"
       }
     }
-    "analytics.orders-by-window" = {
-      partitions         = 6
-      replication_factor = 3
-      config = {
-        "cleanup.policy"      = "delete"
-        "min.insync.replicas" = "2"
-        "retention.ms"        = "604800000"
-      }
-    }
-    "analytics.sales-by-product" = {
-      partitions         = 6
-      replication_factor = 3
-      config = {
-        "cleanup.policy"      = "delete"
-        "min.insync.replicas" = "2"
-        "retention.ms"        = "604800000"
-      }
-    }
     "analytics.top-products" = {
       partitions         = 6
       replication_factor = 3
       config = {
         "cleanup.policy"      = "compact"
         "min.insync.replicas" = "2"
-      }
-    }
-    "analytics_orders_by_window.dlq" = {
-      partitions         = 1
-      replication_factor = 3
-      config = {
-        "cleanup.policy"      = "delete"
-        "min.insync.replicas" = "2"
-        "retention.ms"        = "2592000000"
-      }
-    }
-    "analytics_sales_by_product.dlq" = {
-      partitions         = 1
-      replication_factor = 3
-      config = {
-        "cleanup.policy"      = "delete"
-        "min.insync.replicas" = "2"
-        "retention.ms"        = "2592000000"
       }
     }
     "inventory.dlq" = {
@@ -107,6 +71,15 @@ locals {
         "cleanup.policy"      = "delete"
         "min.insync.replicas" = "2"
         "retention.ms"        = "2592000000"
+      }
+    }
+    "order_metrics.repartition" = {
+      partitions         = 6
+      replication_factor = 3
+      config = {
+        "cleanup.policy"      = "delete"
+        "min.insync.replicas" = "2"
+        "retention.ms"        = "604800000"
       }
     }
     "order_view.dlq" = {
@@ -240,6 +213,15 @@ locals {
         "cleanup.policy"      = "delete"
         "min.insync.replicas" = "2"
         "retention.ms"        = "2592000000"
+      }
+    }
+    "top_products.repartition" = {
+      partitions         = 6
+      replication_factor = 3
+      config = {
+        "cleanup.policy"      = "delete"
+        "min.insync.replicas" = "2"
+        "retention.ms"        = "604800000"
       }
     }
     "track.dlq" = {

@@ -1,21 +1,23 @@
 //! Order analytics, the two ksqlDB queries of the original system as kfn
-//! aggregates.
+//! aggregates that read orders.created directly: kfn regroups the orders by
+//! the key each aggregate's key function gives (through its internal topic
+//! `<function>.repartition`, see docs/configuration.md).
 //!
-//! - Order metrics per hour: `orders_by_window` re-emits each `OrderCreated`
-//!   on output `orders` keyed by the start of its hour (the record's event
-//!   time), and the windowed fold `order_metrics` counts the orders of each
-//!   1-hour window with their revenue and average value ([`OrderMetrics`]).
-//!   Keying by the hour spreads the hours over the partitions while every
-//!   order of one window lands on one partition: [`HOUR_MS`] must equal the
-//!   aggregate's `window` in functions.toml.
-//! - Top products: `sales_by_product` emits one [`ProductSale`] per line of
-//!   an order on output `sales`, keyed by product_id, and the fold
-//!   `product_sales` keeps each product's units and revenue ([`ProductSales`]).
+//! - Order metrics per hour: [`order_hour`] keys each `OrderCreated` by the
+//!   start of its hour (the record's event time), and the windowed fold
+//!   `order_metrics` counts the orders of each 1-hour window with their
+//!   revenue and average value ([`OrderMetrics`]). Keying by the hour spreads
+//!   the hours over the partitions while every order of one window lands on
+//!   one partition: [`HOUR_MS`] must equal the aggregate's `window` in
+//!   functions.toml.
+//! - Top products: [`order_products`] keys an order by each product it
+//!   contains, and the fold `product_sales` adds the order's lines of that
+//!   product to the product's units and revenue ([`ProductSales`]).
 
-use kfn_sdk::{AggCtx, Ctx, Emit, FnError};
+use kfn_sdk::{AggCtx, Ctx, FnError};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use crate::events::{OrderCreated, OrderMetrics, ProductSale, ProductSales};
+use crate::events::{OrderCreated, OrderMetrics, ProductSales};
 
 /// The window of the order metrics, one hour in milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -25,12 +27,11 @@ pub fn hour_start(timestamp_ms: i64) -> i64 {
     timestamp_ms - timestamp_ms.rem_euclid(HOUR_MS)
 }
 
-/// The `orders_by_window` handler: the order again, keyed by its hour.
-pub async fn orders_by_window(ctx: Ctx, order: OrderCreated) -> Result<Emit, FnError> {
-    // The aggregate windows by record timestamp, which the output inherits
-    // from the input record: key by that same time, not by created_at.
-    let key = hour_start(ctx.timestamp_ms).to_string();
-    Ok(Emit::one("orders", key, order))
+/// The key function of `order_metrics`: the start of the order's hour.
+pub fn order_hour(ctx: &Ctx, _order: &OrderCreated) -> Result<Vec<String>, FnError> {
+    // The aggregate windows by record timestamp, which the repartitioned
+    // record keeps: key by that same time, not by created_at.
+    Ok(vec![hour_start(ctx.timestamp_ms).to_string()])
 }
 
 /// The `order_metrics` fold: one more order in its window.
@@ -62,34 +63,37 @@ pub fn average(total: Decimal, count: i64) -> Decimal {
     (total / Decimal::from(count)).round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
-/// The `sales_by_product` handler: one sale per line, keyed by product_id.
-pub async fn sales_by_product(_ctx: Ctx, order: OrderCreated) -> Result<Emit, FnError> {
-    let mut emit = Emit::none();
-    for item in order.items {
+/// The key function of `product_sales`: each product of the order once, in
+/// the order of its first line (two lines of one product are one key, whose
+/// fold adds both).
+pub fn order_products(_ctx: &Ctx, order: &OrderCreated) -> Result<Vec<String>, FnError> {
+    let mut products: Vec<String> = Vec::with_capacity(order.items.len());
+    for item in &order.items {
         if item.product_id.is_empty() {
             return Err(FnError::permanent(format!("order {} has a line without product_id", order.order_id)));
         }
-        let sale = ProductSale {
-            order_id: order.order_id.clone(),
-            product_id: item.product_id.clone(),
-            quantity: item.quantity,
-            unit_price: item.unit_price,
-            sold_at: order.created_at,
-        };
-        emit.push("sales", item.product_id, sale);
+        if !products.contains(&item.product_id) {
+            products.push(item.product_id.clone());
+        }
     }
-    Ok(emit)
+    Ok(products)
 }
 
-/// The `product_sales` fold: adds a sale to its product's totals.
-pub fn product_sales(_ctx: &AggCtx, state: Option<ProductSales>, sale: ProductSale) -> Result<ProductSales, FnError> {
+/// The `product_sales` fold: adds the order's lines of the product it is
+/// keyed by (`ctx.key`) to that product's totals.
+pub fn product_sales(ctx: &AggCtx, state: Option<ProductSales>, order: OrderCreated) -> Result<ProductSales, FnError> {
+    let Some(product_id) = ctx.key_str() else {
+        return Err(FnError::permanent(format!("function {}: a sale without a product key", ctx.function)));
+    };
     let mut totals = state.unwrap_or_else(|| ProductSales {
-        product_id: sale.product_id.clone(),
+        product_id: product_id.to_string(),
         total_quantity: 0,
         total_revenue: Decimal::ZERO,
     });
-    totals.total_quantity += i64::from(sale.quantity);
-    totals.total_revenue += Decimal::from(sale.quantity) * sale.unit_price;
+    for item in order.items.iter().filter(|item| item.product_id == product_id) {
+        totals.total_quantity += i64::from(item.quantity);
+        totals.total_revenue += Decimal::from(item.quantity) * item.unit_price;
+    }
     Ok(totals)
 }
 
@@ -99,7 +103,7 @@ mod tests {
 
     use super::*;
     use crate::events::OrderItem;
-    use crate::testing::{dec, emitted, single};
+    use crate::testing::dec;
 
     fn order(id: &str, items: &[(&str, i32, &str)]) -> OrderCreated {
         let items: Vec<OrderItem> = items
@@ -116,12 +120,12 @@ mod tests {
         }
     }
 
-    fn agg_ctx(window: Option<Window>) -> AggCtx {
+    fn agg_ctx(window: Option<Window>, key: &str) -> AggCtx {
         AggCtx {
             function: "analytics".into(),
             partition: 0,
             offset: 0,
-            key: None,
+            key: Some(key.to_string().into()),
             state_key: "k".into(),
             timestamp_ms: 0,
             window,
@@ -136,19 +140,17 @@ mod tests {
         assert_eq!(hour_start(-1), -HOUR_MS);
     }
 
-    #[tokio::test]
-    async fn orders_are_keyed_by_the_hour_of_their_record() {
+    #[test]
+    fn orders_are_keyed_by_the_hour_of_their_record() {
         let ctx = Ctx { timestamp_ms: 3 * HOUR_MS + 59_999, ..Ctx::default() };
-        let emit = orders_by_window(ctx, order("o-1", &[("SKU-001", 1, "2.50")])).await.unwrap();
-        let (key, again) = single::<OrderCreated>(&emit, "orders");
-        assert_eq!(key, (3 * HOUR_MS).to_string());
-        assert_eq!(again, order("o-1", &[("SKU-001", 1, "2.50")]));
+        let keys = order_hour(&ctx, &order("o-1", &[("SKU-001", 1, "2.50")])).unwrap();
+        assert_eq!(keys, [(3 * HOUR_MS).to_string()]);
     }
 
     #[test]
     fn metrics_count_sum_and_average_per_window() {
         let window = Window { start_ms: HOUR_MS, end_ms: 2 * HOUR_MS };
-        let ctx = agg_ctx(Some(window));
+        let ctx = agg_ctx(Some(window), &HOUR_MS.to_string());
         let totals = ["10.00", "20.00", "0.01"];
         let metrics = totals.iter().fold(None, |state, total| {
             let o = order("o", &[("SKU-001", 1, total)]);
@@ -166,40 +168,32 @@ mod tests {
 
     #[test]
     fn metrics_without_a_window_are_a_permanent_failure() {
-        let err = order_metrics(&agg_ctx(None), None, order("o", &[])).unwrap_err();
-        assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
-    }
-
-    #[tokio::test]
-    async fn every_line_is_a_sale_keyed_by_product() {
-        let o = order("o-1", &[("SKU-001", 2, "19.99"), ("SKU-002", 1, "5.00"), ("SKU-001", 1, "19.99")]);
-        let emit = sales_by_product(Ctx::default(), o).await.unwrap();
-        let sales = emitted::<ProductSale>(&emit, "sales");
-        let keys: Vec<_> = sales.iter().map(|(k, s)| (k.as_str(), s.quantity)).collect();
-        assert_eq!(keys, [("SKU-001", 2), ("SKU-002", 1), ("SKU-001", 1)]);
-        assert!(sales.iter().all(|(k, s)| *k == s.product_id && s.order_id == "o-1" && s.sold_at == 7));
-
-        let empty = sales_by_product(Ctx::default(), order("o-2", &[])).await.unwrap();
-        assert!(empty.is_empty());
-        let err = sales_by_product(Ctx::default(), order("o-3", &[("", 1, "1.00")])).await.unwrap_err();
+        let err = order_metrics(&agg_ctx(None, "0"), None, order("o", &[])).unwrap_err();
         assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
     }
 
     #[test]
-    fn product_sales_add_units_and_revenue() {
-        let ctx = agg_ctx(None);
-        let sale = |quantity, price: &str| ProductSale {
-            order_id: "o".into(),
-            product_id: "SKU-001".into(),
-            quantity,
-            unit_price: dec(price),
-            sold_at: 0,
-        };
-        let first = product_sales(&ctx, None, sale(2, "19.99")).unwrap();
-        let second = product_sales(&ctx, Some(first), sale(3, "0.05")).unwrap();
+    fn an_order_is_keyed_by_each_of_its_products_once() {
+        let o = order("o-1", &[("SKU-001", 2, "19.99"), ("SKU-002", 1, "5.00"), ("SKU-001", 1, "19.99")]);
+        assert_eq!(order_products(&Ctx::default(), &o).unwrap(), ["SKU-001", "SKU-002"]);
+        assert!(order_products(&Ctx::default(), &order("o-2", &[])).unwrap().is_empty());
+        let err = order_products(&Ctx::default(), &order("o-3", &[("", 1, "1.00")])).unwrap_err();
+        assert_eq!(err.kind, kfn_sdk::FnErrorKind::Permanent);
+    }
+
+    #[test]
+    fn product_sales_add_the_lines_of_their_product() {
+        let ctx = agg_ctx(None, "SKU-001");
+        let first = order("o-1", &[("SKU-001", 2, "19.99"), ("SKU-002", 7, "5.00")]);
+        let second = order("o-2", &[("SKU-001", 1, "0.05"), ("SKU-001", 2, "0.05")]);
+        let totals = product_sales(&ctx, None, first).unwrap();
+        let totals = product_sales(&ctx, Some(totals), second).unwrap();
         assert_eq!(
-            second,
+            totals,
             ProductSales { product_id: "SKU-001".into(), total_quantity: 5, total_revenue: dec("40.13") }
         );
+        let mut keyless = ctx.clone();
+        keyless.key = None;
+        assert!(product_sales(&keyless, None, order("o", &[])).is_err());
     }
 }

@@ -43,7 +43,6 @@ pub fn schema_files() -> &'static [(&'static str, &'static str)] {
         ("com.tutorial.orders.ProductSales", "product_sales.avsc"),
         ("com.tutorial.orders.OrderStatusChanged", "order_status_changed.avsc"),
         ("com.tutorial.orders.OrderStatus", "order_status.avsc"),
-        ("com.tutorial.orders.ProductSale", "product_sale.avsc"),
         ("com.tutorial.orders.ProductChange", "product_change.avsc"),
         ("com.tutorial.orders.OrderView", "order_view.avsc"),
         ("com.tutorial.orders.StockReservation", "stock_reservation.avsc"),
@@ -116,7 +115,6 @@ events!(
     ProductSales,
     OrderStatusChanged,
     OrderStatus,
-    ProductSale,
     ProductChange,
     OrderView,
     StockReservation,
@@ -430,25 +428,6 @@ pub struct ProductSales {
     /// Sum of quantity * unit_price over the units sold, `decimal(18,2)`.
     #[avro_schema(scale = 2, precision = 18)]
     pub total_revenue: Decimal,
-}
-
-/// One line of a created order as a sale of its product
-/// (`analytics.sales-by-product`, keyed by product_id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, BuildSchema)]
-#[avro_schema(namespace = "com.tutorial.orders")]
-pub struct ProductSale {
-    /// The order the line belongs to.
-    pub order_id: String,
-    /// Catalog id of the product sold.
-    pub product_id: String,
-    /// How many units were ordered.
-    pub quantity: i32,
-    /// Price of one unit as ordered, `decimal(10,2)`.
-    #[avro_schema(scale = 2, precision = 10)]
-    pub unit_price: Decimal,
-    /// When the order was created, ms since the epoch.
-    #[avro_schema(logical_type = "timestamp-millis")]
-    pub sold_at: i64,
 }
 
 avro_enum! {

@@ -13,13 +13,12 @@
 //! | `dispatch_shipment` | ShipmentCreated | `dispatched` |
 //! | `notify` | OrderRejected, PaymentFailed, PaymentProcessed, ShipmentDispatched | `outbound` (keyed by customer_id) |
 //! | `track` | the seven order events | `changes` (OrderStatusChanged) |
-//! | `orders_by_window` | OrderCreated | `orders` (keyed by the hour) |
-//! | `sales_by_product` | OrderCreated | `sales` (ProductSale per line, keyed by product_id) |
 //!
-//! and three aggregate folds ([`Registry::aggregate`]): `order_status`
-//! (OrderStatusChanged into OrderStatus, see [`tracking`]), `order_metrics`
-//! (OrderCreated into OrderMetrics per hour) and `product_sales` (ProductSale
-//! into ProductSales, see [`analytics`]).
+//! and three aggregate folds: `order_status` ([`Registry::aggregate`],
+//! OrderStatusChanged into OrderStatus, see [`tracking`]), and two with a key
+//! function ([`Registry::aggregate_by`]; kfn repartitions orders.created by
+//! its keys): `order_metrics` (OrderCreated into OrderMetrics per hour) and
+//! `product_sales` (OrderCreated into ProductSales per product, see [`analytics`]).
 //!
 //! Every other output is keyed by order_id. The event types are in [`events`],
 //! their schemas in `schemas/`.
@@ -76,10 +75,8 @@ pub fn registry() -> Registry {
         .handler("track", tracking::shipment_created)
         .handler("track", tracking::dispatched)
         .aggregate("order_status", tracking::order_status)
-        .handler("orders_by_window", analytics::orders_by_window)
-        .aggregate("order_metrics", analytics::order_metrics)
-        .handler("sales_by_product", analytics::sales_by_product)
-        .aggregate("product_sales", analytics::product_sales);
+        .aggregate_by("order_metrics", analytics::order_hour, analytics::order_metrics)
+        .aggregate_by("product_sales", analytics::order_products, analytics::product_sales);
     registry
 }
 
@@ -116,8 +113,6 @@ mod tests {
                     "ShipmentDispatched",
                 ],
             ),
-            ("orders_by_window", &["OrderCreated"]),
-            ("sales_by_product", &["OrderCreated"]),
         ];
         assert_eq!(topic, expected.iter().map(|(name, _)| *name).collect());
         for (name, inputs) in expected {
@@ -131,13 +126,14 @@ mod tests {
         }
         assert_eq!(r.http_names().collect::<Vec<_>>(), ["create_order"]);
         let folds = [
-            ("order_metrics", "OrderCreated", "OrderMetrics"),
-            ("order_status", "OrderStatusChanged", "OrderStatus"),
-            ("product_sales", "ProductSale", "ProductSales"),
+            ("order_metrics", "OrderCreated", "OrderMetrics", true),
+            ("order_status", "OrderStatusChanged", "OrderStatus", false),
+            ("product_sales", "OrderCreated", "ProductSales", true),
         ];
-        assert_eq!(r.aggregate_names().collect::<Vec<_>>(), folds.map(|(name, _, _)| name));
-        for (name, input, state) in folds {
+        assert_eq!(r.aggregate_names().collect::<Vec<_>>(), folds.map(|(name, _, _, _)| name));
+        for (name, input, state, key_function) in folds {
             let fold = r.aggregate_handler(name).unwrap();
+            assert_eq!(fold.key_function, key_function, "{name}");
             assert_eq!(fold.input, format!("com.tutorial.orders.{input}"));
             assert_eq!(fold.state, format!("com.tutorial.orders.{state}"));
             for event in [fold.input, fold.state] {

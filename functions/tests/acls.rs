@@ -60,6 +60,17 @@ User:kfn-notify ALLOW READ on GROUP kfn.notify (LITERAL) from *
 User:kfn-notify ALLOW WRITE on TOPIC notifications.outbound (LITERAL) from *
 User:kfn-notify ALLOW WRITE on TOPIC notify.dlq (LITERAL) from *
 User:kfn-notify ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
+User:kfn-order_metrics ALLOW READ on TOPIC orders.created (LITERAL) from *
+User:kfn-order_metrics ALLOW READ on GROUP kfn.order_metrics (LITERAL) from *
+User:kfn-order_metrics ALLOW READ on TOPIC analytics.order-metrics (LITERAL) from *
+User:kfn-order_metrics ALLOW READ on GROUP kfn.order_metrics.repartition (LITERAL) from *
+User:kfn-order_metrics ALLOW READ on TOPIC order_metrics.repartition (LITERAL) from *
+User:kfn-order_metrics ALLOW WRITE on TOPIC analytics.order-metrics (LITERAL) from *
+User:kfn-order_metrics ALLOW WRITE on TOPIC order_metrics.repartition (LITERAL) from *
+User:kfn-order_metrics ALLOW WRITE on TOPIC order_metrics.dlq (LITERAL) from *
+User:kfn-order_metrics ALLOW WRITE on TRANSACTIONAL_ID kfn.order_metrics. (PREFIXED) from *
+User:kfn-order_metrics ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.order_metrics. (PREFIXED) from *
+User:kfn-order_metrics ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
 ";
 
 #[test]

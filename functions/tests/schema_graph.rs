@@ -63,11 +63,12 @@ fn the_shipped_graph_reads_every_topic_with_the_handlers_own_schema() {
     let report = check_graph(&config, &kfn_functions::registry(), &shipped_readers());
     assert!(report.is_ok(), "{:?}", report.problems);
     assert!(report.notes.is_empty(), "{:?}", report.notes);
-    // Aggregates fold into their own table rows; the graph covers each input of the handler functions.
-    let handler_inputs: usize =
-        config.functions.values().filter(|f| f.aggregate.is_none()).map(|f| f.inputs().len()).sum();
+    // The graph covers each input of the topic functions, handlers and aggregate folds alike.
+    let handler_inputs: usize = config.functions.values().map(|f| f.inputs().len()).sum();
     assert!(handler_inputs >= 5, "the shipped system has its topic functions");
     assert_eq!(report.reads.len(), handler_inputs);
+    let metrics = report.reads.iter().find(|r| r.function == "order_metrics").expect("order_metrics reads");
+    assert_eq!((&*metrics.topic, &*metrics.event), ("orders.created", "com.tutorial.orders.OrderCreated"));
     // One function reading several topics: each read with the event type of its topic.
     let track: Vec<_> = report.reads.iter().filter(|r| r.function == "track").map(|r| (&*r.topic, &*r.event)).collect();
     assert_eq!(track.len(), 7, "{track:?}");
@@ -151,7 +152,8 @@ fn two_readers_of_one_event_are_an_error_for_its_consumers_only() {
 fn orders_created_input_fields() -> Vec<String> {
     let config = Config::load_file_only(&workspace().join("functions.toml"), &kfn_functions::registry()).unwrap();
     let mut fields = Vec::new();
-    for f in config.functions.values().filter(|f| f.aggregate.is_none()) {
+    // Handlers and aggregate folds alike (order_metrics and top_products read orders.created).
+    for f in config.functions.values() {
         for (i, _) in f.inputs().iter().enumerate().filter(|(_, input)| *input == "orders.created") {
             fields.push(f.input_field(i));
         }

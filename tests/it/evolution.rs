@@ -368,7 +368,7 @@ async fn kfn_check_reports_a_consumer_that_cannot_read_its_topic() {
     let (out, stdout, stderr) = kfn(&["check", "--config", &broken.display().to_string()]).await;
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     // One error per function reading orders.created: validation, track (its inputs[0]),
-    // order_view (its inputs[0]), analytics_orders_by_window and analytics_sales_by_product.
+    // order_view (its inputs[0]), and the aggregates order_metrics and top_products.
     assert!(stderr.contains("5 error(s) in the function graph"), "{stderr}");
     let line = format!("{}: functions.validation.input: handler validate_order reads", broken.display());
     assert!(stderr.contains(&line), "{stderr}");

@@ -211,13 +211,6 @@ fn every_event_type_matches_its_schema_file() {
             }),
             op: "r".into(),
         }),
-        check(ProductSale {
-            order_id: "o-1".into(),
-            product_id: "SKU-001".into(),
-            quantity: 2,
-            unit_price: dec("19.99"),
-            sold_at: t,
-        }),
         check(OrderView {
             order_id: "o-1".into(),
             customer_id: None,

@@ -148,9 +148,13 @@ pub fn check_graph(config: &Config, handlers: &kfn_sdk::Registry, readers: &Read
             // The config was validated: the topic has a schema naming its event, and the handler takes it.
             let Some(spec) = config.topics.get(topic) else { continue };
             let (Some(writer_path), Some(topic_event)) = (spec.schema.clone(), spec.event.as_deref()) else { continue };
-            let Some(handler) = handlers.topic_handler_for(&function.handler, topic_event) else { continue };
+            // A topic handler for the topic's event, or an aggregate's fold (which decodes its input too).
+            let fold = handlers.aggregate_handler(&function.handler).map(|f| f.input);
+            let Some(event) = handlers.topic_handler_for(&function.handler, topic_event).map(|h| h.input).or(fold)
+            else {
+                continue;
+            };
             let field = function.input_field(i);
-            let event = handler.input;
             let files = readers.by_event.get(event).map(Vec::as_slice).unwrap_or_default();
             report.reads.push(GraphRead {
                 function: name.clone(),

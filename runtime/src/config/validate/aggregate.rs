@@ -52,6 +52,7 @@ impl Validator<'_> {
     }
 
     /// The aggregate part of a function, or errors for aggregate fields on a plain function.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn aggregate_spec(
         &mut self,
         prefix: &str,

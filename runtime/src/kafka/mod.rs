@@ -6,6 +6,7 @@
 pub mod acl;
 pub mod admin;
 pub mod cluster;
+pub mod compression;
 pub mod conn;
 pub mod consumer;
 pub mod error;

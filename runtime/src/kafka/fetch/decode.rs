@@ -1,5 +1,6 @@
 //! Turning one partition of a fetch response into the records a handler sees.
 
+use crate::kafka::compression::decompress;
 use crate::kafka::record::Header;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -276,7 +277,8 @@ impl DecodedPartition {
                 return Ok(());
             }
         }
-        let set = RecordBatchDecoder::decode(&mut bytes).map_err(|e| at.decode(header.base_offset, e))?;
+        let set = RecordBatchDecoder::decode_with_custom_compression(&mut bytes, Some(decompress))
+            .map_err(|e| at.decode(header.base_offset, e))?;
         self.records.reserve(set.records.len());
         for record in set.records {
             // Trims a batch that starts before the fetch offset, and guards

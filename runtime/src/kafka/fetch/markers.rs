@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+
+use crate::kafka::compression::decompress;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::batch::BatchHeader;
@@ -31,7 +33,8 @@ pub(super) enum Marker {
 /// `None` for control records that are not transaction markers (KRaft's
 /// leader-change and snapshot records): they end no transaction.
 pub(super) fn marker_of(header: &BatchHeader, bytes: &Bytes, at: Where<'_>) -> Result<Option<Marker>, FetchError> {
-    let set = RecordBatchDecoder::decode(&mut bytes.clone()).map_err(|e| at.decode(header.base_offset, e))?;
+    let set = RecordBatchDecoder::decode_with_custom_compression(&mut bytes.clone(), Some(decompress))
+        .map_err(|e| at.decode(header.base_offset, e))?;
     let Some(first) = set.records.first() else {
         return Ok(None);
     };

@@ -23,6 +23,7 @@
 
 use std::sync::Arc;
 
+use crate::kafka::compression::compress;
 use crate::kafka::record::Header;
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
@@ -38,25 +39,6 @@ use super::{Compression, ProducerError, ProducerIdentity};
 /// last offset delta (4), first and max timestamp (8 + 8), producer id (8),
 /// producer epoch (2), base sequence (4) and record count (4).
 pub const RECORD_BATCH_OVERHEAD: usize = 61;
-
-/// LZ4 frame compression in the library's fast mode (level 0, as librdkafka
-/// uses): kafka-protocol's own LZ4 compressor asks for level 4, which runs the
-/// high-compression mode and took 8 % of a passthrough replica's CPU
-/// (docs/benchmarks.md). Same frame format (independent blocks), so every
-/// consumer reads it alike.
-fn lz4_fast(
-    uncompressed: &mut BytesMut,
-    out: &mut BytesMut,
-    _: kafka_protocol::records::Compression,
-) -> anyhow::Result<()> {
-    use bytes::BufMut;
-    use std::io::Write;
-    let mut encoder =
-        lz4::EncoderBuilder::new().level(0).block_mode(lz4::BlockMode::Independent).build(out.writer())?;
-    encoder.write_all(uncompressed)?;
-    let (_, finished) = encoder.finish();
-    Ok(finished?)
-}
 
 /// One record on its way to a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,17 +246,13 @@ impl EncodedBatch {
         }
         let mut buf = BytesMut::new();
         let options = RecordEncodeOptions { version: 2, compression: compression.to_protocol() };
-        let encoded = match compression {
-            Compression::Lz4 => {
-                RecordBatchEncoder::encode_with_custom_compression(&mut buf, records.iter(), &options, Some(lz4_fast))
-            }
-            _ => RecordBatchEncoder::encode(&mut buf, records.iter(), &options),
-        };
-        encoded.map_err(|source| ProducerError::Encode {
-            record_count: records.len(),
-            compression,
-            source: source.into(),
-        })?;
+        // Every codec through kafka/compression.rs (LZ4 in fast mode, as librdkafka writes it).
+        RecordBatchEncoder::encode_with_custom_compression(&mut buf, records.iter(), &options, Some(compress))
+            .map_err(|source| ProducerError::Encode {
+                record_count: records.len(),
+                compression,
+                source: source.into(),
+            })?;
         Ok(EncodedBatch {
             bytes: buf.freeze(),
             producer,

@@ -131,7 +131,13 @@ impl Log {
     fn write(&mut self, records: &[Record], compression: Compression) {
         let start = self.buf.len();
         let options = RecordEncodeOptions { version: 2, compression };
-        RecordBatchEncoder::encode(&mut self.buf, records, &options).expect("encode batch");
+        RecordBatchEncoder::encode_with_custom_compression(
+            &mut self.buf,
+            records,
+            &options,
+            Some(crate::kafka::compression::compress),
+        )
+        .expect("encode batch");
         let first = records.first().map_or(self.next_offset, |r| r.offset);
         let last = records.last().map_or(self.next_offset, |r| r.offset);
         self.batches.push((first..last + 1, start..self.buf.len()));

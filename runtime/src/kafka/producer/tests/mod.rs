@@ -22,7 +22,9 @@ fn decode(batch: &EncodedBatch) -> (BatchDecodeInfo, Vec<Record>) {
     let mut bytes: Bytes = batch.bytes().clone();
     let mut infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
     assert_eq!(infos.len(), 1, "the encoder must write exactly one batch");
-    let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+    let set =
+        RecordBatchDecoder::decode_with_custom_compression(&mut bytes, Some(crate::kafka::compression::decompress))
+            .unwrap();
     assert!(bytes.is_empty(), "nothing may follow the batch");
     (infos.remove(0), set.records)
 }

@@ -3,6 +3,7 @@
 //! `[local]` overrides, then `kfn-bench-replica run` with the broker, the
 //! registry and free ports given through `KFN_RUNTIME__*`.
 
+use kfn::kafka_settings::EnsureTopics;
 use std::time::Duration;
 
 use anyhow::Context;

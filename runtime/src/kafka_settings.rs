@@ -2,8 +2,10 @@
 //! that turns validated configuration (and the SDK's headers) into the
 //! Kafka layer's own settings and types.
 //!
-//! [`crate::kafka`] knows nothing of [`crate::config`] or `kfn_sdk`; every
-//! conversion lives here, so neither side changes when the other does.
+//! [`crate::kafka`] (the `kfn-kafka` crate) knows nothing of [`crate::config`]
+//! or `kfn_sdk`; every conversion lives here, so neither side changes when the
+//! other does. The constructors read as the Kafka types' own
+//! (`Cluster::from_config`) through extension traits: import the trait.
 
 use std::time::Duration;
 
@@ -11,9 +13,14 @@ use crate::config::{Config, RuntimeSettings, SecuritySettings, TopicSpec};
 use crate::kafka::security::{self, SaslCredentials};
 use crate::kafka::{Admin, Cluster, ConnectOptions, CreateOutcome, Header, KafkaError, NewTopic};
 
-impl ConnectOptions {
+/// [`ConnectOptions`] from functions.toml.
+pub trait ConnectOptionsFromSettings: Sized {
     /// Options from the validated [runtime] and [security] settings.
-    pub fn from_settings(runtime: &RuntimeSettings, security: &SecuritySettings) -> Result<Self, KafkaError> {
+    fn from_settings(runtime: &RuntimeSettings, security: &SecuritySettings) -> Result<Self, KafkaError>;
+}
+
+impl ConnectOptionsFromSettings for ConnectOptions {
+    fn from_settings(runtime: &RuntimeSettings, security: &SecuritySettings) -> Result<Self, KafkaError> {
         let tls = match &security.tls {
             Some(t) => Some(security::connector(t)?),
             None => None,
@@ -36,44 +43,49 @@ impl ConnectOptions {
     }
 }
 
-impl Cluster {
+/// A [`Cluster`] from functions.toml.
+pub trait ClusterFromConfig: Sized {
     /// A cluster configured by functions.toml's [runtime] and [security].
-    pub fn from_config(config: &Config) -> Result<Self, KafkaError> {
+    fn from_config(config: &Config) -> Result<Self, KafkaError>;
+}
+
+impl ClusterFromConfig for Cluster {
+    fn from_config(config: &Config) -> Result<Self, KafkaError> {
         let options = ConnectOptions::from_settings(&config.runtime, &config.security)?;
         Ok(Self::new(config.runtime.brokers.clone(), options))
     }
 }
 
-impl From<&TopicSpec> for NewTopic {
-    fn from(spec: &TopicSpec) -> Self {
-        NewTopic {
-            name: spec.name.clone(),
-            partitions: spec.partitions,
-            replication: spec.replication,
-            configs: spec.broker_configs(),
-        }
+/// The topic functions.toml declares, as the Kafka layer creates it.
+pub fn new_topic(spec: &TopicSpec) -> NewTopic {
+    NewTopic {
+        name: spec.name.clone(),
+        partitions: spec.partitions,
+        replication: spec.replication,
+        configs: spec.broker_configs(),
     }
 }
 
-impl Admin {
+/// Creating functions.toml's topics.
+pub trait EnsureTopics {
     /// Creates the declared topics that do not exist yet.
-    pub async fn ensure_topics<'a>(
+    fn ensure_topics<'a>(
         &self,
         topics: impl IntoIterator<Item = &'a TopicSpec>,
-    ) -> Result<Vec<(String, CreateOutcome)>, KafkaError> {
-        let topics: Vec<NewTopic> = topics.into_iter().map(NewTopic::from).collect();
-        self.create_topics(&topics).await
+    ) -> impl std::future::Future<Output = Result<Vec<(String, CreateOutcome)>, KafkaError>> + Send;
+}
+
+impl EnsureTopics for Admin {
+    fn ensure_topics<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a TopicSpec>,
+    ) -> impl std::future::Future<Output = Result<Vec<(String, CreateOutcome)>, KafkaError>> + Send {
+        let topics: Vec<NewTopic> = topics.into_iter().map(new_topic).collect();
+        async move { self.create_topics(&topics).await }
     }
 }
 
-impl From<kfn_sdk::Header> for Header {
-    fn from(h: kfn_sdk::Header) -> Self {
-        Header { name: h.name, value: h.value }
-    }
-}
-
-impl From<Header> for kfn_sdk::Header {
-    fn from(h: Header) -> Self {
-        kfn_sdk::Header { name: h.name, value: h.value }
-    }
+/// A record's header as a handler reads it.
+pub fn sdk_header(h: Header) -> kfn_sdk::Header {
+    kfn_sdk::Header { name: h.name, value: h.value }
 }

@@ -36,7 +36,7 @@
 pub mod acls;
 pub mod app;
 pub mod avro;
-pub mod backoff;
+pub use kfn_kafka::backoff;
 pub mod cli;
 pub mod config;
 pub mod connect;
@@ -45,7 +45,7 @@ pub mod endpoints;
 pub mod error_text;
 pub mod invoker;
 pub mod json;
-pub mod kafka;
+pub use kfn_kafka as kafka;
 pub mod kafka_settings;
 pub mod lag;
 pub mod metrics;

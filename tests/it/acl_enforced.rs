@@ -5,6 +5,7 @@
 //! does not declare and says so in one error, and bad credentials fail once.
 //! On the mTLS listener a client certificate is the principal (its CN).
 
+use kfn::kafka_settings::EnsureTopics;
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -3,6 +3,7 @@
 mod acl_enforced;
 mod aggregate;
 mod check;
+mod compression;
 mod connect;
 mod evolution;
 mod exactly_once;

@@ -2,6 +2,7 @@
 //! with users created at format time; an SSL one, with and without client
 //! certificates), and ACL admin.
 
+use kfn::kafka_settings::ClusterFromConfig;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

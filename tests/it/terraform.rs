@@ -9,6 +9,7 @@
 //! own plan (`kfn topics create`, `kfn acls apply --per-function`) and the
 //! test compares the broker's answer with the module, resource by resource.
 
+use kfn::kafka_settings::EnsureTopics;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;

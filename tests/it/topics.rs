@@ -1,6 +1,7 @@
 //! Topics created through kfn exist on the real broker with their partition counts and configs.
 
 use kfn::kafka::{Admin, CreateOutcome, NewTopic};
+use kfn::kafka_settings::EnsureTopics;
 
 #[tokio::test]
 async fn topics_are_created_with_partitions_and_configs() {

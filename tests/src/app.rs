@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+use kfn::kafka_settings::{ClusterFromConfig, EnsureTopics};
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -8,6 +8,7 @@
 //! broker of `kfn dev --secure` (SASL_SSL, ACLs enforced), each function as
 //! its own user with only the ACLs of `kfn acls plan`.
 
+use kfn::kafka_settings::EnsureTopics;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

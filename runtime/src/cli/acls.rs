@@ -1,5 +1,6 @@
 //! `kfn acls`: print, apply and list the ACLs the functions of functions.toml need.
 
+use crate::kafka_settings::ClusterFromConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,5 +1,6 @@
 //! `kfn dev`: the whole system on a local broker, in one process.
 
+use crate::kafka_settings::{ClusterFromConfig, ConnectOptionsFromSettings, EnsureTopics};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

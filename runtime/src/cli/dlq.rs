@@ -4,6 +4,7 @@
 //! only prints. `show` decodes the value the way the runtime does: Confluent
 //! framing, the writer's schema from the registry, then the Avro datum as JSON.
 
+use crate::kafka_settings::ClusterFromConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

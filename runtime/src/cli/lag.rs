@@ -3,6 +3,7 @@
 //! Asks the brokers, not the replicas ([`crate::lag`]): it answers the same
 //! whether replicas run or not.
 
+use crate::kafka_settings::ClusterFromConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -3,6 +3,7 @@
 //! The plan and the commit live in [`crate::kafka::group::reset`]; this
 //! module picks the partitions of the function and prints.
 
+use crate::kafka_settings::ClusterFromConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

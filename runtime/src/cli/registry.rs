@@ -1,6 +1,7 @@
 //! `kfn registry`: serve the Confluent Schema Registry API from a Kafka topic,
 //! over http, or https with basic auth ([`RegistryAccessArgs`], shared with `kfn dev`).
 
+use crate::kafka_settings::ClusterFromConfig;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

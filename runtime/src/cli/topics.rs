@@ -1,5 +1,6 @@
 //! `kfn topics`: create and describe the declared topics.
 
+use crate::kafka_settings::{ClusterFromConfig, EnsureTopics};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -77,7 +77,7 @@ impl Inputs {
             key: record.key.clone(),
             timestamp_ms: record.timestamp_ms,
             attempt: 1,
-            headers: record.headers.iter().cloned().map(Into::into).collect(),
+            headers: record.headers.iter().cloned().map(crate::kafka_settings::sdk_header).collect(),
             // Set by the handler call, which holds the function's tables.
             tables: Default::default(),
         };

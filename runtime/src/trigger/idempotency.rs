@@ -424,3 +424,46 @@ async fn commit_in_groups(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: &str) -> Answer {
+        Answer { status: 202, body: body.into() }
+    }
+
+    #[test]
+    fn an_answer_is_remembered_until_it_is_older_than_the_retention() {
+        let day = Duration::from_secs(86_400);
+        let now = kfn_sdk::now_ms();
+        let mut answers = Answers::default();
+        answers.insert("old".into(), Remembered { answer: answer("1"), at_ms: now - 2 * 86_400_000 }, day);
+        answers.insert("new".into(), Remembered { answer: answer("2"), at_ms: now }, day);
+        assert_eq!(answers.get("new", day), Some(answer("2")));
+        assert_eq!(answers.get("old", day), None, "an answer older than the retention is forgotten");
+        assert!(!answers.by_key.contains_key("old"), "and dropped from memory");
+        // Kept forever: nothing expires (no overflow of the horizon).
+        let mut forever = Answers::default();
+        forever.insert("k".into(), Remembered { answer: answer("3"), at_ms: 0 }, Duration::MAX);
+        assert_eq!(forever.get("k", Duration::MAX), Some(answer("3")));
+    }
+
+    #[test]
+    fn a_key_answered_again_keeps_its_newest_answer() {
+        let day = Duration::from_secs(86_400);
+        let now = kfn_sdk::now_ms();
+        let mut answers = Answers::default();
+        answers.insert("k".into(), Remembered { answer: answer("first"), at_ms: now - 2 * 86_400_000 }, day);
+        answers.insert("k".into(), Remembered { answer: answer("second"), at_ms: now }, day);
+        assert_eq!(answers.get("k", day), Some(answer("second")), "the expired first entry must not remove the second");
+    }
+
+    #[test]
+    fn an_answer_record_is_json_keyed_by_the_idempotency_key() {
+        let record = answer_record("cart-42", &Answer { status: 202, body: r#"{"order_id":"o-1"}"#.into() });
+        assert_eq!(record.key.as_deref(), Some(&b"cart-42"[..]));
+        let value: serde_json::Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        assert_eq!(value, serde_json::json!({"status": 202, "body": "{\"order_id\":\"o-1\"}"}));
+    }
+}

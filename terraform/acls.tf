@@ -147,6 +147,24 @@ locals {
       resource_name = "notify.dlq"
       pattern       = "Literal"
     }
+    "User:kfn-notify ALLOW WRITE on TRANSACTIONAL_ID kfn.notify. (PREFIXED) from *" = {
+      principal     = "User:kfn-notify"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "TransactionalID"
+      resource_name = "kfn.notify."
+      pattern       = "Prefixed"
+    }
+    "User:kfn-notify ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.notify. (PREFIXED) from *" = {
+      principal     = "User:kfn-notify"
+      host          = "*"
+      operation     = "Describe"
+      permission    = "Allow"
+      resource_type = "TransactionalID"
+      resource_name = "kfn.notify."
+      pattern       = "Prefixed"
+    }
     "User:kfn-notify ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *" = {
       principal     = "User:kfn-notify"
       host          = "*"
@@ -154,6 +172,15 @@ locals {
       permission    = "Allow"
       resource_type = "Cluster"
       resource_name = "kafka-cluster"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_api ALLOW READ on TOPIC order_api.idempotency (LITERAL) from *" = {
+      principal     = "User:kfn-order_api"
+      host          = "*"
+      operation     = "Read"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "order_api.idempotency"
       pattern       = "Literal"
     }
     "User:kfn-order_api ALLOW WRITE on TOPIC orders.created (LITERAL) from *" = {
@@ -164,6 +191,33 @@ locals {
       resource_type = "Topic"
       resource_name = "orders.created"
       pattern       = "Literal"
+    }
+    "User:kfn-order_api ALLOW WRITE on TOPIC order_api.idempotency (LITERAL) from *" = {
+      principal     = "User:kfn-order_api"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "Topic"
+      resource_name = "order_api.idempotency"
+      pattern       = "Literal"
+    }
+    "User:kfn-order_api ALLOW WRITE on TRANSACTIONAL_ID kfn.order_api. (PREFIXED) from *" = {
+      principal     = "User:kfn-order_api"
+      host          = "*"
+      operation     = "Write"
+      permission    = "Allow"
+      resource_type = "TransactionalID"
+      resource_name = "kfn.order_api."
+      pattern       = "Prefixed"
+    }
+    "User:kfn-order_api ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.order_api. (PREFIXED) from *" = {
+      principal     = "User:kfn-order_api"
+      host          = "*"
+      operation     = "Describe"
+      permission    = "Allow"
+      resource_type = "TransactionalID"
+      resource_name = "kfn.order_api."
+      pattern       = "Prefixed"
     }
     "User:kfn-order_api ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *" = {
       principal     = "User:kfn-order_api"

@@ -64,6 +64,15 @@ locals {
         "retention.ms"        = "2592000000"
       }
     }
+    "order_api.idempotency" = {
+      partitions         = 3
+      replication_factor = 3
+      config = {
+        "cleanup.policy"      = "compact,delete"
+        "min.insync.replicas" = "2"
+        "retention.ms"        = "86400000"
+      }
+    }
     "order_metrics.dlq" = {
       partitions         = 1
       replication_factor = 3

@@ -6,8 +6,15 @@
 //! [`rejected`] (OrderRejected), [`payment_failed`] (PaymentFailed),
 //! [`payment_processed`] (PaymentProcessed) and [`dispatched`]
 //! (ShipmentDispatched). Each emits one `Notification` on output `outbound`,
-//! keyed by customer_id so that one customer's messages stay in order. The notification id is the order id and
-//! the kind, so a sender can drop the duplicates a redelivery produces.
+//! keyed by customer_id so that one customer's messages stay in order.
+//!
+//! `notify` runs `guarantee = "exactly_once"`: each input record's
+//! notification is committed in one transaction with the input's offset, so a
+//! sender that reads `notifications.outbound` with read_committed sees each
+//! notification once, even after a replica was killed mid-stream (see
+//! docs/guarantees.md). The notification id (order id and kind) stays, for a
+//! sender that reads uncommitted records or must survive its own redelivery
+//! (e-mail and SMS gateways take it as their idempotency key).
 
 use kfn_sdk::{Ctx, Emit, FnError};
 

@@ -15,7 +15,11 @@ fn shipped_config() -> Config {
 /// The plan for the shipped functions.toml with one user per function,
 /// written out by hand from the file's [functions] tables.
 const PER_FUNCTION_PLAN: &str = "\
+User:kfn-order_api ALLOW READ on TOPIC order_api.idempotency (LITERAL) from *
 User:kfn-order_api ALLOW WRITE on TOPIC orders.created (LITERAL) from *
+User:kfn-order_api ALLOW WRITE on TOPIC order_api.idempotency (LITERAL) from *
+User:kfn-order_api ALLOW WRITE on TRANSACTIONAL_ID kfn.order_api. (PREFIXED) from *
+User:kfn-order_api ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.order_api. (PREFIXED) from *
 User:kfn-order_api ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
 User:kfn-validation ALLOW READ on TOPIC orders.created (LITERAL) from *
 User:kfn-validation ALLOW READ on TOPIC shop.products (LITERAL) from *
@@ -59,6 +63,8 @@ User:kfn-notify ALLOW READ on TOPIC shipments.dispatched (LITERAL) from *
 User:kfn-notify ALLOW READ on GROUP kfn.notify (LITERAL) from *
 User:kfn-notify ALLOW WRITE on TOPIC notifications.outbound (LITERAL) from *
 User:kfn-notify ALLOW WRITE on TOPIC notify.dlq (LITERAL) from *
+User:kfn-notify ALLOW WRITE on TRANSACTIONAL_ID kfn.notify. (PREFIXED) from *
+User:kfn-notify ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.notify. (PREFIXED) from *
 User:kfn-notify ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *
 User:kfn-order_metrics ALLOW READ on TOPIC orders.created (LITERAL) from *
 User:kfn-order_metrics ALLOW READ on GROUP kfn.order_metrics (LITERAL) from *

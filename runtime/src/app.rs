@@ -20,6 +20,7 @@ use crate::kafka::{Cluster, ConnectOptions, KafkaError};
 use crate::metrics::Metrics;
 use crate::table::{query_routes, GlobalTable, TableView};
 use crate::trigger::http::{HttpTrigger, Route};
+use crate::trigger::idempotency::{IdempotencyError, IdempotencyLog};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,9 @@ pub enum StartError {
     /// A function could not start.
     #[error(transparent)]
     Function(#[from] FunctionError),
+    /// An HTTP function's Idempotency-Keys could not be followed.
+    #[error(transparent)]
+    Idempotency(#[from] Box<IdempotencyError>),
 }
 
 /// What every part of the running application shares.
@@ -233,6 +237,26 @@ async fn start_tables(
     Ok(tables)
 }
 
+/// The Idempotency-Keys of an HTTP function, followed on `cluster` (its
+/// identity's); the topic is created first when missing (a function started
+/// before `kfn topics create` learned of it).
+async fn idempotency_log(
+    app: &App,
+    spec: &FunctionSpec,
+    cluster: &Cluster,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<Arc<IdempotencyLog>>, StartError> {
+    let Some(topic) = spec.idempotency_topic() else { return Ok(None) };
+    let Some(declared) = app.config.topics.get(&topic) else { return Ok(None) };
+    if cluster.topic(&topic).await.is_err() {
+        crate::kafka::Admin::new(cluster.clone()).ensure_topics([declared]).await?;
+    }
+    // Kept forever (retention = "forever"): remembered as long as the replica runs.
+    let retention = declared.retention.unwrap_or(std::time::Duration::MAX);
+    let log = IdempotencyLog::start(cluster, &spec.name, &topic, retention, &app.producer_config, shutdown.clone());
+    Ok(Some(log.await.map_err(Box::new)?))
+}
+
 /// Where the running application listens.
 #[derive(Debug, Clone)]
 pub struct Listening {
@@ -282,6 +306,7 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
     let mut functions = Vec::new();
     let mut readiness = Readiness::default();
     let mut routes = Vec::new();
+    let mut idempotency = HashMap::new();
     let tables = start_tables(&app, &selected, &shutdown).await?;
     let lookups: BTreeMap<String, Arc<dyn TableLookup>> =
         tables.iter().map(|(topic, t)| (topic.clone(), t.clone() as Arc<dyn TableLookup>)).collect();
@@ -335,6 +360,9 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
                     .ok_or_else(|| not_registered("HTTP handler", &spec.handler))?
                     .clone();
                 let outputs = FunctionDeps { cluster: &cluster, ..app.function_deps() }.outputs(spec).await?;
+                if let Some(log) = idempotency_log(&app, spec, &cluster, &shutdown).await? {
+                    idempotency.insert(spec.name.clone(), log);
+                }
                 routes.push(Route {
                     producer: app.config.security.per_function.then_some(producer),
                     method: method.clone(),
@@ -362,6 +390,7 @@ pub async fn start(app: Arc<App>, only: &[String], shutdown: watch::Receiver<boo
             app.config.runtime.max_http_body,
             app.config.runtime.slow_handler,
         );
+        let trigger = trigger.with_idempotency(idempotency);
         let trigger = Arc::new(match &app.config.runtime.openapi {
             Some(openapi) => trigger.with_openapi(&openapi.text),
             None => trigger,

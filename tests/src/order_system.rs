@@ -53,10 +53,50 @@ pub struct OrderSystem {
     pub topics: Vec<String>,
     cluster: Cluster,
     schemas: SchemaCache,
+    /// How to start (and restart) a replica.
+    setup: ReplicaSetup,
     // Dropped in field order: replicas first, then the registry, then the broker.
     replicas: Vec<Replica>,
     registry: Option<RegistryServer>,
     _broker: Broker,
+}
+
+/// What starting a replica takes: the binary, a config per replica, the
+/// environment, and what a new replica's config is made from.
+struct ReplicaSetup {
+    binary: PathBuf,
+    dir: PathBuf,
+    /// Per replica: its config and the functions it runs (all when empty).
+    replicas: Vec<(PathBuf, Vec<String>)>,
+    secrets: Vec<(String, String)>,
+    shipped: String,
+    root: PathBuf,
+    bootstrap: String,
+    registry_url: String,
+    security_table: String,
+}
+
+impl ReplicaSetup {
+    /// Starts replica `n` as a child process logging to `replica-<n>.log` (appended).
+    fn spawn(&self, n: usize) -> anyhow::Result<Replica> {
+        let (config, only) = &self.replicas[n];
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("replica-{n}.log")))?;
+        let mut command = Command::new(&self.binary);
+        command.args(["run", "--config"]).arg(config);
+        for function in only {
+            command.args(["--only", function]);
+        }
+        let child = command
+            .env("KFN_LOG", std::env::var("KFN_TEST_REPLICA_LOG").unwrap_or_else(|_| "info".into()))
+            .env_remove("KFN_CONFIG")
+            .envs(self.secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting a replica")?;
+        Ok(Replica(child))
+    }
 }
 
 /// The private broker: plain, or secured.
@@ -227,21 +267,18 @@ impl OrderSystem {
         kfn::dev::seed::seed_topics(&cluster, &config, &root).await.context("seeding shop.products")?;
         let topics: Vec<String> = config.topics.keys().cloned().collect();
 
-        let mut running = Vec::new();
-        for (n, path) in configs.iter().enumerate() {
-            let log = std::fs::File::create(dir.join(format!("replica-{n}.log")))?;
-            let child = Command::new(replica_binary)
-                .args(["run", "--config"])
-                .arg(path)
-                .env("KFN_LOG", std::env::var("KFN_TEST_REPLICA_LOG").unwrap_or_else(|_| "info".into()))
-                .env_remove("KFN_CONFIG")
-                .envs(secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .context("starting a replica")?;
-            running.push(Replica(child));
-        }
+        let setup = ReplicaSetup {
+            binary: replica_binary.to_path_buf(),
+            dir: dir.clone(),
+            replicas: configs.into_iter().map(|c| (c, Vec::new())).collect(),
+            secrets,
+            shipped,
+            root,
+            bootstrap,
+            registry_url: registry_url.clone(),
+            security_table,
+        };
+        let running = (0..replicas).map(|n| setup.spawn(n)).collect::<anyhow::Result<Vec<_>>>()?;
         let schemas = SchemaCache::new(RegistryClient::new(&registry_url, None)?);
         let system = OrderSystem {
             http,
@@ -250,6 +287,7 @@ impl OrderSystem {
             topics,
             cluster,
             schemas,
+            setup,
             replicas: running,
             registry: Some(registry),
             _broker: broker,
@@ -259,23 +297,66 @@ impl OrderSystem {
         Ok(system)
     }
 
+    /// Starts one more replica, running only the functions `only` (all when
+    /// empty) with HTTP and admin ports of its own; waits until it is ready.
+    /// Returns its number (its index in [`OrderSystem::http`] and [`OrderSystem::admin`]).
+    pub async fn add_replica(&mut self, only: &[&str]) -> anyhow::Result<usize> {
+        let n = self.replicas.len();
+        let (h, a) = (free_addr()?, free_addr()?);
+        let s = &self.setup;
+        let mut text = rewrite_config(&s.shipped, &s.root, &s.bootstrap, &s.registry_url, h, a)?;
+        text.push_str(&s.security_table);
+        let path = self.dir.join(format!("replica-{n}.toml"));
+        std::fs::write(&path, text)?;
+        self.setup.replicas.push((path, only.iter().map(|f| f.to_string()).collect()));
+        self.replicas.push(self.setup.spawn(n)?);
+        self.http.push(h);
+        self.admin.push(a);
+        self.await_ready_one(a, Duration::from_secs(120)).await?;
+        Ok(n)
+    }
+
+    /// Kills replica `n` with SIGKILL (a crash) and waits until it exited.
+    pub fn kill_replica(&mut self, n: usize) {
+        let _ = self.replicas[n].0.kill();
+        let _ = self.replicas[n].0.wait();
+    }
+
+    /// Starts replica `n` again (after [`OrderSystem::kill_replica`]) with
+    /// its config and ports; waits until it is ready.
+    pub async fn restart_replica(&mut self, n: usize) -> anyhow::Result<()> {
+        self.kill_replica(n);
+        self.replicas[n] = self.setup.spawn(n)?;
+        self.await_ready_one(self.admin[n], Duration::from_secs(120)).await
+    }
+
+    /// The schema registry the replicas use.
+    pub fn schema_registry(&self) -> &RegistryClient {
+        self.schemas.client()
+    }
+
     /// Waits until every replica answers 200 on /readyz (each function holds an assignment).
     async fn await_ready(&self, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
         for addr in &self.admin {
-            loop {
-                if let Ok((200, _)) = request(*addr, "GET", "/readyz", &[], b"").await {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let answer = request(*addr, "GET", "/readyz", &[], b"").await;
-                    bail!("replica {addr} not ready within {limit:?}: {answer:?}; logs in {}", self.dir.display());
-                }
-                // /readyz has no change notification: poll it.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            self.await_ready_one(*addr, limit).await?;
         }
         Ok(())
+    }
+
+    /// Waits until the replica of admin address `addr` answers 200 on /readyz.
+    async fn await_ready_one(&self, addr: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok((200, _)) = request(addr, "GET", "/readyz", &[], b"").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let answer = request(addr, "GET", "/readyz", &[], b"").await;
+                bail!("replica {addr} not ready within {limit:?}: {answer:?}; logs in {}", self.dir.display());
+            }
+            // /readyz has no change notification: poll it.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The broker's cluster.

@@ -6,8 +6,10 @@
 //! outputs and dead-letter topic, WRITE and DESCRIBE on the transactional ids
 //! `kfn.<function>.*` when it runs exactly-once (an aggregate that regroups its
 //! input also READ on the group `kfn.<function>.repartition` and READ/WRITE on
-//! its internal topic `<function>.repartition`), and IDEMPOTENT_WRITE on the
-//! cluster when it produces at all (kfn's producer is idempotent by default).
+//! its internal topic `<function>.repartition`), READ and WRITE on its
+//! Idempotency-Key topic and the same transactional ids when it is an HTTP
+//! function, and IDEMPOTENT_WRITE on the cluster when it produces at all
+//! (kfn's producer is idempotent by default).
 //!
 //! ```
 //! use kfn::acls::{plan, Principals};
@@ -134,19 +136,26 @@ pub fn function_acls(function: &FunctionSpec, principal: &str) -> Vec<AclBinding
             acls.push(acl);
         }
     }
+    let keys = function.idempotency_topic();
+    if let Some(keys) = &keys {
+        // Every replica reads the remembered answers (no group), and writes its own.
+        acls.push(AclBinding::allow(principal, Read, ResourceType::Topic, Literal, keys));
+    }
     let mut written: Vec<&str> = function.outputs.values().map(String::as_str).collect();
     written.extend(function.repartition().map(|r| r.topic.as_str()));
     written.extend(function.dead_letter.as_deref());
     written.extend(function.retry.topic.as_deref());
+    written.extend(keys.as_deref());
     for topic in &written {
         let acl = AclBinding::allow(principal, Write, ResourceType::Topic, Literal, topic);
         if !acls.contains(&acl) {
             acls.push(acl);
         }
     }
-    if function.guarantee == Guarantee::ExactlyOnce {
+    if function.guarantee == Guarantee::ExactlyOnce || keys.is_some() {
         // Granted by prefix: the ids are kfn.<function>.<...> whatever follows (a
-        // member's random suffix, or <topic>.<partition> with a producer per partition).
+        // member's random suffix, <topic>.<partition> with a producer per partition,
+        // or http.<random suffix> for an HTTP replica's answers and events).
         let prefix = format!("kfn.{}.", function.name);
         acls.push(AclBinding::allow(principal, Write, ResourceType::TransactionalId, Prefixed, &prefix));
         acls.push(AclBinding::allow(principal, Describe, ResourceType::TransactionalId, Prefixed, &prefix));
@@ -203,6 +212,25 @@ mod tests {
                 format!("{p} ALLOW WRITE on TOPIC payment.retry (LITERAL) from *"),
                 format!("{p} ALLOW WRITE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *"),
                 format!("{p} ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.payment. (PREFIXED) from *"),
+                format!("{p} ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_http_function_reads_and_writes_its_idempotency_keys_in_transactions() {
+        let mut f = function("order_api");
+        f.kind = FunctionKind::Http { method: "POST".into(), path: "/orders".into() };
+        f.dead_letter = None;
+        let p = "User:kfn-order_api";
+        assert_eq!(
+            lines(&function_acls(&f, p)),
+            [
+                format!("{p} ALLOW READ on TOPIC order_api.idempotency (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC out (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TOPIC order_api.idempotency (LITERAL) from *"),
+                format!("{p} ALLOW WRITE on TRANSACTIONAL_ID kfn.order_api. (PREFIXED) from *"),
+                format!("{p} ALLOW DESCRIBE on TRANSACTIONAL_ID kfn.order_api. (PREFIXED) from *"),
                 format!("{p} ALLOW IDEMPOTENT_WRITE on CLUSTER kafka-cluster (LITERAL) from *"),
             ]
         );

@@ -331,6 +331,10 @@ pub enum CleanupPolicy {
     Delete,
     /// Keep the last value of each key.
     Compact,
+    /// Keep the last value of each key, and delete it once older than the
+    /// retention (`compact,delete`): what kfn derives for an HTTP function's
+    /// Idempotency-Key topic, whose keys expire.
+    CompactDelete,
 }
 
 impl CleanupPolicy {
@@ -339,6 +343,7 @@ impl CleanupPolicy {
         match self {
             CleanupPolicy::Delete => "delete",
             CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
         }
     }
 }
@@ -395,6 +400,14 @@ impl FunctionSpec {
     /// The consumer group of the function.
     pub fn group_id(&self) -> String {
         format!("kfn.{}", self.name)
+    }
+
+    /// The Idempotency-Key topic of an HTTP function, `<function>.idempotency`
+    /// (a topic of [`Config::topics`] too, derived unless declared): the
+    /// answers the HTTP trigger remembers by key, shared by every replica
+    /// (see `kfn::trigger::idempotency`). None for topic functions.
+    pub fn idempotency_topic(&self) -> Option<String> {
+        matches!(self.kind, FunctionKind::Http { .. }).then(|| format!("{}.idempotency", self.name))
     }
 
     /// The input topics (empty for HTTP functions); an aggregate has one.

@@ -34,6 +34,7 @@ async fn shipped(_: Ctx, e: Shipped) -> Result<Emit, FnError> {
 fn registry() -> Registry {
     let mut registry = Registry::default();
     registry.handler("track", created).handler("track", shipped).handler("only_created", created);
+    registry.http("accept", |_| async { kfn_sdk::HttpReply::json(202, "{}") });
     registry
 }
 
@@ -123,6 +124,31 @@ fn config_dead_letter_topics_are_derived_and_overridable() {
     let named = TRACK.replace("outputs =", "dead_letter = \"letters\"\noutputs =");
     let errors = errors_of(load(DEFAULTS, &named));
     assert!(has(&errors, "functions.track.dead_letter", "undeclared topic \"letters\""), "{errors:?}");
+}
+
+#[test]
+fn config_an_http_function_gets_an_idempotency_topic_that_expires_keys() {
+    let api = "[functions.api]\nhandler = \"accept\"\ntrigger = { http = { method = \"POST\", path = \"/t\" } }\noutputs = { out = \"out\" }\n";
+    let (_dir, result) = load(DEFAULTS, api);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.functions["api"].idempotency_topic().as_deref(), Some("api.idempotency"));
+    let keys = &config.topics["api.idempotency"];
+    assert_eq!((keys.partitions, keys.replication, keys.cleanup_policy), (3, 3, CleanupPolicy::CompactDelete));
+    assert_eq!(keys.retention, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(keys.broker_configs()["cleanup.policy"], "compact,delete");
+    // A topic function has none.
+    let (_dir, result) = load(DEFAULTS, TRACK);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.functions["track"].idempotency_topic(), None);
+    assert!(!config.topics.keys().any(|t| t.ends_with(".idempotency")));
+
+    // Declared: its settings win (here a week of memory).
+    let declared =
+        format!("{api}\n[topics.\"api.idempotency\"]\ncleanup_policy = \"compact,delete\"\nretention = \"7d\"\n");
+    let (_dir, result) = load(DEFAULTS, &declared);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    let keys = &config.topics["api.idempotency"];
+    assert_eq!((keys.partitions, keys.retention), (4, Some(Duration::from_secs(7 * 86_400))));
 }
 
 #[test]

@@ -68,9 +68,9 @@ fn load_with(path: &Path, registry: &kfn_sdk::Registry, env: Option<Env>) -> Res
     let local = v.local(top.local);
     v.topic_defaults = v.topic_defaults(top.topic_defaults);
     let mut topics = v.topics(top.topics);
-    let (functions, dead_letters) = v.functions(top.functions, &topics);
+    let (functions, derived) = v.functions(top.functions, &topics);
     // Materialized here, so whatever lists topics (creation, ACLs, `kfn dlq`) sees them as declared.
-    topics.extend(dead_letters);
+    topics.extend(derived);
     v.c.finish()?;
     Ok(Config { file: path.to_path_buf(), runtime, security, local, topics, functions })
 }
@@ -390,7 +390,8 @@ impl Validator<'_> {
         }
     }
 
-    /// The functions, and the dead-letter topics derived for them (`<function>.dlq`, unless declared).
+    /// The functions, and the topics derived for them unless declared: dead-letter
+    /// topics (`<function>.dlq`) and Idempotency-Key topics (`<function>.idempotency`).
     fn functions(
         &mut self,
         raw: BTreeMap<String, Value>,
@@ -435,6 +436,10 @@ impl Validator<'_> {
                     if let Some(derived_topic) = self.repartition_topic(topic.clone(), &spec, topics) {
                         derived.insert(topic.clone(), derived_topic);
                     }
+                }
+                if let Some(keys) = spec.idempotency_topic().filter(|t| !topics.contains_key(t)) {
+                    let output = spec.outputs.values().next().and_then(|o| topics.get(o));
+                    derived.insert(keys.clone(), self.idempotency_topic(keys, &name, output));
                 }
                 functions.insert(name, spec);
             }
@@ -744,7 +749,7 @@ impl Validator<'_> {
             self.c.push(field, "expected max_attempts of at least 2: with one attempt nothing is ever retried");
         }
         if let Some(topic) = topics.get(delay) {
-            if topic.cleanup_policy == CleanupPolicy::Compact {
+            if topic.cleanup_policy != CleanupPolicy::Delete {
                 self.c.push(
                     field,
                     format!("expected a delete topic: compaction of {delay:?} would drop a key's waiting records"),

@@ -3,9 +3,11 @@
 //! acknowledged the write (503 when it could not).
 //!
 //! An `Idempotency-Key` header makes a retried request get the first
-//! answer again without running the handler (or producing) a second time.
-//! The keys live in this process for 24 hours; see docs/architecture.md for
-//! what that means with several replicas.
+//! answer again without running the handler (or producing) a second time,
+//! from any replica: the answers are remembered in the function's
+//! `<function>.idempotency` topic, written in one transaction with the
+//! request's events ([`super::idempotency`]). Concurrent requests with one
+//! key on one replica share one handler call (kept in memory for 24 hours).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use crate::invoker::invoke::{http_stack, HttpCall, HttpInput, Stack};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OnceCell};
 
+use super::idempotency::{self, IdempotencyLog};
 use super::server::{self, HttpResponse};
 use crate::invoker::outputs::{EncodeBuffers, Outputs, Target};
 use crate::kafka::group::protocol::TopicPartition;
@@ -96,6 +99,8 @@ pub struct HttpTrigger {
     metrics: Metrics,
     max_body: u64,
     keys: Mutex<IdempotencyKeys>,
+    /// The Idempotency-Keys of each HTTP function, in Kafka, by function name.
+    idempotency: HashMap<String, Arc<IdempotencyLog>>,
     /// The OpenAPI document served at `GET /openapi.json`, when configured.
     openapi: Option<Arc<str>>,
 }
@@ -117,7 +122,13 @@ impl HttpTrigger {
                 Served { route, stack }
             })
             .collect();
-        Self { routes, producer, metrics, max_body, keys: Mutex::default(), openapi: None }
+        Self { routes, producer, metrics, max_body, keys: Mutex::default(), idempotency: HashMap::new(), openapi: None }
+    }
+
+    /// Remembers the answers of keyed requests in Kafka: `logs` by function name.
+    /// A function without one remembers its keys in this process only.
+    pub fn with_idempotency(self, logs: HashMap<String, Arc<IdempotencyLog>>) -> Self {
+        Self { idempotency: logs, ..self }
     }
 
     /// Serves `document` (JSON) at `GET /openapi.json`.
@@ -171,12 +182,12 @@ impl HttpTrigger {
             Some(key) => {
                 let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).cell(&format!("{label}\n{key}"));
                 // Only answers that produced (or rejected the input) are remembered; a 503 may be retried.
-                match cell.get_or_try_init(|| self.invoke(served, request)).await {
+                match cell.get_or_try_init(|| self.invoke_keyed(served, request, &key)).await {
                     Ok(answer) => answer.clone(),
                     Err(answer) => answer,
                 }
             }
-            None => match self.invoke(served, request).await {
+            None => match self.invoke(served, request, None).await {
                 Ok(answer) | Err(answer) => answer,
             },
         };
@@ -188,8 +199,30 @@ impl HttpTrigger {
         server::json(status, body)
     }
 
-    /// Runs the handler and produces its events. `Err` is an answer not to remember (503, 500).
-    async fn invoke(&self, served: &Served, request: HttpRequest) -> Result<Answer, Answer> {
+    /// The answer any replica gave to `key`, or the handler's, remembered
+    /// with its events in one transaction. `Err` is an answer not to remember.
+    async fn invoke_keyed(&self, served: &Served, request: HttpRequest, key: &str) -> Result<Answer, Answer> {
+        let Some(log) = self.idempotency.get(&served.route.function) else {
+            return self.invoke(served, request, None).await;
+        };
+        match log.remembered(key).await {
+            Ok(Some(answer)) => Ok((answer.status, answer.body)),
+            Ok(None) => self.invoke(served, request, Some((log, key))).await,
+            Err(e) => {
+                tracing::warn!(function = %served.route.function, error = %e, "cannot look the Idempotency-Key up");
+                Err((503, serde_json::json!({ "error": e.to_string() }).to_string()))
+            }
+        }
+    }
+
+    /// Runs the handler and produces its events; with `remember`, in one
+    /// transaction with the answer under its key. `Err` is an answer not to remember (503, 500).
+    async fn invoke(
+        &self,
+        served: &Served,
+        request: HttpRequest,
+        remember: Option<(&IdempotencyLog, &str)>,
+    ) -> Result<Answer, Answer> {
         let route = &served.route;
         // The request's trace continues on every event it produces (a new one when it has none).
         let trace =
@@ -201,9 +234,6 @@ impl HttpTrigger {
             // The observe layer logged and counted a panic; nothing else fails here.
             Err(_) => return Err((500, serde_json::json!({ "error": "the handler failed" }).to_string())),
         };
-        if reply.emit.is_empty() {
-            return Ok((reply.status, reply.body));
-        }
         let now = kfn_sdk::now_ms();
         let mut by_tp: BTreeMap<Target, Vec<ProducerRecord>> = BTreeMap::new();
         let mut buffers = EncodeBuffers::default();
@@ -220,6 +250,24 @@ impl HttpTrigger {
                     return Err((500, serde_json::json!({ "error": e.to_string() }).to_string()));
                 }
             }
+        }
+        if let Some((log, key)) = remember {
+            let records =
+                by_tp.into_iter().map(|((topic, p), records)| (TopicPartition::new(topic.to_string(), p), records));
+            let answer = idempotency::Answer { status: reply.status, body: reply.body };
+            return match log.commit(key, answer.clone(), records.collect()).await {
+                Ok(()) => Ok((answer.status, answer.body)),
+                Err(e) => {
+                    tracing::warn!(function = %route.function, error = %e, "the request's events and answer were not stored");
+                    Err((
+                        503,
+                        serde_json::json!({ "error": format!("the event could not be stored: {e}") }).to_string(),
+                    ))
+                }
+            };
+        }
+        if by_tp.is_empty() {
+            return Ok((reply.status, reply.body));
         }
         let producer = route.producer.as_ref().unwrap_or(&self.producer);
         let sends = by_tp.into_iter().map(|((topic, partition), records)| async move {

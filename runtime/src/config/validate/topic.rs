@@ -1,5 +1,6 @@
-//! Validation of topics: `[topic_defaults]`, each `[topics."name"]`, and the
-//! dead-letter topics kfn derives for functions that do not name one.
+//! Validation of topics: `[topic_defaults]`, each `[topics."name"]`, the
+//! dead-letter topics kfn derives for functions that do not name one, and the
+//! Idempotency-Key topics it derives for HTTP functions.
 //!
 //! A field a topic leaves out comes from `[topic_defaults]`; a field it sets
 //! wins. An error in a default is reported once, under `topic_defaults.<field>`,
@@ -24,6 +25,12 @@ const DEAD_LETTER_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// How long a derived repartition topic keeps records without a default
 /// retention: the fold stage reads them within moments; a week covers an outage.
 const REPARTITION_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+/// The partitions of a derived Idempotency-Key topic: every replica reads all
+/// of them, and one request writes one small record, so few are plenty.
+const IDEMPOTENCY_PARTITIONS: i32 = 3;
+/// How long a derived Idempotency-Key topic remembers an answer: a day, as
+/// long as clients of HTTP APIs are usually told to retry with one key.
+const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// `[topic_defaults]`, validated. A default that was invalid holds a
 /// fallback, so the topics that inherit it are not reported again.
@@ -175,6 +182,29 @@ impl Validator<'_> {
         })
     }
 
+    /// The Idempotency-Key topic kfn creates for an HTTP function that does
+    /// not declare `<function>.idempotency`: `[topic_defaults]`' replication
+    /// (else its first output's), 3 partitions, `compact,delete` with 24 h:
+    /// one answer per key, forgotten a day after it was given.
+    pub(super) fn idempotency_topic(&self, name: String, function: &str, output: Option<&TopicSpec>) -> TopicSpec {
+        let d = &self.topic_defaults;
+        TopicSpec {
+            name,
+            partitions: IDEMPOTENCY_PARTITIONS,
+            replication: d.replication.or(output.map(|t| t.replication)).unwrap_or(1),
+            retention: Some(IDEMPOTENCY_RETENTION),
+            cleanup_policy: CleanupPolicy::CompactDelete,
+            key: None,
+            schema: None,
+            event: None,
+            format: TopicFormat::Json,
+            configs: d.configs.clone(),
+            doc: Some(format!(
+                "The answers HTTP function {function} gave, by Idempotency-Key (JSON; kfn's, compacted, kept 24 h)."
+            )),
+        }
+    }
+
     /// A field the topic left out: the default, or an error naming both places it could be set.
     fn inherited<T: Copy + From<u8>>(&mut self, prefix: &str, field: &str, default: Option<T>) -> T {
         default.unwrap_or_else(|| {
@@ -228,7 +258,11 @@ impl Validator<'_> {
             &format!("{prefix}.cleanup_policy"),
             Some(text),
             CleanupPolicy::Delete,
-            &[("delete", CleanupPolicy::Delete), ("compact", CleanupPolicy::Compact)],
+            &[
+                ("delete", CleanupPolicy::Delete),
+                ("compact", CleanupPolicy::Compact),
+                ("compact,delete", CleanupPolicy::CompactDelete),
+            ],
         )
     }
 

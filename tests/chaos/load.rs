@@ -79,6 +79,7 @@ pub struct Outcome {
 pub struct Ledger {
     outcomes: Mutex<BTreeMap<String, Outcome>>,
     sent: AtomicU64,
+    last_sent: Mutex<Option<Instant>>,
 }
 
 impl Ledger {
@@ -92,6 +93,11 @@ impl Ledger {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// When the last request so far was started.
+    pub fn last_sent(&self) -> Option<Instant> {
+        *self.last_sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn record(&self, outcome: Outcome) {
         self.outcomes.lock().unwrap_or_else(|p| p.into_inner()).insert(outcome.order.key.clone(), outcome);
     }
@@ -100,6 +106,7 @@ impl Ledger {
 /// Sends `order` to `targets[first]`, then the next replica on each failure, until accepted or [`GIVE_UP_AFTER`].
 pub async fn send(ledger: &Ledger, targets: &[SocketAddr], first: usize, order: OrderRequest) -> Outcome {
     ledger.sent.fetch_add(1, Ordering::Relaxed);
+    *ledger.last_sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     let body = order.body();
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
@@ -118,8 +125,9 @@ pub async fn send(ledger: &Ledger, targets: &[SocketAddr], first: usize, order: 
                 None => eprintln!("chaos: {} answered {status} without an order_id: {text}", order.key),
             }
         }
-        if let Ok(Ok((status @ 400..=499, text))) = &answer {
-            // The request itself is wrong: retrying cannot help. Never expected here.
+        if let Ok(Ok((status @ (400 | 413 | 415 | 422), text))) = &answer {
+            // The request itself is wrong: retrying cannot help. Never expected here. (Other
+            // statuses, a 404 included, may come from something else than kfn during a fault.)
             eprintln!("chaos: order {} refused with {status}: {text}", order.key);
             break None;
         }

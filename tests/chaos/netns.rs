@@ -11,6 +11,9 @@
 //!        +---- veth kc<pid>h (10.213.n.1) ===== veth kc<pid>n (10.213.n.2) ----+
 //! ```
 //!
+//! A blackhole route for the /30 (below the link's own) drops what the host
+//! sends to the namespace while the link is down.
+//!
 //! The replica's HTTP and admin listen on 0.0.0.0 inside: the host reaches
 //! them at 10.213.n.2. Everything is removed on drop; a namespace left by a
 //! runner that was killed with SIGKILL is removed by the next run.
@@ -88,6 +91,11 @@ impl Isolated {
         ip(&["link", "set", &inner_if, "netns", &ns])?;
         ip(&["addr", "add", &format!("{}/30", isolated.host_ip), "dev", &host_if])?;
         ip(&["link", "set", &host_if, "up"])?;
+        // While the link is down its route is gone, and packets to the namespace would take the
+        // default route (on this machine, to a proxy that answers HTTP). A blackhole route
+        // behind the link's own drops them instead, as a cut cable would.
+        let _ = ip(&["route", "del", "blackhole", &isolated.subnet()]);
+        ip(&["route", "add", "blackhole", &isolated.subnet(), "metric", "4000"])?;
         ip(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{}/30", isolated.inner_ip), "dev", &inner_if])?;
         ip(&["netns", "exec", &ns, "ip", "link", "set", &inner_if, "up"])?;
         ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"])?;
@@ -135,6 +143,12 @@ impl Isolated {
         ip(&["link", "set", &self.host_if, "up"])
     }
 
+    /// The /30 of the veth pair.
+    fn subnet(&self) -> String {
+        let [a, b, c, _] = self.host_ip.octets();
+        format!("{a}.{b}.{c}.0/30")
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -153,5 +167,6 @@ impl Drop for Isolated {
         // Deleting the namespace deletes its veth end, and with it the pair.
         let _ = ip(&["netns", "del", &self.name]);
         let _ = ip(&["link", "del", &self.host_if]);
+        let _ = ip(&["route", "del", "blackhole", &self.subnet()]);
     }
 }

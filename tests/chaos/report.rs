@@ -22,8 +22,8 @@ pub struct Report<'a> {
     pub totals: Totals,
     /// From the first order to the last answer.
     pub load_took: Duration,
-    /// Whether the load was still running when the last fault recovered.
-    pub load_outlasted_faults: bool,
+    /// When the last request was sent, since the load started.
+    pub last_order_at: Duration,
     /// From the end of the load to every lag at zero; None: not drained.
     pub drained: Option<Duration>,
     /// When the run started.
@@ -69,13 +69,14 @@ impl Report<'_> {
         );
         let _ = writeln!(
             md,
-            "- Load: {} requests in {:.0} s{}; drained (every lag 0) {} after the load ended.",
+            "- Load: {} requests, the last sent at {:.0} s, the last answered at {:.0} s{}; drained (every lag 0) {} \
+             after the load ended.",
             self.totals.requested,
+            self.last_order_at.as_secs_f64(),
             self.load_took.as_secs_f64(),
-            if self.load_outlasted_faults {
-                ""
-            } else {
-                " (the load ended before the last fault: later faults ran without orders arriving)"
+            match self.faults.iter().filter(|f| f.at > self.last_order_at.as_secs_f64()).count() {
+                0 => String::new(),
+                n => format!(" ({n} fault(s) began after the last order was sent: no new orders arrived during them)"),
             },
             self.drained.map_or("not".to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
         );

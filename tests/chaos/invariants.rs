@@ -232,7 +232,7 @@ pub async fn check_all(
         }
     }
     let accepted_revenue: Decimal = accepted.values().map(|o| o.order.total()).sum();
-    for addr in http {
+    for (n, addr) in http.iter().enumerate() {
         let top =
             get_until(*addr, "/analytics/top-products", |body| top_products(body).as_ref() == Some(&products)).await;
         let totals_answer =
@@ -240,7 +240,7 @@ pub async fn check_all(
         let (top_ok, metrics_ok) =
             (top_products(&top).as_ref() == Some(&products), order_metrics(&totals_answer) == Some((orders, revenue)));
         checks.push(check(
-            &format!("analytics of {addr} equal the created orders"),
+            &format!("analytics of replica {n} equal the created orders"),
             top_ok && metrics_ok,
             format!(
                 "truth: {orders} orders, revenue {revenue} ({} products); accepted by the clients: {} orders, revenue \

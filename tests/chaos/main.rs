@@ -196,7 +196,7 @@ async fn run(params: &Params) -> anyhow::Result<bool> {
     checks.push(invariants::Check {
         name: "every replica still running".into(),
         ok: alive.iter().all(|a| *a),
-        detail: format!("{alive:?}; logs in {}", system.dir.display()),
+        detail: format!("{alive:?}"),
     });
 
     let report = report::Report {
@@ -212,6 +212,8 @@ async fn run(params: &Params) -> anyhow::Result<bool> {
     };
     let markdown = report.markdown();
     println!("{markdown}");
+    // Printed, not written to the report: a path of this machine.
+    eprintln!("chaos: the replicas' and the registry's logs are in {}", system.dir.display());
     if let Some(path) = &params.report {
         std::fs::write(path, &markdown).with_context(|| format!("writing {}", path.display()))?;
     }

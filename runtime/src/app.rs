@@ -1,7 +1,7 @@
 //! The running application: schemas registered, every function started, the
 //! HTTP trigger and the admin endpoints served, all stopped together.
 
-use crate::kafka_settings::{ClusterFromConfig, ConnectOptionsFromSettings};
+use crate::kafka_settings::{ClusterFromConfig, ConnectOptionsFromSettings, EnsureTopics};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

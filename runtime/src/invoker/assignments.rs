@@ -1,4 +1,9 @@
 //! Starts and stops partition workers as the group assigns and revokes partitions.
+//!
+//! Only the partitions named are touched: under the consumer group protocol
+//! a rebalance names just those that change owner, so the others' workers
+//! run on. `kfn_partition_workers_started_total` and
+//! `kfn_partition_workers_stopped_total` count each start and stop.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +54,7 @@ impl RebalanceListener for PartitionWorkers {
                 }
                 let (stop, stop_rx) = watch::channel(false);
                 let handle = tokio::spawn(worker::run(self.shared.clone(), tp.clone(), stop_rx));
+                self.shared.metrics.workers_started.inc();
                 running.insert(tp.clone(), Running { stop, handle });
             }
         })
@@ -59,6 +65,7 @@ impl RebalanceListener for PartitionWorkers {
             let workers = self.take(partitions);
             for (_, w) in &workers {
                 let _ = w.stop.send(true);
+                self.shared.metrics.workers_stopped.inc();
             }
             for (tp, w) in workers {
                 let abort = w.handle.abort_handle();
@@ -74,6 +81,7 @@ impl RebalanceListener for PartitionWorkers {
         Box::pin(async move {
             for (_, w) in self.take(partitions) {
                 w.handle.abort();
+                self.shared.metrics.workers_stopped.inc();
             }
         })
     }

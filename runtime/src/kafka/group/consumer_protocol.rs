@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::consumer_group_heartbeat_response::Assignment;
-use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, GroupId, TopicName};
+use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, DescribeTopicPartitionsRequest, GroupId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::watch;
@@ -129,7 +129,7 @@ impl ConsumerMember {
             match self.heartbeat_and_reconcile(&*listener, &mut shutdown).await {
                 Outcome::Fenced => {
                     let dropped: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
-                    tracing::warn!(group = %self.config.group, epoch = self.epoch, partitions = dropped.len(), "fenced by the coordinator: partitions dropped without commit; rejoining");
+                    tracing::warn!(group = %self.config.group, epoch = self.epoch, partitions = dropped.len(), "fenced (or the session expired): partitions dropped without commit; rejoining");
                     self.epoch = JOIN_EPOCH;
                     self.target = None;
                     self.publish(None);
@@ -218,7 +218,10 @@ impl ConsumerMember {
             return Some(Outcome::Fatal(e));
         }
         match e.response_error() {
-            Some(ResponseError::FencedMemberEpoch | ResponseError::UnknownMemberId) => Some(Outcome::Fenced),
+            Some(ResponseError::FencedMemberEpoch | ResponseError::UnknownMemberId) => {
+                tracing::warn!(group = %self.config.group, epoch = self.epoch, error = %e, "the coordinator fenced this member");
+                Some(Outcome::Fenced)
+            }
             Some(
                 ResponseError::UnsupportedAssignor
                 | ResponseError::InvalidRequest
@@ -229,8 +232,17 @@ impl ConsumerMember {
                 tracing::info!(group = %self.config.group, error = %e, "heartbeat failed; retrying");
                 self.client.reset_coordinator();
                 // Past the session timeout the coordinator has given our partitions
-                // away: stop them before their next owner starts.
-                (last_ok.elapsed() >= self.config.session_timeout && !self.owned.is_empty()).then_some(Outcome::Fenced)
+                // away: stop them before their next owner starts. The broker's
+                // session is not in its answers; it is longer than its heartbeat
+                // interval, which alone would make one failed beat look like an
+                // expired session, so the bound is at least three beats (the
+                // member epoch fences any commit past the broker's real one).
+                let session = self.config.session_timeout.max(self.interval * 3);
+                let expired = last_ok.elapsed() >= session && !self.owned.is_empty();
+                if expired {
+                    tracing::warn!(group = %self.config.group, silent = ?last_ok.elapsed(), "no heartbeat answered for a session timeout");
+                }
+                expired.then_some(Outcome::Fenced)
             }
         }
     }
@@ -383,10 +395,20 @@ impl ConsumerMember {
     }
 }
 
-/// Whether the broker behind `client` offers the consumer group protocol.
-pub(super) async fn offered(client: &mut GroupClient) -> Result<bool, KafkaError> {
+/// Whether the broker behind `client` offers the consumer group protocol;
+/// `None` when it cannot tell yet.
+///
+/// Apache Kafka advertises ConsumerGroupHeartbeat only once it knows the
+/// cluster's `group.version` feature, which a broker just started may not:
+/// a broker that offers DescribeTopicPartitions (3.8 and later) but not
+/// ConsumerGroupHeartbeat may offer it a moment later (or run 3.8/3.9 with
+/// the feature off), so the caller asks again on a new connection for a while.
+pub(super) async fn offered(client: &mut GroupClient) -> Result<Option<bool>, KafkaError> {
     let conn = client.coordinator().await?;
-    Ok(conn.version::<ConsumerGroupHeartbeatRequest>().is_ok())
+    if conn.version::<ConsumerGroupHeartbeatRequest>().is_ok() {
+        return Ok(Some(true));
+    }
+    Ok(conn.version::<DescribeTopicPartitionsRequest>().is_err().then_some(false))
 }
 
 fn names(partitions: &[TopicPartition]) -> Vec<String> {

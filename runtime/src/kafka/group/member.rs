@@ -155,10 +155,25 @@ impl GroupMember {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<bool>, KafkaError> {
+        /// How long a broker that may offer the consumer protocol soon is asked again.
+        const UNDECIDED: Duration = Duration::from_secs(10);
         let mut backoff = Backoff::new();
+        let mut undecided_since: Option<Instant> = None;
         loop {
             match consumer_protocol::offered(&mut self.client).await {
-                Ok(offered) => return Ok(Some(offered)),
+                Ok(Some(offered)) => return Ok(Some(offered)),
+                Ok(None) if undecided_since.is_some_and(|t| t.elapsed() >= UNDECIDED) => {
+                    tracing::info!(group = %self.config.group, "the broker does not offer ConsumerGroupHeartbeat (group.version off?)");
+                    return Ok(Some(false));
+                }
+                Ok(None) => {
+                    undecided_since.get_or_insert_with(Instant::now);
+                    // A new connection negotiates ApiVersions again.
+                    self.client.reset_coordinator();
+                    if wait_or_shutdown(Duration::from_millis(200), shutdown).await {
+                        return Ok(None);
+                    }
+                }
                 Err(e) if is_fatal(&e) => return Err(e),
                 Err(e) => {
                     // COORDINATOR_NOT_AVAILABLE until __consumer_offsets exists, a broker restarting.

@@ -67,9 +67,13 @@ impl RebalanceListener for PartitionWorkers {
                 let _ = w.stop.send(true);
                 self.shared.metrics.workers_stopped.inc();
             }
+            // One deadline for all: waiting `shutdown_timeout` per partition in turn would
+            // hold the member past its rebalance timeout (consumer protocol: fenced) and
+            // shutdown past its budget (no leave: the next owner waits out the session).
+            let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
             for (tp, w) in workers {
                 let abort = w.handle.abort_handle();
-                if tokio::time::timeout(self.shutdown_timeout, w.handle).await.is_err() {
+                if tokio::time::timeout_at(deadline, w.handle).await.is_err() {
                     tracing::warn!(function = %self.shared.function, partition = %tp, "in-flight work did not finish within the shutdown timeout; aborted");
                     abort.abort();
                 }

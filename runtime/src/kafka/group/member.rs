@@ -56,8 +56,14 @@ pub enum GroupProtocol {
 }
 
 /// What the runtime does when partitions come and go.
+///
+/// Calls name only the partitions that change: on the classic protocol a
+/// rebalance revokes every partition and assigns the new set; on the consumer
+/// protocol it revokes only those that move away and assigns only those
+/// gained, while the others keep running. Starting a partition already
+/// running must be harmless.
 pub trait RebalanceListener: Send + Sync + 'static {
-    /// `partitions` are this member's in `generation`: start processing them.
+    /// `partitions` became this member's in `generation`: start processing them.
     fn assigned<'a>(&'a self, generation: &'a Generation, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()>;
     /// Stop processing `partitions` and commit what finished; return when done.
     fn revoked<'a>(&'a self, generation: &'a Generation, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()>;

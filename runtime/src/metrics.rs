@@ -97,6 +97,10 @@ pub struct Metrics {
     pub committed_lag: Family<PartitionLabels, Gauge>,
     /// kfn_rebalances_total{function}.
     pub rebalances: Family<FunctionLabels, Counter>,
+    /// kfn_partition_workers_started_total{function}.
+    pub workers_started: Family<FunctionLabels, Counter>,
+    /// kfn_partition_workers_stopped_total{function}: revoked, lost or shut down.
+    pub workers_stopped: Family<FunctionLabels, Counter>,
     /// kfn_produce_duration_seconds{function}.
     pub produce_duration: Family<FunctionLabels, Histogram>,
     /// kfn_inflight_records{function}.
@@ -143,6 +147,8 @@ impl Metrics {
         let consumer_lag = Family::<PartitionLabels, Gauge>::default();
         let committed_lag = Family::<PartitionLabels, Gauge>::default();
         let rebalances = Family::<FunctionLabels, Counter>::default();
+        let workers_started = Family::<FunctionLabels, Counter>::default();
+        let workers_stopped = Family::<FunctionLabels, Counter>::default();
         let produce_duration =
             Family::<FunctionLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let inflight = Family::<FunctionLabels, Gauge>::default();
@@ -167,6 +173,16 @@ impl Metrics {
             committed_lag.clone(),
         );
         registry.register("kfn_rebalances", "Partition assignments received", rebalances.clone());
+        registry.register(
+            "kfn_partition_workers_started",
+            "Partition workers started (a partition assigned to this process)",
+            workers_started.clone(),
+        );
+        registry.register(
+            "kfn_partition_workers_stopped",
+            "Partition workers stopped (a partition revoked, lost or shut down)",
+            workers_stopped.clone(),
+        );
         registry.register(
             "kfn_produce_duration_seconds",
             "Time to produce a batch's outputs",
@@ -207,6 +223,8 @@ impl Metrics {
             consumer_lag,
             committed_lag,
             rebalances,
+            workers_started,
+            workers_stopped,
             produce_duration,
             inflight,
             slow_handlers,
@@ -255,6 +273,8 @@ impl Metrics {
             handler_duration: self.handler_duration.get_or_create(&f).clone(),
             retries: self.retries.get_or_create(&f).clone(),
             rebalances: self.rebalances.get_or_create(&f).clone(),
+            workers_started: self.workers_started.get_or_create(&f).clone(),
+            workers_stopped: self.workers_stopped.get_or_create(&f).clone(),
             produce_duration: self.produce_duration.get_or_create(&f).clone(),
             inflight: self.inflight.get_or_create(&f).clone(),
             slow: self.slow_handlers.get_or_create(&f).clone(),
@@ -282,6 +302,10 @@ pub struct FunctionMetrics {
     pub retries: Counter,
     /// Assignments received.
     pub rebalances: Counter,
+    /// Partition workers started.
+    pub workers_started: Counter,
+    /// Partition workers stopped.
+    pub workers_stopped: Counter,
     /// Produce latency.
     pub produce_duration: Histogram,
     /// Records in flight.

@@ -2,11 +2,12 @@
 //! resuming from committed offsets, and sharing a group with librdkafka.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kfn::kafka::group::protocol::TopicPartition;
 use kfn::kafka::producer::{Producer, ProducerConfig, ProducerRecord};
+use kfn_tests::app::Recorder;
 use kfn_tests::group::{await_members, Seen, TestMember};
 
 async fn produce(topic: &str, partitions: i32, count: usize, tag: &str) -> Vec<String> {
@@ -59,10 +60,11 @@ async fn members_share_partitions_and_survive_a_crash_and_a_restart() {
     let c = TestMember::start(&cluster, &group, &topic, "c", seen.clone());
     await_members(&[&a, &b, &c], Duration::from_secs(40), "a third member gets its share", balanced(&[2, 2, 2])).await;
 
-    // b crashes: no LeaveGroup, no commit. Its partitions move once its session (6 s) expires.
+    // b crashes: no LeaveGroup, no commit. Its partitions move once its session expires:
+    // 6 s on the classic protocol, the broker's 45 s on the consumer protocol (Apache Kafka).
     let b_partitions = b.partitions();
     b.kill();
-    await_members(&[&a, &c], Duration::from_secs(30), "b's partitions move to a and c", balanced(&[3, 3])).await;
+    await_members(&[&a, &c], Duration::from_secs(90), "b's partitions move to a and c", balanced(&[3, 3])).await;
     let a_now = a.partitions();
     assert!(a_now.is_superset(&(0..6).filter(|p| !b_partitions.contains(p) && !c.partitions().contains(p)).collect()));
 
@@ -202,7 +204,9 @@ async fn a_consumer_joins_a_running_kfn_function(joiner: Joiner) {
         // The coordinator offers no change notification to await; poll it.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(shared.protocol, "range", "the protocol both members offer");
+    // A classic group re-chooses the protocol both offer; on the consumer protocol (kfn's
+    // choice on Apache Kafka 4) the broker's assignor serves the classic joiner as well.
+    assert!(["range", "uniform"].contains(&shared.protocol.as_str()), "the group's assignor: {}", shared.protocol);
     let output = peer.await.expect("peer task").unwrap_or_else(|e| panic!("{joiner:?} member: {e:#}"));
     let last = output.lines().last().unwrap_or_default();
     let share: BTreeSet<i64> = last
@@ -224,4 +228,89 @@ async fn a_java_consumer_joins_a_running_kfn_function_and_gets_half() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_librdkafka_consumer_joins_a_running_kfn_function_and_gets_half() {
     a_consumer_joins_a_running_kfn_function(Joiner::Librdkafka).await;
+}
+
+/// The consumer group protocol (KIP-848, Apache Kafka): while a replica joins
+/// a running function's group and later leaves it, only the partitions that
+/// change owner stop. The function's other partitions keep their workers (the
+/// stop counter names exactly the moved ones) and keep processing throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_that_stay_keep_processing_while_a_replica_joins_and_leaves() {
+    if kfn_tests::on_tansu() {
+        // tansu offers no ConsumerGroupHeartbeat: kfn rebalances eagerly there (docs/guarantees.md).
+        eprintln!("skipped on tansu: no consumer group protocol");
+        return;
+    }
+    // (partition, when) of every record the function processed.
+    let processed = Recorder::<(i32, Instant)>::new();
+    let mut handlers = kfn_sdk::Registry::default();
+    let seen = processed.clone();
+    handlers.handler("count", move |ctx: kfn_sdk::Ctx, _item: kfn_tests::app::Item| {
+        seen.push((ctx.partition, Instant::now()));
+        async move { Ok(kfn_sdk::Emit::none()) }
+    });
+    let toml = "[topics.\"in-{s}\"]\npartitions = 6\nreplication = 1\nschema = \"schemas/test_item.avsc\"\n\n\
+                [topics.\"dlq-{s}\"]\npartitions = 1\nreplication = 1\n\n\
+                [functions.stay-{s}]\nhandler = \"count\"\ninput = \"in-{s}\"\ndead_letter = \"dlq-{s}\"\n";
+    let app = kfn_tests::app::TestApp::start(toml, handlers).await.expect("app starts");
+    let (input, function) = (app.name("in-{s}"), app.name("stay-{s}"));
+    let group = format!("kfn.{function}");
+    let metric = |name: &str| app.metric(&format!("kfn_partition_workers_{name}_total{{function=\"{function}\"}}"));
+
+    // Steady load: a record on every partition every 20 ms until the test ends.
+    let value = app.encode(&input, &kfn_tests::app::Item::new("x", 1, "ok")).expect("encode");
+    let (producer, topic) = (app.app.producer.clone(), input.clone());
+    let (stop_load, mut load_stopped) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = load_stopped.changed() => return,
+            }
+            for p in 0..6 {
+                let record = ProducerRecord::new(None, Some(value.clone()), 0);
+                producer.send(&TopicPartition::new(&topic, p), vec![record]).await.expect("produce");
+            }
+        }
+    });
+    processed
+        .wait_until("records of all six partitions", |events| {
+            events.iter().map(|(p, _)| *p).collect::<BTreeSet<i32>>().len() == 6
+        })
+        .await
+        .expect("the function processes every partition");
+    assert_eq!((metric("started"), metric("stopped")), (6.0, 0.0), "one worker per partition, none stopped");
+
+    // Replica B joins: it gets its share, A gives up exactly that share.
+    let joined_at = Instant::now();
+    let b = TestMember::start(&kfn_tests::cluster(), &group, &input, "b", Seen::default());
+    await_members(&[&b], Duration::from_secs(90), "the joining replica gets half", |now| now[0].len() == 3).await;
+    let moved = b.partitions();
+    // B leaves: its partitions come back to A, which processes them again.
+    let left_at = Instant::now();
+    b.stop().await;
+    processed
+        .wait_until("A processing the returned partitions", |events| {
+            moved.iter().all(|p| events.iter().any(|(q, at)| q == p && *at > left_at))
+        })
+        .await
+        .expect("the partitions come back");
+    let _ = stop_load.send(true);
+    load.await.expect("load");
+
+    assert_eq!(metric("stopped"), moved.len() as f64, "A stopped only the partitions B took ({moved:?})");
+    assert_eq!(metric("started"), 6.0 + moved.len() as f64, "A started only the partitions B gave back");
+    // The partitions that stayed with A processed all along: no gap between two of
+    // their records as long as a session timeout (6 s), which an eager stop of
+    // every partition, a rejoin and a restart would cost (far below it, on a quiet machine).
+    let events = processed.events();
+    for p in (0..6).filter(|p| !moved.contains(p)) {
+        let times: Vec<Instant> =
+            events.iter().filter(|(q, at)| *q == p && *at >= joined_at).map(|(_, at)| *at).collect();
+        assert!(times.len() > 1, "partition {p} processed records while B joined and left");
+        let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+        assert!(gap < Duration::from_secs(6), "partition {p}, which stayed, paused {gap:?} during the rebalance");
+    }
+    app.stop().await;
 }

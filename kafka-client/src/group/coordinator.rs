@@ -13,8 +13,8 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ConsumerGroupDescribeRequest, DescribeGroupsRequest, GroupId, HeartbeatRequest, JoinGroupRequest,
+    LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -193,7 +193,11 @@ impl GroupClient {
         KafkaError::check("Heartbeat", response.error_code, || format!("group {}", self.group))
     }
 
-    /// The group as the coordinator describes it.
+    /// The group as the coordinator describes it, whichever its protocol.
+    ///
+    /// DescribeGroups knows classic groups only: a group of the consumer
+    /// protocol (KIP-848) comes back dead or not found there, and is asked
+    /// again with ConsumerGroupDescribe where the broker offers it.
     pub async fn describe(&mut self) -> Result<GroupDescription, KafkaError> {
         let conn = self.coordinator().await?;
         let request = DescribeGroupsRequest::default().with_groups(vec![self.group_id()]);
@@ -203,12 +207,36 @@ impl GroupClient {
             .into_iter()
             .next()
             .ok_or_else(|| KafkaError::Codec { api: "DescribeGroups", message: "no group in the answer".into() })?;
+        let not_classic = group.error_code == ResponseError::GroupIdNotFound.code()
+            || (group.error_code == 0 && group.group_state.as_str() == "Dead");
+        if not_classic && conn.version::<ConsumerGroupDescribeRequest>().is_ok() {
+            if let Some(description) = self.describe_consumer_group(&conn).await? {
+                return Ok(description);
+            }
+            return Ok(GroupDescription { state: "Dead".into(), protocol: String::new(), members: Vec::new() });
+        }
         KafkaError::check("DescribeGroups", group.error_code, || format!("group {}", self.group))?;
         Ok(GroupDescription {
             state: group.group_state.to_string(),
             protocol: group.protocol_data.to_string(),
             members: group.members.iter().map(|m| (m.member_id.to_string(), m.client_id.to_string())).collect(),
         })
+    }
+
+    /// A consumer protocol group's description; `None` when there is no such group.
+    async fn describe_consumer_group(&self, conn: &Connection) -> Result<Option<GroupDescription>, KafkaError> {
+        let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![self.group_id()]);
+        let response = conn.send(&request).await?;
+        let Some(group) = response.groups.into_iter().next() else { return Ok(None) };
+        if group.error_code == ResponseError::GroupIdNotFound.code() {
+            return Ok(None);
+        }
+        KafkaError::check("ConsumerGroupDescribe", group.error_code, || format!("group {}", self.group))?;
+        Ok(Some(GroupDescription {
+            state: group.group_state.to_string(),
+            protocol: group.assignor_name.to_string(),
+            members: group.members.iter().map(|m| (m.member_id.to_string(), m.client_id.to_string())).collect(),
+        }))
     }
 
     /// LeaveGroup, so the group rebalances at once instead of after the session timeout.

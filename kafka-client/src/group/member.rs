@@ -2,11 +2,14 @@
 //!
 //! The member runs in a task of its own, so heartbeats never wait for
 //! handler work. The runtime learns about partitions through a
-//! [`RebalanceListener`]; the protocol is eager: on a rebalance every
-//! partition is revoked (the listener stops its work and commits what
-//! finished) before the member rejoins, so no partition is ever processed by
-//! two members at once. The sticky assignor then gives most partitions back
-//! to their previous owner.
+//! [`RebalanceListener`]. Which protocol the member speaks is its
+//! [`GroupProtocol`]: on brokers that offer KIP-848 the consumer protocol
+//! (incremental: only partitions that change owner stop;
+//! [`super::consumer_protocol`]), else the classic one below, which is eager:
+//! on a rebalance every partition is revoked (the listener stops its work and
+//! commits what finished) before the member rejoins, so no partition is ever
+//! processed by two members at once. The sticky assignor then gives most
+//! partitions back to their previous owner.
 
 use kafka_protocol::ResponseError;
 use std::sync::{Arc, RwLock};
@@ -16,6 +19,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::assignor::{assignor_for, MemberSubscription, SUPPORTED};
+use super::consumer_protocol::{self, ConsumerMember};
 use super::coordinator::{Generation, GroupClient};
 use super::protocol::{decode_assignment, decode_subscription, encode_assignment, encode_subscription, TopicPartition};
 use crate::cluster::Cluster;
@@ -36,9 +40,30 @@ pub struct MemberConfig {
     pub heartbeat_interval: Duration,
 }
 
+/// Which group protocol a member speaks (`runtime.group_protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// The consumer protocol where the group coordinator offers
+    /// ConsumerGroupHeartbeat (Apache Kafka 4.0 and later), else the classic one.
+    #[default]
+    Auto,
+    /// KIP-848's consumer protocol: the broker assigns, rebalances move only
+    /// the partitions that change owner.
+    Consumer,
+    /// JoinGroup/SyncGroup with kfn's assignors, eager: a rebalance stops
+    /// every partition of every member.
+    Classic,
+}
+
 /// What the runtime does when partitions come and go.
+///
+/// Calls name only the partitions that change: on the classic protocol a
+/// rebalance revokes every partition and assigns the new set; on the consumer
+/// protocol it revokes only those that move away and assigns only those
+/// gained, while the others keep running. Starting a partition already
+/// running must be harmless.
 pub trait RebalanceListener: Send + Sync + 'static {
-    /// `partitions` are this member's in `generation`: start processing them.
+    /// `partitions` became this member's in `generation`: start processing them.
     fn assigned<'a>(&'a self, generation: &'a Generation, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()>;
     /// Stop processing `partitions` and commit what finished; return when done.
     fn revoked<'a>(&'a self, generation: &'a Generation, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()>;
@@ -67,6 +92,7 @@ enum Next {
 /// A group member; see the module docs.
 pub struct GroupMember {
     config: MemberConfig,
+    protocol: GroupProtocol,
     client: GroupClient,
     cluster: Cluster,
     state: Arc<RwLock<MemberState>>,
@@ -81,9 +107,16 @@ impl GroupMember {
             client: GroupClient::new(cluster.clone(), config.group.clone()),
             cluster,
             config,
+            protocol: GroupProtocol::default(),
             state: Arc::default(),
             state_tx,
         }
+    }
+
+    /// The member speaks `protocol` ([`GroupProtocol::Auto`] unless told).
+    pub fn with_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.protocol = protocol;
+        self
     }
 
     /// The shared state (generation and partitions) for commits and readiness.
@@ -102,6 +135,66 @@ impl GroupMember {
     /// sessions are handled by rejoining with backoff; only errors no retry
     /// can cure (authentication, authorization) end the loop.
     pub async fn run(
+        mut self,
+        listener: Arc<dyn RebalanceListener>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), KafkaError> {
+        let consumer = match self.protocol {
+            GroupProtocol::Classic => false,
+            GroupProtocol::Consumer => true,
+            GroupProtocol::Auto => match self.consumer_protocol_offered(&mut shutdown).await? {
+                Some(offered) => offered,
+                None => return Ok(()),
+            },
+        };
+        if consumer {
+            let member = ConsumerMember::new(self.config, self.client, self.cluster, self.state, self.state_tx);
+            return member.run(listener, shutdown).await;
+        }
+        tracing::info!(group = %self.config.group, "joining with the classic group protocol (eager rebalancing)");
+        self.run_classic(listener, shutdown).await
+    }
+
+    /// Whether the group coordinator offers ConsumerGroupHeartbeat, asked
+    /// until it answers; `None` when shutdown came first.
+    async fn consumer_protocol_offered(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<bool>, KafkaError> {
+        /// How long a broker that may offer the consumer protocol soon is asked again.
+        const UNDECIDED: Duration = Duration::from_secs(10);
+        let mut backoff = Backoff::new();
+        let mut undecided_since: Option<Instant> = None;
+        loop {
+            match consumer_protocol::offered(&mut self.client).await {
+                Ok(Some(offered)) => return Ok(Some(offered)),
+                Ok(None) if undecided_since.is_some_and(|t| t.elapsed() >= UNDECIDED) => {
+                    tracing::info!(group = %self.config.group, "the broker does not offer ConsumerGroupHeartbeat (group.version off?)");
+                    return Ok(Some(false));
+                }
+                Ok(None) => {
+                    undecided_since.get_or_insert_with(Instant::now);
+                    // A new connection negotiates ApiVersions again.
+                    self.client.reset_coordinator();
+                    if wait_or_shutdown(Duration::from_millis(200), shutdown).await {
+                        return Ok(None);
+                    }
+                }
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(e) => {
+                    // COORDINATOR_NOT_AVAILABLE until __consumer_offsets exists, a broker restarting.
+                    tracing::info!(group = %self.config.group, error = %e, "finding the group coordinator failed; retrying");
+                    self.client.reset_coordinator();
+                    if wait_or_shutdown(backoff.next(), shutdown).await {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The classic protocol's loop: join, sync, heartbeat, revoke everything, rejoin.
+    async fn run_classic(
         mut self,
         listener: Arc<dyn RebalanceListener>,
         mut shutdown: watch::Receiver<bool>,
@@ -276,7 +369,7 @@ impl GroupMember {
 }
 
 /// Errors no rejoin can cure.
-fn is_fatal(e: &KafkaError) -> bool {
+pub(super) fn is_fatal(e: &KafkaError) -> bool {
     match e {
         KafkaError::AuthenticationFailed { .. } | KafkaError::Security(_) | KafkaError::UnsupportedApi { .. } => true,
         KafkaError::Broker { code, .. } => matches!(
@@ -295,12 +388,12 @@ fn codec(e: super::protocol::ProtocolError) -> KafkaError {
     KafkaError::Codec { api: "consumer protocol", message: e.to_string() }
 }
 
-fn write(state: &RwLock<MemberState>) -> std::sync::RwLockWriteGuard<'_, MemberState> {
+pub(super) fn write(state: &RwLock<MemberState>) -> std::sync::RwLockWriteGuard<'_, MemberState> {
     state.write().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Sleeps for `d`; true when shutdown was asked for meanwhile.
-async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+pub(super) async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     if *shutdown.borrow() {
         return true;
     }

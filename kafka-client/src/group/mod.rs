@@ -1,6 +1,7 @@
 //! Consumer groups: membership, assignment and offset commits.
 
 pub mod assignor;
+pub mod consumer_protocol;
 pub mod coordinator;
 pub mod member;
 pub mod protocol;

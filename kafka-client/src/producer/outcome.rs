@@ -247,7 +247,13 @@ pub fn classify_txn_error(api: TxnApi, error_code: i16) -> TxnOutcome {
             TxnOutcome::ReinitProducer(error)
         }
         E::TransactionAbortable => TxnOutcome::AbortTransaction(broker_error),
-        E::UnknownMemberId | E::IllegalGeneration | E::FencedInstanceId | E::RebalanceInProgress
+        // The last two: the consumer group protocol's member epoch (KIP-848) moved on.
+        E::UnknownMemberId
+        | E::IllegalGeneration
+        | E::FencedInstanceId
+        | E::RebalanceInProgress
+        | E::FencedMemberEpoch
+        | E::StaleMemberEpoch
             if api == TxnApi::TxnOffsetCommit =>
         {
             TxnOutcome::AbortTransaction(broker_error)

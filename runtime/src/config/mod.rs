@@ -117,6 +117,8 @@ pub struct RuntimeSettings {
     pub isolation: Isolation,
     /// How exactly_once functions hold their transactions.
     pub transactional_producer: TransactionalProducer,
+    /// Which consumer group protocol the functions' members speak.
+    pub group_protocol: GroupProtocol,
     /// A handler slower than this is logged and counted.
     pub slow_handler: Duration,
     /// How long a fetch may wait at the broker for new records.
@@ -191,6 +193,8 @@ pub enum TransactionalProducer {
 
 /// Transaction isolation of reads: the Kafka layer's own type.
 pub use crate::kafka::fetch::Isolation;
+/// The consumer group protocol: the Kafka layer's own type.
+pub use crate::kafka::group::member::GroupProtocol;
 
 /// How kfn connects to the brokers.
 #[derive(Debug, Clone, Default)]

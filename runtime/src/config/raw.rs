@@ -25,6 +25,7 @@ pub struct RawRuntime {
     pub auto_offset_reset: Option<String>,
     pub isolation: Option<String>,
     pub transactional_producer: Option<String>,
+    pub group_protocol: Option<String>,
     pub slow_handler: Option<String>,
     pub fetch_max_wait: Option<String>,
     pub shutdown_timeout: Option<String>,

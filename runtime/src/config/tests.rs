@@ -185,6 +185,20 @@ fn config_transactional_producer_defaults_to_auto_and_names_its_choices() {
 }
 
 #[test]
+fn config_group_protocol_defaults_to_auto_and_names_its_choices() {
+    let (_dir, result) = load(DEFAULTS, TRACK);
+    let config = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.runtime.group_protocol, GroupProtocol::Auto);
+    for (text, protocol) in [("consumer", GroupProtocol::Consumer), ("classic", GroupProtocol::Classic)] {
+        let (_dir, result) = load(&format!("[runtime]\ngroup_protocol = \"{text}\"\n{DEFAULTS}"), TRACK);
+        let config = result.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.runtime.group_protocol, protocol);
+    }
+    let errors = errors_of(load(&format!("[runtime]\ngroup_protocol = \"cooperative\"\n{DEFAULTS}"), TRACK));
+    assert!(has(&errors, "runtime.group_protocol", "\"consumer\""), "{errors:?}");
+}
+
+#[test]
 fn config_registry_access_reads_the_password_from_the_environment_and_the_ca_beside_the_file() {
     // PATH is set wherever tests run; setting a variable would race other tests.
     let runtime = "[runtime]\nschema_registry = \"https://registry.internal:8081\"\n\

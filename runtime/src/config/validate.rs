@@ -169,6 +169,16 @@ impl Validator<'_> {
                 ("per_partition", TransactionalProducer::PerPartition),
             ],
         );
+        let group_protocol = self.choice(
+            "runtime.group_protocol",
+            raw.group_protocol.as_deref(),
+            GroupProtocol::Auto,
+            &[
+                ("auto", GroupProtocol::Auto),
+                ("consumer", GroupProtocol::Consumer),
+                ("classic", GroupProtocol::Classic),
+            ],
+        );
         let slow_handler = self.duration("runtime.slow_handler", raw.slow_handler.as_deref(), Duration::from_secs(5));
         let fetch_max_wait =
             self.duration("runtime.fetch_max_wait", raw.fetch_max_wait.as_deref(), Duration::from_millis(500));
@@ -202,6 +212,7 @@ impl Validator<'_> {
             auto_offset_reset,
             isolation,
             transactional_producer,
+            group_protocol,
             slow_handler,
             fetch_max_wait,
             shutdown_timeout,

@@ -1,4 +1,9 @@
 //! Starts and stops partition workers as the group assigns and revokes partitions.
+//!
+//! Only the partitions named are touched: under the consumer group protocol
+//! a rebalance names just those that change owner, so the others' workers
+//! run on. `kfn_partition_workers_started_total` and
+//! `kfn_partition_workers_stopped_total` count each start and stop.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,6 +54,7 @@ impl RebalanceListener for PartitionWorkers {
                 }
                 let (stop, stop_rx) = watch::channel(false);
                 let handle = tokio::spawn(worker::run(self.shared.clone(), tp.clone(), stop_rx));
+                self.shared.metrics.workers_started.inc();
                 running.insert(tp.clone(), Running { stop, handle });
             }
         })
@@ -59,10 +65,15 @@ impl RebalanceListener for PartitionWorkers {
             let workers = self.take(partitions);
             for (_, w) in &workers {
                 let _ = w.stop.send(true);
+                self.shared.metrics.workers_stopped.inc();
             }
+            // One deadline for all: waiting `shutdown_timeout` per partition in turn would
+            // hold the member past its rebalance timeout (consumer protocol: fenced) and
+            // shutdown past its budget (no leave: the next owner waits out the session).
+            let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
             for (tp, w) in workers {
                 let abort = w.handle.abort_handle();
-                if tokio::time::timeout(self.shutdown_timeout, w.handle).await.is_err() {
+                if tokio::time::timeout_at(deadline, w.handle).await.is_err() {
                     tracing::warn!(function = %self.shared.function, partition = %tp, "in-flight work did not finish within the shutdown timeout; aborted");
                     abort.abort();
                 }
@@ -74,6 +85,7 @@ impl RebalanceListener for PartitionWorkers {
         Box::pin(async move {
             for (_, w) in self.take(partitions) {
                 w.handle.abort();
+                self.shared.metrics.workers_stopped.inc();
             }
         })
     }

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use kafka_protocol::ResponseError;
+
 use crate::kafka::group::coordinator::{Generation, GroupClient};
 use crate::kafka::group::member::MemberState;
 use crate::kafka::group::protocol::TopicPartition;
@@ -39,8 +41,16 @@ impl Committer {
             code: 27, // REBALANCE_IN_PROGRESS: the member holds no assignment now
             context: format!("{tp} in group {}", self.group),
         })?;
+        let offsets = BTreeMap::from([(tp.clone(), offset)]);
         let mut client = self.client.lock().await;
-        let result = client.commit(&generation, &BTreeMap::from([(tp.clone(), offset)])).await;
+        let mut result = client.commit(&generation, &offsets).await;
+        if matches!(&result, Err(e) if e.response_error() == Some(ResponseError::StaleMemberEpoch)) {
+            // The consumer protocol bumped the member epoch between reading it and
+            // committing (a partition came or went elsewhere): again with the new one.
+            if let Some(current) = self.generation().filter(|g| g.id != generation.id) {
+                result = client.commit(&current, &offsets).await;
+            }
+        }
         if matches!(&result, Err(e) if e.is_retriable()) {
             client.reset_coordinator();
         }

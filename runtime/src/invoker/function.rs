@@ -267,7 +267,8 @@ async fn start_stage(
             rebalance_timeout: runtime.rebalance_timeout,
             heartbeat_interval: runtime.heartbeat_interval,
         },
-    );
+    )
+    .with_protocol(runtime.group_protocol);
     let reset = match spec.start_from.unwrap_or(runtime.auto_offset_reset) {
         OffsetReset::Earliest => LogEnd::Earliest,
         OffsetReset::Latest => LogEnd::Latest,

@@ -328,6 +328,9 @@ fn txn_offset_commit_reports_the_worst_partition() {
         (vec![0, E::UnknownMemberId.code()], Kind::Abort),
         (vec![E::IllegalGeneration.code()], Kind::Abort),
         (vec![E::FencedInstanceId.code()], Kind::Abort),
+        // The consumer group protocol's member epoch (KIP-848): the chunk is redone, not the function stopped.
+        (vec![E::FencedMemberEpoch.code()], Kind::Abort),
+        (vec![E::StaleMemberEpoch.code()], Kind::Abort),
         (vec![E::ProducerFenced.code(), E::IllegalGeneration.code()], Kind::Fenced),
         (vec![E::GroupAuthorizationFailed.code()], Kind::Fatal),
         (vec![E::TransactionalIdAuthorizationFailed.code()], Kind::Fatal),

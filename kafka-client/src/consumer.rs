@@ -231,9 +231,23 @@ impl PartitionReader {
                     self.pauses.pause().await;
                 }
                 Err(e) if e.response_error() == Some(ResponseError::OffsetOutOfRange) => {
-                    // OFFSET_OUT_OF_RANGE: the records were deleted (retention) or never written.
+                    // OFFSET_OUT_OF_RANGE: the records were deleted (retention) or never written,
+                    // or the broker answering was not up to date (a leader that just took over, a
+                    // restarting broker). Reset only when the log's own ends say the position is
+                    // outside: a reset that is not needed skips records.
+                    let earliest = list_offset(&self.cluster, &self.tp, LogEnd::Earliest, self.isolation).await?;
+                    let latest =
+                        list_offset(&self.cluster, &self.tp, LogEnd::Latest, Isolation::ReadUncommitted).await?;
+                    if (earliest..=latest).contains(&self.position) {
+                        tracing::debug!(partition = %self.tp, position = self.position, earliest, latest,
+                            "offset out of range, but inside the log; retrying");
+                        self.cluster.invalidate(&self.tp.topic);
+                        self.pauses.pause().await;
+                        continue;
+                    }
                     let offset = list_offset(&self.cluster, &self.tp, self.reset, self.isolation).await?;
-                    tracing::warn!(partition = %self.tp, from = self.position, to = offset, "offset out of range; reset");
+                    tracing::warn!(partition = %self.tp, from = self.position, to = offset, earliest, latest,
+                        "offset out of range; reset");
                     self.position = offset;
                 }
                 Err(e) => return Err(e),

@@ -28,4 +28,6 @@ pub use admin::{Admin, CreateOutcome, NewTopic, TopicDescription};
 pub use cluster::{Cluster, CoordinatorKind};
 pub use conn::{ConnectOptions, Connection};
 pub use error::KafkaError;
+/// A broker's error code, as kafka-protocol names it (what [`KafkaError::response_error`] gives).
+pub use kafka_protocol::ResponseError;
 pub use record::Header;

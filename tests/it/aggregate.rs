@@ -114,16 +114,33 @@ fn latest(app: &TestApp, records: &[(i32, ConsumedRecord)]) -> BTreeMap<String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregate_restarted_mid_stream_resumes_from_its_table() {
+    restarted_mid_stream_resumes_from_the_table(None).await;
+}
+
+/// A windowed row's key (`<window start>:<key>`) hashes to another partition
+/// than its grouping key: the row must still land in its input's partition,
+/// where a restart looks for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_aggregate_restarted_mid_stream_resumes_from_its_table() {
+    restarted_mid_stream_resumes_from_the_table(Some(86_400_000)).await;
+}
+
+async fn restarted_mid_stream_resumes_from_the_table(window_ms: Option<i64>) {
     let keys = ["a", "b", "c", "d", "e", "f", "g"];
-    let items: Vec<(&str, i32, i64)> =
-        (1..=420).map(|i| (keys[i as usize % keys.len()], i, kfn_tests::app::now_ms())).collect();
+    // One timestamp for all: every record falls in one window.
+    let now = kfn_tests::app::now_ms();
+    let items: Vec<(&str, i32, i64)> = (1..=420).map(|i| (keys[i as usize % keys.len()], i, now)).collect();
+    let table_key = |key: &str| match window_ms {
+        Some(w) => format!("{}:{key}", now - now.rem_euclid(w)),
+        None => key.to_string(),
+    };
     let mut expected: BTreeMap<String, Tally> = BTreeMap::new();
     for (key, seq, _) in &items {
-        let t = expected.entry(key.to_string()).or_insert(Tally { key: key.to_string(), count: 0, sum: 0 });
+        let t = expected.entry(table_key(key)).or_insert(Tally { key: table_key(key), count: 0, sum: 0 });
         t.count += 1;
         t.sum += i64::from(*seq);
     }
-    let app = start("").await;
+    let app = start(&window_ms.map(|w| format!("window = \"{}ms\"\ngrace = \"1h\"", w)).unwrap_or_default()).await;
     let table = app.name("tally-{s}");
     // The first half in small produce calls, so the app is mid-stream when it stops.
     for chunk in items[..210].chunks(15) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use kafka_protocol::ResponseError;
+use crate::kafka::ResponseError;
 
 use crate::kafka::group::coordinator::{Generation, GroupClient};
 use crate::kafka::group::member::MemberState;

@@ -61,7 +61,7 @@ impl Egress {
                 Ok(emit) => {
                     routed.clear();
                     let all = emit.events.iter().try_for_each(|e| {
-                        routed.push(self.outputs.route(e, timestamp, &mut buffers)?);
+                        routed.push(self.outputs.route(e, Some(tp.partition), timestamp, &mut buffers)?);
                         Ok::<_, OutputError>(())
                     });
                     match all {

@@ -140,7 +140,9 @@ impl FunctionDeps<'_> {
                 .cloned()
                 .ok_or_else(|| FunctionError::NoSchema { function: spec.name.clone(), topic: topic.clone() })?;
             let partitions = self.partitions(topic).await?;
-            outputs.insert(name.clone(), Arc::new(Output { topic: Arc::from(topic.as_str()), partitions, encoder }));
+            let follows_input = spec.aggregate.is_some() && name == super::aggregate::TABLE_OUTPUT;
+            let output = Output { topic: Arc::from(topic.as_str()), partitions, encoder, follows_input };
+            outputs.insert(name.clone(), Arc::new(output));
         }
         Ok(Outputs::new(&spec.name, outputs))
     }

@@ -68,6 +68,11 @@ pub struct Output {
     pub partitions: i32,
     /// The Avro encoder with the topic's registered schema.
     pub encoder: OutputEncoder,
+    /// Records go to the partition of the input record they came from, not by
+    /// key: an aggregate's table, whose partition p is what restores input
+    /// partition p's state. (A windowed row's key `<window start>:<key>`
+    /// hashes elsewhere than its grouping key.)
+    pub follows_input: bool,
 }
 
 /// The outputs of one function, by name.
@@ -83,10 +88,12 @@ impl Outputs {
         Self { function: function.to_string(), by_name, round_robin: Default::default() }
     }
 
-    /// Encodes an emitted event into the record for its topic-partition.
+    /// Encodes an emitted event into the record for its topic-partition;
+    /// `input_partition` is the partition of the record it came from (none for HTTP requests).
     pub fn route(
         &self,
         emitted: &Emitted,
+        input_partition: Option<i32>,
         timestamp_ms: i64,
         buffers: &mut EncodeBuffers,
     ) -> Result<(Target, ProducerRecord), OutputError> {
@@ -99,9 +106,10 @@ impl Outputs {
             .encode(emitted.value.as_ref(), &mut buffers.scratch)
             .map_err(|e| OutputError::Encode { output: emitted.output.to_string(), message: e.to_string() })?;
         let value = buffers.freeze();
-        let partition = match &emitted.key {
-            Some(key) => partition_for_key(key, output.partitions),
-            None => {
+        let partition = match (&emitted.key, input_partition) {
+            (_, Some(p)) if output.follows_input && p < output.partitions => p,
+            (Some(key), _) => partition_for_key(key, output.partitions),
+            (None, _) => {
                 let n = self.round_robin.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 (n % output.partitions.max(1) as u32) as i32
             }

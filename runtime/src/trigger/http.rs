@@ -238,7 +238,7 @@ impl HttpTrigger {
         let mut by_tp: BTreeMap<Target, Vec<ProducerRecord>> = BTreeMap::new();
         let mut buffers = EncodeBuffers::default();
         for emitted in &reply.emit.events {
-            match route.outputs.route(emitted, now, &mut buffers) {
+            match route.outputs.route(emitted, None, now, &mut buffers) {
                 Ok((tp, record)) => {
                     let traced = record.headers.iter().any(|h| h.name == TRACEPARENT);
                     let record =

@@ -11,6 +11,7 @@ mod lag;
 mod observability;
 mod openapi;
 mod order_system;
+mod otlp;
 mod producer;
 mod registry;
 mod registry_client;

@@ -52,12 +52,26 @@ fn spans(trace: &serde_json::Value) -> Vec<Found> {
         .collect()
 }
 
-/// The span of `name` (on `topic`), if the trace has it.
-fn find<'s>(spans: &'s [Found], name: &str, topic: Option<&str>) -> Option<&'s Found> {
+/// The span of `name` (on `topic`) whose parent is `parent` (any parent: None), if the trace has it.
+///
+/// Matched by parent too: a function may have failed spans on the same input
+/// before the one that succeeded (payment's gateway is flaky: deferred attempts).
+fn find<'s>(spans: &'s [Found], name: &str, topic: Option<&str>, parent: Option<&str>) -> Option<&'s Found> {
     spans.iter().find(|s| {
         s.name == name
             && topic.is_none_or(|t| s.tags.get("messaging.destination.name").and_then(|v| v.as_str()) == Some(t))
+            && parent.is_none_or(|p| s.parent.as_deref() == Some(p))
     })
+}
+
+/// The spans of [`CHAIN`], each found as the child of the one before; None while one is missing.
+fn chain(spans: &[Found]) -> Option<Vec<&Found>> {
+    let mut found: Vec<&Found> = Vec::new();
+    for (name, topic) in CHAIN {
+        let parent = found.last().map(|p| p.span_id.as_str());
+        found.push(find(spans, name, *topic, parent)?);
+    }
+    Some(found)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,17 +112,26 @@ async fn one_orders_spans_reach_jaeger_as_a_chain() {
         // The status table has no change notification over HTTP: poll it.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The record warehouse wrote names warehouse's span as its parent: notify ran once it is read.
-    let notified = |records: &[kfn::kafka::fetch::ConsumedRecord]| {
-        records.iter().any(|r| {
-            let value = r.headers.iter().find(|h| h.name == TRACEPARENT).and_then(|h| h.value.clone());
-            let trace = value.and_then(|v| TraceParent::parse(std::str::from_utf8(&v).ok()?));
-            trace.is_some_and(|t| t.trace_id == incoming.trace_id)
-        })
+    // Wait for notify's invocation on the dispatch (the last of the chain) to be written, known by
+    // the parent id its output carries: that invocation's span id, derived from where it read.
+    let ours = |r: &kfn::kafka::fetch::ConsumedRecord| {
+        let value = r.headers.iter().find(|h| h.name == TRACEPARENT)?.value.clone()?;
+        TraceParent::parse(std::str::from_utf8(&value).ok()?).filter(|t| t.trace_id == incoming.trace_id)
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !notified(&system.read("notifications.outbound").await.expect("read")) {
-        assert!(Instant::now() < deadline, "no notification of order {order_id} within 60 s");
+    let notify_span = loop {
+        let dispatched =
+            kfn::invoker::replay::read_topic(system.cluster(), "shipments.dispatched").await.expect("read");
+        let found = dispatched.iter().find_map(|(p, r)| Some((ours(r)?, *p, r.offset)));
+        if let Some((hop, partition, offset)) = found {
+            break hop.invocation("notify", "shipments.dispatched", partition, offset);
+        }
+        assert!(Instant::now() < deadline, "no shipments.dispatched record of order {order_id} within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    while !system.read("notifications.outbound").await.expect("read").iter().any(|r| ours(r) == Some(notify_span)) {
+        assert!(Instant::now() < deadline, "notify did not write the dispatch of order {order_id} within 60 s");
+        // Topics have no change notification here: poll.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let created = system.read("orders.created").await.expect("read orders.created");
@@ -123,36 +146,39 @@ async fn one_orders_spans_reach_jaeger_as_a_chain() {
     system.stop().await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    let found = loop {
+    let spans = loop {
         let trace = jaeger.trace(incoming.trace_id).await.expect("the query API answers");
-        let found = trace.as_ref().map(spans).unwrap_or_default();
-        if CHAIN.iter().all(|(name, topic)| find(&found, name, *topic).is_some()) {
-            break found;
+        let spans = trace.as_ref().map(spans).unwrap_or_default();
+        if chain(&spans).is_some() {
+            break spans;
         }
-        let names: Vec<&str> = found.iter().map(|s| s.name.as_str()).collect();
-        assert!(Instant::now() < deadline, "trace {:032x} in jaeger after 60 s: {names:?}", incoming.trace_id);
+        let names: Vec<String> = spans
+            .iter()
+            .map(|s| {
+                let tag = |k: &str| s.tags.get(k).map(|v| v.to_string()).unwrap_or_default();
+                let (topic, outcome) = (tag("messaging.destination.name"), tag("kfn.outcome"));
+                format!("{} {topic} {}<-{} {outcome}", s.name, s.span_id, s.parent.as_deref().unwrap_or("-"))
+            })
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "trace {:032x} in jaeger after 60 s has no chain {CHAIN:?}: (name topic span<-parent outcome) {names:#?}",
+            incoming.trace_id
+        );
         // Jaeger's store has no change notification: poll its query API.
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let chain = chain(&spans).unwrap();
 
     // POST /orders continues the caller's span, and is the span its event names as parent.
-    let post = find(&found, "POST /orders", None).unwrap();
+    let post = chain[0];
     assert_eq!(post.parent.as_deref(), Some(format!("{:016x}", incoming.parent_id).as_str()), "{post:?}");
     assert_eq!(post.span_id, format!("{:016x}", request_hop.parent_id), "{post:?}");
     assert_eq!(post.tags.get("http.response.status_code"), Some(&serde_json::json!(202)), "{post:?}");
-    // Each function's span is the child of the span that produced its input.
-    for pair in CHAIN.windows(2) {
-        let (parent, child) =
-            (find(&found, pair[0].0, pair[0].1).unwrap(), find(&found, pair[1].0, pair[1].1).unwrap());
-        assert_eq!(
-            child.parent.as_ref(),
-            Some(&parent.span_id),
-            "{} is not the parent of {}: {found:#?}",
-            parent.name,
-            child.name
-        );
-        assert_eq!(child.tags.get("kfn.outcome").and_then(|v| v.as_str()), Some("ok"), "{child:?}");
-        assert_eq!(child.tags.get("kfn.function").and_then(|v| v.as_str()), Some(pair[1].0), "{child:?}");
-        assert!(child.tags.contains_key("messaging.kafka.offset"), "{child:?}");
+    // Each function's span (found as the child of the span that produced its input) succeeded.
+    for (span, (function, _)) in chain.iter().zip(CHAIN).skip(1) {
+        assert_eq!(span.tags.get("kfn.outcome").and_then(|v| v.as_str()), Some("ok"), "{span:?}");
+        assert_eq!(span.tags.get("kfn.function").and_then(|v| v.as_str()), Some(*function), "{span:?}");
+        assert!(span.tags.contains_key("messaging.kafka.offset"), "{span:?}");
     }
 }

@@ -49,6 +49,7 @@ pub use kfn_kafka as kafka;
 pub mod kafka_settings;
 pub mod lag;
 pub mod metrics;
+pub mod otel;
 pub mod registry;
 pub mod scaffold;
 pub mod schema_check;

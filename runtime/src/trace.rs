@@ -55,6 +55,21 @@ impl TraceParent {
         Self { parent_id: nonzero(rand::random()), ..*self }
     }
 
+    /// The hop an invocation writes on its outputs: the same trace, and as
+    /// parent id the invocation's own span id, derived from where its input
+    /// record entered `function` (topic, partition, offset) and the input's
+    /// own parent id. Derived rather than random so that the egress (which
+    /// writes the header) and the span exporter ([`crate::otel`]) name the
+    /// same span without passing it along the record's path; a retry copy of
+    /// the record runs again from the same origin and is the same span.
+    pub fn invocation(&self, function: &str, topic: &str, partition: i32, offset: i64) -> Self {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same id in every process of one build.
+        let mut hasher = std::hash::DefaultHasher::new();
+        (self.trace_id, self.parent_id, function, topic, partition, offset).hash(&mut hasher);
+        Self { parent_id: nonzero(hasher.finish()), ..*self }
+    }
+
     /// The header value.
     pub fn to_header(&self) -> String {
         format!("00-{:032x}-{:016x}-{:02x}", self.trace_id, self.parent_id, self.flags)
@@ -90,5 +105,22 @@ mod tests {
         }
         let root = TraceParent::root();
         assert_eq!(TraceParent::parse(&root.to_header()), Some(root));
+    }
+
+    #[test]
+    fn an_invocation_names_one_span_per_input_record_and_function() {
+        let input = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let span = input.invocation("payment", "orders.validated", 3, 42);
+        assert_eq!(span, input.invocation("payment", "orders.validated", 3, 42));
+        assert_eq!((span.trace_id, span.flags), (input.trace_id, input.flags));
+        assert_ne!(span.parent_id, input.parent_id);
+        for other in [
+            input.invocation("inventory", "orders.validated", 3, 42),
+            input.invocation("payment", "orders.validated", 3, 43),
+            input.invocation("payment", "orders.validated", 2, 42),
+            input.child().invocation("payment", "orders.validated", 3, 42),
+        ] {
+            assert_ne!(other.parent_id, span.parent_id);
+        }
     }
 }

@@ -14,6 +14,7 @@ mod notifications;
 mod observability;
 mod openapi;
 mod order_system;
+mod otlp;
 mod producer;
 mod registry;
 mod registry_client;

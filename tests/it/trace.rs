@@ -1,6 +1,7 @@
 //! One order's W3C trace id on every hop: the `traceparent` of POST /orders is
 //! continued on the order's record in every topic it crosses, each hop with a
-//! parent id of its own.
+//! parent id of its own: the span of the invocation that wrote it, which all
+//! the outputs of one invocation share (tests/it/otlp.rs reads those spans).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -62,6 +63,7 @@ async fn one_orders_trace_id_is_on_every_hop() {
     }
 
     let mut parents = BTreeSet::new();
+    let mut by_topic = std::collections::HashMap::new();
     for (topic, key) in HOPS {
         let deadline = Instant::now() + Duration::from_secs(60);
         let traced = loop {
@@ -88,11 +90,14 @@ async fn one_orders_trace_id_is_on_every_hop() {
             assert!(Instant::now() < deadline, "{topic}: no record of order {order_id} with trace {header}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
+        by_topic.insert(*topic, traced.iter().map(|t| t.parent_id).collect::<BTreeSet<_>>());
         for t in traced {
             assert_ne!(t.parent_id, incoming.parent_id, "{topic}: a hop keeps the caller's parent id");
             parents.insert(t.parent_id);
         }
     }
     assert!(parents.len() >= HOPS.len(), "each hop has a parent id of its own: {parents:?}");
+    // inventory writes both for one payment: one invocation, one span, the parent of both.
+    assert_eq!(by_topic["inventory.reserved"], by_topic["shipments.created"], "{by_topic:?}");
     system.stop().await;
 }

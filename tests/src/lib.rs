@@ -119,6 +119,7 @@ pub fn workspace_root() -> std::path::PathBuf {
 pub mod app;
 pub mod connect;
 pub mod group;
+pub mod jaeger;
 pub mod java;
 pub mod moto;
 pub mod order_system;

@@ -33,10 +33,13 @@ pub(crate) async fn run_app(
     only: &[String],
 ) -> anyhow::Result<ExitCode> {
     let shutdown_timeout = config.runtime.shutdown_timeout;
+    // Spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/operations.md).
+    let otlp = crate::otel::init().context("starting the OTLP span exporter")?;
     let app = Arc::new(App::new(config, registry).await.context("starting kfn")?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let running = app::start(app, only, shutdown_rx).await.context("starting the functions")?;
     print_listening(&running.listening);
+    print_otlp(&otlp);
     println!("Press Ctrl-C to stop.");
     // One line when every function holds its partitions (the per-partition lines are at debug).
     let (readiness, started, functions) =
@@ -55,6 +58,8 @@ pub(crate) async fn run_app(
     if tokio::time::timeout(shutdown_timeout * 2 + std::time::Duration::from_secs(5), running.wait()).await.is_err() {
         eprintln!("kfn: some work did not stop in time");
     }
+    // The spans of the last invocations, exported before the process exits.
+    crate::otel::shutdown(std::time::Duration::from_secs(5)).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -64,4 +69,10 @@ fn print_listening(l: &app::Listening) {
     }
     println!("  metrics/health   http://{}/metrics  /healthz  /readyz", l.admin);
     println!("  functions        {}", l.functions.join(", "));
+}
+
+fn print_otlp(endpoint: &Option<String>) {
+    if let Some(endpoint) = endpoint {
+        println!("  spans (OTLP)     {endpoint}");
+    }
 }

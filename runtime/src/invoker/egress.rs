@@ -66,11 +66,13 @@ impl Egress {
                     });
                     match all {
                         Ok(()) => {
-                            let trace = trace_of(record);
+                            // The invocation's span (crate::otel) is the parent of what it emits.
+                            let hop = trace_of(record)
+                                .map(|t| t.invocation(&self.function, &origin.topic, origin.partition, origin.offset));
                             for (target, mut out) in routed.drain(..) {
-                                if let Some(trace) = &trace {
+                                if let Some(hop) = &hop {
                                     if !out.headers.iter().any(|h| h.name == TRACEPARENT) {
-                                        out = out.with_header(TRACEPARENT, Some(trace.child().to_header().into()));
+                                        out = out.with_header(TRACEPARENT, Some(hop.to_header().into()));
                                     }
                                 }
                                 by_tp.entry(target).or_default().push(out);

@@ -412,7 +412,27 @@ impl<I> Retry<I> {
     ///
     /// With a retry topic, a retryable failure before the last attempt ends in
     /// [`FailureKind::Deferred`] instead of a wait here: the record waits in the topic.
+    ///
+    /// With span export on ([`crate::otel`]) and a `traceparent` on the input,
+    /// the invocation (all its attempts here) is one span.
     pub async fn run<C: Call>(&self, mut call: C, value: &[u8]) -> Result<I::Output, Failure>
+    where
+        I: Invoke<C>,
+    {
+        // Parsed only when spans are exported: the per-record path stays as it was otherwise.
+        let input = crate::otel::enabled()
+            .then(|| call.traceparent())
+            .flatten()
+            .and_then(|t| std::str::from_utf8(&t).ok().and_then(TraceParent::parse));
+        let Some(input) = input else { return self.attempts(&mut call, value).await };
+        let start = std::time::SystemTime::now();
+        let result = self.attempts(&mut call, value).await;
+        crate::otel::record(|| invocation_span(&call, input, start, result.as_ref().err()));
+        result
+    }
+
+    /// The attempts of [`run`](Self::run); `call` is left at the last attempt made.
+    async fn attempts<C: Call>(&self, call: &mut C, value: &[u8]) -> Result<I::Output, Failure>
     where
         I: Invoke<C>,
     {
@@ -445,6 +465,41 @@ impl<I> Retry<I> {
             }
         }
     }
+}
+
+/// The span of one invocation of `call`'s function for the record traced by `input`.
+///
+/// A success is the span its outputs name as their parent (the egress derives
+/// the same id, [`TraceParent::invocation`]); a failure writes no new hop, so
+/// its span takes a fresh id: a record deferred to the retry topic and run
+/// again later is two spans.
+fn invocation_span<C: Call>(
+    call: &C,
+    input: TraceParent,
+    start: std::time::SystemTime,
+    failure: Option<&Failure>,
+) -> crate::otel::Span {
+    use crate::otel::{Kind, Span};
+    let (function, topic, partition, offset) = call.site();
+    let hop = input.invocation(function, topic, partition, offset);
+    let context = if failure.is_some() { hop.child() } else { hop };
+    let mut span = Span::new(function.to_string(), Kind::Consumer, context, Some(input.parent_id));
+    span.start = start;
+    span = span
+        .attr("kfn.function", function.to_string())
+        .attr("messaging.system", "kafka")
+        .attr("messaging.operation.type", "process")
+        .attr("messaging.destination.name", topic)
+        .attr("messaging.destination.partition.id", partition.to_string())
+        .attr("messaging.kafka.offset", offset)
+        .attr("kfn.attempt", i64::from(call.attempt()))
+        .attr("kfn.outcome", failure.map_or("ok", |f| f.kind.as_str()));
+    if let Some(failure) = failure {
+        // Deferred waits in the retry topic; every other failure is a dead letter.
+        span = span.attr("kfn.dead_letter", (failure.kind != FailureKind::Deferred).to_string());
+        span.error = Some(failure.message.clone());
+    }
+    span
 }
 
 /// The wait before attempt `attempts + 1`, as the in-place retries would wait.

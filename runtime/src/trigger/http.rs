@@ -177,21 +177,27 @@ impl HttpTrigger {
                 return server::json(413, serde_json::json!({ "error": message }).to_string());
             }
         };
+        // The request's trace continues on every event it produces (a new one when it has none);
+        // `trace.parent_id` is this request's span id (crate::otel).
+        let incoming = headers.get(TRACEPARENT).and_then(|t| TraceParent::parse(t));
+        let trace = incoming.map_or_else(TraceParent::root, |t| t.child());
+        let span_start = std::time::SystemTime::now();
         let request = HttpRequest { method, path, params, headers, body };
         let (status, body) = match idempotency_key {
             Some(key) => {
                 let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).cell(&format!("{label}\n{key}"));
                 // Only answers that produced (or rejected the input) are remembered; a 503 may be retried.
-                match cell.get_or_try_init(|| self.invoke_keyed(served, request, &key)).await {
+                match cell.get_or_try_init(|| self.invoke_keyed(served, request, &key, trace)).await {
                     Ok(answer) => answer.clone(),
                     Err(answer) => answer,
                 }
             }
-            None => match self.invoke(served, request, None).await {
+            None => match self.invoke(served, request, None, trace).await {
                 Ok(answer) | Err(answer) => answer,
             },
         };
         self.count(&label, status);
+        crate::otel::record(|| request_span(&label, &route.function, trace, incoming, span_start, status));
         self.metrics
             .http_duration
             .get_or_create(&RouteLabels { route: label })
@@ -201,13 +207,19 @@ impl HttpTrigger {
 
     /// The answer any replica gave to `key`, or the handler's, remembered
     /// with its events in one transaction. `Err` is an answer not to remember.
-    async fn invoke_keyed(&self, served: &Served, request: HttpRequest, key: &str) -> Result<Answer, Answer> {
+    async fn invoke_keyed(
+        &self,
+        served: &Served,
+        request: HttpRequest,
+        key: &str,
+        trace: TraceParent,
+    ) -> Result<Answer, Answer> {
         let Some(log) = self.idempotency.get(&served.route.function) else {
-            return self.invoke(served, request, None).await;
+            return self.invoke(served, request, None, trace).await;
         };
         match log.remembered(key).await {
             Ok(Some(answer)) => Ok((answer.status, answer.body)),
-            Ok(None) => self.invoke(served, request, Some((log, key))).await,
+            Ok(None) => self.invoke(served, request, Some((log, key)), trace).await,
             Err(e) => {
                 tracing::warn!(function = %served.route.function, error = %e, "cannot look the Idempotency-Key up");
                 Err((503, serde_json::json!({ "error": e.to_string() }).to_string()))
@@ -222,11 +234,9 @@ impl HttpTrigger {
         served: &Served,
         request: HttpRequest,
         remember: Option<(&IdempotencyLog, &str)>,
+        trace: TraceParent,
     ) -> Result<Answer, Answer> {
         let route = &served.route;
-        // The request's trace continues on every event it produces (a new one when it has none).
-        let trace =
-            request.header(TRACEPARENT).and_then(TraceParent::parse).map_or_else(TraceParent::root, |t| t.child());
         let input = HttpInput::new(Arc::from(route.function.as_str()), request);
         // The body travels in the request: no value to pass down the stack.
         let reply: HttpReply = match served.stack.run(input, &[]).await {
@@ -302,6 +312,30 @@ impl HttpTrigger {
             .get_or_create(&HttpLabels { route: route.to_string(), status: status.to_string() })
             .inc();
     }
+}
+
+/// The span of one request of `route` (`METHOD /path`): its id is the parent
+/// id of the `traceparent` its events carry; its parent, the caller's span.
+fn request_span(
+    route: &str,
+    function: &str,
+    trace: TraceParent,
+    incoming: Option<TraceParent>,
+    start: std::time::SystemTime,
+    status: u16,
+) -> crate::otel::Span {
+    let mut span = crate::otel::Span::new(route, crate::otel::Kind::Server, trace, incoming.map(|t| t.parent_id));
+    span.start = start;
+    let (method, path) = route.split_once(' ').unwrap_or((route, ""));
+    span = span
+        .attr("kfn.function", function)
+        .attr("http.request.method", method)
+        .attr("http.route", path)
+        .attr("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.error = Some(format!("answered {status}"));
+    }
+    span
 }
 
 /// Matches `/orders/{id}` against `/orders/42`, returning `{id: 42}`.

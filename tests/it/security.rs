@@ -249,6 +249,11 @@ async fn acls_are_applied_without_error() {
         .count();
     assert_eq!(
         prefixed,
-        2 * config.functions.values().filter(|f| f.guarantee == kfn::config::Guarantee::ExactlyOnce).count()
+        2 * config
+            .functions
+            .values()
+            // exactly_once functions, and HTTP functions (their Idempotency-Key transactions).
+            .filter(|f| f.guarantee == kfn::config::Guarantee::ExactlyOnce || f.idempotency_topic().is_some())
+            .count()
     );
 }

@@ -1,14 +1,13 @@
 //! Turning one partition of a fetch response into the records a handler sees.
 
-use crate::compression::decompress;
 use crate::record::Header;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
 use kafka_protocol::ResponseError;
 
 use super::aborted::AbortedTransactions;
-use super::batch::{BatchHeader, Batches, Piece};
+use super::batch::{decode_records, BatchHeader, Batches, Piece};
 use super::error::{FetchError, Where};
 use super::markers::{marker_of, next_markers, Marker};
 use super::{ConsumedRecord, Isolation};
@@ -253,7 +252,7 @@ fn judge(
 impl DecodedPartition {
     /// Handles one complete batch below the hold: deliver, drop or skip it.
     fn take_batch(&mut self, entry: Entry, verdict: Verdict, at: Where<'_>) -> Result<(), FetchError> {
-        let Entry { header, mut bytes } = entry;
+        let Entry { header, bytes } = entry;
         let batch_end = header.last_offset.saturating_add(1);
         match verdict {
             Verdict::Deliver => {}
@@ -277,8 +276,7 @@ impl DecodedPartition {
                 return Ok(());
             }
         }
-        let set = RecordBatchDecoder::decode_with_custom_compression(&mut bytes, Some(decompress))
-            .map_err(|e| at.decode(header.base_offset, e))?;
+        let set = decode_records(&header, &bytes, at)?;
         self.records.reserve(set.records.len());
         for record in set.records {
             // Trims a batch that starts before the fetch offset, and guards

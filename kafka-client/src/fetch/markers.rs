@@ -10,10 +10,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use crate::compression::decompress;
-use kafka_protocol::records::RecordBatchDecoder;
-
-use super::batch::BatchHeader;
+use super::batch::{decode_records, BatchHeader};
 use super::error::{FetchError, Where};
 
 /// Control record type of an ABORT marker (key: version i16, type i16).
@@ -33,8 +30,7 @@ pub(super) enum Marker {
 /// `None` for control records that are not transaction markers (KRaft's
 /// leader-change and snapshot records): they end no transaction.
 pub(super) fn marker_of(header: &BatchHeader, bytes: &Bytes, at: Where<'_>) -> Result<Option<Marker>, FetchError> {
-    let set = RecordBatchDecoder::decode_with_custom_compression(&mut bytes.clone(), Some(decompress))
-        .map_err(|e| at.decode(header.base_offset, e))?;
+    let set = decode_records(header, bytes, at)?;
     let Some(first) = set.records.first() else {
         return Ok(None);
     };

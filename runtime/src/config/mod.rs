@@ -69,6 +69,14 @@ impl Config {
         validate::load_without_env(path, registry)
     }
 
+    /// Validates `text` as the contents of the file `path` (which need not
+    /// exist; relative paths in `text` are resolved from its directory), without
+    /// environment overrides. The entry point of the `config` fuzz target.
+    #[doc(hidden)]
+    pub fn load_str(path: &Path, text: &str, registry: &kfn_sdk::Registry) -> Result<Self, ConfigErrors> {
+        validate::load_str(path, text, registry)
+    }
+
     /// The directory paths in the file are relative to.
     pub fn base_dir(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("."))

@@ -275,3 +275,20 @@ fn config_a_table_is_a_declared_compacted_topic_of_a_topic_handler() {
     assert!(has(&errors, "functions.read.tables.catalog", "expected a compacted topic"), "{errors:?}");
     assert!(has(&errors, "functions.read.tables.gone", "undeclared topic \"nowhere\""), "{errors:?}");
 }
+
+#[test]
+fn config_load_str_validates_text_as_the_named_file() {
+    let (dir, from_file) = load("[topic_defaults]\npartitions = 3\nreplication = 1\n", "");
+    let file = dir.path().join("functions.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let from_text = Config::load_str(&file, &text, &registry()).expect("the same text loads");
+    let from_file = from_file.expect("the file loads");
+    assert_eq!(from_text.topics.keys().collect::<Vec<_>>(), from_file.topics.keys().collect::<Vec<_>>());
+    // A value cut short is a syntax error naming the file, not a panic.
+    let cut = &text[..text.find("retention").unwrap() + 15];
+    let errors = Config::load_str(&file, cut, &registry()).expect_err("a truncated file is refused");
+    assert!(errors.errors().iter().all(|e| e.source == file.display().to_string()), "{errors}");
+    // A wrong value names its field.
+    let errors = Config::load_str(&file, "[runtime]\nbrokers = 5\n", &registry()).expect_err("a number is no list");
+    assert!(errors.errors().iter().any(|e| e.field == "runtime.brokers"), "{errors}");
+}

@@ -53,6 +53,16 @@ fn load_with(path: &Path, registry: &kfn_sdk::Registry, env: Option<Env>) -> Res
     if let Some(env) = env {
         figment = figment.merge(env);
     }
+    validate(figment, path, registry)
+}
+
+/// Validates `text` as if it were the contents of `path` (no environment).
+pub(super) fn load_str(path: &Path, text: &str, registry: &kfn_sdk::Registry) -> Result<Config, ConfigErrors> {
+    validate(Figment::from(Toml::string(text)), path, registry)
+}
+
+/// Extracts and validates the merged sources; `path` names the file and is the base of relative paths.
+fn validate(figment: Figment, path: &Path, registry: &kfn_sdk::Registry) -> Result<Config, ConfigErrors> {
     let mut c = Collector::new(path.display().to_string());
     let top: RawTop = match figment.extract() {
         Ok(top) => top,

@@ -99,6 +99,18 @@ mod tests {
         }
     }
 
+    /// Found by the `registry_body` fuzz target: apache-avro 0.21 panics
+    /// (an `unwrap` in `Name::parse`) on a record name that is not an Avro
+    /// name; the catch turns it into a refusal instead of a dropped connection.
+    #[test]
+    fn a_record_name_apache_avro_panics_on_is_refused() {
+        for name in ["OrderCr\\u0624eated", "Order-Created"] {
+            let text = format!(r#"{{"type":"record","name":"{name}","fields":[]}}"#);
+            let error = AvroSchema::parse(&text).expect_err(&text);
+            assert!(!error.is_empty(), "{text}");
+        }
+    }
+
     #[test]
     fn primitive_schemas_are_schemas() {
         let s = AvroSchema::parse(r#""string""#).unwrap();

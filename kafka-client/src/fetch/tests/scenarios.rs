@@ -354,3 +354,36 @@ fn log_append_time_uses_the_batch_timestamp() {
     let stamps: Vec<i64> = decoded.records.iter().map(|r| r.timestamp_ms).collect();
     assert_eq!(stamps, vec![appended, appended]);
 }
+
+/// Found by the `record_batches` fuzz target: a batch whose header claims
+/// 2^31 - 1 records (CRC recomputed, so it reaches the decoder) made
+/// kafka-protocol reserve 32 GB and abort the process. It is a decode error
+/// naming the batch, for a data batch and for a marker, under every codec.
+#[test]
+fn a_record_count_beyond_the_batch_bytes_is_an_error_not_an_abort() {
+    for compression in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
+    {
+        for marker in [false, true] {
+            let mut log = Log::compressed(0, compression);
+            if marker {
+                log.txn(P1, 2);
+                log.commit(P1);
+            } else {
+                log.plain(3);
+            }
+            let mut bytes = BytesMut::from(&log.bytes()[..]);
+            // The last batch: the data batch, or the marker.
+            let start = log.batches().last().unwrap().1.start;
+            bytes[start + 57..start + 61].copy_from_slice(&i32::MAX.to_be_bytes());
+            let crc = crc32c::crc32c(&bytes[start + 21..]);
+            bytes[start + 17..start + 21].copy_from_slice(&crc.to_be_bytes());
+            let data = partition(bytes.freeze(), None);
+            let err = decode(&data, 0, Isolation::ReadCommitted).expect_err("a corrupt record count is refused");
+            assert!(matches!(err, FetchError::Decode { offset, .. } if offset == start_offset(&log)), "{err}");
+        }
+    }
+}
+
+fn start_offset(log: &Log) -> i64 {
+    log.batches().last().unwrap().0.start
+}

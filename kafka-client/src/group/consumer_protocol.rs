@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::coordinator::{Generation, GroupClient};
-use super::member::{is_fatal, wait_or_shutdown, write, Backoff, MemberConfig, MemberState, RebalanceListener};
+use super::membership::{is_fatal, wait_or_shutdown, write, Backoff, MemberConfig, MemberState, RebalanceListener};
 use super::protocol::TopicPartition;
 use crate::cluster::Cluster;
 use crate::error::KafkaError;

@@ -4,6 +4,7 @@ pub mod assignor;
 pub mod consumer_protocol;
 pub mod coordinator;
 pub mod member;
+pub mod membership;
 pub mod protocol;
 pub mod reset;
 

@@ -399,12 +399,17 @@ async fn a_dispatched_order_is_in_postgresql_with_its_status_and_its_stock_is_ta
 
     let order_id = first_dispatched(&app, db, || order(&sku, 3, "7.00")).await;
     // Both halves of the row: customer and total from the created order, the status from tracking.
-    let row = db
-        .psql(&format!(
-            "SELECT customer_id, total, status, updated_at > 0 FROM orders.orders WHERE order_id = '{order_id}'"
-        ))
-        .await
-        .expect("row");
+    // They meet whichever arrives first, so the status half may be there a moment before the other.
+    let query =
+        format!("SELECT customer_id, total, status, updated_at > 0 FROM orders.orders WHERE order_id = '{order_id}'");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let row = loop {
+        let row = db.psql(&query).await.expect("row");
+        if row == "c-1|21.00|dispatched|t" || tokio::time::Instant::now() > deadline {
+            break row;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(row, "c-1|21.00|dispatched|t");
 
     // The reservation went back to PostgreSQL, and took its units off the stock there.

@@ -137,10 +137,16 @@ async fn notify_killed_mid_stream_sends_each_notification_once() {
     let producer = Producer::new(cluster.clone(), ProducerConfig::default()).await.expect("producer");
     let run = kfn_tests::unique("eos");
     let written = Arc::new(AtomicUsize::new(0));
+    // The second half waits for the kill, so the kill always falls mid-stream
+    // however fast the writer is against notify.
+    let (killed, mut on_kill) = tokio::sync::watch::channel(false);
     let writer = tokio::spawn({
         let (run, written) = (run.clone(), written.clone());
         async move {
             for from in (0..ORDERS).step_by(ROUND) {
+                if from >= ORDERS / 2 {
+                    on_kill.wait_for(|k| *k).await.expect("the test is running");
+                }
                 write_orders(&encoders, &producer, &run, from..from + ROUND).await;
                 written.store(from + ROUND, Ordering::SeqCst);
             }
@@ -150,6 +156,7 @@ async fn notify_killed_mid_stream_sends_each_notification_once() {
     let at_kill = await_committed(&cluster, KILL_AFTER, Duration::from_secs(180)).await;
     let written_at_kill = written.load(Ordering::SeqCst);
     system.kill_replica(replica);
+    killed.send_replace(true);
     eprintln!("notify killed with {at_kill} inputs committed, {written_at_kill} of {ORDERS} orders written");
     assert!(written_at_kill < ORDERS, "the stream had ended before the kill: nothing was mid-stream");
 

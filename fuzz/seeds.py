@@ -22,7 +22,7 @@ CORPUS = ROOT / "fuzz" / "corpus"
 SHIPPED = [
     "order_created", "order_validated", "order_rejected", "payment_processed", "payment_failed",
     "inventory_reserved", "shipment_created", "shipment_dispatched", "notification", "order_metrics",
-    "product_sales", "order_status_changed", "order_status", "product_sale", "product_change",
+    "product_sales", "order_status_changed", "order_status", "product_change",
     "order_view", "stock_reservation",
 ]
 

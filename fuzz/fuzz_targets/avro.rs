@@ -53,7 +53,6 @@ shipped! {
     "product_sales.avsc" => ProductSales,
     "order_status_changed.avsc" => OrderStatusChanged,
     "order_status.avsc" => OrderStatus,
-    "product_sale.avsc" => ProductSale,
     "product_change.avsc" => ProductChange,
     "order_view.avsc" => OrderView,
     "stock_reservation.avsc" => StockReservation,

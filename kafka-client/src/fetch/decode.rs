@@ -279,6 +279,17 @@ impl DecodedPartition {
         let set = decode_records(&header, &bytes, at)?;
         self.records.reserve(set.records.len());
         for record in set.records {
+            // A record outside its batch's own range is corrupt (found by the
+            // record_batches fuzz target): delivered, it could lie past a held
+            // transaction and be read again when the fetch goes back to it.
+            if record.offset > header.last_offset {
+                let e = anyhow::anyhow!(
+                    "record offset {} beyond its batch's last offset {}",
+                    record.offset,
+                    header.last_offset
+                );
+                return Err(at.decode(header.base_offset, e));
+            }
             // Trims a batch that starts before the fetch offset, and guards
             // against offsets that do not increase.
             if record.offset < self.next_fetch_offset {

@@ -15,21 +15,9 @@ fn shipped() -> String {
     std::fs::read_to_string(kfn_tests::workspace_root().join("functions.toml")).expect("functions.toml")
 }
 
-/// Writes `text` as functions.toml next to a copy of schemas/ and docs/openapi.json, and loads it.
+/// Writes `text` as functions.toml of a copy of the shipped project, and loads it.
 fn load(text: &str) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let schemas = dir.path().join("schemas");
-    std::fs::create_dir(&schemas).expect("mkdir");
-    for entry in std::fs::read_dir(kfn_tests::workspace_root().join("schemas")).expect("schemas/") {
-        let path = entry.expect("entry").path();
-        if !path.is_file() {
-            continue; // schemas/evolution/: example versions, not the system's schemas
-        }
-        std::fs::copy(&path, schemas.join(path.file_name().expect("name"))).expect("copy");
-    }
-    std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
-    let openapi = kfn_tests::workspace_root().join("docs/openapi.json");
-    std::fs::copy(openapi, dir.path().join("docs/openapi.json")).expect("copy docs/openapi.json");
+    let dir = kfn_tests::shipped_project();
     let file = dir.path().join("functions.toml");
     std::fs::write(&file, text).expect("write");
     let result = Config::load_file_only(&file, &registry());
@@ -60,6 +48,22 @@ fn assert_error(text: &str, field: &str, expected: &str) {
     );
     let shown = err.to_string();
     assert!(shown.contains(&file.display().to_string()) && shown.contains(field), "{shown}");
+}
+
+#[test]
+fn a_truncated_file_is_one_error_naming_line_column_and_text() {
+    let text = shipped();
+    // Cut mid-way through a table header, as a partial write or a bad merge leaves it.
+    let cut = text.find("[functions.").expect("a function table") + "[functions.".len() + 3;
+    let (dir, result) = load(&text[..cut]);
+    let err = result.expect_err("a truncated file was accepted");
+    assert_eq!(err.errors().len(), 1, "{err}");
+    let line = err.errors()[0].to_string();
+    let number = text[..cut].lines().count();
+    let file = dir.path().join("functions.toml").display().to_string();
+    assert!(line.starts_with(&format!("{file}: not valid TOML at line {number}, column ")), "{line}");
+    assert!(line.contains(&format!("(there: `{}`)", text[..cut].lines().last().expect("a line").trim())), "{line}");
+    assert!(!line.contains('\n'), "{line}");
 }
 
 #[test]

@@ -153,6 +153,10 @@ enum Fault<'a> {
     /// SIGKILL of the node of a three-node cluster that leads the most partitions of the
     /// input and output, then its restart; the replica runs on.
     KillLeadingBroker(&'a mut LocalKafka),
+    /// Every few requests of every client, the replica's included, the connection closes
+    /// mid-request (a [`kfn_tests::proxy::FaultProxy`] in front of a broker of its own),
+    /// until three quarters of the inputs are committed.
+    CutConnections(&'a kfn_tests::proxy::FaultProxy),
 }
 
 /// The broker id leading the most partitions of `topics`.
@@ -186,6 +190,10 @@ async fn crash_and_restart(setup: Setup, fault: Fault<'_>) -> (Vec<Vec<u8>>, Vec
     let (cluster, bootstrap, replication) = match &fault {
         Fault::KillLeadingBroker(kafka) => {
             (Cluster::new(kafka.addrs(), ConnectOptions::default()), kafka.bootstrap().to_string(), 3)
+        }
+        Fault::CutConnections(proxy) => {
+            let bootstrap = format!("127.0.0.1:{}", proxy.port);
+            (Cluster::new(vec![bootstrap.clone()], ConnectOptions::default()), bootstrap, 1)
         }
         _ => (kfn_tests::cluster(), kfn_tests::broker().to_string(), 1),
     };
@@ -317,6 +325,23 @@ dead_letter = "{dlq}"
             assert!(dead_letters.is_empty(), "{} records dead-lettered through the failover", dead_letters.len());
             at_fault
         }
+        Fault::CutConnections(proxy) => {
+            // 2 ms a record (3,334 records a partition): seconds of requests of every kind
+            // (fetch, produce, the transaction's, offset commits, heartbeats) to cut.
+            let replica = Replica::start(&config, &dir.join("replica.log"), false, 2000);
+            await_committed(&cluster, &group, &input, 1, Duration::from_secs(120)).await;
+            proxy.cut_every(5);
+            let at_fault =
+                await_committed(&cluster, &group, &input, RECORDS as i64 * 3 / 4, Duration::from_secs(180)).await;
+            proxy.cut_every(0);
+            eprintln!("{} requests cut mid-way before {at_fault} inputs were committed", proxy.cuts());
+            assert!(proxy.cuts() >= 5, "only {} requests were cut: the test proves little", proxy.cuts());
+            await_count(&cluster, &output, RECORDS, Duration::from_secs(180)).await;
+            replica.terminate();
+            let dead_letters = read_all(&cluster, &dlq).await;
+            assert!(dead_letters.is_empty(), "{} records dead-lettered over cut connections", dead_letters.len());
+            at_fault
+        }
     };
     assert!(at_fault < RECORDS as i64, "the stream finished before the fault: the test proves nothing");
     registry.stop().await;
@@ -395,6 +420,14 @@ async fn exactly_once_sigterm_under_load_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_per_partition_sigterm_under_load_loses_and_duplicates_nothing() {
     let (inputs, outputs, _) = crash_and_restart(EXACTLY_ONCE_PER_PARTITION, Fault::Term).await;
+    assert_once_each(&inputs, &outputs);
+    assert_eq!(outputs.len(), inputs.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_loses_and_duplicates_nothing_while_connections_close_mid_request() {
+    let (proxy, _broker) = kfn_tests::broker_behind_proxy().await.expect("broker behind proxy");
+    let (inputs, outputs, _) = crash_and_restart(EXACTLY_ONCE, Fault::CutConnections(&proxy)).await;
     assert_once_each(&inputs, &outputs);
     assert_eq!(outputs.len(), inputs.len());
 }

@@ -2,6 +2,7 @@
 
 mod acl_enforced;
 mod aggregate;
+mod bad_input;
 mod check;
 mod compression;
 mod connect;

@@ -129,6 +129,26 @@ pub mod python;
 pub mod secured;
 pub mod security;
 
+/// A copy of the shipped project in a temporary directory: functions.toml,
+/// the system's schemas (schemas/*.avsc; not schemas/evolution/'s example
+/// versions) and docs/openapi.json, which functions.toml names.
+pub fn shipped_project() -> tempfile::TempDir {
+    let root = workspace_root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(root.join("functions.toml"), dir.path().join("functions.toml")).expect("copy functions.toml");
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).expect("mkdir schemas");
+    for entry in std::fs::read_dir(root.join("schemas")).expect("schemas/") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            std::fs::copy(&path, schemas.join(path.file_name().expect("name"))).expect("copy schema");
+        }
+    }
+    std::fs::create_dir(dir.path().join("docs")).expect("mkdir docs");
+    std::fs::copy(root.join("docs/openapi.json"), dir.path().join("docs/openapi.json")).expect("copy openapi.json");
+    dir
+}
+
 /// Starts a broker of its own (not the shared one) whose clients all go
 /// through a [`proxy::FaultProxy`]: it advertises the proxy's port.
 /// Returns the proxy and the broker (dropped = stopped).

@@ -1,7 +1,9 @@
 //! A TCP proxy in front of a real broker that can drop a connection at a
 //! chosen moment: after the broker answered a Produce request, before the
-//! client sees the answer. This is how the tests prove that a retried batch
-//! is not written twice. It forwards bytes; it never answers for the broker.
+//! client sees the answer (how the tests prove that a retried batch is not
+//! written twice), or in the middle of every Nth request (how they prove that
+//! a connection the broker closes mid-request loses nothing). It forwards
+//! bytes; it never answers for the broker.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,23 @@ pub struct FaultProxy {
     pub port: u16,
     drop_next_produce_answer: Arc<AtomicBool>,
     dropped: Arc<AtomicUsize>,
+    cuts: Arc<Cuts>,
+}
+
+/// The mid-request cuts: every `every`th request frame (0: none) is half sent, then both sides closed.
+#[derive(Default)]
+struct Cuts {
+    every: AtomicUsize,
+    frames: AtomicUsize,
+    made: AtomicUsize,
+}
+
+impl Cuts {
+    /// Whether the request frame passing now is to be cut.
+    fn this_one(&self) -> bool {
+        let every = self.every.load(Ordering::SeqCst);
+        every > 0 && (self.frames.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(every)
+    }
 }
 
 impl FaultProxy {
@@ -24,20 +43,34 @@ impl FaultProxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let drop_next = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicUsize::new(0));
-        let (d, c) = (drop_next.clone(), dropped.clone());
+        let cuts = Arc::new(Cuts::default());
+        let (d, c, k) = (drop_next.clone(), dropped.clone(), cuts.clone());
         tokio::spawn(async move {
             let listener = TcpListener::from_std(listener).expect("listener");
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
-                let (d, c) = (d.clone(), c.clone());
+                let (d, c, k) = (d.clone(), c.clone(), k.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
-                        let _ = pump(client, server, d, c).await;
+                        let _ = pump(client, server, d, c, k).await;
                     }
                 });
             }
         });
-        Self { port, drop_next_produce_answer: drop_next, dropped }
+        Self { port, drop_next_produce_answer: drop_next, dropped, cuts }
+    }
+
+    /// From now on, every `n`th request (0: none) reaches the broker only half
+    /// written before the proxy closes both sides: to the broker the client
+    /// vanished mid-request, to the client the broker closed the connection
+    /// with its request unanswered.
+    pub fn cut_every(&self, n: usize) {
+        self.cuts.every.store(n, Ordering::SeqCst);
+    }
+
+    /// How many requests were cut.
+    pub fn cuts(&self) -> usize {
+        self.cuts.made.load(Ordering::SeqCst)
     }
 
     /// Arms the fault: the next Produce answer is swallowed and its connection closed.
@@ -63,6 +96,7 @@ async fn pump(
     server: TcpStream,
     drop_next: Arc<AtomicBool>,
     dropped: Arc<AtomicUsize>,
+    cuts: Arc<Cuts>,
 ) -> std::io::Result<()> {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
@@ -75,6 +109,12 @@ async fn pump(
             let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
             if api_key == 0 && drop_next.swap(false, Ordering::SeqCst) {
                 let _ = doomed_tx.send(correlation);
+            }
+            if cuts.this_one() {
+                server_write.write_i32(frame.len() as i32).await?;
+                server_write.write_all(&frame[..frame.len() / 2]).await?;
+                cuts.made.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
             }
             server_write.write_i32(frame.len() as i32).await?;
             server_write.write_all(&frame).await?;

@@ -41,7 +41,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::coordinator::{Generation, GroupClient};
-use super::membership::{is_fatal, wait_or_shutdown, write, Backoff, MemberConfig, MemberState, RebalanceListener};
+use super::membership::{
+    is_fatal, rejoin_pauses, wait_or_shutdown, write, MemberConfig, MemberState, RebalanceListener,
+};
 use super::protocol::TopicPartition;
 use crate::cluster::Cluster;
 use crate::error::KafkaError;
@@ -162,7 +164,7 @@ impl ConsumerMember {
         listener: &dyn RebalanceListener,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Outcome {
-        let mut backoff = Backoff::new();
+        let mut backoff = rejoin_pauses();
         let mut last_ok = Instant::now();
         // The first heartbeat (the join) goes at once; so does the one that acknowledges a change.
         let mut wait = Duration::ZERO;
@@ -173,14 +175,15 @@ impl ConsumerMember {
             wait = self.interval;
             match self.heartbeat(self.epoch).await {
                 Ok(answer) => {
-                    backoff.reset();
+                    backoff = rejoin_pauses();
                     last_ok = Instant::now();
                     self.take(answer);
                 }
                 Err(e) => match self.classify(e, last_ok) {
                     Some(outcome) => return outcome,
                     None => {
-                        wait = backoff.next().min(self.interval.max(Duration::from_millis(100)));
+                        wait =
+                            backoff.next_delay().unwrap_or_default().min(self.interval.max(Duration::from_millis(100)));
                         continue;
                     }
                 },

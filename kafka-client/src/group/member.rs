@@ -14,12 +14,13 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use kafka_protocol::ResponseError;
 use tokio::sync::watch;
 
 use super::assignor::{assignor_for, MemberSubscription, SUPPORTED};
 use super::consumer_protocol::{self, ConsumerMember};
 use super::coordinator::{Generation, GroupClient};
-use super::membership::{is_fatal, wait_or_shutdown, write, Backoff};
+use super::membership::{is_fatal, rejoin_pauses, wait_or_shutdown, write};
 pub use super::membership::{GroupProtocol, MemberConfig, MemberState, RebalanceListener};
 use super::protocol::{decode_assignment, decode_subscription, encode_assignment, encode_subscription, TopicPartition};
 use crate::cluster::Cluster;
@@ -106,7 +107,7 @@ impl GroupMember {
     ) -> Result<Option<bool>, KafkaError> {
         /// How long a broker that may offer the consumer protocol soon is asked again.
         const UNDECIDED: Duration = Duration::from_secs(10);
-        let mut backoff = Backoff::new();
+        let mut backoff = rejoin_pauses();
         let mut undecided_since: Option<Instant> = None;
         loop {
             match consumer_protocol::offered(&mut self.client).await {
@@ -128,7 +129,7 @@ impl GroupMember {
                     // COORDINATOR_NOT_AVAILABLE until __consumer_offsets exists, a broker restarting.
                     tracing::info!(group = %self.config.group, error = %e, "finding the group coordinator failed; retrying");
                     self.client.reset_coordinator();
-                    if wait_or_shutdown(backoff.next(), shutdown).await {
+                    if wait_or_shutdown(backoff.next_delay().unwrap_or_default(), shutdown).await {
                         return Ok(None);
                     }
                 }
@@ -144,14 +145,14 @@ impl GroupMember {
     ) -> Result<(), KafkaError> {
         let mut member_id = String::new();
         let mut owned: Vec<TopicPartition> = Vec::new();
-        let mut backoff = Backoff::new();
+        let mut backoff = rejoin_pauses();
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
             let generation = match self.join_and_sync(&member_id, &owned).await {
                 Ok((generation, partitions)) => {
-                    backoff.reset();
+                    backoff = rejoin_pauses();
                     member_id = generation.member_id.clone();
                     owned = partitions;
                     generation
@@ -160,13 +161,13 @@ impl GroupMember {
                     if is_fatal(&e) {
                         return Err(e);
                     }
-                    match e.response_error().map(|r| r.code()) {
-                        Some(25) => member_id.clear(), // UNKNOWN_MEMBER_ID
-                        Some(27) => {}                 // REBALANCE_IN_PROGRESS: rejoin at once
+                    match e.response_error() {
+                        Some(ResponseError::UnknownMemberId) => member_id.clear(),
+                        Some(ResponseError::RebalanceInProgress) => {} // rejoin at once
                         _ => self.client.reset_coordinator(),
                     }
                     tracing::info!(group = %self.config.group, error = %e, "joining the group failed; retrying");
-                    if wait_or_shutdown(backoff.next(), &mut shutdown).await {
+                    if wait_or_shutdown(backoff.next_delay().unwrap_or_default(), &mut shutdown).await {
                         return Ok(());
                     }
                     continue;
@@ -271,10 +272,12 @@ impl GroupMember {
             }
             match self.client.heartbeat(generation).await {
                 Ok(()) => last_ok = Instant::now(),
-                Err(e) => match e.response_error().map(|r| r.code()) {
-                    Some(27) => return Next::Rebalance,
-                    Some(25) => return Next::Lost { forget_member_id: true },
-                    Some(22) | Some(82) => return Next::Lost { forget_member_id: false },
+                Err(e) => match e.response_error() {
+                    Some(ResponseError::RebalanceInProgress) => return Next::Rebalance,
+                    Some(ResponseError::UnknownMemberId) => return Next::Lost { forget_member_id: true },
+                    Some(ResponseError::IllegalGeneration | ResponseError::FencedInstanceId) => {
+                        return Next::Lost { forget_member_id: false }
+                    }
                     _ => {
                         tracing::debug!(group = %self.config.group, error = %e, "heartbeat failed");
                         self.client.reset_coordinator();

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::coordinator::Generation;
 use super::protocol::TopicPartition;
+use crate::backoff::Pauses;
 use crate::error::KafkaError;
 
 /// How a member joins its group.
@@ -104,24 +105,9 @@ pub(super) async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver
     }
 }
 
-/// Exponential backoff for rejoining: 100 ms doubling to 5 s, with jitter.
-pub(crate) struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Self { attempt: 0 }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    pub(crate) fn next(&mut self) -> Duration {
-        let base = 100u64.saturating_mul(1 << self.attempt.min(6)).min(5_000);
-        self.attempt += 1;
-        let jitter = rand::random::<u64>() % (base / 4 + 1);
-        Duration::from_millis(base + jitter)
-    }
+/// Pauses between attempts to rejoin or to reach the coordinator: 100 ms
+/// doubling to 2.5 s, each drawn up to twice its step, so that the members
+/// which lost the coordinator together do not come back in lockstep.
+pub(crate) fn rejoin_pauses() -> Pauses {
+    Pauses::jittered(Duration::from_millis(100), Duration::from_millis(2_500))
 }

@@ -69,16 +69,13 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<ExitCode> {
-    let mut config = super::load(&args.config, &registry)?;
-    // Three nodes meet the declared replication; one node needs [local]'s.
-    let replication = if args.nodes >= 3 {
-        3
-    } else {
-        for change in config.apply_local_overrides() {
-            eprintln!("kfn: local override ([local] in {}): {change}", args.config.display());
-        }
-        config.local.replication.unwrap_or(1)
-    };
+    // Contradictory flags fail before anything is loaded or started.
+    if args.broker == BrokerKind::Tansu && args.secure {
+        anyhow::bail!("--secure runs Apache Kafka (tansu has no TLS and enforces no ACLs): drop --broker tansu");
+    }
+    if args.broker == BrokerKind::Tansu && args.nodes > 1 {
+        return Err(crate::dev::LocalError::TansuNodes(args.nodes).into());
+    }
     let mut wanted: Vec<(u16, &'static str, &'static str)> =
         (0..args.nodes as u16).map(|i| (args.broker_port.saturating_add(i), "broker", "--broker-port")).collect();
     wanted.extend([
@@ -93,6 +90,16 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         ]);
     }
     ensure_free(&wanted)?;
+    let mut config = super::load(&args.config, &registry)?;
+    // Three nodes meet the declared replication; one node needs [local]'s.
+    let replication = if args.nodes >= 3 {
+        3
+    } else {
+        for change in config.apply_local_overrides() {
+            eprintln!("kfn: local override ([local] in {}): {change}", args.config.display());
+        }
+        config.local.replication.unwrap_or(1)
+    };
     eprintln!(
         "kfn: starting the local broker ({}, {} node{}) on 127.0.0.1:{}",
         args.broker.as_str(),
@@ -101,9 +108,6 @@ pub async fn run(args: DevArgs, registry: kfn_sdk::Registry) -> anyhow::Result<E
         args.broker_port
     );
     let broker = if args.secure {
-        if args.broker != BrokerKind::Kafka {
-            anyhow::bail!("--secure runs Apache Kafka (tansu enforces no ACLs): drop --broker tansu");
-        }
         let users = config.functions.keys().map(|f| function_user(f)).collect();
         let options = SecureOptions {
             nodes: args.nodes,

@@ -17,7 +17,7 @@ mod topics;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::{scaffold, schema_check};
@@ -126,7 +126,19 @@ enum Command {
 
 /// Parses the command line and runs it with the handlers of `registry`.
 pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print as clap writes them, to stdout.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("kfn: error: {}", missing_command_line());
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("kfn: error: {}", usage_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -160,6 +172,47 @@ pub fn main(registry: kfn_sdk::Registry) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command-line mistake as one line: clap's own sentence (which names the
+/// argument and, for a malformed value, why) with its tip, pointing at --help
+/// instead of repeating the usage block.
+fn usage_error_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    // The first paragraph is the error (a missing argument's names and a bad
+    // value's possible values are indented lines of it); "tip:" lines follow
+    // after a blank line, the usage block after another.
+    let mut paragraphs = rendered.split("\n\n").map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "));
+    let first = paragraphs.next().unwrap_or_default();
+    let mut line = first.strip_prefix("error: ").unwrap_or(&first).to_string();
+    if line.is_empty() {
+        line.push_str("invalid arguments");
+    }
+    for tip in paragraphs.filter_map(|p| p.strip_prefix("tip: ").map(str::to_string)) {
+        line.push_str(" (");
+        line.push_str(&tip);
+        line.push(')');
+    }
+    line.push_str("; see --help");
+    line
+}
+
+/// `kfn` or `kfn dlq` alone: which commands it takes, instead of its whole help.
+fn missing_command_line() -> String {
+    // The command line names the (sub)command that wants one of its own.
+    let mut command = Cli::command();
+    let mut path = vec!["kfn".to_string()];
+    for arg in std::env::args().skip(1) {
+        match command.find_subcommand(&arg).cloned() {
+            Some(sub) => {
+                path.push(arg);
+                command = sub;
+            }
+            None => break,
+        }
+    }
+    let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).filter(|n| *n != "help").collect();
+    format!("`{}` needs a command: one of {} (see --help)", path.join(" "), names.join(", "))
 }
 
 /// Logs to stderr (as JSON lines with `KFN_LOG_FORMAT=json`) at `KFN_LOG`'s levels: `info` (the default), `debug`,

@@ -16,7 +16,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.source, self.field, self.message)
+        if self.field.is_empty() {
+            // The file as a whole, e.g. TOML that does not parse.
+            write!(f, "{}: {}", self.source, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.source, self.field, self.message)
+        }
     }
 }
 
@@ -98,6 +103,7 @@ impl Collector {
                     format!("unknown field `{name}`; expected one of: {}", expected.join(", "))
                 }
                 figment::error::Kind::MissingField(name) => format!("missing field `{name}`"),
+                figment::error::Kind::Message(text) if text.starts_with("TOML parse error") => toml_syntax(text),
                 other => format!("expected {}", describe(other)),
             };
             self.errors.push(ConfigError { source, field: path.join("."), message });
@@ -111,6 +117,23 @@ impl Collector {
             Err(ConfigErrors::Invalid(self.errors))
         }
     }
+}
+
+/// The toml crate's parse error (a header line, the source line with a caret
+/// under the column, the reason) as one line: where, why, and the text there.
+fn toml_syntax(text: &str) -> String {
+    let mut lines = text.lines();
+    let at = lines.next().unwrap_or_default().trim_start_matches("TOML parse error at ").to_string();
+    let rest: Vec<&str> = lines.collect();
+    // The quoted source line is the one numbered `N | text`; the reason follows the gutter lines.
+    let quoted = rest.iter().find_map(|l| l.split_once(" | ").filter(|(n, _)| n.trim().parse::<u32>().is_ok()));
+    let reason: Vec<&str> =
+        rest.iter().map(|l| l.trim()).filter(|l| !l.is_empty() && !l.starts_with('|') && !l.contains(" | ")).collect();
+    let mut line = format!("not valid TOML at {at}: {}", reason.join(" "));
+    if let Some((_, source)) = quoted {
+        line.push_str(&format!(" (there: `{}`)", source.trim()));
+    }
+    line
 }
 
 fn describe(kind: &figment::error::Kind) -> String {

@@ -2,23 +2,47 @@
 
 use std::net::TcpListener;
 
-/// A port that is already taken.
+/// A port `kfn dev` cannot use.
 #[derive(Debug, thiserror::Error)]
-#[error("port {port} on 127.0.0.1 for the {what} is already in use; choose another with {flag} <PORT>")]
-pub struct PortTaken {
-    /// The port.
-    pub port: u16,
-    /// What wanted it ("broker", "HTTP trigger", ...).
-    pub what: &'static str,
-    /// The command-line flag that changes it.
-    pub flag: &'static str,
+pub enum PortTaken {
+    /// Something else listens on it.
+    #[error("port {port} on 127.0.0.1 for the {what} is already in use; choose another with {flag} <PORT>")]
+    InUse {
+        /// The port.
+        port: u16,
+        /// What wanted it ("broker", "HTTP trigger", ...).
+        what: &'static str,
+        /// The command-line flag that changes it.
+        flag: &'static str,
+    },
+    /// Two of the wanted servers were given the same port.
+    #[error(
+        "port {port} is asked for both the {first} ({first_flag}) and the {second} ({second_flag}); give each its own"
+    )]
+    Twice {
+        /// The port.
+        port: u16,
+        /// The first server that wanted it.
+        first: &'static str,
+        /// The flag that set it.
+        first_flag: &'static str,
+        /// The second server that wanted it.
+        second: &'static str,
+        /// The flag that set it.
+        second_flag: &'static str,
+    },
 }
 
-/// Fails with the first port of `wanted` (port, what, flag) that is taken.
+/// Fails with the first port of `wanted` (port, what, flag) that is asked twice or taken.
 pub fn ensure_free(wanted: &[(u16, &'static str, &'static str)]) -> Result<(), PortTaken> {
+    for (i, &(port, second, second_flag)) in wanted.iter().enumerate() {
+        if let Some(&(_, first, first_flag)) = wanted[..i].iter().find(|w| w.0 == port) {
+            return Err(PortTaken::Twice { port, first, first_flag, second, second_flag });
+        }
+    }
     for &(port, what, flag) in wanted {
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
-            return Err(PortTaken { port, what, flag });
+            return Err(PortTaken::InUse { port, what, flag });
         }
     }
     Ok(())
@@ -62,10 +86,18 @@ mod tests {
         let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let err = ensure_free(&[(port, "broker", "--broker-port")]).unwrap_err();
-        assert_eq!(err.port, port);
+        assert!(matches!(err, PortTaken::InUse { port: p, .. } if p == port), "{err}");
         assert!(err.to_string().contains("--broker-port"), "{err}");
         drop(listener);
         ensure_free(&[(port, "broker", "--broker-port")]).unwrap();
+    }
+
+    #[test]
+    fn a_port_asked_twice_names_both_flags() {
+        let wanted = [(8080, "HTTP trigger", "--http-port"), (8080, "metrics and health endpoints", "--admin-port")];
+        let err = ensure_free(&wanted).unwrap_err();
+        assert!(matches!(err, PortTaken::Twice { port: 8080, .. }), "{err}");
+        assert!(err.to_string().contains("--http-port") && err.to_string().contains("--admin-port"), "{err}");
     }
 
     #[test]

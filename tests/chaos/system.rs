@@ -22,6 +22,7 @@ use kfn::config::{Config, FunctionSpec};
 use kfn::dev::apache_kafka::{KafkaOptions, LocalKafka};
 use kfn::dev::ports::free_port;
 use kfn::kafka::{Admin, Cluster, ConnectOptions};
+use kfn::kafka_settings::EnsureTopics;
 use kfn_tests::order_system::request;
 
 use crate::netns::Isolated;

@@ -299,7 +299,8 @@ impl System {
 
     /// The topic functions (those with a consumer group).
     pub fn topic_functions(&self) -> Vec<FunctionSpec> {
-        self.config.functions.values().filter(|f| !f.inputs().is_empty()).cloned().collect()
+        // An aggregate that groups by a key runs as two stages, each with its own group.
+        self.config.functions.values().flat_map(FunctionSpec::stages).filter(|f| !f.inputs().is_empty()).collect()
     }
 }
 

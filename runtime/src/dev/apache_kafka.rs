@@ -25,6 +25,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use super::broker::{LocalBroker, LocalBrokerError};
+use super::maven::{self, Install, Jars, MavenError};
 use super::ports::free_port;
 use super::tansu::{cache_dir, InstallError as CacheError};
 
@@ -39,16 +40,9 @@ const LOG4J: &str = include_str!("apache_kafka/log4j2.yaml");
 /// Why the local Apache Kafka could not be installed or started.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalKafkaError {
-    /// java or mvn is missing.
-    #[error("Apache Kafka needs `{tool}` on PATH ({why}); install it, e.g. `apt-get install {package}`, or use --broker tansu")]
-    MissingTool {
-        /// The command.
-        tool: &'static str,
-        /// What it is for.
-        why: &'static str,
-        /// A Debian package that provides it.
-        package: &'static str,
-    },
+    /// Its jars could not be installed, or java is missing.
+    #[error("Apache Kafka {VERSION}: {0} (or use --broker tansu)")]
+    Install(#[from] MavenError),
     /// No cache directory.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -94,76 +88,19 @@ pub fn ensure_installed() -> Result<PathBuf, LocalKafkaError> {
     }
     let dir = cache_dir()?.join(format!("apache-kafka-{VERSION}"));
     let libs = dir.join("libs");
-    let stamp = dir.join("pom.installed");
-    let installed = || std::fs::read_to_string(&stamp).is_ok_and(|s| s == POM) && libs.is_dir();
-    if installed() {
-        return Ok(libs);
+    Install {
+        what: &format!("Apache Kafka {VERSION}"),
+        dir: &dir,
+        jars: &[Jars { name: "broker", pom: POM, folder: &libs }],
+        java_for: JAVA_FOR,
+        mvn_for: "to fetch Apache Kafka's jars from Maven Central once",
     }
-    // Test binaries start brokers at the same time: one installs, the others wait for it.
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let lock_path = dir.join("install.lock");
-    let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
-    lock.lock().map_err(io(&lock_path))?;
-    if installed() {
-        return Ok(libs);
-    }
-    java()?;
-    if Command::new("mvn").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        return Err(LocalKafkaError::MissingTool {
-            tool: "mvn",
-            why: "to fetch Apache Kafka's jars from Maven Central once",
-            package: "maven",
-        });
-    }
-    eprintln!(
-        "kfn: installing Apache Kafka {VERSION} (its jars from Maven Central, with mvn) into {} ...",
-        dir.display()
-    );
-    let pom = dir.join("pom.xml");
-    std::fs::write(&pom, POM).map_err(io(&pom))?;
-    // Copy into a staging folder and rename at the end: an interrupted install is redone.
-    let staging = dir.join("libs.partial");
-    let _ = std::fs::remove_dir_all(&staging);
-    let status = Command::new("mvn")
-        // Debian's mvn colours its output even in batch mode unless told not to.
-        .args(["--batch-mode", "-Dstyle.color=never", "--file"])
-        .arg(&pom)
-        .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
-        .arg(format!("-DoutputDirectory={}", staging.display()))
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| LocalKafkaError::Step {
-            step: "mvn dependency:copy-dependencies".into(),
-            detail: e.to_string(),
-        })?;
-    if !status.success() {
-        return Err(LocalKafkaError::Step {
-            step: "mvn dependency:copy-dependencies".into(),
-            detail: format!("{status}; Maven's output is above"),
-        });
-    }
-    let _ = std::fs::remove_dir_all(&libs);
-    std::fs::rename(&staging, &libs).map_err(io(&libs))?;
-    std::fs::write(&stamp, POM).map_err(io(&stamp))?;
-    eprintln!("kfn: Apache Kafka {VERSION} installed");
+    .ensure()?;
     Ok(libs)
 }
 
-/// The java binary: `$JAVA_HOME/bin/java`, else `java` on PATH.
-fn java() -> Result<PathBuf, LocalKafkaError> {
-    let java = std::env::var_os("JAVA_HOME")
-        .map(|home| PathBuf::from(home).join("bin").join("java"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("java"));
-    match Command::new(&java).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(_) => Ok(java),
-        Err(_) => Err(LocalKafkaError::MissingTool {
-            tool: "java",
-            why: "a Java 17 or newer runtime runs the broker",
-            package: "openjdk-17-jre-headless",
-        }),
-    }
-}
+/// What java is for, in the error when it is missing.
+const JAVA_FOR: &str = "a Java 17 or newer runtime runs the broker";
 
 /// How to run the local cluster.
 #[derive(Debug, Clone)]
@@ -325,7 +262,7 @@ impl LocalKafka {
         let libs = tokio::task::spawn_blocking(ensure_installed)
             .await
             .map_err(|e| LocalKafkaError::Step { step: "install".into(), detail: e.to_string() })??;
-        let java = java()?;
+        let java = maven::java(JAVA_FOR)?;
         let n = options.nodes.max(1);
         let free =
             |_| free_port().map_err(|e| LocalKafkaError::Step { step: "choose a port".into(), detail: e.to_string() });
@@ -436,7 +373,7 @@ impl LocalKafka {
 
     fn spawn(&self, index: usize) -> Result<LocalBroker, LocalKafkaError> {
         let spec = &self.specs[index];
-        let java = java()?;
+        let java = maven::java(JAVA_FOR)?;
         let mut cmd = Command::new(java);
         cmd.args(["-Xms128m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.awt.headless=true"])
             .arg(format!("-Dlog4j2.configurationFile={}", spec.dir.join("log4j2.yaml").display()))

@@ -24,10 +24,11 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::broker::{remove_abandoned_dirs, LocalBroker, Signals};
+use super::maven::{self, Install, Jars, MavenError};
 use super::ports::free_port;
 use super::postgres::LocalPostgres;
 use super::tansu::{cache_dir, InstallError as CacheError};
@@ -49,16 +50,9 @@ const LOG4J: &str = include_str!("connect/log4j2.properties");
 /// Why the local Kafka Connect could not be installed or started.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalConnectError {
-    /// java or mvn is missing.
-    #[error("Kafka Connect needs `{tool}` on PATH ({why}); install it, e.g. `apt-get install {package}`")]
-    MissingTool {
-        /// The command.
-        tool: &'static str,
-        /// What it is for.
-        why: &'static str,
-        /// A Debian package that provides it.
-        package: &'static str,
-    },
+    /// Its jars could not be installed, or java is missing.
+    #[error("Kafka Connect {VERSION}: {0}")]
+    Install(#[from] MavenError),
     /// No cache directory.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -114,80 +108,22 @@ pub fn ensure_installed() -> Result<ConnectJars, LocalConnectError> {
     }
     let dir = cache_dir()?.join(format!("kafka-connect-{VERSION}"));
     let jars = ConnectJars { libs: dir.join("libs"), plugins: dir.join("plugins") };
-    let stamp = dir.join("poms.installed");
-    let poms: String = std::iter::once(WORKER_POM).chain(PLUGINS.iter().map(|(_, pom)| *pom)).collect();
-    let installed = || std::fs::read_to_string(&stamp).is_ok_and(|s| s == poms) && jars.libs.is_dir();
-    if installed() {
-        return Ok(jars);
+    let plugin_folders: Vec<PathBuf> = PLUGINS.iter().map(|(name, _)| jars.plugins.join(name)).collect();
+    let mut sets = vec![Jars { name: "worker", pom: WORKER_POM, folder: &jars.libs }];
+    sets.extend(PLUGINS.iter().zip(&plugin_folders).map(|((name, pom), folder)| Jars { name, pom, folder }));
+    Install {
+        what: &format!("Kafka Connect {VERSION} and its Debezium plugins"),
+        dir: &dir,
+        jars: &sets,
+        java_for: JAVA_FOR,
+        mvn_for: "to fetch Kafka Connect's and Debezium's jars from Maven Central once",
     }
-    // Test binaries start workers at the same time: one installs, the others wait for it.
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let lock_path = dir.join("install.lock");
-    let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
-    lock.lock().map_err(io(&lock_path))?;
-    if installed() {
-        return Ok(jars);
-    }
-    java()?;
-    if Command::new("mvn").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        return Err(LocalConnectError::MissingTool {
-            tool: "mvn",
-            why: "to fetch Kafka Connect's and Debezium's jars from Maven Central once",
-            package: "maven",
-        });
-    }
-    eprintln!("kfn: installing Kafka Connect {VERSION} and its Debezium plugins (jars from Maven Central, with mvn) into {} ...", dir.display());
-    copy_dependencies(&dir, "worker", WORKER_POM, &jars.libs)?;
-    for (name, pom) in PLUGINS {
-        copy_dependencies(&dir, name, pom, &jars.plugins.join(name))?;
-    }
-    std::fs::write(&stamp, poms).map_err(io(&stamp))?;
-    eprintln!("kfn: Kafka Connect {VERSION} installed");
+    .ensure()?;
     Ok(jars)
 }
 
-/// Runs `mvn dependency:copy-dependencies` on `pom` into `target`, through a
-/// staging folder renamed at the end (an interrupted install is redone).
-fn copy_dependencies(dir: &Path, name: &str, pom: &str, target: &Path) -> Result<(), LocalConnectError> {
-    let pom_path = dir.join(format!("{name}.pom.xml"));
-    std::fs::write(&pom_path, pom).map_err(io(&pom_path))?;
-    let staging = dir.join(format!("{name}.partial"));
-    let _ = std::fs::remove_dir_all(&staging);
-    let step = || format!("mvn dependency:copy-dependencies ({name})");
-    let status = Command::new("mvn")
-        // Debian's mvn colours its output even in batch mode unless told not to.
-        .args(["--batch-mode", "-Dstyle.color=never", "--file"])
-        .arg(&pom_path)
-        .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
-        .arg(format!("-DoutputDirectory={}", staging.display()))
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| LocalConnectError::Step { step: step(), detail: e.to_string() })?;
-    if !status.success() {
-        return Err(LocalConnectError::Step { step: step(), detail: format!("{status}; Maven's output is above") });
-    }
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let _ = std::fs::remove_dir_all(target);
-    std::fs::rename(&staging, target).map_err(io(target))
-}
-
-/// The java binary: `$JAVA_HOME/bin/java`, else `java` on PATH.
-fn java() -> Result<PathBuf, LocalConnectError> {
-    let java = std::env::var_os("JAVA_HOME")
-        .map(|home| PathBuf::from(home).join("bin").join("java"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("java"));
-    match Command::new(&java).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Ok(_) => Ok(java),
-        Err(_) => Err(LocalConnectError::MissingTool {
-            tool: "java",
-            why: "a Java 17 or newer runtime runs the worker",
-            package: "openjdk-17-jre-headless",
-        }),
-    }
-}
+/// What java is for, in the error when it is missing.
+const JAVA_FOR: &str = "a Java 17 or newer runtime runs the worker";
 
 /// The environment connector configs read as `${env:KFN_POSTGRES_*}`: where
 /// `db` listens, its user, password and database.
@@ -250,7 +186,7 @@ impl LocalConnect {
         let jars = tokio::task::spawn_blocking(ensure_installed)
             .await
             .map_err(|e| LocalConnectError::Step { step: "install".into(), detail: e.to_string() })??;
-        let java = java()?;
+        let java = maven::java(JAVA_FOR)?;
         let port = match options.port {
             Some(p) => p,
             None => free_port()

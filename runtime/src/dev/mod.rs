@@ -7,6 +7,7 @@ pub mod apache_kafka;
 pub mod broker;
 pub mod connect;
 pub mod local;
+pub mod maven;
 pub mod ports;
 pub mod postgres;
 pub mod secure;

@@ -1,0 +1,143 @@
+//! The jars of the Java programs kfn runs locally (Apache Kafka; Kafka Connect
+//! and its Debezium plugins), fetched once from Maven Central: kfn writes each
+//! pinned pom into its cache and runs `mvn dependency:copy-dependencies` on
+//! it, with Maven's progress shown. A stamp holds the poms installed, so a
+//! changed pom installs again; a lock lets one of several processes (test
+//! binaries start brokers at the same time) install while the others wait.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+/// Why a Java program's jars could not be installed, or it cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum MavenError {
+    /// java or mvn is not on PATH.
+    #[error("`{tool}` is not on PATH ({why}); install it, e.g. `apt-get install {package}`")]
+    MissingTool {
+        /// The command.
+        tool: &'static str,
+        /// What it is for.
+        why: &'static str,
+        /// A Debian package that provides it.
+        package: &'static str,
+    },
+    /// mvn could not be started.
+    #[error("cannot run mvn: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// mvn ran and failed.
+    #[error("`mvn dependency:copy-dependencies` on {pom} failed ({status}); Maven's output is above")]
+    Failed {
+        /// The pom it ran on.
+        pom: PathBuf,
+        /// Its exit status.
+        status: ExitStatus,
+    },
+    /// A file or folder of the install could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MavenError + '_ {
+    move |source| MavenError::Io { path: path.to_path_buf(), source }
+}
+
+/// One folder of jars: the runtime dependencies of a pom.
+#[derive(Debug, Clone, Copy)]
+pub struct Jars<'a> {
+    /// The pom's name in the install folder (`<name>.pom.xml`), and in progress messages.
+    pub name: &'a str,
+    /// The pom's text.
+    pub pom: &'a str,
+    /// Where its jars go.
+    pub folder: &'a Path,
+}
+
+/// What is installed, and why each tool is needed (for the errors).
+#[derive(Debug, Clone, Copy)]
+pub struct Install<'a> {
+    /// The program, for messages: "Apache Kafka 4.4.0".
+    pub what: &'a str,
+    /// The folder holding the poms, the stamp and the lock.
+    pub dir: &'a Path,
+    /// The folders of jars.
+    pub jars: &'a [Jars<'a>],
+    /// What java is for ("a Java 17 or newer runtime runs the broker").
+    pub java_for: &'static str,
+    /// What mvn is for ("to fetch Apache Kafka's jars from Maven Central once").
+    pub mvn_for: &'static str,
+}
+
+impl Install<'_> {
+    /// Installs every folder of jars unless the stamp says these poms are installed already.
+    pub fn ensure(&self) -> Result<(), MavenError> {
+        let stamp = self.dir.join("poms.installed");
+        let poms: String = self.jars.iter().map(|j| j.pom).collect();
+        let installed =
+            || std::fs::read_to_string(&stamp).is_ok_and(|s| s == poms) && self.jars.iter().all(|j| j.folder.is_dir());
+        if installed() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.dir).map_err(io(self.dir))?;
+        let lock_path = self.dir.join("install.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        if installed() {
+            return Ok(());
+        }
+        java(self.java_for)?;
+        if Command::new("mvn").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+            return Err(MavenError::MissingTool { tool: "mvn", why: self.mvn_for, package: "maven" });
+        }
+        eprintln!("kfn: installing {} (jars from Maven Central, with mvn) into {} ...", self.what, self.dir.display());
+        for jars in self.jars {
+            copy_dependencies(self.dir, jars)?;
+        }
+        std::fs::write(&stamp, poms).map_err(io(&stamp))?;
+        eprintln!("kfn: {} installed", self.what);
+        Ok(())
+    }
+}
+
+/// Runs `mvn dependency:copy-dependencies` on the pom into a staging folder,
+/// renamed into place at the end: an interrupted install is redone.
+fn copy_dependencies(dir: &Path, jars: &Jars<'_>) -> Result<(), MavenError> {
+    let pom = dir.join(format!("{}.pom.xml", jars.name));
+    std::fs::write(&pom, jars.pom).map_err(io(&pom))?;
+    let staging = dir.join(format!("{}.partial", jars.name));
+    let _ = std::fs::remove_dir_all(&staging);
+    let status = Command::new("mvn")
+        // Debian's mvn colours its output even in batch mode unless told not to.
+        .args(["--batch-mode", "-Dstyle.color=never", "--file"])
+        .arg(&pom)
+        .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
+        .arg(format!("-DoutputDirectory={}", staging.display()))
+        .stdin(Stdio::null())
+        .status()
+        .map_err(MavenError::Spawn)?;
+    if !status.success() {
+        return Err(MavenError::Failed { pom, status });
+    }
+    if let Some(parent) = jars.folder.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let _ = std::fs::remove_dir_all(jars.folder);
+    std::fs::rename(&staging, jars.folder).map_err(io(jars.folder))
+}
+
+/// The java binary: `$JAVA_HOME/bin/java`, else `java` on PATH; `why` says what it runs.
+pub fn java(why: &'static str) -> Result<PathBuf, MavenError> {
+    let java = std::env::var_os("JAVA_HOME")
+        .map(|home| PathBuf::from(home).join("bin").join("java"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("java"));
+    match Command::new(&java).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(_) => Ok(java),
+        Err(_) => Err(MavenError::MissingTool { tool: "java", why, package: "openjdk-17-jre-headless" }),
+    }
+}

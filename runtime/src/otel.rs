@@ -4,7 +4,7 @@
 //! Off by default. On when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as it
 //! is) or `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended) is set, as
 //! OpenTelemetry specifies; the service name is `OTEL_SERVICE_NAME`, else
-//! `kfn`. Needs the `otlp` cargo feature (the `orders` binary enables it).
+//! `kfn`. Needs the `otlp` cargo feature (`cargo build --features otlp`; the production image builds with it).
 //!
 //! kfn's spans are finished records, not live objects: a span's ids are the
 //! ones [`crate::trace`] writes into record headers, so the span of an

@@ -193,17 +193,17 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Whether trying again later can help: no answer, or a 5xx answer. A 4xx
-    /// answer will be the same next time, so it is never retried.
+    /// Whether trying again later can help: no answer, a 5xx answer, or a
+    /// success answer that is not the API's JSON (a proxy's error page, a
+    /// registry half started: the record is not at fault, and dead-lettering
+    /// every record while the registry is broken would empty the stream into
+    /// the dead-letter topic). A 4xx answer will be the same next time, so it
+    /// is never retried.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Body { .. } => true,
+            Self::Unreachable { .. } | Self::Timeout { .. } | Self::Body { .. } | Self::Json { .. } => true,
             Self::Api { error, .. } => error.status >= 500,
-            Self::InvalidUrl { .. }
-            | Self::Json { .. }
-            | Self::TlsSetup { .. }
-            | Self::Tls { .. }
-            | Self::Unauthorized { .. } => false,
+            Self::InvalidUrl { .. } | Self::TlsSetup { .. } | Self::Tls { .. } | Self::Unauthorized { .. } => false,
         }
     }
 

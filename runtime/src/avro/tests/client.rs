@@ -90,6 +90,25 @@ async fn times_out_a_registry_that_does_not_answer() {
     drop(listener);
 }
 
+#[tokio::test]
+async fn a_success_answer_that_is_not_json_is_a_transient_error() {
+    // A server on loopback that answers every request 200 with a body that is not the API's JSON.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.read(&mut [0u8; 4096]);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 15\r\n\r\n<html>hi</html>");
+        }
+    });
+    let client = RegistryClient::new(&format!("http://{addr}"), None).unwrap().with_retry(fast(0));
+    let err = client.schema_by_id(5).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Json { .. }), "{err}");
+    assert!(err.is_transient(), "the record is not at fault: retry it, do not dead-letter it");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}
+
 #[test]
 fn error_codes_are_mapped() {
     let cases = [

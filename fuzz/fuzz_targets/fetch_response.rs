@@ -1,7 +1,9 @@
 //! A Fetch response from the wire: the first byte picks the version (4 to
-//! 18), the rest is the response body as a broker sends it. kafka-protocol
-//! decodes it, then kfn decodes every partition's record set (batch
-//! splitting, control markers, the aborted list, and the batches' records).
+//! 12, those kfn sends), the rest is the response body as a broker sends it.
+//! kfn's fetcher decodes it (`kfn::kafka::fetch::response`: kafka-protocol's
+//! decoders under arrays bounded by the bytes left), then every partition's
+//! record set (batch splitting, control markers, the aborted list, and the
+//! batches' records).
 //!
 //! Raw bytes rarely pass a batch's CRC once mutated, so the compressed
 //! payloads are reached by the seeds (batches of every codec, written by

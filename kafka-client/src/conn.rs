@@ -263,8 +263,21 @@ impl Connection {
         version: i16,
         extra: Duration,
     ) -> Result<R::Response, KafkaError> {
+        self.send_decoded(request, version, extra, R::Response::decode).await
+    }
+
+    /// Like [`Connection::send_version`], with the response body read by
+    /// `decode` instead of kafka-protocol's decoder (the Fetch response's own,
+    /// [`crate::fetch::response`], bounds its arrays).
+    pub async fn send_decoded<R: Request, T>(
+        &self,
+        request: &R,
+        version: i16,
+        extra: Duration,
+        decode: impl FnOnce(&mut Bytes, i16) -> anyhow::Result<T>,
+    ) -> Result<T, KafkaError> {
         let timeout = self.inner.request_timeout + extra;
-        match tokio::time::timeout(timeout, send_raw::<R>(&self.inner, request, version)).await {
+        match tokio::time::timeout(timeout, send_raw_with(&self.inner, request, version, decode)).await {
             Ok(result) => result,
             Err(_) => Err(KafkaError::Timeout {
                 broker: self.inner.broker.clone(),
@@ -343,6 +356,16 @@ async fn negotiate(inner: &Inner) -> Result<HashMap<i16, (i16, i16)>, KafkaError
 }
 
 async fn send_raw<R: Request>(inner: &Inner, request: &R, version: i16) -> Result<R::Response, KafkaError> {
+    send_raw_with(inner, request, version, R::Response::decode).await
+}
+
+/// Sends `request` and reads the answer's body with `decode`.
+async fn send_raw_with<R: Request, T>(
+    inner: &Inner,
+    request: &R,
+    version: i16,
+    decode: impl FnOnce(&mut Bytes, i16) -> anyhow::Result<T>,
+) -> Result<T, KafkaError> {
     let api = api_name(R::KEY);
     let codec = |e: anyhow::Error| KafkaError::Codec { api, message: e.to_string() };
     let disconnected = |reason: String| KafkaError::Disconnected { broker: inner.broker.clone(), reason };
@@ -382,7 +405,7 @@ async fn send_raw<R: Request>(inner: &Inner, request: &R, version: i16) -> Resul
     };
     let response_header_version = R::Response::header_version(version);
     ResponseHeader::decode(&mut frame, response_header_version).map_err(codec)?;
-    R::Response::decode(&mut frame, version).map_err(codec)
+    decode(&mut frame, version).map_err(codec)
 }
 
 /// Hands each response frame to the request waiting for its correlation id.

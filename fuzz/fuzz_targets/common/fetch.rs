@@ -3,17 +3,16 @@
 //! undecided transactions, with the invariants a partition worker relies on.
 
 use bytes::Bytes;
-use kafka_protocol::messages::FetchResponse;
-use kafka_protocol::protocol::Decodable;
-use kfn::kafka::fetch::{decode_partition_with, Isolation, Undecided};
+use kfn::kafka::fetch::{decode_partition_with, response, Isolation, Undecided};
 
-/// The Fetch versions kafka-protocol decodes.
-pub const VERSIONS: std::ops::RangeInclusive<i16> = 4..=18;
+/// The Fetch versions kfn sends and reads.
+pub const VERSIONS: std::ops::RangeInclusive<i16> = response::VERSIONS;
 
-/// Decodes `wire` as a FetchResponse of `version`, then every partition of it.
+/// Decodes `wire` as a FetchResponse of `version` with kfn's bounded decoder (as kfn's
+/// fetcher does), then every partition of it.
 pub fn check_response(version: i16, wire: &[u8]) {
     let mut buf = Bytes::copy_from_slice(wire);
-    let Ok(response) = FetchResponse::decode(&mut buf, version) else {
+    let Ok(response) = response::decode(&mut buf, version) else {
         return;
     };
     for topic in &response.responses {

@@ -232,7 +232,7 @@ async fn run(fetcher: Arc<BrokerFetcher>, cluster: Cluster) {
         let result = match c.version_capped::<FetchRequest>(FETCH_CAP) {
             Ok(version) => {
                 let request = session.request(&round.wanted, &limits, key.isolation);
-                c.send_version(&request, version, max_wait).await
+                c.send_decoded(&request, version, max_wait, super::response::decode).await
             }
             Err(e) => Err(e),
         };

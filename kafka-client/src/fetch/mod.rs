@@ -64,6 +64,7 @@ mod decode;
 mod error;
 mod markers;
 mod request;
+pub mod response;
 mod session;
 #[cfg(test)]
 mod tests;

@@ -311,6 +311,17 @@ mod tests {
     }
 
     #[test]
+    fn a_union_of_a_logical_type_and_its_underlying_type_is_an_invalid_schema() {
+        // Found by the registry_body fuzz target: accepted, it was then incompatible with itself.
+        let body = r#"{"schema": "{\"type\":[{\"name\": \"window_start\", \"type\": {\"type\": \"long\", \"logicalType\": \"timestamp-millis\"}}, {\"name\": \"window_end\", \"type\": {\"type\": \"long\", \"logi[alType\": \"timestamp-millis\"}}]}", "schemaType": "AVRO", "references": []}"#;
+        let error = schema_body(&request(body)).expect_err("a union of two longs");
+        assert_eq!(error.code, 42201, "{error}");
+        assert!(error.message.contains("duplicate"), "{error}");
+        let distinct = r#"{"schema":"[\"null\",{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}]"}"#;
+        assert!(schema_body(&request(distinct)).is_ok(), "null and a timestamp are distinct branches");
+    }
+
+    #[test]
     fn schema_ids_must_be_positive_integers() {
         assert_eq!(schema_id("12").unwrap(), 12);
         for bad in ["0", "-1", "x", "99999999999"] {

@@ -29,10 +29,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::schema::{without_logical_types, AvroSchema};
 use apache_avro::schema_compatibility::SchemaCompatibility;
-use serde_json::Value;
-
-use super::schema::AvroSchema;
 
 /// Whether data written with `writer` can be read with `reader`; the error says why not.
 pub fn can_read(writer: &AvroSchema, reader: &AvroSchema) -> Result<(), String> {
@@ -46,35 +44,8 @@ pub fn can_read(writer: &AvroSchema, reader: &AvroSchema) -> Result<(), String> 
 
 /// The schema with every logical type replaced by its underlying type.
 fn underlying(schema: &AvroSchema) -> Result<apache_avro::Schema, String> {
-    let mut json: Value = serde_json::from_str(schema.text()).map_err(|e| e.to_string())?;
-    strip_logical_types(&mut json);
-    let stripped = AvroSchema::parse(&json.to_string())?;
+    let stripped = AvroSchema::parse(&without_logical_types(schema.text())?)?;
     Ok(stripped.parsed().clone())
-}
-
-/// Removes `logicalType` from every type in `schema`: types only, never a
-/// field's default value (a JSON object that may hold any key).
-fn strip_logical_types(schema: &mut Value) {
-    match schema {
-        // A union: each branch is a type.
-        Value::Array(branches) => branches.iter_mut().for_each(strip_logical_types),
-        Value::Object(map) => {
-            map.remove("logicalType");
-            for key in ["type", "items", "values"] {
-                if let Some(inner) = map.get_mut(key) {
-                    strip_logical_types(inner);
-                }
-            }
-            if let Some(Value::Array(fields)) = map.get_mut("fields") {
-                for field in fields {
-                    if let Some(inner) = field.get_mut("type") {
-                        strip_logical_types(inner);
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use apache_avro::Schema;
+use serde_json::Value;
 
 /// A parsed Avro schema with the text it was registered as.
 #[derive(Debug, Clone)]
@@ -38,7 +39,21 @@ impl AvroSchema {
     /// apache-avro is not known to panic on bad input, but a request must
     /// never take a connection down with it, so a panic is caught and
     /// reported as an invalid schema.
+    ///
+    /// Avro's rule that a union holds at most one schema of each unnamed type
+    /// applies beneath logical types (a `timestamp-millis` is a `long`), which
+    /// apache-avro checks only once they are taken off: a union of both is
+    /// refused here, as no reader could tell its branches apart.
     pub fn parse(text: &str) -> Result<AvroSchema, String> {
+        let schema = Self::parse_as_written(text)?;
+        if text.contains("logicalType") {
+            Self::parse_as_written(&without_logical_types(text)?)
+                .map_err(|e| format!("{e} (beneath its logical types)"))?;
+        }
+        Ok(schema)
+    }
+
+    fn parse_as_written(text: &str) -> Result<AvroSchema, String> {
         let parsed = catch_unwind(AssertUnwindSafe(|| {
             let schema = Schema::parse_str(text).map_err(|e| e.to_string())?;
             let identity = serde_json::to_string(&schema).map_err(|e| e.to_string())?;
@@ -61,6 +76,38 @@ impl AvroSchema {
     /// The parsed schema.
     pub fn parsed(&self) -> &Schema {
         &self.parsed
+    }
+}
+
+/// `text` (a schema's JSON) with `logicalType` taken off every type, leaving the underlying types.
+pub(crate) fn without_logical_types(text: &str) -> Result<String, String> {
+    let mut json: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    strip_logical_types(&mut json);
+    Ok(json.to_string())
+}
+
+/// Removes `logicalType` from every type in `schema`: types only, never a
+/// field's default value (a JSON object that may hold any key).
+fn strip_logical_types(schema: &mut Value) {
+    match schema {
+        // A union: each branch is a type.
+        Value::Array(branches) => branches.iter_mut().for_each(strip_logical_types),
+        Value::Object(map) => {
+            map.remove("logicalType");
+            for key in ["type", "items", "values"] {
+                if let Some(inner) = map.get_mut(key) {
+                    strip_logical_types(inner);
+                }
+            }
+            if let Some(Value::Array(fields)) = map.get_mut("fields") {
+                for field in fields {
+                    if let Some(inner) = field.get_mut("type") {
+                        strip_logical_types(inner);
+                    }
+                }
+            }
+        }
+        _ => {}
     }
 }
 

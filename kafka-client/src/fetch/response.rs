@@ -45,11 +45,7 @@ pub fn decode(buf: &mut Bytes, version: i16) -> Result<FetchResponse> {
         response.error_code = i16_(buf)?;
         response.session_id = i32_(buf)?;
     }
-    let topics = array_len(buf, flexible, MIN_TOPIC, "topics")?.unwrap_or(0);
-    response.responses.reserve(topics);
-    for _ in 0..topics {
-        response.responses.push(topic(buf, version)?);
-    }
+    response.responses = array(buf, flexible, MIN_TOPIC, "topics", |buf| topic(buf, version))?.unwrap_or_default();
     if flexible {
         // Tag 0 (node endpoints) exists from version 16 on: every tag here is unknown.
         response.unknown_tagged_fields = unknown_tags(buf)?;
@@ -61,11 +57,8 @@ fn topic(buf: &mut Bytes, version: i16) -> Result<FetchableTopicResponse> {
     let flexible = version >= 12;
     let mut topic = FetchableTopicResponse::default();
     topic.topic = TopicName(string(buf, flexible)?);
-    let partitions = array_len(buf, flexible, MIN_PARTITION, "partitions")?.unwrap_or(0);
-    topic.partitions.reserve(partitions);
-    for _ in 0..partitions {
-        topic.partitions.push(partition(buf, version)?);
-    }
+    topic.partitions =
+        array(buf, flexible, MIN_PARTITION, "partitions", |buf| partition(buf, version))?.unwrap_or_default();
     if flexible {
         topic.unknown_tagged_fields = unknown_tags(buf)?;
     }
@@ -82,16 +75,8 @@ fn partition(buf: &mut Bytes, version: i16) -> Result<PartitionData> {
     if version >= 5 {
         data.log_start_offset = i64_(buf)?;
     }
-    data.aborted_transactions = match array_len(buf, flexible, MIN_ABORTED, "aborted transactions")? {
-        None => None,
-        Some(n) => {
-            let mut aborted = Vec::with_capacity(n);
-            for _ in 0..n {
-                aborted.push(AbortedTransaction::decode(buf, version)?);
-            }
-            Some(aborted)
-        }
-    };
+    data.aborted_transactions =
+        array(buf, flexible, MIN_ABORTED, "aborted transactions", |buf| AbortedTransaction::decode(buf, version))?;
     if version >= 11 {
         data.preferred_read_replica = i32_(buf)?.into();
     }
@@ -115,8 +100,26 @@ fn partition(buf: &mut Bytes, version: i16) -> Result<PartitionData> {
     Ok(data)
 }
 
-/// An array's length (`None`: null), refused when that many elements of at
-/// least `min` bytes each cannot fit in what is left of `buf`.
+/// An array (`None`: null) of elements read by `element`, its length refused
+/// before anything is reserved when that many elements of at least `min`
+/// bytes each cannot fit in what is left of `buf`.
+fn array<T>(
+    buf: &mut Bytes,
+    flexible: bool,
+    min: usize,
+    what: &str,
+    mut element: impl FnMut(&mut Bytes) -> Result<T>,
+) -> Result<Option<Vec<T>>> {
+    let Some(n) = array_len(buf, flexible, min, what)? else {
+        return Ok(None);
+    };
+    let mut elements = Vec::with_capacity(n);
+    for _ in 0..n {
+        elements.push(element(buf)?);
+    }
+    Ok(Some(elements))
+}
+
 fn array_len(buf: &mut Bytes, flexible: bool, min: usize, what: &str) -> Result<Option<usize>> {
     let length: i64 = if flexible {
         // Compact arrays: the length plus one, 0 for null.

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::conn::{ConnectOptions, Connection, WeakConnection};
+use super::conn::{ConnectOptions, Connection, Dial, WeakConnection};
 use super::error::KafkaError;
 use super::fetch::broker::{FetchSlot, FetcherKey, Fetchers};
 use super::group::protocol::TopicPartition;
@@ -270,7 +271,7 @@ impl Cluster {
     /// one broker (with the same fetch settings) share one connection and one
     /// Fetch request (see [`super::fetch::broker`]).
     pub fn fetch_slot(&self, key: FetcherKey, tp: TopicPartition) -> FetchSlot {
-        FetchSlot::open(self, &self.inner.fetchers, key, tp)
+        FetchSlot::open(Arc::new(self.clone()), &self.inner.fetchers, key, tp)
     }
 
     /// How many broker connections of this cluster handle are open: the
@@ -346,5 +347,11 @@ impl Cluster {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Dial for Cluster {
+    fn dial<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<Connection, KafkaError>> {
+        Box::pin(self.open(addr))
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
@@ -406,6 +407,14 @@ async fn send_raw_with<R: Request, T>(
     let response_header_version = R::Response::header_version(version);
     ResponseHeader::decode(&mut frame, response_header_version).map_err(codec)?;
     decode(&mut frame, version).map_err(codec)
+}
+
+/// Opens a connection to a broker by address: what a broker's fetcher needs
+/// of the cluster (which also keeps track of the connections it opened), so
+/// that the fetch layer does not depend on the cluster that owns it.
+pub trait Dial: Send + Sync + 'static {
+    /// Connects to `addr` (host:port), negotiated and authenticated.
+    fn dial<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<Connection, KafkaError>>;
 }
 
 /// Hands each response frame to the request waiting for its correlation id.

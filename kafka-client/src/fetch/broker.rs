@@ -33,8 +33,7 @@ use tokio::time::Instant;
 use super::request::FetchLimits;
 use super::session::{FetchSession, Wanted};
 use super::Isolation;
-use crate::cluster::Cluster;
-use crate::conn::Connection;
+use crate::conn::{Connection, Dial};
 use crate::error::KafkaError;
 use crate::group::protocol::TopicPartition;
 
@@ -119,14 +118,14 @@ impl std::fmt::Debug for FetchSlot {
 
 impl FetchSlot {
     /// A slot for `tp` in the fetcher of `key`, starting that fetcher if none runs.
-    pub(crate) fn open(cluster: &Cluster, fetchers: &Fetchers, key: FetcherKey, tp: TopicPartition) -> Self {
+    pub(crate) fn open(dial: Arc<dyn Dial>, fetchers: &Fetchers, key: FetcherKey, tp: TopicPartition) -> Self {
         let mut all = fetchers.lock().unwrap_or_else(|p| p.into_inner());
         let fetcher = all
             .entry(key.clone())
             .or_insert_with(|| {
                 let fetcher =
                     Arc::new(BrokerFetcher { key: key.clone(), state: Mutex::default(), wake: Notify::new() });
-                tokio::spawn(run(fetcher.clone(), cluster.clone()));
+                tokio::spawn(run(fetcher.clone(), dial));
                 fetcher
             })
             .clone();
@@ -188,7 +187,7 @@ struct Round {
 }
 
 /// The fetcher's task: fetch what is wanted, hand out the answers, until the last slot goes.
-async fn run(fetcher: Arc<BrokerFetcher>, cluster: Cluster) {
+async fn run(fetcher: Arc<BrokerFetcher>, dial: Arc<dyn Dial>) {
     let key = fetcher.key.clone();
     let mut conn: Option<Connection> = None;
     let mut session = FetchSession::default();
@@ -215,7 +214,7 @@ async fn run(fetcher: Arc<BrokerFetcher>, cluster: Cluster) {
             Some(c) if !c.is_closed() => c.clone(),
             _ => {
                 session.reset();
-                match cluster.open(&key.addr).await {
+                match dial.dial(&key.addr).await {
                     Ok(c) => {
                         conn = Some(c.clone());
                         c

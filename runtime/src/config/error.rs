@@ -92,6 +92,12 @@ impl Collector {
                     path.push(field);
                 }
             }
+            // TOML allows an empty key (`"" = 1`): said as `""`, so the path still names it.
+            for segment in &mut path {
+                if segment.is_empty() {
+                    segment.push_str("\"\"");
+                }
+            }
             let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
                 Some(figment::Source::File(_)) | None => self.file.clone(),
                 Some(other) => {

@@ -292,3 +292,13 @@ fn config_load_str_validates_text_as_the_named_file() {
     let errors = Config::load_str(&file, "[runtime]\nbrokers = 5\n", &registry()).expect_err("a number is no list");
     assert!(errors.errors().iter().any(|e| e.field == "runtime.brokers"), "{errors}");
 }
+
+#[test]
+fn config_an_empty_key_is_named_as_one() {
+    // Found by the config fuzz target: `"" = ""` gave an error naming no field.
+    let file = std::path::Path::new("functions.toml");
+    let errors = Config::load_str(file, "\"\" = \"\"", &registry()).expect_err("an unknown (empty) key");
+    assert!(errors.errors().iter().any(|e| e.field == "\"\"" && e.message.contains("unknown field")), "{errors}");
+    let errors = Config::load_str(file, "[runtime]\n\"\" = 1\n", &registry()).expect_err("an unknown (empty) key");
+    assert!(errors.errors().iter().all(|e| !e.field.is_empty()), "{errors}");
+}

@@ -329,12 +329,13 @@ dead_letter = "{dlq}"
             // 2 ms a record (3,334 records a partition): seconds of requests of every kind
             // (fetch, produce, the transaction's, offset commits, heartbeats) to cut.
             let replica = Replica::start(&config, &dir.join("replica.log"), false, 2000);
-            await_committed(&cluster, &group, &input, 1, Duration::from_secs(120)).await;
+            // The fault starts mid-stream: at the first commit.
+            let at_fault = await_committed(&cluster, &group, &input, 1, Duration::from_secs(120)).await;
             proxy.cut_every(5);
-            let at_fault =
+            let cut_until =
                 await_committed(&cluster, &group, &input, RECORDS as i64 * 3 / 4, Duration::from_secs(180)).await;
             proxy.cut_every(0);
-            eprintln!("{} requests cut mid-way before {at_fault} inputs were committed", proxy.cuts());
+            eprintln!("{} requests cut mid-way from {at_fault} to {cut_until} inputs committed", proxy.cuts());
             assert!(proxy.cuts() >= 5, "only {} requests were cut: the test proves little", proxy.cuts());
             await_count(&cluster, &output, RECORDS, Duration::from_secs(180)).await;
             replica.terminate();

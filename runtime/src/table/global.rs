@@ -221,7 +221,7 @@ fn json_change(value: &[u8]) -> Result<Change, String> {
 /// An Avro value (Confluent framing) as JSON, decoded with its writer's schema.
 async fn avro_row(schemas: &SchemaCache, value: &[u8]) -> Result<Value, String> {
     let writer = schemas.resolve(value).await.map_err(|e| e.to_string())?;
-    serde_avro_fast::from_datum_slice::<Value>(writer.datum, &writer.schema).map_err(|e| e.to_string())
+    crate::avro::decode::<Value>(writer.schema_id, &writer.schema, writer.datum).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -161,3 +161,22 @@ proptest! {
         prop_assert_eq!(decode::<OrderCreated>(id, &order_schema(), datum).unwrap(), order);
     }
 }
+
+#[test]
+fn an_array_of_elements_that_take_no_bytes_cannot_claim_more_than_the_datum_holds() {
+    // Found by the avro fuzz target: a block of 2^40 nulls is one varint long, and was decoded
+    // until the process ran out of memory.
+    let schema: serde_avro_fast::Schema = r#"{"type":"array","items":"null"}"#.parse().unwrap();
+    let mut datum = Vec::new();
+    let mut zigzag: u64 = (1u64 << 40) << 1;
+    while zigzag >= 0x80 {
+        datum.push((zigzag as u8 & 0x7f) | 0x80);
+        zigzag >>= 7;
+    }
+    datum.extend([zigzag as u8, 0]);
+    let err = crate::avro::decode::<serde_json::Value>(7, &schema, &datum).unwrap_err();
+    assert!(err.to_string().contains('7'), "{err}");
+    // An honest array of nulls still decodes.
+    let three: serde_json::Value = crate::avro::decode(7, &schema, &[6, 0]).unwrap();
+    assert_eq!(three, serde_json::json!([null, null, null]));
+}

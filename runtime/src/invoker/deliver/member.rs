@@ -176,6 +176,20 @@ impl Task {
 
     /// Runs `chunks` in one transaction and tells each its outcome; whether it committed.
     async fn commit(&mut self, chunks: Vec<Chunk>) -> bool {
+        // A chunk nobody waits for any more was left in the queue by a partition
+        // this member lost (the worker was aborted when the session was given up,
+        // e.g. while the group coordinator was away). The partition may already
+        // run again under a new assignment, here or on another member, from its
+        // committed offset; committing the chunk now, under whatever generation
+        // the member holds by then, would write its outputs a second time.
+        let (chunks, stale): (Vec<Chunk>, Vec<Chunk>) = chunks.into_iter().partition(|c| !c.done.is_closed());
+        if !stale.is_empty() {
+            let partitions: Vec<String> = stale.iter().map(|c| c.tp.to_string()).collect();
+            tracing::info!(function = %self.function, ?partitions, "chunks of lost partitions dropped, not committed");
+        }
+        if chunks.is_empty() {
+            return true;
+        }
         let mut done = Vec::with_capacity(chunks.len());
         let mut outgoing = Vec::with_capacity(chunks.len());
         let mut offsets = BTreeMap::new();

@@ -173,8 +173,10 @@ pub(super) fn decode_records(header: &BatchHeader, bytes: &Bytes, at: Where<'_>)
 /// takes at least [`MIN_RECORD`] bytes, a header 2): the decoder calls
 /// `with_capacity` with the counts read from the wire, and a failed
 /// allocation aborts the process (both found by the `record_batches` fuzz
-/// target: 32 GB, then 38 GB for a header map). The rest of a record's
-/// framing is left to the decoder, which reports what is wrong with it.
+/// target: 32 GB, then 38 and 98 GB for a header map). The record framing is
+/// read exactly as the decoder reads it (its varints stop after 5 or 10 bytes
+/// whatever their last byte says); what is wrong with it otherwise is left to
+/// the decoder, which reports it.
 fn check_records(records: &[u8], count: usize) -> anyhow::Result<()> {
     if count > records.len() / MIN_RECORD {
         anyhow::bail!("batch claims {count} records in {} bytes", records.len());
@@ -198,10 +200,10 @@ fn check_records(records: &[u8], count: usize) -> anyhow::Result<()> {
 }
 
 /// A record's header count and the bytes after it: past the attributes, the
-/// timestamp and offset deltas, the key and the value.
-fn header_count(mut record: &[u8]) -> Option<(i64, usize)> {
+/// timestamp delta (a varlong), the offset delta, the key and the value.
+fn header_count(mut record: &[u8]) -> Option<(i32, usize)> {
     record = record.get(1..)?;
-    varint(&mut record)?;
+    unsigned(&mut record, 10)?;
     varint(&mut record)?;
     for _ in 0..2 {
         let len = varint(&mut record)?;
@@ -213,18 +215,25 @@ fn header_count(mut record: &[u8]) -> Option<(i64, usize)> {
     Some((headers, record.len()))
 }
 
-/// A zigzag varint of at most 10 bytes, as records encode lengths and deltas.
-fn varint(buf: &mut &[u8]) -> Option<i64> {
-    let mut raw: u64 = 0;
-    for shift in (0..70).step_by(7) {
+/// A zigzag varint (32 bits) as kafka-protocol reads it.
+fn varint(buf: &mut &[u8]) -> Option<i32> {
+    let zigzag = unsigned(buf, 5)? as u32;
+    Some((zigzag >> 1) as i32 ^ -((zigzag & 1) as i32))
+}
+
+/// An unsigned varint of at most `max` bytes, as kafka-protocol reads it: it
+/// stops after `max` bytes even when the last one says more follow.
+fn unsigned(buf: &mut &[u8], max: u32) -> Option<u64> {
+    let mut value: u64 = 0;
+    for i in 0..max {
         let (&byte, rest) = buf.split_first()?;
         *buf = rest;
-        raw |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
-        if byte & 0x80 == 0 {
-            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        value |= u64::from(byte & 0x7f).checked_shl(i * 7).unwrap_or(0);
+        if byte < 0x80 {
+            break;
         }
     }
-    None
+    Some(value)
 }
 
 #[cfg(test)]
@@ -258,8 +267,8 @@ mod tests {
 
     #[test]
     fn a_header_count_beyond_the_record_bytes_is_refused_before_decoding() {
-        // Found by the record_batches fuzz target: 2^31 headers made the decoder reserve 38 GB.
-        let err = check_records(&record(1 << 31, &[]), 1).unwrap_err();
+        // Found by the record_batches fuzz target: 2^31 - 1 headers made the decoder reserve 38 GB.
+        let err = check_records(&record(i64::from(i32::MAX), &[]), 1).unwrap_err();
         assert!(err.to_string().contains("headers"), "{err}");
         // One header ("k" = "x") fits its record; no header at all too.
         let mut one = zigzag(Vec::new(), 1);
@@ -271,11 +280,15 @@ mod tests {
     }
 
     #[test]
-    fn varints_are_zigzag() {
-        for value in [0, -1, 1, 63, -64, 300, i64::from(i32::MAX), i64::MIN, i64::MAX] {
-            let bytes = zigzag(Vec::new(), value);
+    fn varints_are_read_as_kafka_protocol_reads_them() {
+        for value in [0, -1, 1, 63, -64, 300, i32::MAX, i32::MIN] {
+            let bytes = zigzag(Vec::new(), i64::from(value));
             assert_eq!(varint(&mut &bytes[..]), Some(value), "{value}");
         }
-        assert_eq!(varint(&mut &[0x80u8; 11][..]), None, "longer than 10 bytes");
+        // Over-long encodings: kafka-protocol stops after 5 bytes and keeps the low 32 bits
+        // (a 98 GB header map came from such a count read one way here and another there).
+        assert_eq!(varint(&mut &[0xffu8; 6][..]), Some(i32::MIN));
+        assert_eq!(varint(&mut &[0x80u8, 0x80, 0x80, 0x80, 0x80, 0x01][..]), Some(0));
+        assert_eq!(varint(&mut &[0xfeu8, 0xff, 0xff, 0xff, 0x7f][..]), Some(i32::MAX));
     }
 }

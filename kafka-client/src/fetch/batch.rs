@@ -8,6 +8,7 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::records::{Compression, RecordBatchDecoder, RecordSet};
 
 use super::error::{FetchError, Where};
+use super::varint::{signed32, unsigned};
 
 /// Base offset (8) and batch length (4): the part every message format shares.
 const LOG_OVERHEAD: usize = 12;
@@ -183,7 +184,7 @@ fn check_records(records: &[u8], count: usize) -> anyhow::Result<()> {
     }
     let mut rest = records;
     for _ in 0..count {
-        let Some(size) = varint(&mut rest).and_then(|s| usize::try_from(s).ok()) else {
+        let Some(size) = signed32(&mut rest).and_then(|s| usize::try_from(s).ok()) else {
             return Ok(());
         };
         let Some((record, after)) = rest.split_at_checked(size) else {
@@ -204,36 +205,15 @@ fn check_records(records: &[u8], count: usize) -> anyhow::Result<()> {
 fn header_count(mut record: &[u8]) -> Option<(i32, usize)> {
     record = record.get(1..)?;
     unsigned(&mut record, 10)?;
-    varint(&mut record)?;
+    signed32(&mut record)?;
     for _ in 0..2 {
-        let len = varint(&mut record)?;
+        let len = signed32(&mut record)?;
         if len > 0 {
             record = record.get(usize::try_from(len).ok()?..)?;
         }
     }
-    let headers = varint(&mut record)?;
+    let headers = signed32(&mut record)?;
     Some((headers, record.len()))
-}
-
-/// A zigzag varint (32 bits) as kafka-protocol reads it.
-fn varint(buf: &mut &[u8]) -> Option<i32> {
-    let zigzag = unsigned(buf, 5)? as u32;
-    Some((zigzag >> 1) as i32 ^ -((zigzag & 1) as i32))
-}
-
-/// An unsigned varint of at most `max` bytes, as kafka-protocol reads it: it
-/// stops after `max` bytes even when the last one says more follow.
-fn unsigned(buf: &mut &[u8], max: u32) -> Option<u64> {
-    let mut value: u64 = 0;
-    for i in 0..max {
-        let (&byte, rest) = buf.split_first()?;
-        *buf = rest;
-        value |= u64::from(byte & 0x7f).checked_shl(i * 7).unwrap_or(0);
-        if byte < 0x80 {
-            break;
-        }
-    }
-    Some(value)
 }
 
 #[cfg(test)]
@@ -283,12 +263,12 @@ mod tests {
     fn varints_are_read_as_kafka_protocol_reads_them() {
         for value in [0, -1, 1, 63, -64, 300, i32::MAX, i32::MIN] {
             let bytes = zigzag(Vec::new(), i64::from(value));
-            assert_eq!(varint(&mut &bytes[..]), Some(value), "{value}");
+            assert_eq!(signed32(&mut &bytes[..]), Some(value), "{value}");
         }
         // Over-long encodings: kafka-protocol stops after 5 bytes and keeps the low 32 bits
         // (a 98 GB header map came from such a count read one way here and another there).
-        assert_eq!(varint(&mut &[0xffu8; 6][..]), Some(i32::MIN));
-        assert_eq!(varint(&mut &[0x80u8, 0x80, 0x80, 0x80, 0x80, 0x01][..]), Some(0));
-        assert_eq!(varint(&mut &[0xfeu8, 0xff, 0xff, 0xff, 0x7f][..]), Some(i32::MAX));
+        assert_eq!(signed32(&mut &[0xffu8; 6][..]), Some(i32::MIN));
+        assert_eq!(signed32(&mut &[0x80u8, 0x80, 0x80, 0x80, 0x80, 0x01][..]), Some(0));
+        assert_eq!(signed32(&mut &[0xfeu8, 0xff, 0xff, 0xff, 0x7f][..]), Some(i32::MAX));
     }
 }

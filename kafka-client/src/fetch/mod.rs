@@ -68,6 +68,7 @@ pub mod response;
 mod session;
 #[cfg(test)]
 mod tests;
+mod varint;
 
 use bytes::Bytes;
 

@@ -164,17 +164,14 @@ fn i64_(buf: &mut Bytes) -> Result<i64> {
     Ok(buf.try_get_i64()?)
 }
 
-/// An unsigned varint of at most 32 bits (lengths and tags of flexible versions).
+/// An unsigned varint (lengths and tags of flexible versions), read as kafka-protocol reads it.
 fn uvarint(buf: &mut Bytes) -> Result<u32> {
-    let mut value: u32 = 0;
-    for shift in (0..35).step_by(7) {
-        let byte = buf.try_get_u8()?;
-        value |= u32::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    bail!("an unsigned varint longer than 5 bytes")
+    let mut rest = &buf[..];
+    let Some(value) = super::varint::unsigned32(&mut rest) else {
+        bail!("the response ends inside a varint");
+    };
+    buf.advance(buf.len() - rest.len());
+    Ok(value)
 }
 
 /// The next `n` bytes, without copying.

@@ -448,3 +448,52 @@ async fn exactly_once_survives_kill_9_of_the_leading_broker_of_three() {
     assert_eq!(outputs.len(), inputs.len());
     kafka.stop();
 }
+
+/// The member's transaction commits the chunk of a partition its worker still
+/// holds, and neither writes nor commits one whose partition was lost while
+/// the chunk waited (invoker/deliver/lease.rs): by then the partition may run
+/// again from its committed offset, here or on another member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_transaction_drops_a_chunk_whose_partition_was_lost() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use kfn::invoker::committer::Committer;
+    use kfn::invoker::deliver::{DeliverError, Lease, MemberTransaction};
+    use kfn::invoker::egress::Outgoing;
+    use kfn::kafka::group::coordinator::GroupClient;
+    use kfn_tests::group::{await_members, Seen, TestMember};
+
+    let cluster = kfn_tests::cluster();
+    let input = kfn_tests::unique("lease-in");
+    let output = kfn_tests::unique("lease-out");
+    let group = kfn_tests::unique("lease-g");
+    kfn_tests::create_topic(&input, 2).await.expect("input");
+    kfn_tests::create_topic(&output, 1).await.expect("output");
+    let member = TestMember::start(&cluster, &group, &input, "m", Seen::default());
+    await_members(&[&member], Duration::from_secs(40), "the member holds both partitions", |now| now[0].len() == 2)
+        .await;
+    let committer = Arc::new(Committer::new(GroupClient::new(cluster.clone(), group.clone()), member.state.clone()));
+    let config = MemberTransaction::producer_config("lease", &ProducerConfig::default());
+    let metrics = kfn::metrics::Metrics::new().function("lease");
+    let transaction =
+        MemberTransaction::start("lease".into(), cluster.clone(), config, None, committer.clone(), metrics);
+    // read_all strips five bytes of Confluent framing.
+    let chunk = |partition: i32| -> Outgoing {
+        let record = ProducerRecord::new(None, Some(Bytes::from(format!("-----from {partition}"))), 0);
+        BTreeMap::from([((Arc::from(output.as_str()), 0), vec![record])])
+    };
+    let (held, lost) = (Lease::new(), Lease::new());
+    lost.void();
+    let (p0, p1) = (TopicPartition::new(&input, 0), TopicPartition::new(&input, 1));
+
+    let dropped = transaction.deliver(&p1, &lost, chunk(1), Some(7)).await;
+    assert!(matches!(dropped, Err(DeliverError::Stopped)), "{dropped:?}");
+    transaction.deliver(&p0, &held, chunk(0), Some(5)).await.expect("the held partition's chunk commits");
+
+    assert_eq!(committer.committed(&p0).await.expect("offset of p0"), Some(5));
+    assert_eq!(committer.committed(&p1).await.expect("offset of p1"), None, "nothing committed for the lost partition");
+    assert_eq!(read_all(&cluster, &output).await, vec![b"from 0".to_vec()]);
+    member.stop().await;
+}

@@ -68,3 +68,67 @@ async fn a_retry_on_another_replica_gets_the_first_answer_and_creates_nothing() 
     assert_eq!(created.len(), 2, "the retry after the restart created an order: {created:?}");
     system.stop().await;
 }
+
+/// Every record of partition 0 of `topic`, read_committed.
+async fn committed_values(topic: &str) -> Vec<Vec<u8>> {
+    use kfn::kafka::consumer::{list_offset, LogEnd, PartitionReader};
+    use kfn::kafka::fetch::Isolation;
+    use kfn::kafka::group::protocol::TopicPartition;
+
+    let cluster = kfn_tests::cluster();
+    let tp = TopicPartition::new(topic, 0);
+    let end = list_offset(&cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end offset");
+    let mut reader = PartitionReader::new(cluster, tp, 0, Isolation::ReadCommitted, LogEnd::Earliest);
+    let mut values = Vec::new();
+    while reader.position() < end {
+        let batch = reader.next().await.expect("fetch");
+        values.extend(batch.records.into_iter().map(|r| r.value.map(|v| v.to_vec()).unwrap_or_default()));
+    }
+    values
+}
+
+/// An attempt whose answer and events reach the log later than
+/// `ANSWER_DEADLINE` after it arrived is aborted (503), so a retry that
+/// looked the key up on another replica meanwhile (and created the order)
+/// cannot be followed by the first attempt's order: neither its answer nor its
+/// event is ever committed. The same request in time is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_reaches_the_log_past_its_deadline_writes_nothing() {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use kfn::kafka::group::protocol::TopicPartition;
+    use kfn::kafka::producer::{ProducerConfig, ProducerRecord};
+    use kfn::trigger::idempotency::{Answer, IdempotencyError, IdempotencyLog, ANSWER_DEADLINE};
+
+    let cluster = kfn_tests::cluster();
+    let keys = kfn_tests::unique("late.idempotency");
+    let events = kfn_tests::unique("late-events");
+    kfn_tests::create_topic(&keys, 3).await.expect("keys topic");
+    kfn_tests::create_topic(&events, 1).await.expect("events topic");
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let day = Duration::from_secs(86_400);
+    let config = ProducerConfig::default();
+    let start = || IdempotencyLog::start(&cluster, "late", &keys, day, &config, shutdown.clone());
+    let (first, other) = (start().await.expect("replica 0"), start().await.expect("replica 1"));
+    let answer = |order: &str| Answer { status: 202, body: format!(r#"{{"order_id":"{order}"}}"#) };
+    let event = |order: &str| {
+        vec![(
+            TopicPartition::new(&events, 0),
+            vec![ProducerRecord::new(None, Some(Bytes::from(order.to_string())), 0)],
+        )]
+    };
+
+    let long_ago = Instant::now().checked_sub(ANSWER_DEADLINE + Duration::from_secs(1)).expect("an instant long ago");
+    let late = first.commit("k-late", answer("o-late"), event("o-late"), long_ago).await;
+    assert!(matches!(late, Err(IdempotencyError::Late { .. })), "{late:?}");
+    assert_eq!(other.remembered("k-late").await.expect("look-up"), None, "the late answer is not remembered");
+
+    first.commit("k-on-time", answer("o-on-time"), event("o-on-time"), Instant::now()).await.expect("in time");
+    assert_eq!(other.remembered("k-on-time").await.expect("look-up"), Some(answer("o-on-time")));
+    assert_eq!(
+        committed_values(&events).await,
+        vec![b"o-on-time".to_vec()],
+        "only the attempt in time wrote its event"
+    );
+}

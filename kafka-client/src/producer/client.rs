@@ -629,6 +629,15 @@ impl Producer {
 
     /// Commits the open transaction: staged records are sent, then records and offsets become visible together.
     pub async fn commit(&self) -> Result<(), SendError> {
+        self.send_staged().await?;
+        self.end_txn(true).await
+    }
+
+    /// Sends the staged records of the open transaction without ending it:
+    /// once this returns, they are in the log (undecided), so a reader that
+    /// waits for the high watermark it reads next sees the transaction's
+    /// outcome. On failure the transaction is aborted (unless fenced).
+    pub async fn send_staged(&self) -> Result<(), SendError> {
         let staged = std::mem::take(&mut self.state().staged);
         let sends = staged.into_iter().map(|(tp, records)| async move { self.send(&tp, records).await });
         for result in futures::future::join_all(sends).await {
@@ -640,7 +649,7 @@ impl Producer {
                 return Err(e);
             }
         }
-        self.end_txn(true).await
+        Ok(())
     }
 
     /// Aborts the open transaction: staged records are dropped, sent ones rolled back.

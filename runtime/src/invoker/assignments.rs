@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::deliver::Lease;
 use super::shared::FunctionShared;
 use super::worker;
 use crate::kafka::group::coordinator::Generation;
@@ -21,6 +22,8 @@ use crate::kafka::group::protocol::TopicPartition;
 
 struct Running {
     stop: watch::Sender<bool>,
+    /// Voided before the worker is aborted (deliver/lease.rs).
+    lease: Lease,
     handle: JoinHandle<()>,
 }
 
@@ -53,9 +56,10 @@ impl RebalanceListener for PartitionWorkers {
                     continue;
                 }
                 let (stop, stop_rx) = watch::channel(false);
-                let handle = tokio::spawn(worker::run(self.shared.clone(), tp.clone(), stop_rx));
+                let lease = Lease::new();
+                let handle = tokio::spawn(worker::run(self.shared.clone(), tp.clone(), lease.clone(), stop_rx));
                 self.shared.metrics.workers_started.inc();
-                running.insert(tp.clone(), Running { stop, handle });
+                running.insert(tp.clone(), Running { stop, lease, handle });
             }
         })
     }
@@ -75,6 +79,7 @@ impl RebalanceListener for PartitionWorkers {
                 let abort = w.handle.abort_handle();
                 if tokio::time::timeout_at(deadline, w.handle).await.is_err() {
                     tracing::warn!(function = %self.shared.function, partition = %tp, "in-flight work did not finish within the shutdown timeout; aborted");
+                    w.lease.void();
                     abort.abort();
                 }
             }
@@ -84,6 +89,7 @@ impl RebalanceListener for PartitionWorkers {
     fn lost<'a>(&'a self, partitions: &'a [TopicPartition]) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             for (_, w) in self.take(partitions) {
+                w.lease.void();
                 w.handle.abort();
                 self.shared.metrics.workers_stopped.inc();
             }

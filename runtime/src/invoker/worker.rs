@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::aggregate::{Aggregate, PartitionState};
-use super::deliver::Deliver;
+use super::deliver::{Deliver, Lease};
 use super::shared::FunctionShared;
 use super::{chunked, keyed};
 use crate::config::Ordering;
@@ -22,11 +22,11 @@ use crate::kafka::consumer::{list_offset, PartitionReader};
 use crate::kafka::group::protocol::TopicPartition;
 
 /// Runs one partition until `stop` turns true (between batches).
-pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, mut stop: watch::Receiver<bool>) {
+pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, lease: Lease, mut stop: watch::Receiver<bool>) {
     let Some(start) = start_offset(&shared, &tp, &mut stop).await else { return };
     let reader = PartitionReader::new(shared.cluster.clone(), tp.clone(), start, shared.isolation, shared.reset)
         .with_limits(shared.fetch_limits);
-    let Some(deliver) = Deliver::start(&shared, &tp, &mut stop).await else { return };
+    let Some(deliver) = Deliver::start(&shared, &tp, lease, &mut stop).await else { return };
     // After the transactional producer: its InitProducerId aborted whatever the
     // previous owner left open, so the table's read_committed end is decided.
     let state = match &shared.aggregate {

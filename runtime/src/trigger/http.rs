@@ -64,6 +64,14 @@ struct Served {
 
 type Answer = (u16, String);
 
+/// Where a keyed request's answer goes: its function's log, under its key,
+/// written no later than [`idempotency::ANSWER_DEADLINE`] after it `arrived`.
+struct Remember<'a> {
+    log: &'a IdempotencyLog,
+    key: &'a str,
+    arrived: Instant,
+}
+
 #[derive(Default)]
 struct IdempotencyKeys {
     answers: HashMap<String, (Instant, Arc<OnceCell<Answer>>)>,
@@ -187,7 +195,7 @@ impl HttpTrigger {
             Some(key) => {
                 let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).cell(&format!("{label}\n{key}"));
                 // Only answers that produced (or rejected the input) are remembered; a 503 may be retried.
-                match cell.get_or_try_init(|| self.invoke_keyed(served, request, &key, trace)).await {
+                match cell.get_or_try_init(|| self.invoke_keyed(served, request, &key, trace, started)).await {
                     Ok(answer) => answer.clone(),
                     Err(answer) => answer,
                 }
@@ -206,20 +214,22 @@ impl HttpTrigger {
     }
 
     /// The answer any replica gave to `key`, or the handler's, remembered
-    /// with its events in one transaction. `Err` is an answer not to remember.
+    /// with its events in one transaction (unless they reach the log too long
+    /// after the request `arrived`). `Err` is an answer not to remember.
     async fn invoke_keyed(
         &self,
         served: &Served,
         request: HttpRequest,
         key: &str,
         trace: TraceParent,
+        arrived: Instant,
     ) -> Result<Answer, Answer> {
         let Some(log) = self.idempotency.get(&served.route.function) else {
             return self.invoke(served, request, None, trace).await;
         };
         match log.remembered(key).await {
             Ok(Some(answer)) => Ok((answer.status, answer.body)),
-            Ok(None) => self.invoke(served, request, Some((log, key)), trace).await,
+            Ok(None) => self.invoke(served, request, Some(Remember { log, key, arrived }), trace).await,
             Err(e) => {
                 tracing::warn!(function = %served.route.function, error = %e, "cannot look the Idempotency-Key up");
                 Err((503, serde_json::json!({ "error": e.to_string() }).to_string()))
@@ -233,7 +243,7 @@ impl HttpTrigger {
         &self,
         served: &Served,
         request: HttpRequest,
-        remember: Option<(&IdempotencyLog, &str)>,
+        remember: Option<Remember<'_>>,
         trace: TraceParent,
     ) -> Result<Answer, Answer> {
         let route = &served.route;
@@ -261,11 +271,11 @@ impl HttpTrigger {
                 }
             }
         }
-        if let Some((log, key)) = remember {
+        if let Some(Remember { log, key, arrived }) = remember {
             let records =
                 by_tp.into_iter().map(|((topic, p), records)| (TopicPartition::new(topic.to_string(), p), records));
             let answer = idempotency::Answer { status: reply.status, body: reply.body };
-            return match log.commit(key, answer.clone(), records.collect()).await {
+            return match log.commit(key, answer.clone(), records.collect(), arrived).await {
                 Ok(()) => Ok((answer.status, answer.body)),
                 Err(e) => {
                     tracing::warn!(function = %route.function, error = %e, "the request's events and answer were not stored");

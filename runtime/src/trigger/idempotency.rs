@@ -29,11 +29,22 @@
 //!   (and read) or aborted. A retry that arrives while the first attempt's
 //!   transaction is still committing on another replica waits for it and
 //!   gets its answer.
-//! - **The remaining window**: two requests with one key that arrive on two
-//!   replicas while neither has written yet (both handlers running, a few
-//!   milliseconds) both run; the key's last answer wins in the topic. Kafka
-//!   has no conditional write to close it: routing a key to one replica
-//!   (a load balancer hashing the Idempotency-Key header) would.
+//! - **A deadline for the write**: a request's answer and events must be in
+//!   the log (sent, not yet committed) within [`ANSWER_DEADLINE`] of its
+//!   arrival, or its transaction is aborted and it gets 503. So an attempt
+//!   still in flight when its client gives up on it cannot commit after a
+//!   retry's look-up: either its records were in the log before the retry
+//!   read the high watermark (the retry waits for their outcome), or they
+//!   are aborted. Without it, a replica whose transaction coordinator was
+//!   away for longer than the client's timeout committed its order after the
+//!   retry on another replica had created a second one (the chaos runner's
+//!   broker failover, docs/chaos.md).
+//! - **The remaining window**: a retry sent less than [`ANSWER_DEADLINE`]
+//!   after the first attempt, while that attempt still runs (a client that
+//!   does not wait for an answer or an error), may run too; the key's last
+//!   answer wins in the topic. Kafka has no conditional write to close it:
+//!   routing a key to one replica (a load balancer hashing the
+//!   Idempotency-Key header) would.
 //! - **Expiry**: an answer is forgotten once older than the topic's
 //!   retention (the broker deletes it, and the map ignores it meanwhile).
 //!
@@ -49,14 +60,15 @@
 //! let day = Duration::from_secs(86_400);
 //! let log = IdempotencyLog::start(&cluster, "order_api", "order_api.idempotency", day, &ProducerConfig::default(), shutdown).await?;
 //! if log.remembered("key-1").await?.is_none() {
-//!     log.commit("key-1", Answer { status: 202, body: "{}".into() }, Vec::new()).await?;
+//!     let arrived = std::time::Instant::now();
+//!     log.commit("key-1", Answer { status: 202, body: "{}".into() }, Vec::new(), arrived).await?;
 //! }
 //! # Ok(()) }
 //! ```
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -73,6 +85,11 @@ use crate::kafka::{Cluster, KafkaError};
 /// aborts it: the longest a crashed replica holds back read_committed readers
 /// of the function's outputs (and the look-ups of its keys' partitions).
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a request arrived its answer and events may reach the log;
+/// a later one is aborted. A client that retries with the same key no sooner
+/// than this after its first attempt never gets two orders (see the module
+/// documentation); clients typically time out after 10 s or more.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a look-up waits for the follower to reach the key's log end; past
 /// the transaction timeout, so a crashed replica's open transaction is
 /// aborted by then.
@@ -134,6 +151,17 @@ pub enum IdempotencyError {
         #[source]
         source: Arc<SendError>,
     },
+    /// The answer and events did not reach the log within [`ANSWER_DEADLINE`]
+    /// of the request (of one sharing its transaction): aborted, so that a
+    /// retry elsewhere cannot create a second order.
+    #[error(
+        "the answer and events of function {function} were not written within {} s of the request: aborted",
+        ANSWER_DEADLINE.as_secs()
+    )]
+    Late {
+        /// The HTTP function.
+        function: String,
+    },
     /// The replica is stopping.
     #[error("the Idempotency-Keys of function {function} are no longer written: the replica is stopping")]
     Stopped {
@@ -184,6 +212,15 @@ fn horizon(retention: Duration) -> i64 {
     kfn_sdk::now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Why a request's transaction did not commit (shared by its requests).
+#[derive(Debug, Clone)]
+enum Failed {
+    /// Sending or committing failed.
+    Send(Arc<SendError>),
+    /// Its records were not in the log by the deadline of a request in it.
+    Late,
+}
+
 /// One request's answer and events, waiting for the next transaction.
 struct Pending {
     key: String,
@@ -191,7 +228,9 @@ struct Pending {
     answer_at: TopicPartition,
     answer: Answer,
     records: Vec<(TopicPartition, Vec<ProducerRecord>)>,
-    done: oneshot::Sender<Result<(), Arc<SendError>>>,
+    /// When its records must be in the log: [`ANSWER_DEADLINE`] after the request arrived.
+    deadline: Instant,
+    done: oneshot::Sender<Result<(), Failed>>,
 }
 
 /// The Idempotency-Keys of one HTTP function: its topic followed, and its
@@ -291,16 +330,20 @@ impl IdempotencyLog {
 
     /// Writes `answer` for `key` and the request's `records` in one
     /// transaction; returns once it committed (then the answer is remembered
-    /// here at once) or failed (then nothing was written).
+    /// here at once) or failed (then nothing was written). A request that
+    /// `arrived` more than [`ANSWER_DEADLINE`] before its records reach the
+    /// log fails with [`IdempotencyError::Late`].
     pub async fn commit(
         &self,
         key: &str,
         answer: Answer,
         records: Vec<(TopicPartition, Vec<ProducerRecord>)>,
+        arrived: Instant,
     ) -> Result<(), IdempotencyError> {
         let (done, result) = oneshot::channel();
         let answer_at = self.partition_of(key);
-        let pending = Pending { key: key.to_string(), answer_at, answer: answer.clone(), records, done };
+        let deadline = arrived + ANSWER_DEADLINE;
+        let pending = Pending { key: key.to_string(), answer_at, answer: answer.clone(), records, deadline, done };
         let stopped = || IdempotencyError::Stopped { function: self.function.clone() };
         self.transactions.send(pending).map_err(|_| stopped())?;
         match result.await {
@@ -309,7 +352,8 @@ impl IdempotencyLog {
                 self.write().insert(key.to_string(), remembered, self.retention);
                 Ok(())
             }
-            Ok(Err(source)) => Err(IdempotencyError::Commit { function: self.function.clone(), source }),
+            Ok(Err(Failed::Send(source))) => Err(IdempotencyError::Commit { function: self.function.clone(), source }),
+            Ok(Err(Failed::Late)) => Err(IdempotencyError::Late { function: self.function.clone() }),
             Err(_) => Err(stopped()),
         }
     }
@@ -392,10 +436,44 @@ async fn commit_in_groups(
     mut producer: Producer,
     mut pending: mpsc::UnboundedReceiver<Pending>,
 ) {
+    // Whether the producer must be made again before the next transaction
+    // (fenced, or its transaction possibly still open).
+    let mut stale = false;
     while let Some(first) = pending.recv().await {
         let mut group = vec![first];
         while let Ok(next) = pending.try_recv() {
             group.push(next);
+        }
+        // Requests already past their deadline (the previous transaction took
+        // that long) are not written at all; the others go on.
+        let now = Instant::now();
+        let (group, late): (Vec<Pending>, Vec<Pending>) = group.into_iter().partition(|r| r.deadline > now);
+        if !late.is_empty() {
+            tracing::warn!(function, requests = late.len(), "requests past their answer deadline get 503, unwritten");
+        }
+        for request in late {
+            let _ = request.done.send(Err(Failed::Late));
+        }
+        if group.is_empty() {
+            continue;
+        }
+        if stale {
+            // Nothing may go through the old producer: its InitProducerId again
+            // fences it and aborts whatever it left open.
+            match Producer::new(cluster.clone(), config.clone()).await {
+                Ok(fresh) => {
+                    producer = fresh;
+                    stale = false;
+                }
+                Err(e) => {
+                    tracing::error!(function, error = %e, "the HTTP transactional producer could not restart");
+                    let e = Arc::new(e);
+                    for request in group {
+                        let _ = request.done.send(Err(Failed::Send(e.clone())));
+                    }
+                    continue;
+                }
+            }
         }
         for request in &group {
             for (tp, records) in &request.records {
@@ -403,21 +481,32 @@ async fn commit_in_groups(
             }
             producer.stage(&request.answer_at, vec![answer_record(&request.key, &request.answer)]);
         }
-        let result = producer.commit().await;
-        if let Err(e) = &result {
-            tracing::warn!(function, requests = group.len(), error = %e, "the HTTP transaction failed; its requests get 503");
-            if e.is_fenced() {
-                // A transaction open past its timeout was aborted by the broker and the
-                // epoch bumped: this id's next epoch (InitProducerId) starts afresh.
-                match Producer::new(cluster.clone(), config.clone()).await {
-                    Ok(fresh) => producer = fresh,
-                    Err(e) => {
-                        tracing::error!(function, error = %e, "the HTTP transactional producer could not restart")
-                    }
+        let result = match producer.send_staged().await {
+            Ok(()) if group.iter().any(|r| Instant::now() > r.deadline) => {
+                // A retry of one of these may already have looked its key up elsewhere
+                // without seeing these records: they must never commit.
+                tracing::warn!(
+                    function,
+                    requests = group.len(),
+                    "the HTTP transaction reached the log past a request's deadline; aborted, its requests get 503"
+                );
+                if let Err(e) = producer.abort().await {
+                    // Still open, it must not take the next requests' records: a new
+                    // producer's InitProducerId aborts it (so does the broker, at its timeout).
+                    tracing::info!(function, error = %e, "aborting the late HTTP transaction failed");
+                    stale = true;
                 }
+                Err(Failed::Late)
             }
+            Ok(()) => producer.commit().await.map_err(|e| Failed::Send(Arc::new(e))),
+            Err(e) => Err(Failed::Send(Arc::new(e))),
+        };
+        if let Err(Failed::Send(e)) = &result {
+            tracing::warn!(function, requests = group.len(), error = %e, "the HTTP transaction failed; its requests get 503");
+            // A transaction open past its timeout was aborted by the broker and the
+            // epoch bumped: this id's next epoch (InitProducerId) starts afresh.
+            stale |= e.is_fenced();
         }
-        let result = result.map_err(Arc::new);
         for request in group {
             // A request whose caller went away no longer waits for its answer.
             let _ = request.done.send(result.clone());

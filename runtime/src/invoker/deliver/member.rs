@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::DeliverError;
+use super::lease::Lease;
 use crate::invoker::committer::Committer;
 use crate::invoker::egress::Outgoing;
+use crate::kafka::group::coordinator::Generation;
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{advertises_kip447, Producer, ProducerConfig, SendError};
 use crate::kafka::Cluster;
@@ -52,6 +54,7 @@ const PROBE_WAIT: Duration = Duration::from_secs(10);
 /// One partition's chunk, waiting for the next transaction.
 struct Chunk {
     tp: TopicPartition,
+    lease: Lease,
     outgoing: Outgoing,
     commit: Option<i64>,
     done: oneshot::Sender<Result<(), DeliverError>>,
@@ -121,15 +124,17 @@ impl MemberTransaction {
 
     /// Writes `outgoing` and commits `commit` (the next offset to read of
     /// `tp`) in the member's next transaction, with whatever other partitions
-    /// hand in meanwhile; returns once that transaction ended.
+    /// hand in meanwhile, unless `lease` is void by then; returns once that
+    /// transaction ended.
     pub async fn deliver(
         &self,
         tp: &TopicPartition,
+        lease: &Lease,
         outgoing: Outgoing,
         commit: Option<i64>,
     ) -> Result<(), DeliverError> {
         let (done, outcome) = oneshot::channel();
-        let chunk = Chunk { tp: tp.clone(), outgoing, commit, done };
+        let chunk = Chunk { tp: tp.clone(), lease: lease.clone(), outgoing, commit, done };
         self.chunks.send(chunk).map_err(|_| DeliverError::Stopped)?;
         outcome.await.map_err(|_| DeliverError::Stopped)?
     }
@@ -176,13 +181,17 @@ impl Task {
 
     /// Runs `chunks` in one transaction and tells each its outcome; whether it committed.
     async fn commit(&mut self, chunks: Vec<Chunk>) -> bool {
-        // A chunk nobody waits for any more was left in the queue by a partition
-        // this member lost (the worker was aborted when the session was given up,
-        // e.g. while the group coordinator was away). The partition may already
-        // run again under a new assignment, here or on another member, from its
-        // committed offset; committing the chunk now, under whatever generation
-        // the member holds by then, would write its outputs a second time.
-        let (chunks, stale): (Vec<Chunk>, Vec<Chunk>) = chunks.into_iter().partition(|c| !c.done.is_closed());
+        // The generation first, the leases after (see deliver/lease.rs): a chunk
+        // of a partition this member lost (its session given up while the group
+        // coordinator was away, say) must not commit under the generation the
+        // member holds by then, while the partition runs again from its committed
+        // offset here or on another member. Its lease was voided before the member
+        // could rejoin, so a generation read now is either the one the partition
+        // was held in (refused by the coordinator if the member moved on) or a
+        // later one, and then the lease reads void.
+        let generation = self.committer.generation();
+        let (chunks, stale): (Vec<Chunk>, Vec<Chunk>) =
+            chunks.into_iter().partition(|c| c.lease.is_held() && !c.done.is_closed());
         if !stale.is_empty() {
             let partitions: Vec<String> = stale.iter().map(|c| c.tp.to_string()).collect();
             tracing::info!(function = %self.function, ?partitions, "chunks of lost partitions dropped, not committed");
@@ -190,6 +199,13 @@ impl Task {
         if chunks.is_empty() {
             return true;
         }
+        let Some(generation) = generation else {
+            self.metrics.aborted.inc();
+            for chunk in chunks {
+                let _ = chunk.done.send(Err(DeliverError::Unassigned));
+            }
+            return false;
+        };
         let mut done = Vec::with_capacity(chunks.len());
         let mut outgoing = Vec::with_capacity(chunks.len());
         let mut offsets = BTreeMap::new();
@@ -200,7 +216,7 @@ impl Task {
             outgoing.push(chunk.outgoing);
             done.push((chunk.tp, chunk.done));
         }
-        let outcome = self.transaction(outgoing, &offsets).await;
+        let outcome = self.transaction(&generation, outgoing, &offsets).await;
         for (tp, done) in done {
             let _ = done.send(match &outcome {
                 Ok(()) => Ok(()),
@@ -215,6 +231,7 @@ impl Task {
     /// One transaction: every chunk's records and offsets, all or nothing.
     async fn transaction(
         &mut self,
+        generation: &Generation,
         outgoing: Vec<Outgoing>,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), DeliverError> {
@@ -226,14 +243,7 @@ impl Task {
                 self.producer.insert(p).clone()
             }
         };
-        let committed = match super::transaction::run(&producer, &self.committer, outgoing, offsets).await {
-            Err(e) => {
-                self.metrics.aborted.inc();
-                return Err(e);
-            }
-            Ok(committed) => committed,
-        };
-        match committed {
+        match super::transaction::run(&producer, self.committer.group(), generation, outgoing, offsets).await {
             Ok(()) => {
                 self.metrics.committed.inc();
                 self.metrics.produce_duration.observe(start.elapsed().as_secs_f64());

@@ -27,11 +27,13 @@ use crate::kafka::producer::Producer;
 use crate::metrics::FunctionMetrics;
 
 mod error;
+mod lease;
 pub mod member;
 mod partition;
 mod transaction;
 
 pub use error::DeliverError;
+pub use lease::Lease;
 pub use member::MemberTransaction;
 pub use partition::PartitionTransaction;
 
@@ -76,16 +78,19 @@ pub enum Deliver {
     AtLeastOnce(AtLeastOnce),
     /// One transaction per chunk, on the partition's own producer.
     PartitionTransaction(PartitionTransaction),
-    /// The chunk joins the member's next transaction.
-    MemberTransaction(MemberTransaction),
+    /// The chunk joins the member's next transaction while the worker holds
+    /// its partition.
+    MemberTransaction(MemberTransaction, Lease),
 }
 
 impl Deliver {
-    /// The delivery of partition `tp` of `shared`'s function, by its guarantee;
-    /// `None` when `stop` turned true before it could start.
+    /// The delivery of partition `tp` of `shared`'s function, by its guarantee,
+    /// for a worker holding `lease`; `None` when `stop` turned true before it
+    /// could start.
     pub async fn start(
         shared: &FunctionShared,
         tp: &TopicPartition,
+        lease: Lease,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<Deliver> {
         Some(match shared.guarantee {
@@ -96,7 +101,7 @@ impl Deliver {
                 metrics: shared.metrics.clone(),
             }),
             Guarantee::ExactlyOnce => match &shared.member_transaction {
-                Some(shared) => Deliver::MemberTransaction(shared.clone()),
+                Some(shared) => Deliver::MemberTransaction(shared.clone(), lease),
                 None => Deliver::PartitionTransaction(PartitionTransaction::start(shared, tp, stop).await?),
             },
         })
@@ -112,13 +117,13 @@ impl Deliver {
         match self {
             Deliver::AtLeastOnce(d) => d.deliver(tp, outgoing, commit).await,
             Deliver::PartitionTransaction(d) => d.deliver(tp, outgoing, commit).await,
-            Deliver::MemberTransaction(d) => d.deliver(tp, outgoing, commit).await,
+            Deliver::MemberTransaction(d, lease) => d.deliver(tp, lease, outgoing, commit).await,
         }
     }
 
     /// Whether delivery is transactional: only a chunk's finished prefix, with its offset, may go out.
     pub fn is_exactly_once(&self) -> bool {
-        matches!(self, Deliver::PartitionTransaction(_) | Deliver::MemberTransaction(_))
+        matches!(self, Deliver::PartitionTransaction(_) | Deliver::MemberTransaction(..))
     }
 
     /// At the worker's end: commits `done` when offsets moved past control

@@ -66,13 +66,12 @@ impl PartitionTransaction {
         let start = Instant::now();
         let producer = &self.producer;
         let offsets = BTreeMap::from_iter(commit.map(|offset| (tp.clone(), offset)));
-        let committed = match super::transaction::run(producer, &self.committer, [outgoing], &offsets).await {
-            Err(e) => {
-                self.metrics.aborted.inc();
-                return Err(e);
-            }
-            Ok(committed) => committed,
+        let Some(generation) = self.committer.generation() else {
+            self.metrics.aborted.inc();
+            return Err(DeliverError::Unassigned);
         };
+        let committed =
+            super::transaction::run(producer, self.committer.group(), &generation, [outgoing], &offsets).await;
         match &committed {
             Ok(()) => {
                 self.metrics.committed.inc();

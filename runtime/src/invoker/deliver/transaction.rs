@@ -3,33 +3,28 @@
 
 use std::collections::BTreeMap;
 
-use super::error::DeliverError;
-use crate::invoker::committer::Committer;
 use crate::invoker::egress::Outgoing;
+use crate::kafka::group::coordinator::Generation;
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Producer, SendError};
 
 /// Stages every record of `outgoing`, sends `offsets` (the next offsets to
-/// read) with the member's generation and commits. Without an assignment the
-/// transaction is aborted ([`DeliverError::Unassigned`]); a failure to send or
-/// commit is returned as is, for the caller to abort or to drop the producer.
+/// read) to `group` with `generation` and commits. The caller reads the
+/// generation before deciding which chunks go in, so a member that moved on
+/// meanwhile is refused by the coordinator. A failure to send or commit is
+/// returned as is, for the caller to abort or to drop the producer.
 pub(super) async fn run(
     producer: &Producer,
-    committer: &Committer,
+    group: &str,
+    generation: &Generation,
     outgoing: impl IntoIterator<Item = Outgoing>,
     offsets: &BTreeMap<TopicPartition, i64>,
-) -> Result<Result<(), SendError>, DeliverError> {
+) -> Result<(), SendError> {
     for ((topic, partition), records) in outgoing.into_iter().flatten() {
         producer.stage(&TopicPartition::new(topic.to_string(), partition), records);
     }
-    let Some(generation) = committer.generation() else {
-        let _ = producer.abort().await;
-        return Err(DeliverError::Unassigned);
-    };
     if !offsets.is_empty() {
-        if let Err(e) = producer.send_offsets(committer.group(), &generation, offsets).await {
-            return Ok(Err(e));
-        }
+        producer.send_offsets(group, generation, offsets).await?;
     }
-    Ok(producer.commit().await)
+    producer.commit().await
 }

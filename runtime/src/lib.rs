@@ -35,8 +35,8 @@
 
 pub mod acls;
 pub mod app;
+pub mod avro;
 pub use kfn_kafka::backoff;
-pub use kfn_registry::avro;
 pub mod cli;
 pub mod config;
 pub mod connect;
@@ -44,13 +44,13 @@ pub mod dev;
 pub mod endpoints;
 pub mod error_text;
 pub mod invoker;
+pub mod json;
 pub use kfn_kafka as kafka;
-pub use kfn_registry::json;
 pub mod kafka_settings;
 pub mod lag;
 pub mod metrics;
 pub mod otel;
-pub use kfn_registry::registry;
+pub mod registry;
 pub mod scaffold;
 pub mod schema_check;
 pub mod table;

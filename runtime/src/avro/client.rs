@@ -10,8 +10,8 @@
 //! and never on a 4xx answer, which would be the same the next time.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), kfn_registry::avro::RegistryError> {
-//! use kfn_registry::avro::{value_subject, RegistryClient};
+//! # async fn demo() -> Result<(), kfn::avro::RegistryError> {
+//! use kfn::avro::{value_subject, RegistryClient};
 //! let registry = RegistryClient::new("http://127.0.0.1:8081", None)?;
 //! let schema = r#"{"type":"record","name":"Ping","fields":[{"name":"n","type":"int"}]}"#;
 //! let id = registry.register(&value_subject("pings"), schema).await?;

@@ -15,7 +15,7 @@
 //! markers) are read too; other key types (`NOOP`, `MODE`, ...) are skipped.
 //!
 //! ```
-//! use kfn_registry::registry::record::{LogKey, SchemaValue};
+//! use kfn::registry::record::{LogKey, SchemaValue};
 //!
 //! let key = LogKey::schema("orders-value", 1, "0123456789abcdef");
 //! let bytes = key.encode();

@@ -8,7 +8,7 @@
 //! command line, where `ps` would show them.
 //!
 //! ```
-//! use kfn_registry::registry::access::Users;
+//! use kfn::registry::access::Users;
 //! let mut users = Users::default();
 //! users.insert("orders", "s3cret");
 //! assert!(users.check(Some("Basic b3JkZXJzOnMzY3JldA==")).is_ok()); // orders:s3cret

@@ -8,8 +8,8 @@
 //! checked against the URL's host (a DNS name or an IP address SAN).
 //!
 //! ```no_run
-//! # fn demo() -> Result<(), kfn_registry::avro::RegistryError> {
-//! use kfn_registry::avro::{BasicAuth, RegistryAccess, RegistryClient};
+//! # fn demo() -> Result<(), kfn::avro::RegistryError> {
+//! use kfn::avro::{BasicAuth, RegistryAccess, RegistryClient};
 //! let access = RegistryAccess {
 //!     auth: Some(BasicAuth { username: "orders".into(), password: std::env::var("REGISTRY_PASSWORD").unwrap_or_default() }),
 //!     ca_file: Some("certs/registry-ca.pem".into()),

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo(value: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
-//! use kfn_registry::avro::{register_topic_schema, OutputEncoder, RegistryClient, SchemaCache};
+//! use kfn::avro::{register_topic_schema, OutputEncoder, RegistryClient, SchemaCache};
 //! let client = RegistryClient::new("http://127.0.0.1:8081", None)?;
 //! let schema_text = std::fs::read_to_string("schemas/order_validated.avsc")?;
 //! let (id, schema) = register_topic_schema(&client, "orders.validated", &schema_text).await?;

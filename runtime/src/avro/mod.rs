@@ -9,7 +9,7 @@
 //! The registry *server* lives in `crate::registry`; this is the client side.
 //!
 //! ```
-//! use kfn_registry::avro::{framing, value_subject};
+//! use kfn::avro::{framing, value_subject};
 //! assert_eq!(value_subject("orders.created"), "orders.created-value");
 //! assert!(framing::split(b"{}").is_err()); // JSON, not Confluent-framed
 //! ```

@@ -2,7 +2,7 @@
 //! as a 4-byte big-endian integer, then the Avro binary datum.
 //!
 //! ```
-//! use kfn_registry::avro::framing;
+//! use kfn::avro::framing;
 //! let mut value = Vec::new();
 //! framing::write_header(42, &mut value);
 //! value.extend_from_slice(b"\x06foo");

@@ -13,8 +13,8 @@
 //! comes out with the writer's scale, exact.
 //!
 //! ```
-//! use kfn_registry::registry::schema::AvroSchema;
-//! use kfn_registry::registry::resolution::can_read;
+//! use kfn::registry::schema::AvroSchema;
+//! use kfn::schema_check::resolution::can_read;
 //!
 //! let money = |fields: &str| AvroSchema::parse(&format!(
 //!     r#"{{"type":"record","name":"Order","fields":[

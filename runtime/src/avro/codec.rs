@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::str::FromStr;
-//! use kfn_registry::avro::decode;
+//! use kfn::avro::decode;
 //! let schema = serde_avro_fast::Schema::from_str(r#"{"type": "long"}"#).unwrap();
 //! let n: i64 = decode(7, &schema, &[0x54]).unwrap(); // zig-zag 42
 //! assert_eq!(n, 42);

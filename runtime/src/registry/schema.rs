@@ -11,7 +11,7 @@
 //! identity.
 //!
 //! ```
-//! use kfn_registry::registry::schema::AvroSchema;
+//! use kfn::registry::schema::AvroSchema;
 //!
 //! let a = AvroSchema::parse(r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}"#).unwrap();
 //! let b = AvroSchema::parse(r#"{ "fields": [ {"type": "int", "name": "x"} ], "name": "A", "type": "record" }"#).unwrap();

@@ -20,8 +20,8 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use kfn_kafka::{Cluster, ConnectOptions};
-//! use kfn_registry::registry::{RegistryConfig, RegistryServer};
+//! use kfn::kafka::{Cluster, ConnectOptions};
+//! use kfn::registry::{RegistryConfig, RegistryServer};
 //!
 //! let cluster = Cluster::new(vec!["127.0.0.1:9092".into()], ConnectOptions::default());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;

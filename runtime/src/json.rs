@@ -9,7 +9,7 @@
 //! is: two functions (or two events) can each fill their own columns of a row.
 //!
 //! ```
-//! use kfn_registry::json::{payload, JsonValue};
+//! use kfn::json::{payload, JsonValue};
 //! let wrapped = br#"{"schema": {"type": "string"}, "payload": "SKU-001"}"#;
 //! assert_eq!(payload(wrapped).unwrap(), JsonValue::Value(serde_json::json!("SKU-001")));
 //! assert_eq!(payload(b"").unwrap(), JsonValue::Tombstone);

@@ -16,8 +16,8 @@
 //! apache-avro alone refuses every schema with a decimal).
 //!
 //! ```
-//! use kfn_registry::registry::compat::{check, CompatibilityLevel};
-//! use kfn_registry::registry::schema::AvroSchema;
+//! use kfn::registry::compat::{check, CompatibilityLevel};
+//! use kfn::registry::schema::AvroSchema;
 //!
 //! let v1 = AvroSchema::parse(r#"{"type":"record","name":"r","fields":[{"name":"a","type":"int"}]}"#).unwrap();
 //! let v2 = AvroSchema::parse(

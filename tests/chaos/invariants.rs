@@ -83,6 +83,41 @@ impl Reader {
         }
         Ok(out)
     }
+
+    /// Where each of `orders` went along the pipeline, one line per order:
+    /// `topic[partition]@offset hh:mm:ss.mmm` (the record's timestamp, UTC)
+    /// for every committed record whose value names it, so that a duplicate
+    /// shows the hop where it began and, by its time, the fault beside it.
+    pub async fn trace(&self, orders: &[&str]) -> anyhow::Result<Vec<String>> {
+        const PIPELINE: [&str; 6] = [
+            "orders.created",
+            "orders.validated",
+            "payments.processed",
+            "inventory.reserved",
+            "shipments.created",
+            "shipments.dispatched",
+        ];
+        let mut hops: BTreeMap<&str, Vec<String>> = orders.iter().map(|o| (*o, Vec::new())).collect();
+        for topic in PIPELINE {
+            for (partition, record) in kfn::invoker::replay::read_topic(&self.cluster, topic).await? {
+                let Some(value) = record.value.as_deref() else { continue };
+                for (order, seen) in hops.iter_mut() {
+                    if value.windows(order.len()).any(|w| w == order.as_bytes()) {
+                        let at = clock(record.timestamp_ms);
+                        seen.push(format!("{topic}[{partition}]@{} {at}", record.offset));
+                    }
+                }
+            }
+        }
+        Ok(hops.into_iter().map(|(order, seen)| format!("{order}: {}", seen.join(", "))).collect())
+    }
+}
+
+/// `ms` since the epoch as `hh:mm:ss.mmm` UTC, to set beside the replicas' logs.
+fn clock(ms: i64) -> String {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}.{millis:03}", day / 3600, day % 3600 / 60, day % 60)
 }
 
 fn first<T: std::fmt::Debug>(items: impl IntoIterator<Item = T>) -> String {
@@ -168,6 +203,12 @@ pub async fn check_all(
             first(&several)
         ),
     ));
+    if !several.is_empty() {
+        let orders: Vec<&str> = several.iter().take(5).map(|(id, _)| *id).collect();
+        for line in reader.trace(&orders).await? {
+            eprintln!("chaos: duplicate traced: {line}");
+        }
+    }
     let lost: BTreeSet<&str> =
         missing.iter().chain(without.iter().filter(|id| accepted.contains_key(*id))).copied().collect();
     totals.lost = lost.len();

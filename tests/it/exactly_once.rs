@@ -494,6 +494,8 @@ async fn the_member_transaction_drops_a_chunk_whose_partition_was_lost() {
 
     assert_eq!(committer.committed(&p0).await.expect("offset of p0"), Some(5));
     assert_eq!(committer.committed(&p1).await.expect("offset of p1"), None, "nothing committed for the lost partition");
+    // The commit markers land after EndTxn answers: wait for the read_committed end to pass them.
+    await_count(&cluster, &output, 1, Duration::from_secs(30)).await;
     assert_eq!(read_all(&cluster, &output).await, vec![b"from 0".to_vec()]);
     member.stop().await;
 }

@@ -89,13 +89,14 @@ impl Reader {
     /// for every committed record whose value names it, so that a duplicate
     /// shows the hop where it began and, by its time, the fault beside it.
     pub async fn trace(&self, orders: &[&str]) -> anyhow::Result<Vec<String>> {
-        const PIPELINE: [&str; 6] = [
+        const PIPELINE: [&str; 7] = [
             "orders.created",
             "orders.validated",
             "payments.processed",
             "inventory.reserved",
             "shipments.created",
             "shipments.dispatched",
+            "notifications.outbound",
         ];
         let mut hops: BTreeMap<&str, Vec<String>> = orders.iter().map(|o| (*o, Vec::new())).collect();
         for topic in PIPELINE {
@@ -203,12 +204,6 @@ pub async fn check_all(
             first(&several)
         ),
     ));
-    if !several.is_empty() {
-        let orders: Vec<&str> = several.iter().take(5).map(|(id, _)| *id).collect();
-        for line in reader.trace(&orders).await? {
-            eprintln!("chaos: duplicate traced: {line}");
-        }
-    }
     let lost: BTreeSet<&str> =
         missing.iter().chain(without.iter().filter(|id| accepted.contains_key(*id))).copied().collect();
     totals.lost = lost.len();
@@ -259,6 +254,21 @@ pub async fn check_all(
         ),
     ));
 
+    // Where the duplicates began: every order with several terminal events or
+    // charges, or a notification twice (at most 5), traced along the pipeline.
+    let suspects: BTreeSet<&str> = several
+        .iter()
+        .chain(&charged_twice)
+        .map(|(id, _)| *id)
+        .chain(repeated.iter().map(|((id, _), _)| *id))
+        .collect();
+    if !suspects.is_empty() {
+        let orders: Vec<&str> = suspects.into_iter().take(5).collect();
+        for line in reader.trace(&orders).await? {
+            eprintln!("chaos: duplicate traced: {line}");
+        }
+    }
+
     // --- Analytics equal the truth of the created orders (each order once).
     let mut seen = BTreeSet::new();
     let mut products: BTreeMap<String, (i64, Decimal)> = BTreeMap::new();
@@ -294,7 +304,7 @@ pub async fn check_all(
                 } else {
                     format!(" (its answer: {})", totals_answer.chars().take(400).collect::<String>())
                 },
-                if top_ok { "equal".to_string() } else { format!("differs: {:?}", top_products(&top)) }
+                if top_ok { "equal".to_string() } else { top_products_diff(top_products(&top), &products) }
             ),
         ));
     }
@@ -348,6 +358,22 @@ async fn get_until(addr: SocketAddr, path: &str, done: impl Fn(&str) -> bool) ->
         // A table view has no change notification for clients: poll.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Where an answer of /analytics/top-products differs from the truth: each
+/// product whose (units, revenue) is not the truth's, as answer vs truth.
+fn top_products_diff(
+    answer: Option<BTreeMap<String, (i64, Decimal)>>,
+    truth: &BTreeMap<String, (i64, Decimal)>,
+) -> String {
+    let Some(answer) = answer else { return "is not the expected JSON".into() };
+    let products: BTreeSet<&String> = answer.keys().chain(truth.keys()).collect();
+    let differing: Vec<String> = products
+        .into_iter()
+        .filter(|p| answer.get(*p) != truth.get(*p))
+        .map(|p| format!("{p}: {:?} vs truth {:?}", answer.get(p), truth.get(p)))
+        .collect();
+    format!("differs: {}", differing.join("; "))
 }
 
 /// GET /analytics/top-products as product -> (units, revenue).

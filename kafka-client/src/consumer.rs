@@ -112,6 +112,24 @@ impl ReadToEnd {
         Ok(Self { reader, end, corrected: end <= start })
     }
 
+    /// Reads read_committed to the partition's high watermark, not its last
+    /// stable offset: every record written before the call, each of whose
+    /// transactions must be decided before reading passes it.
+    ///
+    /// A new owner restoring an aggregate's state needs this. The previous
+    /// owner's last transaction commits its input offsets and its table rows
+    /// together, but the commit markers reach the partitions one by one: the
+    /// offsets can read as committed while this partition's last stable offset
+    /// still stops short of that transaction's rows. An end at the last stable
+    /// offset would restore a state without them, and fold on from after them.
+    pub async fn open_decided(cluster: &Cluster, tp: &TopicPartition) -> Result<Self, KafkaError> {
+        let start = list_offset(cluster, tp, LogEnd::Earliest, Isolation::ReadCommitted).await?;
+        let end = list_offset(cluster, tp, LogEnd::Latest, Isolation::ReadUncommitted).await?;
+        let reader =
+            PartitionReader::new(cluster.clone(), tp.clone(), start, Isolation::ReadCommitted, LogEnd::Earliest);
+        Ok(Self { reader, end, corrected: end <= start })
+    }
+
     /// The next records below the end, or None once the end is reached (an
     /// empty list when the broker sent nothing this time).
     pub async fn next(&mut self) -> Result<Option<Vec<super::fetch::ConsumedRecord>>, KafkaError> {

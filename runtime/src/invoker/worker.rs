@@ -23,6 +23,14 @@ use crate::kafka::group::protocol::TopicPartition;
 
 /// Runs one partition until `stop` turns true (between batches).
 pub async fn run(shared: Arc<FunctionShared>, tp: TopicPartition, lease: Lease, mut stop: watch::Receiver<bool>) {
+    if let Some(member) = &shared.member_transaction {
+        // Before the committed offset is read: a transaction still carrying an
+        // earlier chunk of this partition must end first (deliver/member.rs).
+        tokio::select! {
+            settled = member.settled() => if settled.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
     let Some(start) = start_offset(&shared, &tp, &mut stop).await else { return };
     let reader = PartitionReader::new(shared.cluster.clone(), tp.clone(), start, shared.isolation, shared.reset)
         .with_limits(shared.fetch_limits);

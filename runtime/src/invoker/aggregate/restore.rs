@@ -1,8 +1,10 @@
 //! Restoring a partition's state from the aggregate's table topic.
 //!
 //! Input partition p and table partition p hold the same keys (same count,
-//! same partitioner), so the state of p is table partition p read from its
-//! first offset to its read_committed end, the last value of each key winning.
+//! same partitioner), so the state of p is table partition p read
+//! read_committed from its first offset to the high watermark it had when the
+//! restore began, once every transaction below it is decided
+//! ([`ReadToEnd::open_decided`]), the last value of each key winning.
 
 use std::time::{Duration, Instant};
 
@@ -10,14 +12,13 @@ use super::state::PartitionState;
 use super::AggregateError;
 use crate::avro::SchemaCache;
 use crate::kafka::consumer::ReadToEnd;
-use crate::kafka::fetch::Isolation;
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::Cluster;
 
 /// A restore that makes no progress this long fails (and is tried again).
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads table partition `table` from its start to its read_committed end into a new state.
+/// Reads table partition `table` from its start to its decided end into a new state.
 pub async fn restore(
     cluster: &Cluster,
     schemas: &SchemaCache,
@@ -25,7 +26,7 @@ pub async fn restore(
     table: &TopicPartition,
 ) -> Result<PartitionState, AggregateError> {
     let kafka = |e| AggregateError::Kafka { partition: table.to_string(), source: e };
-    let mut reader = ReadToEnd::open(cluster, table, Isolation::ReadCommitted).await.map_err(kafka)?;
+    let mut reader = ReadToEnd::open_decided(cluster, table).await.map_err(kafka)?;
     let mut state = PartitionState::new();
     let mut progress = Instant::now();
     loop {

@@ -60,12 +60,19 @@ struct Chunk {
     done: oneshot::Sender<Result<(), DeliverError>>,
 }
 
+/// What the transaction task is handed: a chunk, or a request to say when
+/// everything handed in before it has ended.
+enum Job {
+    Chunk(Chunk),
+    Settled(oneshot::Sender<()>),
+}
+
 /// The member's transactions: a handle to the task that runs them.
 ///
 /// The task ends when the last handle is dropped (the function stopped).
 #[derive(Clone)]
 pub struct MemberTransaction {
-    chunks: mpsc::UnboundedSender<Chunk>,
+    chunks: mpsc::UnboundedSender<Job>,
 }
 
 impl MemberTransaction {
@@ -135,8 +142,24 @@ impl MemberTransaction {
     ) -> Result<(), DeliverError> {
         let (done, outcome) = oneshot::channel();
         let chunk = Chunk { tp: tp.clone(), lease: lease.clone(), outgoing, commit, done };
-        self.chunks.send(chunk).map_err(|_| DeliverError::Stopped)?;
+        self.chunks.send(Job::Chunk(chunk)).map_err(|_| DeliverError::Stopped)?;
         outcome.await.map_err(|_| DeliverError::Stopped)?
+    }
+
+    /// Returns once every transaction that began before the call has ended.
+    ///
+    /// A partition worker starting on a partition waits for this before it
+    /// reads the committed offset. The member may have lost the partition and
+    /// been given it back while a transaction holding a chunk of it was still
+    /// on its way to a group coordinator that was away: when the member keeps
+    /// its epoch across such a rejoin (the coordinator accepts a member that
+    /// comes back with nothing owned), that transaction's offsets are still
+    /// accepted. Read before it ends, the committed offset would be the old
+    /// one, and the chunk would be written twice, once by each.
+    pub async fn settled(&self) -> Result<(), DeliverError> {
+        let (waiter, settled) = oneshot::channel();
+        self.chunks.send(Job::Settled(waiter)).map_err(|_| DeliverError::Stopped)?;
+        settled.await.map_err(|_| DeliverError::Stopped)
     }
 }
 
@@ -152,15 +175,23 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Chunk>) {
+    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Job>) {
         // Partitions whose last shared transaction failed: their chunks run
         // alone until one commits, so a chunk that cannot be written (a record
         // too large, a topic denied) holds up its own partition, not the others.
         let mut alone: HashSet<TopicPartition> = HashSet::new();
         while let Some(first) = queue.recv().await {
-            let mut chunks = vec![first];
+            let mut jobs = vec![first];
             while let Ok(next) = queue.try_recv() {
-                chunks.push(next);
+                jobs.push(next);
+            }
+            let mut chunks = Vec::with_capacity(jobs.len());
+            let mut settled = Vec::new();
+            for job in jobs {
+                match job {
+                    Job::Chunk(chunk) => chunks.push(chunk),
+                    Job::Settled(waiter) => settled.push(waiter),
+                }
             }
             let (solo, shared): (Vec<Chunk>, Vec<Chunk>) = chunks.into_iter().partition(|c| alone.contains(&c.tp));
             for chunk in solo {
@@ -169,12 +200,15 @@ impl Task {
                     alone.remove(&tp);
                 }
             }
-            if shared.is_empty() {
-                continue;
+            if !shared.is_empty() {
+                let tps: Vec<TopicPartition> = shared.iter().map(|c| c.tp.clone()).collect();
+                if !self.commit(shared).await && tps.len() > 1 {
+                    alone.extend(tps);
+                }
             }
-            let tps: Vec<TopicPartition> = shared.iter().map(|c| c.tp.clone()).collect();
-            if !self.commit(shared).await && tps.len() > 1 {
-                alone.extend(tps);
+            // Every chunk handed in before these requests has ended, committed or not.
+            for waiter in settled {
+                let _ = waiter.send(());
             }
         }
     }

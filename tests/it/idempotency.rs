@@ -69,22 +69,10 @@ async fn a_retry_on_another_replica_gets_the_first_answer_and_creates_nothing() 
     system.stop().await;
 }
 
-/// Every record of partition 0 of `topic`, read_committed.
+/// Every committed value of `topic`, read_committed to its end.
 async fn committed_values(topic: &str) -> Vec<Vec<u8>> {
-    use kfn::kafka::consumer::{list_offset, LogEnd, PartitionReader};
-    use kfn::kafka::fetch::Isolation;
-    use kfn::kafka::group::protocol::TopicPartition;
-
-    let cluster = kfn_tests::cluster();
-    let tp = TopicPartition::new(topic, 0);
-    let end = list_offset(&cluster, &tp, LogEnd::Latest, Isolation::ReadCommitted).await.expect("end offset");
-    let mut reader = PartitionReader::new(cluster, tp, 0, Isolation::ReadCommitted, LogEnd::Earliest);
-    let mut values = Vec::new();
-    while reader.position() < end {
-        let batch = reader.next().await.expect("fetch");
-        values.extend(batch.records.into_iter().map(|r| r.value.map(|v| v.to_vec()).unwrap_or_default()));
-    }
-    values
+    let records = kfn::invoker::replay::read_topic(&kfn_tests::cluster(), topic).await.expect("read the topic");
+    records.into_iter().map(|(_, r)| r.value.map(|v| v.to_vec()).unwrap_or_default()).collect()
 }
 
 /// An attempt whose answer and events reach the log later than

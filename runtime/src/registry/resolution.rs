@@ -87,6 +87,17 @@ mod tests {
         assert!(can_read(&record(r#"{"name":"total","type":"double"}"#), &money).is_err());
     }
 
+    /// Found by the `registry_body` fuzz target: a field whose own keys say
+    /// `"logicalType": "decimal"` beside its `type` (apache-avro reads them as
+    /// the type's) stayed a decimal once the logical types were taken off,
+    /// and the schema was called incompatible with itself.
+    #[test]
+    fn a_logical_type_written_on_a_field_is_taken_off_too() {
+        let on_field = record(r#"{"name":"total","type":"bytes","logicalType":"decimal","precision":10,"scale":2}"#);
+        assert_eq!(can_read(&on_field, &on_field), Ok(()));
+        assert_eq!(can_read(&record(&format!(r#"{{"name":"total","type":{DECIMAL}}}"#)), &on_field), Ok(()));
+    }
+
     #[test]
     fn defaults_are_left_as_they_are() {
         // A record default whose keys look like schema keywords is data, not a type.

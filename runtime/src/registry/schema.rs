@@ -100,7 +100,10 @@ fn strip_logical_types(schema: &mut Value) {
                 }
             }
             if let Some(Value::Array(fields)) = map.get_mut("fields") {
-                for field in fields {
+                for field in fields.iter_mut().filter_map(Value::as_object_mut) {
+                    // apache-avro reads a field's own `logicalType` (beside
+                    // its `type`) as the type's; Java Avro ignores it.
+                    field.remove("logicalType");
                     if let Some(inner) = field.get_mut("type") {
                         strip_logical_types(inner);
                     }

@@ -74,6 +74,44 @@ async fn without_idempotence_the_same_fault_duplicates() {
     assert_eq!(values, ["before", "a", "b", "c", "a", "b", "c", "after"]);
 }
 
+/// An EndTxn that gets no answer leaves the transaction open at the broker:
+/// the producer must end it (a new epoch) before its next transaction, or
+/// the next commit would commit the records of the one its caller aborted.
+#[tokio::test]
+async fn a_transaction_whose_abort_got_no_answer_never_commits_with_the_next() {
+    let (proxy, _broker) = kfn_tests::broker_behind_proxy().await.expect("broker behind proxy");
+    let bootstrap = format!("127.0.0.1:{}", proxy.port);
+    let cluster = Cluster::new(vec![bootstrap.clone()], ConnectOptions::default());
+    let topic = kfn_tests::unique("txn-unsettled");
+    kfn::kafka::Admin::new(cluster.clone())
+        .create_topics(&[kfn::kafka::NewTopic {
+            name: topic.clone(),
+            partitions: 1,
+            replication: 1,
+            configs: Default::default(),
+        }])
+        .await
+        .expect("create topic");
+    let config = ProducerConfig {
+        transactional_id: Some(kfn_tests::unique("txn")),
+        delivery_timeout: Duration::from_secs(3),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(cluster, config).await.expect("transactional producer");
+    let tp = TopicPartition::new(topic.clone(), 0);
+    producer.stage(&tp, vec![record("aborted")]);
+    producer.send_staged().await.expect("sent, not yet decided");
+    const END_TXN: i16 = 26;
+    proxy.cut_api(Some(END_TXN));
+    let failed = producer.abort().await.expect_err("no EndTxn gets through");
+    assert!(!failed.is_fenced(), "{failed}");
+    proxy.cut_api(None);
+    assert!(proxy.cuts() >= 1, "the proxy cut the EndTxn requests");
+    producer.stage(&tp, vec![record("committed")]);
+    producer.commit().await.expect("the next transaction commits");
+    assert_eq!(read(&bootstrap, &topic, "read_committed").await, ["committed"]);
+}
+
 async fn transactional(cluster: &Cluster, id: &str) -> Producer {
     let config = ProducerConfig { transactional_id: Some(id.to_string()), ..ProducerConfig::default() };
     Producer::new(cluster.clone(), config).await.expect("transactional producer")

@@ -2,10 +2,11 @@
 //! chosen moment: after the broker answered a Produce request, before the
 //! client sees the answer (how the tests prove that a retried batch is not
 //! written twice), or in the middle of every Nth request (how they prove that
-//! a connection the broker closes mid-request loses nothing). It forwards
-//! bytes; it never answers for the broker.
+//! a connection the broker closes mid-request loses nothing), or every
+//! request of one kind (a coordinator that cannot be reached for EndTxn). It
+//! forwards bytes; it never answers for the broker.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,19 +21,32 @@ pub struct FaultProxy {
     cuts: Arc<Cuts>,
 }
 
-/// The mid-request cuts: every `every`th request frame (0: none) is half sent, then both sides closed.
-#[derive(Default)]
+/// The mid-request cuts: every `every`th request frame (0: none), and every
+/// request whose API key is `api` (-1: none), is half sent, then both sides closed.
 struct Cuts {
     every: AtomicUsize,
+    api: AtomicI32,
     frames: AtomicUsize,
     made: AtomicUsize,
 }
 
+impl Default for Cuts {
+    fn default() -> Self {
+        Cuts {
+            every: AtomicUsize::new(0),
+            api: AtomicI32::new(-1),
+            frames: AtomicUsize::new(0),
+            made: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Cuts {
-    /// Whether the request frame passing now is to be cut.
-    fn this_one(&self) -> bool {
+    /// Whether the request frame passing now, of `api_key`, is to be cut.
+    fn this_one(&self, api_key: i16) -> bool {
         let every = self.every.load(Ordering::SeqCst);
-        every > 0 && (self.frames.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(every)
+        let nth = every > 0 && (self.frames.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(every);
+        nth || self.api.load(Ordering::SeqCst) == i32::from(api_key)
     }
 }
 
@@ -66,6 +80,12 @@ impl FaultProxy {
     /// with its request unanswered.
     pub fn cut_every(&self, n: usize) {
         self.cuts.every.store(n, Ordering::SeqCst);
+    }
+
+    /// From now on, every request with this API key (`None`: none) is cut
+    /// as [`FaultProxy::cut_every`] cuts: to the client the broker never answers it.
+    pub fn cut_api(&self, api_key: Option<i16>) {
+        self.cuts.api.store(api_key.map_or(-1, i32::from), Ordering::SeqCst);
     }
 
     /// How many requests were cut.
@@ -110,7 +130,7 @@ async fn pump(
             if api_key == 0 && drop_next.swap(false, Ordering::SeqCst) {
                 let _ = doomed_tx.send(correlation);
             }
-            if cuts.this_one() {
+            if cuts.this_one(api_key) {
                 server_write.write_i32(frame.len() as i32).await?;
                 server_write.write_all(&frame[..frame.len() / 2]).await?;
                 cuts.made.fetch_add(1, Ordering::SeqCst);

@@ -138,6 +138,11 @@ struct State {
     offsets_added: HashSet<String>,
     /// Records staged for the open transaction, sent at commit.
     staged: BTreeMap<TopicPartition, Vec<ProducerRecord>>,
+    /// The last EndTxn failed without a verdict: the transaction may still be
+    /// open at the broker, and must not take the next one's records and
+    /// offsets (it would commit them together). The next transactional call
+    /// first gets the id's next epoch (InitProducerId), which ends it.
+    unsettled: bool,
 }
 
 /// A producer; cheap to clone, shared by the partition workers of a function.
@@ -156,6 +161,9 @@ struct Inner {
     partition_queues: Mutex<HashMap<TopicPartition, Arc<PartitionQueue>>>,
     /// Every partition's batches on their way to each broker, one request at a time.
     brokers: BrokerQueues,
+    /// Held while an unsettled transaction is ended (see `State::unsettled`),
+    /// so that the partitions of one transaction wait for one InitProducerId.
+    settling: tokio::sync::Mutex<()>,
 }
 
 impl Producer {
@@ -171,10 +179,12 @@ impl Producer {
                     in_txn: HashSet::new(),
                     offsets_added: HashSet::new(),
                     staged: BTreeMap::new(),
+                    unsettled: false,
                 }),
                 partition_locks: Mutex::default(),
                 partition_queues: Mutex::default(),
                 brokers: BrokerQueues::default(),
+                settling: tokio::sync::Mutex::new(()),
             }),
         };
         if producer.inner.config.idempotent || producer.inner.config.transactional_id.is_some() {
@@ -266,6 +276,24 @@ impl Producer {
 
     fn fenced(&self, reason: String) -> SendError {
         SendError::Fenced { transactional_id: self.inner.config.transactional_id.clone(), reason }
+    }
+
+    /// Ends a transaction whose EndTxn failed without a verdict, if there is
+    /// one: InitProducerId with the same transactional id makes the
+    /// coordinator finish it (abort it, or complete a commit it had already
+    /// prepared) and bump the epoch, so that nothing of it can still be
+    /// written or committed with what comes next.
+    async fn settle(&self) -> Result<(), SendError> {
+        if !self.state().unsettled {
+            return Ok(());
+        }
+        let _one = self.inner.settling.lock().await;
+        if self.state().unsettled {
+            tracing::info!(transactional_id = ?self.inner.config.transactional_id, "ending the transaction whose EndTxn failed");
+            self.init_producer_id().await?;
+            self.state().unsettled = false;
+        }
+        Ok(())
     }
 
     fn partition_lock(&self, tp: &TopicPartition) -> Arc<tokio::sync::Mutex<()>> {
@@ -469,6 +497,7 @@ impl Producer {
     }
 
     async fn add_partition_to_txn(&self, tp: &TopicPartition) -> Result<(), SendError> {
+        self.settle().await?;
         let identity = {
             let state = self.state();
             if state.in_txn.contains(tp) {
@@ -559,6 +588,7 @@ impl Producer {
         offsets: &BTreeMap<TopicPartition, i64>,
         wait: Duration,
     ) -> Result<TxnOutcome, SendError> {
+        self.settle().await?;
         let identity = self.identity();
         let txn_id = self.txn_id().unwrap_or_default();
         let group_id = GroupId(StrBytes::from_string(group.to_string()));
@@ -653,12 +683,18 @@ impl Producer {
     }
 
     /// Aborts the open transaction: staged records are dropped, sent ones rolled back.
+    ///
+    /// When the abort (or a commit before it) fails without a verdict, the
+    /// transaction may still be open at the broker; the producer then ends it
+    /// with a new epoch before its next transaction begins (or here, on the
+    /// next abort), so it can always be used again.
     pub async fn abort(&self) -> Result<(), SendError> {
         self.state().staged.clear();
         self.end_txn(false).await
     }
 
     async fn end_txn(&self, committed: bool) -> Result<(), SendError> {
+        self.settle().await?;
         let (identity, empty) = {
             let state = self.state();
             (state.identity, state.in_txn.is_empty() && state.offsets_added.is_empty())
@@ -676,7 +712,8 @@ impl Producer {
                     Ok(classify_end_txn(&conn.send_version(&request, version, Duration::ZERO).await?))
                 }
             })
-            .await?;
+            .await
+            .inspect_err(|e| self.state().unsettled = !e.is_fenced())?;
         }
         let mut state = self.state();
         state.in_txn.clear();

@@ -436,8 +436,9 @@ async fn commit_in_groups(
     mut producer: Producer,
     mut pending: mpsc::UnboundedReceiver<Pending>,
 ) {
-    // Whether the producer must be made again before the next transaction
-    // (fenced, or its transaction possibly still open).
+    // Whether the producer must be made again before the next transaction:
+    // fenced (the broker aborted a transaction past its timeout and bumped
+    // the epoch). A transaction whose end got no answer the producer settles itself.
     let mut stale = false;
     while let Some(first) = pending.recv().await {
         let mut group = vec![first];
@@ -491,10 +492,8 @@ async fn commit_in_groups(
                     "the HTTP transaction reached the log past a request's deadline; aborted, its requests get 503"
                 );
                 if let Err(e) = producer.abort().await {
-                    // Still open, it must not take the next requests' records: a new
-                    // producer's InitProducerId aborts it (so does the broker, at its timeout).
+                    // The producer ends it with a new epoch before its next transaction.
                     tracing::info!(function, error = %e, "aborting the late HTTP transaction failed");
-                    stale = true;
                 }
                 Err(Failed::Late)
             }

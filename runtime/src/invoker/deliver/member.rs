@@ -296,11 +296,8 @@ impl Task {
             Err(e) => {
                 self.metrics.aborted.inc();
                 if let Err(abort) = producer.abort().await {
-                    // Still open at the broker, the transaction would take the redone
-                    // chunks' records beside the ones this attempt sent, and commit both:
-                    // a new producer's InitProducerId aborts it first.
-                    tracing::warn!(function = %self.function, error = %abort, "aborting the member's transaction failed; starting a new producer");
-                    self.producer = None;
+                    // The producer ends it with a new epoch before its next transaction.
+                    tracing::warn!(function = %self.function, error = %abort, "aborting the member's transaction failed");
                 }
                 Err(e.into())
             }

@@ -14,17 +14,11 @@ use crate::invoker::egress::Outgoing;
 use crate::invoker::shared::FunctionShared;
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Producer, ProducerConfig};
-use crate::kafka::Cluster;
 use crate::metrics::FunctionMetrics;
 
 /// Stage, send the offset, commit: one transaction per chunk.
 pub struct PartitionTransaction {
-    /// `None` after an abort failed: the transaction may still be open, and
-    /// must not take the next chunk's records; the next delivery starts a new
-    /// producer, whose InitProducerId aborts it.
-    producer: std::sync::Mutex<Option<Producer>>,
-    cluster: Cluster,
-    config: ProducerConfig,
+    producer: Producer,
     committer: Arc<Committer>,
     metrics: FunctionMetrics,
 }
@@ -48,9 +42,7 @@ impl PartitionTransaction {
             match Producer::new(shared.cluster.clone(), config.clone()).await {
                 Ok(producer) => {
                     return Some(PartitionTransaction {
-                        producer: std::sync::Mutex::new(Some(producer)),
-                        cluster: shared.cluster.clone(),
-                        config,
+                        producer,
                         committer: shared.committer.clone(),
                         metrics: shared.metrics.clone(),
                     })
@@ -72,16 +64,7 @@ impl PartitionTransaction {
         commit: Option<i64>,
     ) -> Result<(), DeliverError> {
         let start = Instant::now();
-        let current = self.producer.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let producer = match current {
-            Some(p) => p,
-            None => {
-                let p = Producer::new(self.cluster.clone(), self.config.clone()).await?;
-                *self.producer.lock().unwrap_or_else(|p| p.into_inner()) = Some(p.clone());
-                p
-            }
-        };
-        let producer = &producer;
+        let producer = &self.producer;
         let offsets = BTreeMap::from_iter(commit.map(|offset| (tp.clone(), offset)));
         let Some(generation) = self.committer.generation() else {
             self.metrics.aborted.inc();
@@ -98,8 +81,8 @@ impl PartitionTransaction {
             Err(_) => {
                 self.metrics.aborted.inc();
                 if let Err(e) = producer.abort().await {
-                    tracing::warn!(partition = %tp, error = %e, "aborting the partition's transaction failed; starting a new producer");
-                    *self.producer.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    // The producer ends it with a new epoch before its next transaction.
+                    tracing::warn!(partition = %tp, error = %e, "aborting the partition's transaction failed");
                 }
             }
         }

@@ -89,7 +89,9 @@ impl Reader {
     /// for every committed record whose value names it, so that a duplicate
     /// shows the hop where it began and, by its time, the fault beside it.
     pub async fn trace(&self, orders: &[&str]) -> anyhow::Result<Vec<String>> {
-        const PIPELINE: [&str; 7] = [
+        const PIPELINE: [&str; 8] = [
+            // The HTTP replicas' answers (their value holds the order id they gave).
+            "order_api.idempotency",
             "orders.created",
             "orders.validated",
             "payments.processed",
@@ -115,7 +117,7 @@ impl Reader {
 }
 
 /// `ms` since the epoch as `hh:mm:ss.mmm` UTC, to set beside the replicas' logs.
-fn clock(ms: i64) -> String {
+pub fn clock(ms: i64) -> String {
     let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
     let day = secs.rem_euclid(86_400);
     format!("{:02}:{:02}:{:02}.{millis:03}", day / 3600, day % 3600 / 60, day % 60)
@@ -171,6 +173,19 @@ pub async fn check_all(
             first(&twice)
         ),
     ));
+
+    // Where a request created twice began: what its client went through, and
+    // each of its orders traced from the answer that gave it (at most 5).
+    for customer in twice.iter().take(5) {
+        let key = customer.strip_prefix("chaos-").unwrap_or(customer);
+        let ids: Vec<&str> =
+            created.iter().filter(|o| o.customer_id == *customer).map(|o| o.order_id.as_str()).collect();
+        let client = outcomes.get(key).map(|o| (o.order_id.clone(), o.history.clone()));
+        eprintln!("chaos: created twice: request {key}: (order accepted, attempts) {client:?}; orders {ids:?}");
+        for line in reader.trace(&ids).await? {
+            eprintln!("chaos: created twice, traced: {line}");
+        }
+    }
 
     // --- Exactly one terminal event per created order.
     let rejected: Vec<OrderRejected> = reader.events("orders.rejected").await?;

@@ -72,6 +72,8 @@ pub struct Outcome {
     pub order_id: Option<String>,
     /// Attempts made (1 = no retry).
     pub attempts: u32,
+    /// Each attempt: when it began (UTC), where it went, what came back.
+    pub history: Vec<String>,
 }
 
 /// The orders sent so far, shared by the clients and the runner.
@@ -111,13 +113,21 @@ pub async fn send(ledger: &Ledger, targets: &[SocketAddr], first: usize, order: 
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
     let mut attempts = 0;
+    let mut history = Vec::new();
     let mut at = first;
     let order_id = loop {
         attempts += 1;
         let target = targets[at % targets.len()];
         let headers = [("Content-Type", "application/json"), ("Idempotency-Key", order.key.as_str())];
+        let began = kfn_sdk::now_ms();
         let answer =
             tokio::time::timeout(ATTEMPT_TIMEOUT, request(target, "POST", "/orders", &headers, body.as_bytes())).await;
+        let got = match &answer {
+            Ok(Ok((status, _))) => status.to_string(),
+            Ok(Err(e)) => format!("error {e}"),
+            Err(_) => format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs()),
+        };
+        history.push(format!("{} to {target}: {got}", crate::invariants::clock(began)));
         if let Ok(Ok((status @ 200..=299, text))) = &answer {
             let id = serde_json::from_str::<Value>(text).ok().and_then(|v| v["order_id"].as_str().map(str::to_string));
             match id {
@@ -140,7 +150,7 @@ pub async fn send(ledger: &Ledger, targets: &[SocketAddr], first: usize, order: 
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     };
-    let outcome = Outcome { order, order_id, attempts };
+    let outcome = Outcome { order, order_id, attempts, history };
     ledger.record(outcome.clone());
     outcome
 }

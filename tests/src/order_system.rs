@@ -444,6 +444,14 @@ impl OrderSystem {
         self.replicas.iter_mut().all(|r| matches!(r.0.try_wait(), Ok(None)))
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT...) to replica `n`.
+    pub fn signal_replica(&self, n: usize, signal: libc::c_int) {
+        // SAFETY: signalling our own child, which has not been waited for.
+        unsafe {
+            libc::kill(self.replicas[n].0.id() as libc::pid_t, signal);
+        }
+    }
+
     /// Kills every replica (SIGKILL) and waits for each to exit; broker and registry go on.
     pub fn kill_replicas(&mut self) {
         self.replicas.clear();

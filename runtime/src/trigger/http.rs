@@ -24,6 +24,7 @@ use tokio::sync::{watch, OnceCell};
 
 use super::idempotency::{self, IdempotencyLog};
 use super::server::{self, HttpResponse};
+use super::stall::Stalls;
 use crate::invoker::outputs::{EncodeBuffers, Outputs, Target};
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::producer::{Producer, ProducerRecord};
@@ -111,6 +112,8 @@ pub struct HttpTrigger {
     idempotency: HashMap<String, Arc<IdempotencyLog>>,
     /// The OpenAPI document served at `GET /openapi.json`, when configured.
     openapi: Option<Arc<str>>,
+    /// This process's stalls: a keyed request found after one counts from before it.
+    stalls: Stalls,
 }
 
 impl HttpTrigger {
@@ -130,7 +133,16 @@ impl HttpTrigger {
                 Served { route, stack }
             })
             .collect();
-        Self { routes, producer, metrics, max_body, keys: Mutex::default(), idempotency: HashMap::new(), openapi: None }
+        Self {
+            routes,
+            producer,
+            metrics,
+            max_body,
+            keys: Mutex::default(),
+            idempotency: HashMap::new(),
+            openapi: None,
+            stalls: Stalls::default(),
+        }
     }
 
     /// Remembers the answers of keyed requests in Kafka: `logs` by function name.
@@ -146,6 +158,7 @@ impl HttpTrigger {
 
     /// Serves until `shutdown`.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        tokio::spawn(self.stalls.clone().watch(shutdown.clone()));
         let handler = Arc::new(move |req: Request<Incoming>| {
             let this = self.clone();
             async move { this.handle(req).await }
@@ -195,7 +208,9 @@ impl HttpTrigger {
             Some(key) => {
                 let cell = self.keys.lock().unwrap_or_else(|p| p.into_inner()).cell(&format!("{label}\n{key}"));
                 // Only answers that produced (or rejected the input) are remembered; a 503 may be retried.
-                match cell.get_or_try_init(|| self.invoke_keyed(served, request, &key, trace, started)).await {
+                // Seen after a stall of this process, the request may have arrived long before.
+                let arrived = self.stalls.arrival(started.into()).into_std();
+                match cell.get_or_try_init(|| self.invoke_keyed(served, request, &key, trace, arrived)).await {
                     Ok(answer) => answer.clone(),
                     Err(answer) => answer,
                 }

@@ -4,3 +4,4 @@
 pub mod http;
 pub mod idempotency;
 pub mod server;
+pub mod stall;

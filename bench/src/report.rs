@@ -190,8 +190,48 @@ impl Report {
             let _ = writeln!(md, "{row}|");
         }
         let _ = writeln!(md);
+        self.against_streams(md);
         self.transactional_models(md);
         self.before_after(md);
+    }
+
+    /// kfn exactly_once against Kafka Streams exactly_once_v2, as many replicas as processes, same rounds.
+    fn against_streams(&self, md: &mut String) {
+        let pairs: Vec<(Service, Service)> = self
+            .throughput
+            .iter()
+            .filter_map(|(s, _)| match *s {
+                Service::Streams { processes } => {
+                    let kfn = Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: processes, before: false };
+                    self.throughput.iter().any(|(k, _)| *k == kfn).then_some((kfn, *s))
+                }
+                _ => None,
+            })
+            .collect();
+        if pairs.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "kfn exactly_once / Kafka Streams exactly_once_v2, as many kfn replicas as Streams processes, \
+             same rounds (throughput above 1 and CPU below 1 favour kfn):\n"
+        );
+        let _ = writeln!(md, "| processes | records/s | CPU per record | broker CPU per record |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|");
+        let rate = |r: &RunResult| r.rate;
+        let cpu = |r: &RunResult| r.cpu_s_per_million;
+        let broker = |r: &RunResult| r.broker_cpu_s_per_million;
+        for (kfn, streams) in pairs {
+            let Service::Streams { processes } = streams else { continue };
+            let _ = writeln!(
+                md,
+                "| {processes} | {} | {} | {} |",
+                ratio(self.median(kfn, rate), self.median(streams, rate)),
+                ratio(self.median(kfn, cpu), self.median(streams, cpu)),
+                ratio(self.median(kfn, broker), self.median(streams, broker))
+            );
+        }
+        let _ = writeln!(md);
     }
 
     /// exactly_once with one producer per member against one per partition, same rounds.
@@ -365,6 +405,31 @@ mod tests {
         assert_eq!(thousands(-1000.0), "-1,000");
         assert_eq!(ratio(Some(1.0), Some(4.0)), "0.25");
         assert_eq!(ratio(Some(1.0), None), "–");
+    }
+
+    #[test]
+    fn kfn_exactly_once_is_set_against_kafka_streams_with_as_many_processes() {
+        let run = |rate: f64, cpu: f64, broker: f64| RunResult {
+            rate,
+            cpu_s_per_million: cpu,
+            broker_cpu_s_per_million: broker,
+            peak_rss: 0,
+            broker_connections: 0,
+        };
+        let eos = |replicas| Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas, before: false };
+        let report = Report {
+            throughput: vec![
+                (Service::Streams { processes: 1 }, vec![run(50_000.0, 8.0, 4.0)]),
+                (Service::Streams { processes: 2 }, vec![run(60_000.0, 8.0, 4.0)]),
+                (eos(1), vec![run(100_000.0, 4.0, 6.0)]),
+            ],
+            ..Report::default()
+        };
+        let md = report.markdown();
+        assert!(md.contains("| 1 | 2.00 | 0.50 | 1.50 |"), "{md}");
+        // No kfn exactly_once with 2 replicas ran: no row for 2 processes.
+        assert!(!md.contains("| 2 |"), "{md}");
+        assert!(md.contains("| Kafka Streams exactly_once_v2, 2 processes |"), "{md}");
     }
 
     #[test]

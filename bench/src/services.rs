@@ -68,6 +68,12 @@ pub enum Service {
     RustAvro,
     /// A Python service on confluent-kafka with AvroDeserializer/AvroSerializer.
     Python,
+    /// The same passthrough on Kafka Streams with `processing.guarantee=exactly_once_v2`
+    /// (`bench/streams`), one stream thread in each of `processes` JVMs sharing the application id.
+    Streams {
+        /// How many processes share the application id (the group).
+        processes: usize,
+    },
     /// kfn with a passthrough handler, in `replicas` processes.
     Kfn {
         /// The guarantee.
@@ -86,6 +92,8 @@ impl Service {
             Service::Pipe => "pipe".into(),
             Service::RustAvro => "rust".into(),
             Service::Python => "python".into(),
+            Service::Streams { processes: 1 } => "streams-eos".into(),
+            Service::Streams { processes } => format!("streams-eos-{processes}"),
             Service::Kfn { guarantee, replicas, before } => {
                 format!("kfn-{}-{replicas}{}", guarantee.key(), if *before { "-before" } else { "" })
             }
@@ -98,6 +106,10 @@ impl Service {
             Service::Pipe => "limit: librdkafka raw pipe".into(),
             Service::RustAvro => "Rust on rdkafka + serde_avro_fast".into(),
             Service::Python => "Python on confluent-kafka + Avro".into(),
+            Service::Streams { processes } => {
+                let s = if *processes == 1 { "" } else { "es" };
+                format!("Kafka Streams exactly_once_v2, {processes} process{s}")
+            }
             Service::Kfn { guarantee, replicas, before } => {
                 let s = if *replicas == 1 { "" } else { "s" };
                 let when = if *before { " (before)" } else { "" };
@@ -127,6 +139,8 @@ pub struct Processes {
     children: Vec<Child>,
     /// The admin address of each kfn replica (`host:port`), for /readyz.
     pub admin_addrs: Vec<String>,
+    /// Files a Kafka Streams process creates once it holds its tasks.
+    ready_files: Vec<PathBuf>,
 }
 
 impl Processes {
@@ -160,8 +174,12 @@ impl Processes {
         Ok(())
     }
 
-    /// Whether every kfn replica answers /readyz with 200 (true when there are none).
+    /// Whether every kfn replica answers /readyz with 200 and every Kafka Streams process
+    /// has created its ready file (true when there are none).
     pub async fn all_ready(&self) -> bool {
+        if !self.ready_files.iter().all(|f| f.exists()) {
+            return false;
+        }
         for addr in &self.admin_addrs {
             if crate::http_load::get_status(&format!("http://{addr}/readyz")).await != Some(200) {
                 return false;
@@ -187,7 +205,7 @@ impl Processes {
 
     /// A process started elsewhere, to be measured and killed like the others.
     pub fn adopt(child: Child, admin_addr: Option<String>) -> Self {
-        Self { children: vec![child], admin_addrs: admin_addr.into_iter().collect() }
+        Self { children: vec![child], admin_addrs: admin_addr.into_iter().collect(), ready_files: Vec::new() }
     }
 }
 
@@ -217,30 +235,46 @@ fn log_file(stack: &Stack, name: &str) -> anyhow::Result<std::fs::File> {
     std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))
 }
 
+/// Spawns a peer service (every one but kfn) with its settings in `BENCH_*` variables
+/// (see baseline.rs) and its output in `<log>.log` and `<log>.err.log` of the run directory.
+pub(crate) fn spawn_peer(stack: &Stack, wiring: &Wiring, mut command: Command, log: &str) -> anyhow::Result<Child> {
+    let child = command
+        .env("BENCH_BROKERS", stack.brokers())
+        .env("BENCH_INPUT", &wiring.input)
+        .env("BENCH_OUTPUT", &wiring.output)
+        .env("BENCH_GROUP", &wiring.name)
+        .env("BENCH_REGISTRY", &stack.registry_url)
+        .env("BENCH_SCHEMA", stack.order_schema())
+        .stdin(Stdio::null())
+        .stdout(log_file(stack, log)?)
+        .stderr(log_file(stack, &format!("{log}.err"))?)
+        .spawn()
+        .with_context(|| format!("starting {:?}", command.get_program()))?;
+    Ok(child)
+}
+
 /// Starts `service` on `wiring`.
 pub fn start(stack: &Stack, service: Service, wiring: &Wiring) -> anyhow::Result<Processes> {
     let baseline = |program: PathBuf, args: &[PathBuf]| -> anyhow::Result<Processes> {
-        let child = Command::new(&program)
-            .args(args)
-            .env("BENCH_BROKERS", stack.brokers())
-            .env("BENCH_INPUT", &wiring.input)
-            .env("BENCH_OUTPUT", &wiring.output)
-            .env("BENCH_GROUP", &wiring.name)
-            .env("BENCH_REGISTRY", &stack.registry_url)
-            .env("BENCH_SCHEMA", stack.order_schema())
-            .stdin(Stdio::null())
-            .stdout(log_file(stack, &wiring.name)?)
-            .stderr(log_file(stack, &format!("{}.err", wiring.name))?)
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        Ok(Processes::adopt(child, None))
+        let mut command = Command::new(program);
+        command.args(args);
+        Ok(Processes::adopt(spawn_peer(stack, wiring, command, &wiring.name)?, None))
     };
     match service {
         Service::Pipe => baseline(stack.bin_dir.join("rdkafka-pipe"), &[]),
         Service::RustAvro => baseline(stack.bin_dir.join("rdkafka-avro"), &[]),
         Service::Python => baseline(python(), &[stack.root.join("bench/python/passthrough.py")]),
+        Service::Streams { processes: count } => {
+            let mut processes = Processes { children: Vec::new(), admin_addrs: Vec::new(), ready_files: Vec::new() };
+            for index in 0..count {
+                let (child, ready) = crate::streams::start(stack, wiring, index)?;
+                processes.children.push(child);
+                processes.ready_files.push(ready);
+            }
+            Ok(processes)
+        }
         Service::Kfn { guarantee, replicas, before } => {
-            let mut processes = Processes { children: Vec::new(), admin_addrs: Vec::new() };
+            let mut processes = Processes { children: Vec::new(), admin_addrs: Vec::new(), ready_files: Vec::new() };
             for r in 0..replicas {
                 let admin = format!("127.0.0.1:{}", kfn::dev::ports::free_port()?);
                 let config = stack.run_dir.join(format!("{}-{r}.toml", wiring.name));

@@ -32,8 +32,16 @@ pub enum MavenError {
         /// Its exit status.
         status: ExitStatus,
     },
-    /// A file or folder of the install could not be written.
-    #[error("cannot write {path}: {source}")]
+    /// `mvn package` of a Maven module failed.
+    #[error("`mvn package` of {module} failed ({status}); Maven's output is above")]
+    Build {
+        /// The module's folder.
+        module: PathBuf,
+        /// Its exit status.
+        status: ExitStatus,
+    },
+    /// A file or folder of the install or build could not be read or written.
+    #[error("cannot read or write {path}: {source}")]
     Io {
         /// The file or folder.
         path: PathBuf,
@@ -128,6 +136,71 @@ fn copy_dependencies(dir: &Path, jars: &Jars<'_>) -> Result<(), MavenError> {
     }
     let _ = std::fs::remove_dir_all(jars.folder);
     std::fs::rename(&staging, jars.folder).map_err(io(jars.folder))
+}
+
+/// Builds the Maven module in `module` (a `pom.xml` and `src/`: the Java
+/// peers of the tests, the Kafka Streams peer of the benchmark) into `cache`
+/// unless its pom and sources are unchanged since the last build there;
+/// returns the classpath of its classes and runtime dependency jars. The
+/// pom takes `kfn.build.dir` as its build directory, so the checkout stays
+/// clean; `mvn` fetches the jars from Maven Central the first time.
+pub fn build_module(module: &Path, cache: &Path) -> Result<String, MavenError> {
+    let (classes, lib, stamp) = (cache.join("classes"), cache.join("lib"), cache.join("sources.hash"));
+    let hash = sources_hash(module)?;
+    let classpath = format!("{}:{}/*", classes.display(), lib.display());
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == hash) && classes.is_dir() {
+        return Ok(classpath);
+    }
+    eprintln!("kfn: building {} with mvn into {}", module.display(), cache.display());
+    let _ = std::fs::remove_dir_all(&lib);
+    let status = Command::new("mvn")
+        // Debian's mvn colours its output even in batch mode unless told not to.
+        .args(["-q", "-B", "-Dstyle.color=never", "-f"])
+        .arg(module.join("pom.xml"))
+        .args(["package", "dependency:copy-dependencies", "-DincludeScope=runtime"])
+        .arg(format!("-Dkfn.build.dir={}", cache.join("build").display()))
+        .arg(format!("-DoutputDirectory={}", lib.display()))
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => MavenError::MissingTool {
+                tool: "mvn",
+                why: "to build a Java program from its Maven module",
+                package: "maven",
+            },
+            _ => MavenError::Spawn(e),
+        })?;
+    if !status.success() {
+        return Err(MavenError::Build { module: module.to_path_buf(), status });
+    }
+    let _ = std::fs::remove_dir_all(&classes);
+    std::fs::rename(cache.join("build").join("classes"), &classes).map_err(io(&classes))?;
+    std::fs::write(&stamp, hash).map_err(io(&stamp))?;
+    Ok(classpath)
+}
+
+/// A hash of a module's pom and sources.
+fn sources_hash(module: &Path) -> Result<String, MavenError> {
+    use std::hash::{Hash, Hasher};
+    let mut files = vec![module.join("pom.xml")];
+    let mut dirs = vec![module.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let path = entry.map_err(io(&dir))?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        f.strip_prefix(module).unwrap_or(&f).hash(&mut hasher);
+        std::fs::read(&f).map_err(io(&f))?.hash(&mut hasher);
+    }
+    Ok(format!("{:016x}", hasher.finish()))
 }
 
 /// The java binary: `$JAVA_HOME/bin/java`, else `java` on PATH; `why` says what it runs.

@@ -1,0 +1,56 @@
+//! The Kafka Streams peer (`bench/streams`): the same passthrough on Kafka
+//! Streams 4.4 with `processing.guarantee=exactly_once_v2`, the exactly-once
+//! service a Java team would write instead of a kfn exactly_once function.
+//!
+//! The Maven project is built with `mvn` into kfn's cache the first time (and
+//! again when its pom or sources change), its jars fetched from Maven Central
+//! into `~/.m2`; later runs reuse both, offline. Each process is `java`
+//! itself, spawned directly, so the pid measured is the JVM's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, Context};
+
+use crate::services::Wiring;
+use crate::stack::Stack;
+
+/// The program's main class.
+const MAIN: &str = "kfn.bench.StreamsPassthrough";
+
+/// What java is for, in the error when it is missing.
+const JAVA_FOR: &str = "a Java 17 or newer runtime runs the Kafka Streams peer";
+
+/// The heap of each JVM: a cap a deployment would set; the JVM's other defaults (G1) stay.
+const HEAP: &str = "-Xmx512m";
+
+/// The classpath of the built peer (its classes and every dependency jar), building it first if needed.
+///
+/// Built once per `kfn-bench` process; a failed build is reported again on every call.
+pub fn classpath(root: &Path) -> anyhow::Result<String> {
+    static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
+    BUILT.get_or_init(|| build(root).map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
+}
+
+/// Starts process `index` of the Streams peer on `wiring`; returns it and the
+/// file it creates once it holds its tasks (state RUNNING).
+pub fn start(stack: &Stack, wiring: &Wiring, index: usize) -> anyhow::Result<(Child, PathBuf)> {
+    let classpath = classpath(&stack.root)?;
+    let java = kfn::dev::maven::java(JAVA_FOR)?;
+    let name = format!("{}-{index}", wiring.name);
+    let state_dir = stack.run_dir.join(format!("{name}.state"));
+    let ready = stack.run_dir.join(format!("{name}.ready"));
+    let mut command = Command::new(&java);
+    command.args([HEAP, "-cp", &classpath, MAIN]).env("BENCH_STATE_DIR", &state_dir).env("BENCH_READY_FILE", &ready);
+    let child = crate::services::spawn_peer(stack, wiring, command, &name)
+        .with_context(|| format!("starting the Kafka Streams peer with {}", java.display()))?;
+    Ok((child, ready))
+}
+
+/// Builds `bench/streams` into the kfn cache unless it is built already (see `kfn::dev::maven::build_module`).
+fn build(root: &Path) -> anyhow::Result<String> {
+    kfn::dev::maven::java(JAVA_FOR)?;
+    let cache = kfn::dev::tansu::cache_dir()?.join("bench-streams");
+    Ok(kfn::dev::maven::build_module(&root.join("bench/streams"), &cache)?)
+}

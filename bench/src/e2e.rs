@@ -58,11 +58,20 @@ async fn watch_dispatched(stack: &Stack, tx: mpsc::UnboundedSender<(String, Inst
                 .with_limits(limits);
         let tx = tx.clone();
         tokio::spawn(async move {
+            let mut failing = false;
             loop {
-                let Ok(batch) = reader.next().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                let batch = match reader.next().await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        // Said once per run of failures: a reader that fails silently measures nothing.
+                        if !std::mem::replace(&mut failing, true) {
+                            eprintln!("kfn-bench: reading {DISPATCHED}[{p}] failed (retrying): {e}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
+                failing = false;
                 let now = Instant::now();
                 for record in batch.records {
                     let key = record.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();

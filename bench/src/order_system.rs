@@ -32,6 +32,9 @@ pub async fn start(stack: &Stack, only: &[&str], log: &str) -> anyhow::Result<Or
         .ensure_topics(config.topics.values())
         .await
         .context("creating the order topics")?;
+    // The catalog validation looks products up in, as `kfn dev` without --connect writes it:
+    // without it every order is rejected and none reaches shipments.dispatched.
+    kfn::dev::seed::seed_topics(&stack.cluster, &config, &stack.root).await.context("seeding shop.products")?;
     let http = format!("127.0.0.1:{}", kfn::dev::ports::free_port()?);
     let admin = format!("127.0.0.1:{}", kfn::dev::ports::free_port()?);
     let env = [

@@ -197,77 +197,64 @@ impl Report {
 
     /// kfn exactly_once against Kafka Streams exactly_once_v2, as many replicas as processes, same rounds.
     fn against_streams(&self, md: &mut String) {
-        let pairs: Vec<(Service, Service)> = self
-            .throughput
-            .iter()
-            .filter_map(|(s, _)| match *s {
-                Service::Streams { processes } => {
-                    let kfn = Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: processes, before: false };
-                    self.throughput.iter().any(|(k, _)| *k == kfn).then_some((kfn, *s))
-                }
-                _ => None,
-            })
-            .collect();
-        if pairs.is_empty() {
-            return;
-        }
-        let _ = writeln!(
+        let pairs = self.pairs(|s| match s {
+            Service::Streams { processes } => Some((
+                processes,
+                Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas: processes, before: false },
+                s,
+            )),
+            _ => None,
+        });
+        self.ratio_table(
             md,
             "kfn exactly_once / Kafka Streams exactly_once_v2, as many kfn replicas as Streams processes, \
-             same rounds (throughput above 1 and CPU below 1 favour kfn):\n"
+             same rounds (throughput above 1 and CPU below 1 favour kfn):",
+            "| processes | records/s | CPU per record | broker CPU per record |",
+            &pairs,
         );
-        let _ = writeln!(md, "| processes | records/s | CPU per record | broker CPU per record |");
-        let _ = writeln!(md, "|---:|---:|---:|---:|");
-        let rate = |r: &RunResult| r.rate;
-        let cpu = |r: &RunResult| r.cpu_s_per_million;
-        let broker = |r: &RunResult| r.broker_cpu_s_per_million;
-        for (kfn, streams) in pairs {
-            let Service::Streams { processes } = streams else { continue };
-            let _ = writeln!(
-                md,
-                "| {processes} | {} | {} | {} |",
-                ratio(self.median(kfn, rate), self.median(streams, rate)),
-                ratio(self.median(kfn, cpu), self.median(streams, cpu)),
-                ratio(self.median(kfn, broker), self.median(streams, broker))
-            );
-        }
-        let _ = writeln!(md);
     }
 
     /// exactly_once with one producer per member against one per partition, same rounds.
     fn transactional_models(&self, md: &mut String) {
-        let pairs: Vec<(Service, Service)> = self
-            .throughput
-            .iter()
-            .filter_map(|(s, _)| match *s {
-                Service::Kfn { guarantee: Guarantee::ExactlyOncePerPartition, replicas, before: false } => {
-                    let member = Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas, before: false };
-                    self.throughput.iter().any(|(m, _)| *m == member).then_some((member, *s))
-                }
-                _ => None,
-            })
-            .collect();
+        let pairs = self.pairs(|s| match s {
+            Service::Kfn { guarantee: Guarantee::ExactlyOncePerPartition, replicas, before: false } => {
+                Some((replicas, Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas, before: false }, s))
+            }
+            _ => None,
+        });
+        self.ratio_table(
+            md,
+            "exactly_once, one transactional producer per member / one per partition, same rounds \
+             (throughput above 1 and CPU below 1 favour per member):",
+            "| replicas | records/s | kfn CPU per record | broker CPU per record |",
+            &pairs,
+        );
+    }
+
+    /// The (label, numerator, denominator) services `pick` names, both of which ran.
+    fn pairs(&self, pick: impl Fn(Service) -> Option<(usize, Service, Service)>) -> Vec<(usize, Service, Service)> {
+        let ran = |s: &Service| self.throughput.iter().any(|(r, _)| r == s);
+        self.throughput.iter().filter_map(|(s, _)| pick(*s)).filter(|(_, a, b)| ran(a) && ran(b)).collect()
+    }
+
+    /// A table of ratios of medians (records/s, CPU and broker CPU per record), one row per pair.
+    fn ratio_table(&self, md: &mut String, intro: &str, header: &str, pairs: &[(usize, Service, Service)]) {
         if pairs.is_empty() {
             return;
         }
-        let _ = writeln!(
-            md,
-            "exactly_once, one transactional producer per member / one per partition, same rounds \
-             (throughput above 1 and CPU below 1 favour per member):\n"
-        );
-        let _ = writeln!(md, "| replicas | records/s | kfn CPU per record | broker CPU per record |");
+        let _ = writeln!(md, "{intro}\n");
+        let _ = writeln!(md, "{header}");
         let _ = writeln!(md, "|---:|---:|---:|---:|");
         let rate = |r: &RunResult| r.rate;
         let cpu = |r: &RunResult| r.cpu_s_per_million;
         let broker = |r: &RunResult| r.broker_cpu_s_per_million;
-        for (member, partition) in pairs {
-            let Service::Kfn { replicas, .. } = member else { continue };
+        for &(label, a, b) in pairs {
             let _ = writeln!(
                 md,
-                "| {replicas} | {} | {} | {} |",
-                ratio(self.median(member, rate), self.median(partition, rate)),
-                ratio(self.median(member, cpu), self.median(partition, cpu)),
-                ratio(self.median(member, broker), self.median(partition, broker))
+                "| {label} | {} | {} | {} |",
+                ratio(self.median(a, rate), self.median(b, rate)),
+                ratio(self.median(a, cpu), self.median(b, cpu)),
+                ratio(self.median(a, broker), self.median(b, broker))
             );
         }
         let _ = writeln!(md);

@@ -34,11 +34,21 @@ async fn read(bootstrap: &str, topic: &str, isolation: &str) -> Vec<String> {
         .collect()
 }
 
-async fn retried_after_lost_answer(idempotent: bool) -> (Vec<String>, usize) {
+/// A broker of its own behind a fault proxy, its cluster seen through the proxy, and a new
+/// one-partition topic named after `prefix` on it.
+struct BehindProxy {
+    proxy: kfn_tests::proxy::FaultProxy,
+    _broker: kfn::dev::LocalCluster,
+    bootstrap: String,
+    cluster: Cluster,
+    topic: String,
+}
+
+async fn behind_proxy(prefix: &str) -> BehindProxy {
     let (proxy, _broker) = kfn_tests::broker_behind_proxy().await.expect("broker behind proxy");
     let bootstrap = format!("127.0.0.1:{}", proxy.port);
     let cluster = Cluster::new(vec![bootstrap.clone()], ConnectOptions::default());
-    let topic = kfn_tests::unique("idem");
+    let topic = kfn_tests::unique(prefix);
     kfn::kafka::Admin::new(cluster.clone())
         .create_topics(&[kfn::kafka::NewTopic {
             name: topic.clone(),
@@ -48,6 +58,11 @@ async fn retried_after_lost_answer(idempotent: bool) -> (Vec<String>, usize) {
         }])
         .await
         .expect("create topic");
+    BehindProxy { proxy, _broker, bootstrap, cluster, topic }
+}
+
+async fn retried_after_lost_answer(idempotent: bool) -> (Vec<String>, usize) {
+    let BehindProxy { proxy, _broker, bootstrap, cluster, topic } = behind_proxy("idem").await;
     let config = ProducerConfig { idempotent, ..ProducerConfig::default() };
     let producer = Producer::new(cluster, config).await.expect("producer");
     let tp = TopicPartition::new(topic.clone(), 0);
@@ -79,19 +94,7 @@ async fn without_idempotence_the_same_fault_duplicates() {
 /// the next commit would commit the records of the one its caller aborted.
 #[tokio::test]
 async fn a_transaction_whose_abort_got_no_answer_never_commits_with_the_next() {
-    let (proxy, _broker) = kfn_tests::broker_behind_proxy().await.expect("broker behind proxy");
-    let bootstrap = format!("127.0.0.1:{}", proxy.port);
-    let cluster = Cluster::new(vec![bootstrap.clone()], ConnectOptions::default());
-    let topic = kfn_tests::unique("txn-unsettled");
-    kfn::kafka::Admin::new(cluster.clone())
-        .create_topics(&[kfn::kafka::NewTopic {
-            name: topic.clone(),
-            partitions: 1,
-            replication: 1,
-            configs: Default::default(),
-        }])
-        .await
-        .expect("create topic");
+    let BehindProxy { proxy, _broker, bootstrap, cluster, topic } = behind_proxy("txn-unsettled").await;
     let config = ProducerConfig {
         transactional_id: Some(kfn_tests::unique("txn")),
         delivery_timeout: Duration::from_secs(3),

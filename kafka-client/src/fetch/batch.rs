@@ -17,6 +17,7 @@ const V2_HEADER: usize = 61;
 const MAGIC_AT: usize = 16;
 const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
+const FIRST_TIMESTAMP_AT: usize = 27;
 const MAX_TIMESTAMP_AT: usize = 35;
 const PRODUCER_ID_AT: usize = 43;
 const RECORD_COUNT_AT: usize = 57;
@@ -36,6 +37,8 @@ pub(super) struct BatchHeader {
     pub(super) last_offset: i64,
     pub(super) producer_id: i64,
     pub(super) max_timestamp: i64,
+    /// The timestamp the records' deltas count from.
+    first_timestamp: i64,
     attributes: i16,
     /// The record count the header claims (checked against the records' bytes on decoding).
     record_count: i32,
@@ -137,6 +140,7 @@ fn parse_v2(bytes: &[u8], base_offset: i64) -> BatchHeader {
     let attributes = (&bytes[ATTRIBUTES_AT..]).get_i16();
     let last_offset_delta = (&bytes[LAST_OFFSET_DELTA_AT..]).get_i32();
     let max_timestamp = (&bytes[MAX_TIMESTAMP_AT..]).get_i64();
+    let first_timestamp = (&bytes[FIRST_TIMESTAMP_AT..]).get_i64();
     let producer_id = (&bytes[PRODUCER_ID_AT..]).get_i64();
     let record_count = (&bytes[RECORD_COUNT_AT..]).get_i32();
     BatchHeader {
@@ -144,6 +148,7 @@ fn parse_v2(bytes: &[u8], base_offset: i64) -> BatchHeader {
         last_offset: base_offset.saturating_add(i64::from(last_offset_delta)),
         producer_id,
         max_timestamp,
+        first_timestamp,
         attributes,
         record_count,
     }
@@ -162,7 +167,7 @@ pub(super) fn decode_records(header: &BatchHeader, bytes: &Bytes, at: Where<'_>)
     // compression.rs (LZ4 and zstd in pure Rust), then the bounds.
     let decompress = |buf: &mut Bytes, compression: Compression| -> anyhow::Result<Bytes> {
         let records = crate::compression::decompress(buf, compression)?;
-        check_records(&records, count)?;
+        check_records(&records, count, header)?;
         Ok(records)
     };
     RecordBatchDecoder::decode_with_custom_compression(&mut bytes.clone(), Some(decompress))
@@ -174,11 +179,14 @@ pub(super) fn decode_records(header: &BatchHeader, bytes: &Bytes, at: Where<'_>)
 /// takes at least [`MIN_RECORD`] bytes, a header 2): the decoder calls
 /// `with_capacity` with the counts read from the wire, and a failed
 /// allocation aborts the process (both found by the `record_batches` fuzz
-/// target: 32 GB, then 38 and 98 GB for a header map). The record framing is
-/// read exactly as the decoder reads it (its varints stop after 5 or 10 bytes
-/// whatever their last byte says); what is wrong with it otherwise is left to
-/// the decoder, which reports it.
-fn check_records(records: &[u8], count: usize) -> anyhow::Result<()> {
+/// target: 32 GB, then 38 and 98 GB for a header map). It also refuses a
+/// record whose timestamp or offset delta overflows the batch's base, which
+/// the decoder adds unchecked (a panic where overflow checks are on, a
+/// wrapped timestamp or offset where not; found by the same target). The
+/// record framing is read exactly as the decoder reads it (its varints stop
+/// after 5 or 10 bytes whatever their last byte says); what is wrong with it
+/// otherwise is left to the decoder, which reports it.
+fn check_records(records: &[u8], count: usize, header: &BatchHeader) -> anyhow::Result<()> {
     if count > records.len() / MIN_RECORD {
         anyhow::bail!("batch claims {count} records in {} bytes", records.len());
     }
@@ -191,7 +199,18 @@ fn check_records(records: &[u8], count: usize) -> anyhow::Result<()> {
             return Ok(());
         };
         rest = after;
-        if let Some((headers, left)) = header_count(record) {
+        let framing = Framing::read(record);
+        if let Some(delta) = framing.timestamp_delta {
+            if header.first_timestamp.checked_add(delta).is_none() {
+                anyhow::bail!("a record's timestamp delta {delta} overflows its batch's {}", header.first_timestamp);
+            }
+        }
+        if let Some(delta) = framing.offset_delta {
+            if header.base_offset.checked_add(i64::from(delta)).is_none() {
+                anyhow::bail!("a record's offset delta {delta} overflows its batch's {}", header.base_offset);
+            }
+        }
+        if let Some((headers, left)) = framing.headers {
             if headers > 0 && headers as u64 > (left / 2) as u64 {
                 anyhow::bail!("a record claims {headers} headers in {left} bytes");
             }
@@ -200,20 +219,37 @@ fn check_records(records: &[u8], count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A record's header count and the bytes after it: past the attributes, the
-/// timestamp delta (a varlong), the offset delta, the key and the value.
-fn header_count(mut record: &[u8]) -> Option<(i32, usize)> {
-    record = record.get(1..)?;
-    unsigned(&mut record, 10)?;
-    signed32(&mut record)?;
-    for _ in 0..2 {
-        let len = signed32(&mut record)?;
-        if len > 0 {
-            record = record.get(usize::try_from(len).ok()?..)?;
+/// What the pre-check reads of a record, as far as its bytes go.
+#[derive(Default)]
+struct Framing {
+    timestamp_delta: Option<i64>,
+    offset_delta: Option<i32>,
+    /// The header count and the bytes after it.
+    headers: Option<(i32, usize)>,
+}
+
+impl Framing {
+    /// Past the attributes: the timestamp delta (a zigzag varlong), the
+    /// offset delta, the key and the value, then the header count.
+    fn read(record: &[u8]) -> Framing {
+        let mut framing = Framing::default();
+        let Some(mut rest) = record.get(1..) else { return framing };
+        let Some(zigzag) = unsigned(&mut rest, 10) else { return framing };
+        framing.timestamp_delta = Some((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
+        framing.offset_delta = signed32(&mut rest);
+        if framing.offset_delta.is_none() {
+            return framing;
         }
+        for _ in 0..2 {
+            let Some(len) = signed32(&mut rest) else { return framing };
+            if len > 0 {
+                let Some(after) = usize::try_from(len).ok().and_then(|l| rest.get(l..)) else { return framing };
+                rest = after;
+            }
+        }
+        framing.headers = signed32(&mut rest).map(|headers| (headers, rest.len()));
+        framing
     }
-    let headers = signed32(&mut record)?;
-    Some((headers, record.len()))
 }
 
 #[cfg(test)]
@@ -232,9 +268,14 @@ mod tests {
 
     /// One record (no key, value "v") claiming `headers` headers, with `extra` bytes after the count.
     fn record(headers: i64, extra: &[u8]) -> Vec<u8> {
+        record_at(0, 0, headers, extra)
+    }
+
+    /// [`record`] with its timestamp and offset deltas.
+    fn record_at(timestamp_delta: i64, offset_delta: i64, headers: i64, extra: &[u8]) -> Vec<u8> {
         let mut body = vec![0u8]; // attributes
-        body = zigzag(body, 0); // timestamp delta
-        body = zigzag(body, 0); // offset delta
+        body = zigzag(body, timestamp_delta);
+        body = zigzag(body, offset_delta);
         body = zigzag(body, -1); // no key
         body = zigzag(body, 1); // a value of one byte
         body.push(b'v');
@@ -245,18 +286,46 @@ mod tests {
         out
     }
 
+    fn batch_at(base_offset: i64, first_timestamp: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            last_offset: base_offset,
+            producer_id: -1,
+            max_timestamp: first_timestamp,
+            first_timestamp,
+            attributes: 0,
+            record_count: 1,
+        }
+    }
+
+    /// Found by the `record_batches` fuzz target: kafka-protocol adds a
+    /// record's deltas to its batch's base unchecked (a panic with overflow
+    /// checks on, a wrapped timestamp or offset without).
+    #[test]
+    fn a_delta_that_overflows_the_batch_base_is_refused_before_decoding() {
+        let late = check_records(&record_at(i64::MAX, 0, 0, &[]), 1, &batch_at(0, 1_700_000_000_000)).unwrap_err();
+        assert!(late.to_string().contains("timestamp delta"), "{late}");
+        let early = check_records(&record_at(i64::MIN, 0, 0, &[]), 1, &batch_at(0, -1)).unwrap_err();
+        assert!(early.to_string().contains("timestamp delta"), "{early}");
+        let far = check_records(&record_at(0, i64::from(i32::MAX), 0, &[]), 1, &batch_at(i64::MAX - 5, 0)).unwrap_err();
+        assert!(far.to_string().contains("offset delta"), "{far}");
+        // Deltas within range, negative ones included, are the decoder's to read.
+        assert!(check_records(&record_at(-1_000, 3, 0, &[]), 1, &batch_at(7, 1_700_000_000_000)).is_ok());
+    }
+
     #[test]
     fn a_header_count_beyond_the_record_bytes_is_refused_before_decoding() {
         // Found by the record_batches fuzz target: 2^31 - 1 headers made the decoder reserve 38 GB.
-        let err = check_records(&record(i64::from(i32::MAX), &[]), 1).unwrap_err();
+        let header = batch_at(0, 1_700_000_000_000);
+        let err = check_records(&record(i64::from(i32::MAX), &[]), 1, &header).unwrap_err();
         assert!(err.to_string().contains("headers"), "{err}");
         // One header ("k" = "x") fits its record; no header at all too.
         let mut one = zigzag(Vec::new(), 1);
         one.push(b'k');
         one = zigzag(one, 1);
         one.push(b'x');
-        assert!(check_records(&record(1, &one), 1).is_ok());
-        assert!(check_records(&record(0, &[]), 1).is_ok());
+        assert!(check_records(&record(1, &one), 1, &header).is_ok());
+        assert!(check_records(&record(0, &[]), 1, &header).is_ok());
     }
 
     #[test]

@@ -94,6 +94,10 @@ async fn without_idempotence_the_same_fault_duplicates() {
 /// the next commit would commit the records of the one its caller aborted.
 #[tokio::test]
 async fn a_transaction_whose_abort_got_no_answer_never_commits_with_the_next() {
+    if kfn_tests::on_tansu() {
+        eprintln!("skipped: tansu returns aborted records to read_committed readers (docs/guarantees.md), so an aborted transaction cannot be told from a committed one there");
+        return;
+    }
     let BehindProxy { proxy, _broker, bootstrap, cluster, topic } = behind_proxy("txn-unsettled").await;
     let config = ProducerConfig {
         transactional_id: Some(kfn_tests::unique("txn")),

@@ -104,9 +104,19 @@ pub struct ReadToEnd {
 impl ReadToEnd {
     /// Finds the partition's ends; reading starts at the first kept offset.
     pub async fn open(cluster: &Cluster, tp: &TopicPartition, isolation: Isolation) -> Result<Self, KafkaError> {
-        let start = list_offset(cluster, tp, LogEnd::Earliest, isolation).await?;
         // read_committed: the last stable offset, below which every transaction is decided.
-        let end = list_offset(cluster, tp, LogEnd::Latest, isolation).await?;
+        Self::open_to(cluster, tp, isolation, isolation).await
+    }
+
+    /// Reads with `isolation` up to the end that ListOffsets gives with `end_isolation`.
+    async fn open_to(
+        cluster: &Cluster,
+        tp: &TopicPartition,
+        isolation: Isolation,
+        end_isolation: Isolation,
+    ) -> Result<Self, KafkaError> {
+        let start = list_offset(cluster, tp, LogEnd::Earliest, isolation).await?;
+        let end = list_offset(cluster, tp, LogEnd::Latest, end_isolation).await?;
         let reader = PartitionReader::new(cluster.clone(), tp.clone(), start, isolation, LogEnd::Earliest);
         // An empty log is empty on every broker: the short answer is at least the last base offset + 1.
         Ok(Self { reader, end, corrected: end <= start })
@@ -123,11 +133,7 @@ impl ReadToEnd {
     /// still stops short of that transaction's rows. An end at the last stable
     /// offset would restore a state without them, and fold on from after them.
     pub async fn open_decided(cluster: &Cluster, tp: &TopicPartition) -> Result<Self, KafkaError> {
-        let start = list_offset(cluster, tp, LogEnd::Earliest, Isolation::ReadCommitted).await?;
-        let end = list_offset(cluster, tp, LogEnd::Latest, Isolation::ReadUncommitted).await?;
-        let reader =
-            PartitionReader::new(cluster.clone(), tp.clone(), start, Isolation::ReadCommitted, LogEnd::Earliest);
-        Ok(Self { reader, end, corrected: end <= start })
+        Self::open_to(cluster, tp, Isolation::ReadCommitted, Isolation::ReadUncommitted).await
     }
 
     /// The next records below the end, or None once the end is reached (an

@@ -362,7 +362,7 @@ pub async fn run_all(
         let mut retried = 0;
         let mut accepted = 0;
         for b in futures::future::join_all(burst).await.into_iter().flatten() {
-            retried += usize::from(b.attempts > 1);
+            retried += usize::from(b.attempts() > 1);
             accepted += usize::from(b.order_id.is_some());
         }
         let restarted = match system.start_replica(n) {

@@ -156,7 +156,7 @@ pub async fn check_all(
     let retried_twice: Vec<&str> = twice
         .iter()
         .filter_map(|c| c.strip_prefix("chaos-"))
-        .filter(|k| outcomes.get(*k).is_some_and(|o| o.attempts > 1))
+        .filter(|k| outcomes.get(*k).is_some_and(|o| o.attempts() > 1))
         .collect();
     checks.push(check(
         "one order per request in orders.created",

@@ -70,10 +70,15 @@ pub struct Outcome {
     pub order: OrderRequest,
     /// The order id of the accepting answer; None when the client gave up.
     pub order_id: Option<String>,
-    /// Attempts made (1 = no retry).
-    pub attempts: u32,
-    /// Each attempt: when it began (UTC), where it went, what came back.
+    /// Each attempt (one: no retry): when it began (UTC), where it went, what came back.
     pub history: Vec<String>,
+}
+
+impl Outcome {
+    /// Attempts made (1 = no retry).
+    pub fn attempts(&self) -> usize {
+        self.history.len()
+    }
 }
 
 /// The orders sent so far, shared by the clients and the runner.
@@ -112,11 +117,9 @@ pub async fn send(ledger: &Ledger, targets: &[SocketAddr], first: usize, order: 
     let body = order.body();
     let started = Instant::now();
     let mut backoff = Duration::from_millis(100);
-    let mut attempts = 0;
     let mut history = Vec::new();
     let mut at = first;
     let order_id = loop {
-        attempts += 1;
         let target = targets[at % targets.len()];
         let headers = [("Content-Type", "application/json"), ("Idempotency-Key", order.key.as_str())];
         let began = kfn_sdk::now_ms();
@@ -142,7 +145,7 @@ pub async fn send(ledger: &Ledger, targets: &[SocketAddr], first: usize, order: 
             break None;
         }
         if started.elapsed() > GIVE_UP_AFTER {
-            eprintln!("chaos: gave up on order {} after {attempts} attempts: {answer:?}", order.key);
+            eprintln!("chaos: gave up on order {} after {} attempts: {answer:?}", order.key, history.len());
             break None;
         }
         at += 1;
@@ -150,7 +153,7 @@ pub async fn send(ledger: &Ledger, targets: &[SocketAddr], first: usize, order: 
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     };
-    let outcome = Outcome { order, order_id, attempts, history };
+    let outcome = Outcome { order, order_id, history };
     ledger.record(outcome.clone());
     outcome
 }

@@ -459,11 +459,8 @@ impl OrderSystem {
 
     /// Stops the replicas (SIGTERM, graceful), then the registry and the broker.
     pub async fn stop(mut self) {
-        for r in &self.replicas {
-            // SAFETY: signalling our own child.
-            unsafe {
-                libc::kill(r.0.id() as libc::pid_t, libc::SIGTERM);
-            }
+        for n in 0..self.replicas.len() {
+            self.signal_replica(n, libc::SIGTERM);
         }
         let replicas = std::mem::take(&mut self.replicas);
         let _ = tokio::task::spawn_blocking(move || {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::{kafka, ReplayError};
 use crate::invoker::dead_letter::{headers, Origin};
 use crate::kafka::consumer::ReadToEnd;
-use crate::kafka::fetch::{ConsumedRecord, Isolation};
+use crate::kafka::fetch::ConsumedRecord;
 use crate::kafka::group::protocol::TopicPartition;
 use crate::kafka::Cluster;
 
@@ -123,6 +123,12 @@ impl DeadLetter {
 
 /// Every committed record of `topic`, partition by partition, from the first
 /// kept offset to the end of the log as it was when reading began.
+///
+/// That end is the high watermark, not the last stable offset: a transaction
+/// whose commit was just acknowledged may not have its marker on every
+/// partition yet (the coordinator writes them after answering), and a reader
+/// stopping at the last stable offset would miss its records. Reading waits
+/// for each transaction below the end to be decided (up to `STALL_TIMEOUT`).
 pub async fn read_topic(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, ConsumedRecord)>, ReplayError> {
     cluster.invalidate(topic);
     let info = cluster.topic(topic).await.map_err(kafka(format!("reading the metadata of topic {topic}")))?;
@@ -137,9 +143,7 @@ pub async fn read_topic(cluster: &Cluster, topic: &str) -> Result<Vec<(i32, Cons
 }
 
 async fn read_partition(cluster: &Cluster, tp: &TopicPartition) -> Result<Vec<ConsumedRecord>, ReplayError> {
-    let mut reader = ReadToEnd::open(cluster, tp, Isolation::ReadCommitted)
-        .await
-        .map_err(kafka(format!("finding the ends of {tp}")))?;
+    let mut reader = ReadToEnd::open_decided(cluster, tp).await.map_err(kafka(format!("finding the ends of {tp}")))?;
     let mut records = Vec::new();
     let mut progress = Instant::now();
     loop {

@@ -8,6 +8,7 @@ mod compression;
 mod connect;
 mod evolution;
 mod exactly_once;
+mod fetch;
 mod group;
 mod idempotency;
 mod lag;

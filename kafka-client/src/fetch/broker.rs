@@ -13,6 +13,12 @@
 //! broker -> each partition's PartitionData back to its reader, decoded there
 //! ```
 //!
+//! A Fetch names a partition once, so a fetcher holds each partition for one
+//! reader: a second reader of the same partition in the process (another
+//! function reading the same topic) gets a second fetcher of that broker.
+//! Connections grow with brokers times the most readers of one partition,
+//! not with partitions.
+//!
 //! Back-pressure is per partition: a partition is in a fetch only while its
 //! reader waits for records, so a worker still busy with its last records is
 //! left out (and forgotten by the session) until it asks again; a slow worker
@@ -21,7 +27,7 @@
 //! the fetch waits at most [`SHORT_WAIT`], so that a partition asking again
 //! soon is not stuck behind a long poll that does not include it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -66,8 +72,9 @@ impl FetcherKey {
     }
 }
 
-/// The fetchers of a cluster, by key.
-pub(crate) type Fetchers = Arc<Mutex<HashMap<FetcherKey, Arc<BrokerFetcher>>>>;
+/// The fetchers of a cluster, by key: as many per key as the most readers of
+/// one partition.
+pub(crate) type Fetchers = Arc<Mutex<HashMap<FetcherKey, Vec<Arc<BrokerFetcher>>>>>;
 
 /// One partition's request waiting for the next fetch.
 struct Want {
@@ -82,8 +89,9 @@ struct Want {
 #[derive(Default)]
 struct State {
     wants: HashMap<TopicPartition, Want>,
-    /// Readers holding a slot; the task ends when the last one goes.
-    slots: usize,
+    /// The partitions whose readers hold a slot, one reader each; the task
+    /// ends when the last one goes.
+    held: HashSet<TopicPartition>,
     stopped: bool,
     /// The latest offsets marks seen of each partition, for answers without news.
     marks: HashMap<TopicPartition, (i64, i64, i64)>,
@@ -117,19 +125,27 @@ impl std::fmt::Debug for FetchSlot {
 }
 
 impl FetchSlot {
-    /// A slot for `tp` in the fetcher of `key`, starting that fetcher if none runs.
+    /// A slot for `tp` in a fetcher of `key` that holds no other reader of
+    /// `tp`, starting one if every running fetcher does.
     pub(crate) fn open(dial: Arc<dyn Dial>, fetchers: &Fetchers, key: FetcherKey, tp: TopicPartition) -> Self {
         let mut all = fetchers.lock().unwrap_or_else(|p| p.into_inner());
-        let fetcher = all
-            .entry(key.clone())
-            .or_insert_with(|| {
+        let same_key = all.entry(key.clone()).or_default();
+        let free = same_key.iter().find(|f| {
+            let mut state = f.state();
+            // Under the registry's lock: a fetcher found here is not ending (its last drop takes it out first).
+            state.held.insert(tp.clone())
+        });
+        let fetcher = match free {
+            Some(f) => f.clone(),
+            None => {
                 let fetcher =
                     Arc::new(BrokerFetcher { key: key.clone(), state: Mutex::default(), wake: Notify::new() });
+                fetcher.state().held.insert(tp.clone());
                 tokio::spawn(run(fetcher.clone(), dial));
+                same_key.push(fetcher.clone());
                 fetcher
-            })
-            .clone();
-        fetcher.state().slots += 1;
+            }
+        };
         drop(all);
         Self { fetcher, fetchers: fetchers.clone(), tp }
     }
@@ -167,12 +183,15 @@ impl Drop for FetchSlot {
         let mut state = self.fetcher.state();
         state.wants.remove(&self.tp);
         state.marks.remove(&self.tp);
-        state.slots = state.slots.saturating_sub(1);
-        if state.slots == 0 {
+        state.held.remove(&self.tp);
+        if state.held.is_empty() {
             state.stopped = true;
             drop(state);
-            if all.get(&self.fetcher.key).is_some_and(|f| Arc::ptr_eq(f, &self.fetcher)) {
-                all.remove(&self.fetcher.key);
+            if let Some(same_key) = all.get_mut(&self.fetcher.key) {
+                same_key.retain(|f| !Arc::ptr_eq(f, &self.fetcher));
+                if same_key.is_empty() {
+                    all.remove(&self.fetcher.key);
+                }
             }
             self.fetcher.wake.notify_one();
         }
@@ -293,7 +312,7 @@ fn next_round(fetcher: &BrokerFetcher) -> Option<(Option<Round>, Option<Instant>
         return Some((None, next_wake));
     }
     // Paused partitions do not count: they will not ask again before their pause ends.
-    let everyone = wanted.len() + paused >= state.slots;
+    let everyone = wanted.len() + paused >= state.held.len();
     Some((Some(Round { wanted, everyone }), next_wake))
 }
 

@@ -61,8 +61,8 @@ enum Command {
     Run(run::RunArgs),
     /// Run everything on a local broker: no cluster needed.
     ///
-    /// Installs the pinned local broker (tansu) the first time, starts it on
-    /// 127.0.0.1, creates every topic of functions.toml (with the [local]
+    /// Installs the local broker the first time (Apache Kafka 4.4 from Maven
+    /// Central by default, or tansu), starts it on 127.0.0.1, creates every topic of functions.toml (with the [local]
     /// overrides, e.g. replication 1), runs every function and the HTTP
     /// trigger in this process, and prints where everything listens. Ctrl-C
     /// stops all of it, the broker included.

@@ -333,8 +333,16 @@ fn deliver(
             }
             let asked = wanted.get(&tp).map(|w| w.fetch_offset);
             let waiting = state.wants.get(&tp).map(|w| w.wanted.fetch_offset);
+            // Neither records nor an error is no news: the reader keeps
+            // waiting (in the session) and hears of its marks with the stale
+            // ones below. A broker answers at once for a partition added to
+            // its fetch session, so answering the reader would have it leave
+            // the next round while it asks again, be forgotten by the
+            // session, be added back, be answered at once, and so on:
+            // a fetch every few milliseconds with nothing in it.
+            let news = data.error_code != 0 || data.records.as_ref().is_some_and(|r| !r.is_empty());
             // An answer for an offset the reader no longer waits at (it was stopped and asked again) is dropped.
-            if asked.is_some() && asked == waiting {
+            if news && asked.is_some() && asked == waiting {
                 if let Some(want) = state.wants.remove(&tp) {
                     let _ = want.reply.send(Ok(data));
                 }
@@ -342,14 +350,19 @@ fn deliver(
         }
     }
     // Partitions without news (an incremental answer leaves them out) hear
-    // so once per max wait, with their latest marks: for lag and the
-    // held-at-LSO warning.
+    // so about once per max wait, with their latest marks: for lag and the
+    // held-at-LSO warning. Once one of them has waited the max wait, all of
+    // the round's hear it together. Answered one by one, each at its own
+    // max wait after it asked, their asks drift apart, and one of them is
+    // nearly always between its answer and its next ask: every round is
+    // then a short one, and an idle process polled the broker every few
+    // milliseconds on each fetcher.
+    let due = state.wants.iter().any(|(tp, w)| wanted.contains_key(tp) && w.asked.elapsed() >= fetcher.key.max_wait);
     let stale: Vec<TopicPartition> = state
         .wants
-        .iter()
-        .filter(|(tp, w)| wanted.contains_key(*tp) && w.asked.elapsed() >= fetcher.key.max_wait)
-        .filter(|(tp, _)| state.marks.contains_key(*tp))
-        .map(|(tp, _)| tp.clone())
+        .keys()
+        .filter(|tp| due && wanted.contains_key(*tp) && state.marks.contains_key(*tp))
+        .cloned()
         .collect();
     for tp in stale {
         let (high_watermark, last_stable_offset, log_start_offset) = state.marks[&tp];

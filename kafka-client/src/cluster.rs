@@ -17,7 +17,7 @@ use super::fetch::broker::{FetchSlot, FetcherKey, Fetchers};
 use super::group::protocol::TopicPartition;
 
 /// What FindCoordinator looks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CoordinatorKind {
     /// A consumer group's coordinator.
     Group = 0,
@@ -57,6 +57,8 @@ struct State {
     /// Connections opened for one user ([`Cluster::open`]), while they live.
     opened: Vec<WeakConnection>,
     controller: Option<i32>,
+    /// Coordinators found, by kind and key, until told they moved.
+    coordinators: HashMap<(CoordinatorKind, String), String>,
 }
 
 /// A handle on the cluster; cheap to clone.
@@ -307,16 +309,32 @@ impl Cluster {
         self.connection(&addr).await
     }
 
-    /// host:port of the coordinator of a group or transactional id.
+    /// host:port of the coordinator of a group or transactional id: the one
+    /// found before, until [`Cluster::forget_coordinator`].
     ///
-    /// Retries what the broker says will pass (COORDINATOR_NOT_AVAILABLE while
-    /// Apache Kafka creates `__consumer_offsets` or `__transaction_state` on
-    /// first use, COORDINATOR_LOAD_IN_PROGRESS after a failover) for up to the
-    /// request timeout.
+    /// Looking it up retries what the broker says will pass
+    /// (COORDINATOR_NOT_AVAILABLE while Apache Kafka creates
+    /// `__consumer_offsets` or `__transaction_state` on first use,
+    /// COORDINATOR_LOAD_IN_PROGRESS after a failover) for up to the request
+    /// timeout.
     pub async fn coordinator_addr(&self, kind: CoordinatorKind, key: &str) -> Result<String, KafkaError> {
         use backon::Retryable;
+        if let Some(addr) = self.state().coordinators.get(&(kind, key.to_string())) {
+            return Ok(addr.clone());
+        }
         let backoff = crate::backoff::within(self.options().request_timeout);
-        (|| self.find_coordinator(kind, key)).retry(backoff).when(KafkaError::is_retriable).await
+        let addr = (|| self.find_coordinator(kind, key)).retry(backoff).when(KafkaError::is_retriable).await?;
+        self.state().coordinators.insert((kind, key.to_string()), addr.clone());
+        Ok(addr)
+    }
+
+    /// Forgets the coordinator found for `key` (it answered NOT_COORDINATOR,
+    /// or could not be reached): the next request looks it up again.
+    ///
+    /// Every transaction asks its coordinators several times; looking them up
+    /// each time doubled the requests a transaction cost the broker.
+    pub fn forget_coordinator(&self, kind: CoordinatorKind, key: &str) {
+        self.state().coordinators.remove(&(kind, key.to_string()));
     }
 
     async fn find_coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<String, KafkaError> {

@@ -171,6 +171,47 @@ async fn a_committed_transaction_makes_outputs_and_offsets_visible_together() {
     assert_eq!(read(kfn_tests::broker(), &topic, "read_committed").await, ["o1", "o2"]);
 }
 
+/// A transaction asks its coordinators several times (AddPartitionsToTxn,
+/// AddOffsetsToTxn, TxnOffsetCommit, EndTxn): the producer looks each up once
+/// and adds all the partitions it writes in one request. Before, every one
+/// of those requests came with a FindCoordinator, and each partition with an
+/// AddPartitionsToTxn of its own.
+#[tokio::test]
+async fn transactions_look_up_their_coordinators_once_and_add_their_partitions_together() {
+    const FIND_COORDINATOR: i16 = 10;
+    const ADD_PARTITIONS_TO_TXN: i16 = 24;
+    const TRANSACTIONS: usize = 4;
+    let BehindProxy { proxy, _broker, bootstrap, cluster, topic } = behind_proxy("txn-coord").await;
+    let other = kfn_tests::unique("txn-coord-other");
+    let new = kfn::kafka::NewTopic { name: other.clone(), partitions: 2, replication: 1, configs: Default::default() };
+    kfn::kafka::Admin::new(cluster.clone()).create_topics(&[new]).await.expect("create topic");
+    let group = kfn_tests::unique("txn-coord-group");
+    let generation = Generation { id: -1, member_id: String::new(), protocol: String::new() };
+    let producer = transactional(&cluster, &kfn_tests::unique("txn")).await;
+    let partitions =
+        [TopicPartition::new(topic.clone(), 0), TopicPartition::new(other.clone(), 0), TopicPartition::new(other, 1)];
+    // The first transaction finds the group's coordinator (the broker may
+    // still be creating __consumer_offsets: a few tries); the others count.
+    let mut finds = 0;
+    let mut adds = 0;
+    for n in 0..=TRANSACTIONS {
+        if n == 1 {
+            (finds, adds) = (proxy.requests(FIND_COORDINATOR), proxy.requests(ADD_PARTITIONS_TO_TXN));
+        }
+        for tp in &partitions {
+            producer.stage(tp, vec![record(&format!("t{n}"))]);
+        }
+        let offsets = BTreeMap::from([(TopicPartition::new(topic.clone(), 0), n as i64)]);
+        producer.send_offsets(&group, &generation, &offsets).await.expect("offsets");
+        producer.commit().await.expect("commit");
+    }
+    let finds = proxy.requests(FIND_COORDINATOR) - finds;
+    let adds = proxy.requests(ADD_PARTITIONS_TO_TXN) - adds;
+    assert_eq!(finds, 0, "FindCoordinator requests for {TRANSACTIONS} transactions after the first");
+    assert_eq!(adds, TRANSACTIONS, "AddPartitionsToTxn requests for {TRANSACTIONS} transactions of 3 partitions");
+    assert_eq!(read(&bootstrap, &topic, "read_committed").await, ["t0", "t1", "t2", "t3", "t4"]);
+}
+
 #[tokio::test]
 async fn a_fenced_zombie_cannot_write() {
     let cluster = kfn_tests::cluster();

@@ -4,10 +4,12 @@
 //! written twice), or in the middle of every Nth request (how they prove that
 //! a connection the broker closes mid-request loses nothing), or every
 //! request of one kind (a coordinator that cannot be reached for EndTxn). It
-//! forwards bytes; it never answers for the broker.
+//! counts the requests of each kind it forwards. It forwards bytes; it never
+//! answers for the broker.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -19,7 +21,11 @@ pub struct FaultProxy {
     drop_next_produce_answer: Arc<AtomicBool>,
     dropped: Arc<AtomicUsize>,
     cuts: Arc<Cuts>,
+    requests: Requests,
 }
+
+/// Requests forwarded, by API key.
+type Requests = Arc<Mutex<HashMap<i16, usize>>>;
 
 /// The mid-request cuts: every `every`th request frame (0: none), and every
 /// request whose API key is `api` (-1: none), is half sent, then both sides closed.
@@ -58,20 +64,26 @@ impl FaultProxy {
         let drop_next = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicUsize::new(0));
         let cuts = Arc::new(Cuts::default());
-        let (d, c, k) = (drop_next.clone(), dropped.clone(), cuts.clone());
+        let requests = Requests::default();
+        let (d, c, k, r) = (drop_next.clone(), dropped.clone(), cuts.clone(), requests.clone());
         tokio::spawn(async move {
             let listener = TcpListener::from_std(listener).expect("listener");
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
-                let (d, c, k) = (d.clone(), c.clone(), k.clone());
+                let (d, c, k, r) = (d.clone(), c.clone(), k.clone(), r.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
-                        let _ = pump(client, server, d, c, k).await;
+                        let _ = pump(client, server, d, c, k, r).await;
                     }
                 });
             }
         });
-        Self { port, drop_next_produce_answer: drop_next, dropped, cuts }
+        Self { port, drop_next_produce_answer: drop_next, dropped, cuts, requests }
+    }
+
+    /// How many requests with this API key were forwarded (or cut) so far.
+    pub fn requests(&self, api_key: i16) -> usize {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).get(&api_key).copied().unwrap_or(0)
     }
 
     /// From now on, every `n`th request (0: none) reaches the broker only half
@@ -117,6 +129,7 @@ async fn pump(
     drop_next: Arc<AtomicBool>,
     dropped: Arc<AtomicUsize>,
     cuts: Arc<Cuts>,
+    requests: Requests,
 ) -> std::io::Result<()> {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
@@ -127,6 +140,7 @@ async fn pump(
             let frame = read_frame(&mut client_read).await?;
             let api_key = i16::from_be_bytes([frame[0], frame[1]]);
             let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            *requests.lock().unwrap_or_else(|p| p.into_inner()).entry(api_key).or_default() += 1;
             if api_key == 0 && drop_next.swap(false, Ordering::SeqCst) {
                 let _ = doomed_tx.send(correlation);
             }

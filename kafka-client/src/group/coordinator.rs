@@ -97,6 +97,7 @@ impl GroupClient {
     /// Forgets the coordinator (after NOT_COORDINATOR or a lost connection).
     pub fn reset_coordinator(&mut self) {
         self.coordinator = None;
+        self.cluster.forget_coordinator(CoordinatorKind::Group, &self.group);
     }
 
     fn group_id(&self) -> GroupId {

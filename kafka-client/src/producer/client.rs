@@ -207,6 +207,14 @@ impl Producer {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets the transaction coordinator found before when `moved` (it
+    /// answered NOT_COORDINATOR or could not be reached), so the next try looks it up.
+    fn forget_txn_coordinator_if(&self, moved: bool) {
+        if let (true, Some(id)) = (moved, &self.inner.config.transactional_id) {
+            self.inner.cluster.forget_coordinator(CoordinatorKind::Transaction, id);
+        }
+    }
+
     fn txn_id(&self) -> Option<TransactionalId> {
         self.inner.config.transactional_id.as_ref().map(|t| TransactionalId(StrBytes::from_string(t.clone())))
     }
@@ -247,7 +255,10 @@ impl Producer {
                                 );
                                 return Ok(());
                             }
-                            TxnOutcome::Retry { error, .. } => error.to_string(),
+                            TxnOutcome::Retry { error, refresh_coordinator } => {
+                                self.forget_txn_coordinator_if(refresh_coordinator);
+                                error.to_string()
+                            }
                             TxnOutcome::Fenced(e) => return Err(self.fenced(e.to_string())),
                             other => {
                                 return Err(SendError::Fatal {
@@ -256,7 +267,10 @@ impl Producer {
                                 })
                             }
                         },
-                        Err(e) if e.is_retriable() => e.to_string(),
+                        Err(e) if e.is_retriable() => {
+                            self.forget_txn_coordinator_if(true);
+                            e.to_string()
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -471,7 +485,10 @@ impl Producer {
             let last = match self.inner.cluster.coordinator(CoordinatorKind::Transaction, &txn_id).await {
                 Ok(conn) => match f(conn).await {
                     Ok(TxnOutcome::Done) => return Ok(()),
-                    Ok(TxnOutcome::Retry { error, .. }) => error.to_string(),
+                    Ok(TxnOutcome::Retry { error, refresh_coordinator }) => {
+                        self.forget_txn_coordinator_if(refresh_coordinator);
+                        error.to_string()
+                    }
                     Ok(TxnOutcome::Fenced(e)) | Ok(TxnOutcome::ReinitProducer(e)) => {
                         return Err(self.fenced(e.to_string()))
                     }
@@ -479,7 +496,10 @@ impl Producer {
                     Ok(TxnOutcome::Fatal(e)) => {
                         return Err(SendError::Fatal { target: what.into(), reason: e.to_string() })
                     }
-                    Err(e) if e.is_retriable() => e.to_string(),
+                    Err(e) if e.is_retriable() => {
+                        self.forget_txn_coordinator_if(true);
+                        e.to_string()
+                    }
                     Err(e) => return Err(e.into()),
                 },
                 Err(e) if e.is_retriable() || e.response_error().is_some_and(|r| r.is_retriable()) => e.to_string(),
@@ -497,23 +517,42 @@ impl Producer {
     }
 
     async fn add_partition_to_txn(&self, tp: &TopicPartition) -> Result<(), SendError> {
+        self.add_partitions_to_txn(std::slice::from_ref(tp)).await
+    }
+
+    /// Adds to the open transaction those of `partitions` not in it yet, in
+    /// one AddPartitionsToTxn (one per partition cost a transaction writing
+    /// to six partitions six requests).
+    async fn add_partitions_to_txn(&self, partitions: &[TopicPartition]) -> Result<(), SendError> {
         self.settle().await?;
-        let identity = {
+        let (identity, new) = {
             let state = self.state();
-            if state.in_txn.contains(tp) {
-                return Ok(());
-            }
-            state.identity
+            let new: Vec<TopicPartition> =
+                partitions.iter().filter(|tp| !state.in_txn.contains(*tp)).cloned().collect();
+            (state.identity, new)
         };
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for tp in &new {
+            by_topic.entry(tp.topic.as_str()).or_default().push(tp.partition);
+        }
+        let topics: Vec<AddPartitionsToTxnTopic> = by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(partitions)
+            })
+            .collect();
         let txn_id = self.txn_id().unwrap_or_default();
         self.txn_request("AddPartitionsToTxn", |conn| {
             let request = AddPartitionsToTxnRequest::default()
                 .with_v3_and_below_transactional_id(txn_id.clone())
                 .with_v3_and_below_producer_id(ProducerId(identity.id))
                 .with_v3_and_below_producer_epoch(identity.epoch)
-                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(tp.topic.clone())))
-                    .with_partitions(vec![tp.partition])]);
+                .with_v3_and_below_topics(topics.clone());
             async move {
                 let version = conn.version_capped::<AddPartitionsToTxnRequest>(ADD_PARTITIONS_CAP)?;
                 let response = conn.send_version(&request, version, Duration::ZERO).await?;
@@ -521,7 +560,7 @@ impl Producer {
             }
         })
         .await?;
-        self.state().in_txn.insert(tp.clone());
+        self.state().in_txn.extend(new);
         Ok(())
     }
 
@@ -638,9 +677,16 @@ impl Producer {
             .until(Instant::now() + wait);
         loop {
             let conn = self.inner.cluster.coordinator(CoordinatorKind::Group, group).await?;
-            match classify_txn_offset_commit(&conn.send(&request).await?) {
-                TxnOutcome::Retry { error, .. } if !pauses.expired() => {
+            let answer = conn.send(&request).await;
+            if answer.is_err() {
+                self.inner.cluster.forget_coordinator(CoordinatorKind::Group, group);
+            }
+            match classify_txn_offset_commit(&answer?) {
+                TxnOutcome::Retry { error, refresh_coordinator } if !pauses.expired() => {
                     tracing::debug!(group, %error, "TxnOffsetCommit retry");
+                    if refresh_coordinator {
+                        self.inner.cluster.forget_coordinator(CoordinatorKind::Group, group);
+                    }
                     pauses.pause().await;
                 }
                 outcome => return Ok(outcome),
@@ -669,6 +715,13 @@ impl Producer {
     /// outcome. On failure the transaction is aborted (unless fenced).
     pub async fn send_staged(&self) -> Result<(), SendError> {
         let staged = std::mem::take(&mut self.state().staged);
+        let partitions: Vec<TopicPartition> = staged.keys().cloned().collect();
+        if let Err(e) = self.add_partitions_to_txn(&partitions).await {
+            if !e.is_fenced() {
+                let _ = self.end_txn(false).await;
+            }
+            return Err(e);
+        }
         let sends = staged.into_iter().map(|(tp, records)| async move { self.send(&tp, records).await });
         for result in futures::future::join_all(sends).await {
             if let Err(e) = result {

@@ -100,6 +100,25 @@ pub fn describe(code: i16) -> String {
 }
 
 impl KafkaError {
+    /// A copy of this error for another caller answered by the same request
+    /// (one fetch for many readers, one offset commit for many workers), as
+    /// retriable as the original; `api` names the request where the error
+    /// carries no name of its own.
+    pub fn copy_for(&self, api: &'static str) -> KafkaError {
+        match self {
+            KafkaError::Broker { api, code, context } => {
+                KafkaError::Broker { api, code: *code, context: context.clone() }
+            }
+            KafkaError::Timeout { broker, api, timeout_ms } => {
+                KafkaError::Timeout { broker: broker.clone(), api, timeout_ms: *timeout_ms }
+            }
+            KafkaError::Connect { broker, .. } | KafkaError::Disconnected { broker, .. } => {
+                KafkaError::Disconnected { broker: broker.clone(), reason: self.to_string() }
+            }
+            other => KafkaError::Codec { api, message: other.to_string() },
+        }
+    }
+
     /// The Kafka error, when the broker answered with one.
     pub fn response_error(&self) -> Option<ResponseError> {
         match self {

@@ -314,3 +314,48 @@ async fn partitions_that_stay_keep_processing_while_a_replica_joins_and_leaves()
     }
     app.stop().await;
 }
+
+/// The partition workers of one member commit their offsets together: those
+/// that ask while a commit is under way go in the next one, each told its
+/// own partition's outcome. One OffsetCommit per partition and chunk was
+/// 400 of the order system's requests a second at 200 orders/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_workers_commit_their_offsets_together() {
+    use std::sync::{Arc, RwLock};
+
+    use kfn::invoker::committer::Committer;
+    use kfn::kafka::group::coordinator::{Generation, GroupClient};
+    use kfn::kafka::group::member::MemberState;
+    use kfn::kafka::{Admin, Cluster, ConnectOptions, NewTopic};
+
+    const OFFSET_COMMIT: i16 = 8;
+    const PARTITIONS: i32 = 6;
+    let (proxy, _broker) = kfn_tests::broker_behind_proxy().await.expect("a broker behind the proxy");
+    let cluster = Cluster::new(vec![format!("127.0.0.1:{}", proxy.port)], ConnectOptions::default());
+    let topic = kfn_tests::unique("group-commit");
+    let new = NewTopic { name: topic.clone(), partitions: PARTITIONS, replication: 1, configs: Default::default() };
+    Admin::new(cluster.clone()).create_topics(&[new]).await.expect("create the topic");
+    let group = kfn_tests::unique("group-commit");
+    // A standalone commit (generation -1): no membership is checked.
+    let generation = Generation { id: -1, member_id: String::new(), protocol: String::new() };
+    let state = MemberState { generation: Some(generation), ..MemberState::default() };
+    let committer = Arc::new(Committer::new(GroupClient::new(cluster.clone(), &group), Arc::new(RwLock::new(state))));
+    let first = TopicPartition::new(topic.clone(), 0);
+    committer.commit(&first, 1).await.expect("the first commit finds the coordinator");
+
+    let before = proxy.requests(OFFSET_COMMIT);
+    let commits = (0..PARTITIONS).map(|p| {
+        let (committer, tp) = (committer.clone(), TopicPartition::new(topic.clone(), p));
+        tokio::spawn(async move { committer.commit(&tp, 100 + i64::from(p)).await })
+    });
+    for commit in futures::future::join_all(commits).await {
+        commit.expect("join").expect("commit");
+    }
+    let requests = proxy.requests(OFFSET_COMMIT) - before;
+    assert!(requests <= 2, "{requests} OffsetCommit requests for {PARTITIONS} partitions asking at once");
+    let partitions: Vec<TopicPartition> = (0..PARTITIONS).map(|p| TopicPartition::new(topic.clone(), p)).collect();
+    let committed = GroupClient::new(cluster, &group).committed(&partitions).await.expect("committed offsets");
+    for tp in &partitions {
+        assert_eq!(committed.get(tp), Some(&(100 + i64::from(tp.partition))), "{tp}");
+    }
+}

@@ -382,21 +382,7 @@ fn fail(fetcher: &BrokerFetcher, wanted: &BTreeMap<TopicPartition, Wanted>, erro
     let mut state = fetcher.state();
     for tp in wanted.keys() {
         if let Some(want) = state.wants.remove(tp) {
-            let _ = want.reply.send(Err(copy(error, &fetcher.key.addr)));
+            let _ = want.reply.send(Err(error.copy_for("Fetch")));
         }
-    }
-}
-
-/// The same failure for one more reader, as retriable as the original.
-fn copy(error: &KafkaError, broker: &str) -> KafkaError {
-    match error {
-        KafkaError::Broker { api, code, context } => KafkaError::Broker { api, code: *code, context: context.clone() },
-        KafkaError::Timeout { broker, api, timeout_ms } => {
-            KafkaError::Timeout { broker: broker.clone(), api, timeout_ms: *timeout_ms }
-        }
-        KafkaError::Connect { .. } | KafkaError::Disconnected { .. } => {
-            KafkaError::Disconnected { broker: broker.to_string(), reason: error.to_string() }
-        }
-        other => KafkaError::Codec { api: "Fetch", message: other.to_string() },
     }
 }

@@ -268,8 +268,18 @@ impl GroupClient {
         generation: &Generation,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), KafkaError> {
+        self.commit_each(generation, offsets).await?.into_values().collect()
+    }
+
+    /// Commits offsets (the next offset to read) for this generation: the
+    /// request's failure, or each partition's outcome.
+    pub async fn commit_each(
+        &mut self,
+        generation: &Generation,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<BTreeMap<TopicPartition, Result<(), KafkaError>>, KafkaError> {
         if offsets.is_empty() {
-            return Ok(());
+            return Ok(BTreeMap::new());
         }
         let conn = self.coordinator().await?;
         let version = conn.version_capped::<OffsetCommitRequest>(OFFSET_API_CAP)?;
@@ -298,14 +308,16 @@ impl GroupClient {
                     .collect(),
             );
         let response = conn.send_version(&request, version, Duration::ZERO).await?;
+        let mut outcomes = BTreeMap::new();
         for t in response.topics {
             for p in t.partitions {
-                KafkaError::check("OffsetCommit", p.error_code, || {
+                let outcome = KafkaError::check("OffsetCommit", p.error_code, || {
                     format!("{}-{} in group {}", t.name.0, p.partition_index, self.group)
-                })?;
+                });
+                outcomes.insert(TopicPartition::new(t.name.0.to_string(), p.partition_index), outcome);
             }
         }
-        Ok(())
+        Ok(outcomes)
     }
 
     /// The committed offsets of `partitions` (absent: nothing committed).

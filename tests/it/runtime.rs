@@ -235,7 +235,14 @@ async fn with_key_ordering_a_slow_key_does_not_block_another_and_each_key_stays_
     ];
     app.produce_records(&app.name("in-{s}"), 0, records).await.expect("produce");
 
-    let before = events.wait_until("key f finished", |e| e.iter().any(|x| x == "end f-3")).await.expect("key f");
+    // s-1's handler was dispatched first, but on 2 loaded cores the runtime
+    // may run key f's three handlers before it polls s-1's: wait for both.
+    let before = events
+        .wait_until("key f finished and s-1 started", |e| {
+            e.iter().any(|x| x == "end f-3") && e.iter().any(|x| x == "start s-1")
+        })
+        .await
+        .expect("key f");
     let pos = |list: &[String], what: &str| list.iter().position(|x| x == what);
     assert!(pos(&before, "start s-1").is_some(), "s-1 started: {before:?}");
     assert_eq!(pos(&before, "end s-1"), None, "s-1 still running while f finished: {before:?}");

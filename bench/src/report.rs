@@ -11,10 +11,14 @@ use crate::services::{Guarantee, Service};
 use crate::stats::Summary;
 use crate::throughput::RunResult;
 
-/// Where the generated block starts in docs/benchmarks.md.
-pub const BEGIN: &str = "<!-- scripts/bench writes the results below; edits there are overwritten -->";
-/// Where it ends.
-pub const END: &str = "<!-- end of the results of scripts/bench -->";
+/// The lines around the generated block of a run on `broker` (`kafka` or `tansu`) in
+/// docs/benchmarks.md: each broker has a block of its own, so a run on one keeps the other's.
+pub fn markers(broker: &str) -> (String, String) {
+    (
+        format!("<!-- scripts/bench --broker {broker} writes the results below; edits there are overwritten -->"),
+        format!("<!-- end of the results of scripts/bench --broker {broker} -->"),
+    )
+}
 
 /// The machine the figures come from.
 #[derive(Debug, Clone, Default)]
@@ -67,12 +71,13 @@ pub struct Report {
     pub records: i64,
     /// Size of one framed OrderCreated value in bytes.
     pub record_bytes: usize,
-    /// Partitions of the passthrough topics.
+    /// Partitions of the main passthrough table's input topic (the first count of `passthrough`).
     pub partitions: i32,
     /// Measured repeats per scenario (after one warm-up).
     pub repeats: usize,
-    /// Passthrough runs per service.
-    pub throughput: Vec<(Service, Vec<RunResult>)>,
+    /// Passthrough runs per partition count, each with its runs per service: the first count
+    /// is the main table and its ratios, all of them the scaling curves.
+    pub passthrough: Vec<(i32, Throughput)>,
     /// Memory of one replica.
     pub memory: Option<MemoryResult>,
     /// HTTP runs per server.
@@ -81,6 +86,15 @@ pub struct Report {
     pub e2e_idle: Option<(f64, f64)>,
     /// End-to-end per offered rate: the rate, its phases, and the order system's peak RSS so far.
     pub e2e: Vec<(f64, Vec<Phase>, u64)>,
+}
+
+/// Passthrough runs per service at one partition count.
+pub type Throughput = Vec<(Service, Vec<RunResult>)>;
+
+/// The median of `f` over `service`'s runs in `runs`.
+fn median_in(runs: &Throughput, service: Service, f: fn(&RunResult) -> f64) -> Option<f64> {
+    let runs = runs.iter().find(|(s, _)| *s == service).map(|(_, r)| r)?;
+    Summary::of(&runs.iter().map(f).collect::<Vec<_>>()).map(|s| s.median)
 }
 
 fn thousands(v: f64) -> String {
@@ -114,9 +128,14 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 const MIB: f64 = 1024.0 * 1024.0;
 
 impl Report {
+    /// The main passthrough table's runs (the first partition count).
+    fn throughput(&self) -> &Throughput {
+        static NONE: Throughput = Vec::new();
+        self.passthrough.first().map(|(_, runs)| runs).unwrap_or(&NONE)
+    }
+
     fn median(&self, service: Service, f: fn(&RunResult) -> f64) -> Option<f64> {
-        let runs = self.throughput.iter().find(|(s, _)| *s == service).map(|(_, r)| r)?;
-        Summary::of(&runs.iter().map(f).collect::<Vec<_>>()).map(|s| s.median)
+        median_in(self.throughput(), service, f)
     }
 
     /// The report in Markdown.
@@ -137,6 +156,7 @@ impl Report {
             self.partitions
         );
         self.passthrough(&mut md);
+        self.scaling(&mut md);
         self.http_section(&mut md);
         self.e2e_section(&mut md);
         self.memory_section(&mut md);
@@ -144,7 +164,7 @@ impl Report {
     }
 
     fn passthrough(&self, md: &mut String) {
-        if self.throughput.is_empty() {
+        if self.throughput().is_empty() {
             return;
         }
         let _ = writeln!(md, "### Passthrough: input topic to output topic\n");
@@ -153,7 +173,7 @@ impl Report {
             "| service | records/s | CPU s per million records | broker CPU s per million | peak RSS MiB |"
         );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-        for (service, runs) in &self.throughput {
+        for (service, runs) in self.throughput() {
             let rate = Summary::of(&runs.iter().map(|r| r.rate).collect::<Vec<_>>());
             let cpu = Summary::of(&runs.iter().map(|r| r.cpu_s_per_million).collect::<Vec<_>>());
             let broker = Summary::of(&runs.iter().map(|r| r.broker_cpu_s_per_million).collect::<Vec<_>>());
@@ -178,7 +198,7 @@ impl Report {
         let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
         let rate = |r: &RunResult| r.rate;
         let cpu = |r: &RunResult| r.cpu_s_per_million;
-        for (service, _) in self.throughput.iter().filter(|(s, _)| matches!(s, Service::Kfn { before: false, .. })) {
+        for (service, _) in self.throughput().iter().filter(|(s, _)| matches!(s, Service::Kfn { before: false, .. })) {
             let (kr, kc) = (self.median(*service, rate), self.median(*service, cpu));
             let mut row = format!("| {} ", service.label());
             for base in [Service::Pipe, Service::RustAvro, Service::Python] {
@@ -233,8 +253,8 @@ impl Report {
 
     /// The (label, numerator, denominator) services `pick` names, both of which ran.
     fn pairs(&self, pick: impl Fn(Service) -> Option<(usize, Service, Service)>) -> Vec<(usize, Service, Service)> {
-        let ran = |s: &Service| self.throughput.iter().any(|(r, _)| r == s);
-        self.throughput.iter().filter_map(|(s, _)| pick(*s)).filter(|(_, a, b)| ran(a) && ran(b)).collect()
+        let ran = |s: &Service| self.throughput().iter().any(|(r, _)| r == s);
+        self.throughput().iter().filter_map(|(s, _)| pick(*s)).filter(|(_, a, b)| ran(a) && ran(b)).collect()
     }
 
     /// A table of ratios of medians (records/s, CPU and broker CPU per record), one row per pair.
@@ -263,7 +283,7 @@ impl Report {
     /// After / before for each kfn service that also ran with the replica built before a change.
     fn before_after(&self, md: &mut String) {
         let pairs: Vec<(Service, Service)> = self
-            .throughput
+            .throughput()
             .iter()
             .filter_map(|(s, _)| match *s {
                 Service::Kfn { guarantee, replicas, before: true } => {
@@ -290,6 +310,83 @@ impl Report {
                 after.label(),
                 ratio(self.median(after, rate), self.median(before, rate)),
                 ratio(self.median(after, cpu), self.median(before, cpu))
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    /// Curves against partitions and replicas: a row per service and partition count, then the
+    /// issue's targets at each count.
+    fn scaling(&self, md: &mut String) {
+        if self.passthrough.len() < 2 {
+            return;
+        }
+        let counts: Vec<String> = self.passthrough.iter().map(|(p, _)| p.to_string()).collect();
+        let _ = writeln!(md, "### Scaling: partitions ({}) and replicas\n", counts.join(", "));
+        let _ = writeln!(
+            md,
+            "Each partition count on an input topic of its own, filled with the same {} records; the services \
+             that scale (below) in rounds as above. Connections are each process's to the broker, the most \
+             seen during the run.\n",
+            thousands(self.records as f64)
+        );
+        let _ = writeln!(
+            md,
+            "| service | partitions | records/s | CPU s per million records | broker CPU s per million | \
+             connections per process | peak RSS MiB |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        let mut services: Vec<Service> = Vec::new();
+        for (_, runs) in &self.passthrough {
+            for (s, _) in runs.iter().filter(|(s, _)| s.scales()) {
+                if !services.contains(s) {
+                    services.push(*s);
+                }
+            }
+        }
+        for service in &services {
+            for (partitions, runs) in &self.passthrough {
+                let Some((_, runs)) = runs.iter().find(|(s, _)| s == service) else { continue };
+                let of = |f: fn(&RunResult) -> f64| Summary::of(&runs.iter().map(f).collect::<Vec<_>>());
+                let connections =
+                    runs.iter().map(|r| r.broker_connections).max().unwrap_or(0) as f64 / service.processes() as f64;
+                let rss = runs.iter().map(|r| r.peak_rss).max().unwrap_or(0) as f64 / MIB;
+                let _ = writeln!(
+                    md,
+                    "| {} | {partitions} | {} | {} | {} | {connections:.0} | {rss:.0} |",
+                    service.label(),
+                    of(|r| r.rate).map(|s| range(&s, 0, true)).unwrap_or_default(),
+                    of(|r| r.cpu_s_per_million).map(|s| range(&s, 2, false)).unwrap_or_default(),
+                    of(|r| r.broker_cpu_s_per_million).map(|s| range(&s, 2, false)).unwrap_or_default(),
+                );
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\nThe targets at each partition count (ratios of medians, one replica or process each; \
+             throughput above 1 and CPU below 1 favour kfn):\n"
+        );
+        let _ = writeln!(
+            md,
+            "| partitions | at_least_once / Rust: records/s | CPU per record | exactly_once / Kafka Streams: \
+             records/s | broker CPU per record, at_least_once / librdkafka pipe | exactly_once / pipe |"
+        );
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+        let kfn = |guarantee| Service::Kfn { guarantee, replicas: 1, before: false };
+        let (alo, eos) = (kfn(Guarantee::AtLeastOnce), kfn(Guarantee::ExactlyOnce));
+        let rate = |r: &RunResult| r.rate;
+        let cpu = |r: &RunResult| r.cpu_s_per_million;
+        let broker = |r: &RunResult| r.broker_cpu_s_per_million;
+        for (partitions, runs) in &self.passthrough {
+            let m = |s, f| median_in(runs, s, f);
+            let _ = writeln!(
+                md,
+                "| {partitions} | {} | {} | {} | {} | {} |",
+                ratio(m(alo, rate), m(Service::RustAvro, rate)),
+                ratio(m(alo, cpu), m(Service::RustAvro, cpu)),
+                ratio(m(eos, rate), m(Service::Streams { processes: 1 }, rate)),
+                ratio(m(alo, broker), m(Service::Pipe, broker)),
+                ratio(m(eos, broker), m(Service::Pipe, broker)),
             );
         }
         let _ = writeln!(md);
@@ -371,11 +468,12 @@ impl Report {
 }
 
 /// Replaces the generated block of `path` with `block` (adding it at the end when absent).
-pub fn write_into(path: &Path, block: &str) -> std::io::Result<()> {
+pub fn write_into(path: &Path, broker: &str, block: &str) -> std::io::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let generated = format!("{BEGIN}\n\n{}\n{END}", block.trim_end());
-    let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(b), Some(e)) if b < e => format!("{}{generated}{}", &old[..b], &old[e + END.len()..]),
+    let (begin, end) = markers(broker);
+    let generated = format!("{begin}\n\n{}\n{end}", block.trim_end());
+    let new = match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{generated}{}", &old[..b], &old[e + end.len()..]),
         _ => format!("{}\n\n{generated}\n", old.trim_end()),
     };
     std::fs::write(path, new)
@@ -405,11 +503,14 @@ mod tests {
         };
         let eos = |replicas| Service::Kfn { guarantee: Guarantee::ExactlyOnce, replicas, before: false };
         let report = Report {
-            throughput: vec![
-                (Service::Streams { processes: 1 }, vec![run(50_000.0, 8.0, 4.0)]),
-                (Service::Streams { processes: 2 }, vec![run(60_000.0, 8.0, 4.0)]),
-                (eos(1), vec![run(100_000.0, 4.0, 6.0)]),
-            ],
+            passthrough: vec![(
+                6,
+                vec![
+                    (Service::Streams { processes: 1 }, vec![run(50_000.0, 8.0, 4.0)]),
+                    (Service::Streams { processes: 2 }, vec![run(60_000.0, 8.0, 4.0)]),
+                    (eos(1), vec![run(100_000.0, 4.0, 6.0)]),
+                ],
+            )],
             ..Report::default()
         };
         let md = report.markdown();
@@ -420,17 +521,54 @@ mod tests {
     }
 
     #[test]
+    fn the_scaling_table_has_a_row_per_service_and_count_and_the_targets_per_count() {
+        let run = |rate: f64, cpu: f64, broker: f64, connections| RunResult {
+            rate,
+            cpu_s_per_million: cpu,
+            broker_cpu_s_per_million: broker,
+            peak_rss: 0,
+            broker_connections: connections,
+        };
+        let kfn = |guarantee, replicas| Service::Kfn { guarantee, replicas, before: false };
+        let at = |partitions, kfn_rate| {
+            (
+                partitions,
+                vec![
+                    (Service::Pipe, vec![run(200_000.0, 1.0, 2.0, 3)]),
+                    (Service::RustAvro, vec![run(100_000.0, 3.0, 2.0, 3)]),
+                    (Service::Python, vec![run(10_000.0, 30.0, 2.0, 3)]),
+                    (Service::Streams { processes: 1 }, vec![run(50_000.0, 8.0, 4.0, 5)]),
+                    (kfn(Guarantee::AtLeastOnce, 1), vec![run(kfn_rate, 6.0, 1.0, 4)]),
+                    (kfn(Guarantee::ExactlyOnce, 1), vec![run(kfn_rate / 2.0, 4.0, 3.0, 4)]),
+                    (kfn(Guarantee::AtLeastOnce, 2), vec![run(kfn_rate, 6.0, 1.0, 8)]),
+                ],
+            )
+        };
+        let report = Report { passthrough: vec![at(6, 100_000.0), at(600, 50_000.0)], ..Report::default() };
+        let md = report.markdown();
+        assert!(md.contains("### Scaling: partitions (6, 600) and replicas"), "{md}");
+        // Connections per process: 8 held by two replicas are 4 each.
+        assert!(md.contains("| kfn at_least_once, 2 replicas | 600 | 50,000 (50,000–50,000) | 6.00 (6.00–6.00) | 1.00 (1.00–1.00) | 4 | 0 |"), "{md}");
+        assert!(md.contains("| 600 | 0.50 | 2.00 | 0.50 | 0.50 | 1.50 |"), "{md}");
+        assert!(md.contains("| 6 | 1.00 | 2.00 | 1.00 | 0.50 | 1.50 |"), "{md}");
+        // Python is in the main table but not among the services that scale.
+        assert!(!md.contains("| Python on confluent-kafka + Avro | 6 |"), "{md}");
+    }
+
+    #[test]
     fn the_generated_block_is_replaced_and_the_rest_kept() {
         let dir = std::env::temp_dir().join(format!("kfn-bench-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("b.md");
         std::fs::write(&path, "# Title\nhand-written\n").expect("write");
-        write_into(&path, "first").expect("first");
-        write_into(&path, "second").expect("second");
+        write_into(&path, "kafka", "first").expect("first");
+        write_into(&path, "tansu", "other broker").expect("other");
+        write_into(&path, "kafka", "second").expect("second");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.starts_with("# Title\nhand-written\n"));
         assert!(text.contains("second") && !text.contains("first"));
-        assert_eq!(text.matches(BEGIN).count(), 1);
+        assert!(text.contains("other broker"), "a run on one broker keeps the other's block: {text}");
+        assert_eq!(text.matches(&markers("kafka").0).count(), 1);
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -100,6 +100,25 @@ impl Service {
         }
     }
 
+    /// Whether the scaling runs (partition counts after the first) include it: the librdkafka
+    /// pipe and Rust service, one Kafka Streams process, kfn at_least_once and exactly_once.
+    pub fn scales(&self) -> bool {
+        match self {
+            Service::Pipe | Service::RustAvro | Service::Streams { processes: 1 } => true,
+            Service::Kfn { guarantee, before, .. } => !before && *guarantee != Guarantee::ExactlyOncePerPartition,
+            Service::Python | Service::Streams { .. } => false,
+        }
+    }
+
+    /// How many processes it runs.
+    pub fn processes(&self) -> usize {
+        match self {
+            Service::Pipe | Service::RustAvro | Service::Python => 1,
+            Service::Streams { processes } => *processes,
+            Service::Kfn { replicas, .. } => *replicas,
+        }
+    }
+
     /// A short name for tables.
     pub fn label(&self) -> String {
         match self {

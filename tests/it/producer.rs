@@ -411,3 +411,26 @@ async fn concurrent_sends_to_one_partition_share_batches() {
     assert_eq!(log, answered);
     assert!(batches.len() <= 20, "200 concurrent sends took {} record batches: {batches:?}", batches.len());
 }
+
+/// `send_each` writes each partition's records in their order and returns once all are
+/// acknowledged; a batch with a record the producer refuses fails the call before any batch is
+/// queued, so nothing of it is written.
+#[tokio::test]
+async fn send_each_writes_every_partitions_records_or_none_when_one_is_refused() {
+    let cluster = kfn_tests::cluster();
+    let topic = kfn_tests::unique("send-each");
+    kfn_tests::create_topic(&topic, 3).await.expect("topic");
+    let producer = Producer::new(cluster, ProducerConfig::default()).await.expect("producer");
+    let tp = |p| TopicPartition::new(topic.clone(), p);
+    producer
+        .send_each([(tp(0), vec![record("a1"), record("a2")]), (tp(1), vec![record("b1")]), (tp(2), vec![])])
+        .await
+        .expect("send_each");
+    // Timestamps further apart than a batch's 64-bit delta holds: refused before anything is queued.
+    let far = ProducerRecord::new(None, Some(Bytes::from("z")), i64::MIN + 1);
+    let refused = producer.send_each([(tp(2), vec![record("c1")]), (tp(0), vec![record("c2"), far])]).await;
+    assert!(refused.is_err(), "a record the batch cannot hold is refused");
+    let mut values = read(kfn_tests::broker(), &topic, "read_uncommitted").await;
+    values.sort();
+    assert_eq!(values, ["a1", "a2", "b1"], "every acknowledged record, and nothing of the refused call");
+}

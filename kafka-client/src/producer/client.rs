@@ -334,8 +334,40 @@ impl Producer {
         if self.inner.config.transactional_id.is_some() {
             return self.send_in_txn(tp, records).await;
         }
+        self.enqueue(tp, records)?.acknowledged().await
+    }
+
+    /// Writes each partition's records, as [`Producer::send`] does for one; returns when all are
+    /// acknowledged, or with the first failure.
+    ///
+    /// Outside a transaction the records are queued at once and only their acknowledgements
+    /// awaited: a chunk going to hundreds of partitions waits on hundreds of small receivers, not
+    /// hundreds of send futures (a process reading 600 partitions held 687 MB of those).
+    pub async fn send_each(
+        &self,
+        batches: impl IntoIterator<Item = (TopicPartition, Vec<ProducerRecord>)>,
+    ) -> Result<(), SendError> {
+        if self.inner.config.transactional_id.is_some() {
+            let sends = batches.into_iter().map(|(tp, records)| async move { self.send_in_txn(&tp, records).await });
+            futures::future::try_join_all(sends).await?;
+            return Ok(());
+        }
+        // Every batch checked before any is queued: a refused record leaves nothing half written.
+        let batches: Vec<_> = batches.into_iter().collect();
+        for (_, records) in &batches {
+            queue::check_records(records)?;
+        }
+        let queued: Vec<Queued> =
+            batches.into_iter().map(|(tp, records)| self.enqueue(&tp, records)).collect::<Result<_, _>>()?;
+        futures::future::try_join_all(queued.into_iter().map(Queued::acknowledged)).await?;
+        Ok(())
+    }
+
+    /// Queues `records` for `tp` outside a transaction, starting the partition's flusher when
+    /// none runs; the records are written even if what is returned is dropped.
+    fn enqueue(&self, tp: &TopicPartition, records: Vec<ProducerRecord>) -> Result<Queued, SendError> {
         if records.is_empty() {
-            return Ok(-1);
+            return Ok(Queued { answer: None, target: tp.clone() });
         }
         queue::check_records(&records)?;
         let config = &self.inner.config;
@@ -360,12 +392,7 @@ impl Producer {
                 .await
             });
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(SendError::Fatal {
-                target: tp.to_string(),
-                reason: "the producer stopped sending to this partition before the records were acknowledged".into(),
-            })
-        })
+        Ok(Queued { answer: Some(answer), target: tp.clone() })
     }
 
     /// A transaction's records: the partition joins the transaction before its
@@ -772,5 +799,26 @@ impl Producer {
         state.in_txn.clear();
         state.offsets_added.clear();
         Ok(())
+    }
+}
+
+/// Records queued outside a transaction, waiting for their acknowledgement.
+struct Queued {
+    /// The partition queue's answer; `None` when there was nothing to send.
+    answer: Option<tokio::sync::oneshot::Receiver<Result<i64, SendError>>>,
+    /// The partition, for the error when the queue stopped without answering.
+    target: TopicPartition,
+}
+
+impl Queued {
+    /// The offset of the first record once acknowledged (-1 when the broker gave none).
+    async fn acknowledged(self) -> Result<i64, SendError> {
+        let Some(answer) = self.answer else { return Ok(-1) };
+        answer.await.unwrap_or_else(|_| {
+            Err(SendError::Fatal {
+                target: self.target.to_string(),
+                reason: "the producer stopped sending to this partition before the records were acknowledged".into(),
+            })
+        })
     }
 }

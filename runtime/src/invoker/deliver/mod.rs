@@ -57,10 +57,10 @@ impl AtLeastOnce {
     async fn deliver(&self, tp: &TopicPartition, outgoing: Outgoing, commit: Option<i64>) -> Result<(), DeliverError> {
         let start = Instant::now();
         // The records move into the producer: no copy of each batch's record list.
-        let sends = outgoing.into_iter().map(|((topic, partition), recs)| async move {
-            self.producer.send(&TopicPartition::new(topic.to_string(), partition), recs).await
-        });
-        futures::future::try_join_all(sends).await?;
+        let batches = outgoing
+            .into_iter()
+            .map(|((topic, partition), recs)| (TopicPartition::new(topic.to_string(), partition), recs));
+        self.producer.send_each(batches).await?;
         self.metrics.produce_duration.observe(start.elapsed().as_secs_f64());
         if let Some(next_offset) = commit {
             if let Err(e) = self.committer.commit(tp, next_offset).await {

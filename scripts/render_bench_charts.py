@@ -58,7 +58,8 @@ def tables(lines):
                 cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
                 if scaling:
                     # service, partitions, records/s, CPU, broker CPU, connections per process
-                    rows.append((cells[0], int(cells[1]), number(cells[2]), number(cells[3]), number(cells[4]),
+                    # A footnote mark (e.g. " ¹") on a service stays in the table, not in the curve's name.
+                    rows.append((cells[0].rstrip(" ¹²³*"), int(cells[1]), number(cells[2]), number(cells[3]), number(cells[4]),
                                  number(cells[5])))
                 else:
                     rows.append((cells[0], number(cells[1]), number(cells[2]), number(cells[3])))
@@ -107,15 +108,16 @@ def curves(rows, title, path):
         (5, "connections to the broker per process"),
     ]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    colors = plt.get_cmap("tab20").colors
     for ax, (column, name) in zip(axes.flat, panels):
-        for service in services:
+        for n, service in enumerate(services):
             points = [(r[1], r[column]) for r in rows if r[0] == service and r[column]]
             if not points:
                 continue
             xs = [p for p, _ in points]
             med = [v[0] for _, v in points]
             err = [[v[0] - v[1] for _, v in points], [v[2] - v[0] for _, v in points]]
-            ax.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=service)
+            ax.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=service, color=colors[n % len(colors)])
         ax.set_xscale("log")
         ax.set_xticks(sorted({r[1] for r in rows}), [str(p) for p in sorted({r[1] for r in rows})])
         ax.set_xlabel("partitions")

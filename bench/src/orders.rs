@@ -58,6 +58,9 @@ pub async fn fill_topic(stack: &Stack, topic: &str, partitions: i32, count: usiz
     let producer = Producer::new(stack.cluster.clone(), ProducerConfig::default()).await?;
     let mut by_partition: BTreeMap<i32, Vec<ProducerRecord>> = BTreeMap::new();
     let mut size = 0;
+    // Record timestamps of now: with the event's 2023 creation time Apache Kafka's 7-day retention
+    // deleted the input's segments at its next check, five minutes into a run.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     for i in 0..count {
         let event = order(i);
         let mut value = Vec::new();
@@ -67,7 +70,7 @@ pub async fn fill_topic(stack: &Stack, topic: &str, partitions: i32, count: usiz
         by_partition.entry((i % partitions as usize) as i32).or_default().push(ProducerRecord::new(
             Some(key),
             Some(Bytes::from(value)),
-            1_700_000_000_000 + i as i64,
+            now,
         ));
     }
     let sends = by_partition.into_iter().map(|(p, records)| {

@@ -286,7 +286,9 @@ pub fn start(stack: &Stack, service: Service, wiring: &Wiring) -> anyhow::Result
         Service::Streams { processes: count } => {
             let mut processes = Processes { children: Vec::new(), admin_addrs: Vec::new(), ready_files: Vec::new() };
             for index in 0..count {
-                let (child, ready) = crate::streams::start(stack, wiring, index)?;
+                let name = format!("{}-{index}", wiring.name);
+                let (command, ready) = crate::streams::command(stack, &name)?;
+                let child = spawn_peer(stack, wiring, command, &name).context("starting the Kafka Streams peer")?;
                 processes.children.push(child);
                 processes.ready_files.push(ready);
             }

@@ -8,12 +8,11 @@
 //! itself, spawned directly, so the pid measured is the JVM's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::OnceLock;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 
-use crate::services::Wiring;
 use crate::stack::Stack;
 
 /// The program's main class.
@@ -33,19 +32,16 @@ pub fn classpath(root: &Path) -> anyhow::Result<String> {
     BUILT.get_or_init(|| build(root).map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
 }
 
-/// Starts process `index` of the Streams peer on `wiring`; returns it and the
-/// file it creates once it holds its tasks (state RUNNING).
-pub fn start(stack: &Stack, wiring: &Wiring, index: usize) -> anyhow::Result<(Child, PathBuf)> {
+/// The command of the Streams peer process `name` (the services module spawns it with the run's
+/// wiring), and the file it creates once it holds its tasks (state RUNNING).
+pub fn command(stack: &Stack, name: &str) -> anyhow::Result<(Command, PathBuf)> {
     let classpath = classpath(&stack.root)?;
     let java = kfn::dev::maven::java(JAVA_FOR)?;
-    let name = format!("{}-{index}", wiring.name);
     let state_dir = stack.run_dir.join(format!("{name}.state"));
     let ready = stack.run_dir.join(format!("{name}.ready"));
     let mut command = Command::new(&java);
     command.args([HEAP, "-cp", &classpath, MAIN]).env("BENCH_STATE_DIR", &state_dir).env("BENCH_READY_FILE", &ready);
-    let child = crate::services::spawn_peer(stack, wiring, command, &name)
-        .with_context(|| format!("starting the Kafka Streams peer with {}", java.display()))?;
-    Ok((child, ready))
+    Ok((command, ready))
 }
 
 /// Builds `bench/streams` into the kfn cache unless it is built already (see `kfn::dev::maven::build_module`).

@@ -9,9 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-
-use anyhow::anyhow;
 
 use crate::stack::Stack;
 
@@ -28,8 +25,8 @@ const HEAP: &str = "-Xmx512m";
 ///
 /// Built once per `kfn-bench` process; a failed build is reported again on every call.
 pub fn classpath(root: &Path) -> anyhow::Result<String> {
-    static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
-    BUILT.get_or_init(|| build(root).map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
+    kfn::dev::maven::java(JAVA_FOR)?;
+    Ok(kfn::dev::maven::built_once(&root.join("bench/streams"), "bench-streams")?)
 }
 
 /// The command of the Streams peer process `name` (the services module spawns it with the run's
@@ -42,11 +39,4 @@ pub fn command(stack: &Stack, name: &str) -> anyhow::Result<(Command, PathBuf)> 
     let mut command = Command::new(&java);
     command.args([HEAP, "-cp", &classpath, MAIN]).env("BENCH_STATE_DIR", &state_dir).env("BENCH_READY_FILE", &ready);
     Ok((command, ready))
-}
-
-/// Builds `bench/streams` into the kfn cache unless it is built already (see `kfn::dev::maven::build_module`).
-fn build(root: &Path) -> anyhow::Result<String> {
-    kfn::dev::maven::java(JAVA_FOR)?;
-    let cache = kfn::dev::tansu::cache_dir()?.join("bench-streams");
-    Ok(kfn::dev::maven::build_module(&root.join("bench/streams"), &cache)?)
 }

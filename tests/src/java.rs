@@ -3,15 +3,12 @@
 //! The Maven module is built once per test binary into the kfn cache (not the
 //! checkout), and skipped when its pom and sources are unchanged since the last build.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 
 /// The classpath of the built peers: their classes and every dependency jar.
 pub fn classpath() -> anyhow::Result<String> {
-    static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
-    BUILT.get_or_init(|| build().map_err(|e| format!("{e:#}"))).clone().map_err(|e| anyhow!(e))
+    let module = crate::workspace_root().join("tests").join("java");
+    Ok(kfn::dev::maven::built_once(&module, "java-peers")?)
 }
 
 /// A `java` command running `dev.kfn.peers.<main>`; add the program's arguments.
@@ -28,13 +25,4 @@ pub async fn run(main: &str, args: &[&str]) -> anyhow::Result<String> {
         bail!("java {main} {args:?} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
     }
     Ok(String::from_utf8(output.stdout)?)
-}
-
-fn build() -> anyhow::Result<String> {
-    let module = crate::workspace_root().join("tests").join("java");
-    let cache = std::env::var_os("KFN_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("kfn-cache"))
-        .join("java-peers");
-    Ok(kfn::dev::maven::build_module(&module, &cache)?)
 }

@@ -363,12 +363,11 @@ fn deliver(
     // then a short one, and an idle process polled the broker every few
     // milliseconds on each fetcher.
     let due = state.wants.iter().any(|(tp, w)| wanted.contains_key(tp) && w.asked.elapsed() >= fetcher.key.max_wait);
-    let stale: Vec<TopicPartition> = state
-        .wants
-        .keys()
-        .filter(|tp| due && wanted.contains_key(*tp) && state.marks.contains_key(*tp))
-        .cloned()
-        .collect();
+    if !due {
+        return;
+    }
+    let stale: Vec<TopicPartition> =
+        state.wants.keys().filter(|tp| wanted.contains_key(*tp) && state.marks.contains_key(*tp)).cloned().collect();
     for tp in stale {
         let (high_watermark, last_stable_offset, log_start_offset) = state.marks[&tp];
         if let Some(want) = state.wants.remove(&tp) {

@@ -40,6 +40,17 @@ pub enum MavenError {
         /// Its exit status.
         status: ExitStatus,
     },
+    /// The module's build failed earlier in this process (its output went to the terminal then).
+    #[error("building {module} failed earlier in this process: {reason}")]
+    FailedEarlier {
+        /// The module's folder.
+        module: PathBuf,
+        /// The first failure, as it was reported.
+        reason: String,
+    },
+    /// Neither KFN_CACHE_DIR, XDG_CACHE_HOME nor HOME names a cache folder to build into.
+    #[error("no cache folder to build into: set KFN_CACHE_DIR")]
+    NoCacheDir,
     /// A file or folder of the install or build could not be read or written.
     #[error("cannot read or write {path}: {source}")]
     Io {
@@ -177,6 +188,26 @@ pub fn build_module(module: &Path, cache: &Path) -> Result<String, MavenError> {
     std::fs::rename(cache.join("build").join("classes"), &classes).map_err(io(&classes))?;
     std::fs::write(&stamp, hash).map_err(io(&stamp))?;
     Ok(classpath)
+}
+
+/// [`build_module`] of `module` into `<kfn cache>/<name>` once per process: the callers after the
+/// first get the classpath it returned, or its failure again (the test binaries and the benchmark
+/// ask for their Java peers from many places).
+pub fn built_once(module: &Path, name: &str) -> Result<String, MavenError> {
+    static BUILT: std::sync::Mutex<std::collections::BTreeMap<PathBuf, Result<String, String>>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    // Held while building: a second caller waits for the first build instead of running mvn beside it.
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let outcome = match built.get(module) {
+        Some(outcome) => outcome.clone(),
+        None => {
+            let cache = super::tansu::cache_dir().map_err(|_| MavenError::NoCacheDir)?.join(name);
+            let outcome = build_module(module, &cache).map_err(|e| e.to_string());
+            built.insert(module.to_path_buf(), outcome.clone());
+            outcome
+        }
+    };
+    outcome.map_err(|reason| MavenError::FailedEarlier { module: module.to_path_buf(), reason })
 }
 
 /// A hash of a module's pom and sources.

@@ -97,29 +97,19 @@ impl Committer {
     ) -> Result<BTreeMap<TopicPartition, Result<(), KafkaError>>, KafkaError> {
         let generation = self.generation().ok_or_else(|| KafkaError::Broker {
             api: "OffsetCommit",
-            code: 27, // REBALANCE_IN_PROGRESS: the member holds no assignment now
+            // The member holds no assignment now.
+            code: ResponseError::RebalanceInProgress.code(),
             context: format!("{} partitions in group {}", offsets.len(), self.group),
         })?;
-        let stale = |r: &Result<BTreeMap<TopicPartition, Result<(), KafkaError>>, KafkaError>| {
-            let is_stale = |e: &KafkaError| e.response_error() == Some(ResponseError::StaleMemberEpoch);
-            match r {
-                Ok(each) => each.values().any(|o| o.as_ref().is_err_and(is_stale)),
-                Err(e) => is_stale(e),
-            }
-        };
         let mut result = client.commit_each(&generation, offsets).await;
-        if stale(&result) {
+        if any_error(&result, |e| e.response_error() == Some(ResponseError::StaleMemberEpoch)) {
             // The consumer protocol bumped the member epoch between reading it and
             // committing (a partition came or went elsewhere): again with the new one.
             if let Some(current) = self.generation().filter(|g| g.id != generation.id) {
                 result = client.commit_each(&current, offsets).await;
             }
         }
-        let retriable = match &result {
-            Ok(each) => each.values().any(|o| o.as_ref().is_err_and(KafkaError::is_retriable)),
-            Err(e) => e.is_retriable(),
-        };
-        if retriable {
+        if any_error(&result, KafkaError::is_retriable) {
             client.reset_coordinator();
         }
         result
@@ -133,5 +123,16 @@ impl Committer {
             client.reset_coordinator();
         }
         Ok(result?.get(tp).copied())
+    }
+}
+
+/// Whether the OffsetCommit failed as a whole, or for any partition, with an error `matches` accepts.
+fn any_error(
+    result: &Result<BTreeMap<TopicPartition, Result<(), KafkaError>>, KafkaError>,
+    matches: impl Fn(&KafkaError) -> bool,
+) -> bool {
+    match result {
+        Ok(each) => each.values().any(|o| o.as_ref().is_err_and(&matches)),
+        Err(e) => matches(e),
     }
 }

@@ -305,11 +305,11 @@ impl HttpTrigger {
             return Ok((reply.status, reply.body));
         }
         let producer = route.producer.as_ref().unwrap_or(&self.producer);
-        let sends = by_tp.into_iter().map(|((topic, partition), records)| async move {
-            producer.send(&TopicPartition::new(topic.to_string(), partition), records).await
-        });
-        match futures::future::try_join_all(sends).await {
-            Ok(_) => Ok((reply.status, reply.body)),
+        let batches = by_tp
+            .into_iter()
+            .map(|((topic, partition), records)| (TopicPartition::new(topic.to_string(), partition), records));
+        match producer.send_each(batches).await {
+            Ok(()) => Ok((reply.status, reply.body)),
             Err(e) => {
                 tracing::warn!(function = %route.function, error = %e, "producing the request's events failed");
                 Err((503, serde_json::json!({ "error": format!("the event could not be stored: {e}") }).to_string()))

@@ -334,7 +334,8 @@ impl Producer {
         if self.inner.config.transactional_id.is_some() {
             return self.send_in_txn(tp, records).await;
         }
-        self.enqueue(tp, records)?.acknowledged().await
+        queue::check_records(&records)?;
+        acknowledged(self.enqueue(tp, records), tp).await
     }
 
     /// Writes each partition's records, as [`Producer::send`] does for one; returns when all are
@@ -357,19 +358,21 @@ impl Producer {
         for (_, records) in &batches {
             queue::check_records(records)?;
         }
-        let queued: Vec<Queued> =
-            batches.into_iter().map(|(tp, records)| self.enqueue(&tp, records)).collect::<Result<_, _>>()?;
-        futures::future::try_join_all(queued.into_iter().map(Queued::acknowledged)).await?;
+        let queued: Vec<_> = batches.into_iter().map(|(tp, records)| (self.enqueue(&tp, records), tp)).collect();
+        futures::future::try_join_all(
+            queued.into_iter().map(|(answer, tp)| async move { acknowledged(answer, &tp).await }),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Queues `records` for `tp` outside a transaction, starting the partition's flusher when
-    /// none runs; the records are written even if what is returned is dropped.
-    fn enqueue(&self, tp: &TopicPartition, records: Vec<ProducerRecord>) -> Result<Queued, SendError> {
+    /// Queues `records` (checked by the caller) for `tp` outside a transaction, starting the
+    /// partition's flusher when none runs; the records are written even if the answer is
+    /// dropped. `None` when there is nothing to send.
+    fn enqueue(&self, tp: &TopicPartition, records: Vec<ProducerRecord>) -> Option<Answer> {
         if records.is_empty() {
-            return Ok(Queued { answer: None, target: tp.clone() });
+            return None;
         }
-        queue::check_records(&records)?;
         let config = &self.inner.config;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let partition_queue = self.partition_queue(tp);
@@ -392,7 +395,7 @@ impl Producer {
                 .await
             });
         }
-        Ok(Queued { answer: Some(answer), target: tp.clone() })
+        Some(answer)
     }
 
     /// A transaction's records: the partition joins the transaction before its
@@ -802,23 +805,17 @@ impl Producer {
     }
 }
 
-/// Records queued outside a transaction, waiting for their acknowledgement.
-struct Queued {
-    /// The partition queue's answer; `None` when there was nothing to send.
-    answer: Option<tokio::sync::oneshot::Receiver<Result<i64, SendError>>>,
-    /// The partition, for the error when the queue stopped without answering.
-    target: TopicPartition,
-}
+/// The partition queue's answer to queued records: the offset of the first, or the failure.
+type Answer = tokio::sync::oneshot::Receiver<Result<i64, SendError>>;
 
-impl Queued {
-    /// The offset of the first record once acknowledged (-1 when the broker gave none).
-    async fn acknowledged(self) -> Result<i64, SendError> {
-        let Some(answer) = self.answer else { return Ok(-1) };
-        answer.await.unwrap_or_else(|_| {
-            Err(SendError::Fatal {
-                target: self.target.to_string(),
-                reason: "the producer stopped sending to this partition before the records were acknowledged".into(),
-            })
+/// The offset of the first record of what was queued for `tp` once acknowledged (-1 when the
+/// broker gave none, or nothing was queued).
+async fn acknowledged(answer: Option<Answer>, tp: &TopicPartition) -> Result<i64, SendError> {
+    let Some(answer) = answer else { return Ok(-1) };
+    answer.await.unwrap_or_else(|_| {
+        Err(SendError::Fatal {
+            target: tp.to_string(),
+            reason: "the producer stopped sending to this partition before the records were acknowledged".into(),
         })
-    }
+    })
 }
